@@ -1,0 +1,1 @@
+//! Docker's `--secret` reference syntax (owned by the delivery work; see crates/tmpfs).
