@@ -1,0 +1,324 @@
+//! The audit log: one JSON object a line, each carrying the SHA-256 of the line before it.
+//!
+//! A record is appended and flushed to disk *before* the daemon answers the request it
+//! describes, and before any plaintext is handed out. Because every record names its
+//! predecessor's hash and its own sequence number, `verify` finds an edited record (its hash
+//! no longer matches), a removed one (a gap in the sequence or a broken `prev` link) and a
+//! reordered one (sequence out of order), and says at which line.
+//!
+//! Architecture invariant: records carry names, IDs, versions and actors — never a value.
+#![forbid(unsafe_code)]
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead as _, BufReader, Read as _, Seek as _, SeekFrom, Write as _};
+use std::os::unix::fs::OpenOptionsExt as _;
+use std::path::{Path, PathBuf};
+
+pub use lockbox_proto::{AuditRecord, AuditVerify};
+use serde::Serialize;
+use sha2::{Digest as _, Sha256};
+
+/// The `prev` of the first record.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// Errors writing or reading the log.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuditError {
+    #[error("audit log {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("audit log {path}, line {line}: {reason}")]
+    Malformed {
+        path: PathBuf,
+        line: u64,
+        reason: String,
+    },
+}
+
+/// What happened, before it gets its place in the chain.
+#[derive(Debug, Clone, Default)]
+pub struct Event {
+    pub action: String,
+    pub kind: Option<String>,
+    pub id: Option<String>,
+    pub name: Option<String>,
+    pub version: Option<u64>,
+    pub actor: String,
+    pub detail: BTreeMap<String, String>,
+}
+
+impl Event {
+    /// An event with an action and an actor; the rest is filled with the builder methods.
+    pub fn new(action: &str, actor: &str) -> Self {
+        Self {
+            action: action.into(),
+            actor: actor.into(),
+            ..Self::default()
+        }
+    }
+    /// The object the event is about.
+    pub fn object(mut self, kind: &str, id: &str, name: &str) -> Self {
+        self.kind = Some(kind.into());
+        self.id = Some(id.into());
+        self.name = Some(name.into());
+        self
+    }
+    /// The secret version concerned.
+    pub fn version(mut self, v: u64) -> Self {
+        self.version = Some(v);
+        self
+    }
+    /// Any other fact worth keeping (service, workload, node…).
+    pub fn detail(mut self, k: &str, v: &str) -> Self {
+        self.detail.insert(k.into(), v.into());
+        self
+    }
+}
+
+/// The hashed part of a record: everything but `hash`, in a fixed field order.
+#[derive(Serialize)]
+struct Hashed<'a> {
+    seq: u64,
+    time: &'a str,
+    action: &'a str,
+    kind: &'a Option<String>,
+    id: &'a Option<String>,
+    name: &'a Option<String>,
+    version: &'a Option<u64>,
+    actor: &'a str,
+    detail: &'a BTreeMap<String, String>,
+    prev: &'a str,
+}
+
+fn hash_of(r: &AuditRecord) -> String {
+    let h = Hashed {
+        seq: r.seq,
+        time: &r.time,
+        action: &r.action,
+        kind: &r.kind,
+        id: &r.id,
+        name: &r.name,
+        version: &r.version,
+        actor: &r.actor,
+        detail: &r.detail,
+        prev: &r.prev,
+    };
+    let bytes = serde_json::to_vec(&h).expect("plain data serialises");
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// An open audit log, positioned at its end.
+#[derive(Debug)]
+pub struct AuditLog {
+    path: PathBuf,
+    file: File,
+    next_seq: u64,
+    last_hash: String,
+}
+
+impl AuditLog {
+    /// Opens (or creates, mode 0600) the log and finds the chain's head from its last line.
+    pub fn open(path: &Path) -> Result<Self, AuditError> {
+        let io = |source| AuditError::Io {
+            path: path.to_owned(),
+            source,
+        };
+        let mut file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(io)?;
+        let (next_seq, last_hash) = match last_line(&mut file).map_err(io)? {
+            None => (1, GENESIS.to_string()),
+            Some((line_no, text)) => {
+                let r: AuditRecord =
+                    serde_json::from_str(&text).map_err(|e| AuditError::Malformed {
+                        path: path.to_owned(),
+                        line: line_no,
+                        reason: e.to_string(),
+                    })?;
+                (r.seq + 1, r.hash)
+            }
+        };
+        Ok(Self {
+            path: path.to_owned(),
+            file,
+            next_seq,
+            last_hash,
+        })
+    }
+
+    /// Appends one record and flushes it to disk (fdatasync) before returning it.
+    pub fn append(&mut self, e: Event) -> Result<AuditRecord, AuditError> {
+        let mut r = AuditRecord {
+            seq: self.next_seq,
+            time: jiff::Timestamp::now().to_string(),
+            action: e.action,
+            kind: e.kind,
+            id: e.id,
+            name: e.name,
+            version: e.version,
+            actor: e.actor,
+            detail: e.detail,
+            prev: self.last_hash.clone(),
+            hash: String::new(),
+        };
+        r.hash = hash_of(&r);
+        let mut line = serde_json::to_vec(&r).expect("plain data serialises");
+        line.push(b'\n');
+        let io = |source| AuditError::Io {
+            path: self.path.clone(),
+            source,
+        };
+        self.file.write_all(&line).map_err(io)?;
+        self.file.sync_data().map_err(io)?;
+        self.next_seq += 1;
+        self.last_hash = r.hash.clone();
+        Ok(r)
+    }
+
+    /// How many records the log holds.
+    pub fn len(&self) -> u64 {
+        self.next_seq - 1
+    }
+
+    /// Whether the log is empty.
+    pub fn is_empty(&self) -> bool {
+        self.next_seq == 1
+    }
+
+    /// The log's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+fn last_line(f: &mut File) -> std::io::Result<Option<(u64, String)>> {
+    // Reads backwards in blocks so opening a long log stays cheap.
+    let len = f.seek(SeekFrom::End(0))?;
+    if len == 0 {
+        return Ok(None);
+    }
+    let mut end = len;
+    let mut buf = Vec::new();
+    loop {
+        let start = end.saturating_sub(8192);
+        let mut chunk = vec![0u8; (end - start) as usize];
+        f.seek(SeekFrom::Start(start))?;
+        f.read_exact(&mut chunk)?;
+        chunk.extend_from_slice(&buf);
+        buf = chunk;
+        let trimmed = buf.strip_suffix(b"\n").unwrap_or(&buf);
+        if let Some(pos) = trimmed.iter().rposition(|&b| b == b'\n') {
+            let text = String::from_utf8_lossy(&trimmed[pos + 1..]).into_owned();
+            // The line number is only for messages; count it lazily.
+            f.seek(SeekFrom::Start(0))?;
+            let lines = BufReader::new(&*f).lines().count() as u64;
+            f.seek(SeekFrom::End(0))?;
+            return Ok(Some((lines, text)));
+        }
+        if start == 0 {
+            let text = String::from_utf8_lossy(trimmed).into_owned();
+            f.seek(SeekFrom::End(0))?;
+            return Ok(Some((1, text)));
+        }
+        end = start;
+    }
+}
+
+/// Reads every record, or those written at or after `since`.
+pub fn read(path: &Path, since: Option<jiff::Timestamp>) -> Result<Vec<AuditRecord>, AuditError> {
+    let f = File::open(path).map_err(|source| AuditError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    let mut out = Vec::new();
+    for (i, line) in BufReader::new(f).lines().enumerate() {
+        let line = line.map_err(|source| AuditError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        if line.is_empty() {
+            continue;
+        }
+        let r: AuditRecord = serde_json::from_str(&line).map_err(|e| AuditError::Malformed {
+            path: path.to_owned(),
+            line: i as u64 + 1,
+            reason: e.to_string(),
+        })?;
+        if let Some(s) = since {
+            match r.time.parse::<jiff::Timestamp>() {
+                Ok(t) if t < s => continue,
+                _ => {}
+            }
+        }
+        out.push(r);
+    }
+    Ok(out)
+}
+
+/// Walks the whole chain and reports the first break, naming the line.
+pub fn verify(path: &Path) -> Result<AuditVerify, AuditError> {
+    let f = File::open(path).map_err(|source| AuditError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    let mut prev = GENESIS.to_string();
+    let mut expect = 1u64;
+    let mut n = 0u64;
+    for (i, line) in BufReader::new(f).lines().enumerate() {
+        let line_no = i as u64 + 1;
+        let line = line.map_err(|source| AuditError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        let broken = |problem: String| {
+            Ok(AuditVerify {
+                ok: false,
+                records: n,
+                problem: Some(problem),
+            })
+        };
+        let r: AuditRecord = match serde_json::from_str(&line) {
+            Ok(r) => r,
+            Err(e) => return broken(format!("line {line_no}: not a valid record ({e})")),
+        };
+        if hash_of(&r) != r.hash {
+            return broken(format!(
+                "line {line_no} (record {}): edited — its hash does not match its content",
+                r.seq
+            ));
+        }
+        if r.seq != expect {
+            let what = if r.seq > expect {
+                format!("record {expect} is missing (removed)")
+            } else {
+                format!("record {} is out of order (reordered or duplicated)", r.seq)
+            };
+            return broken(format!(
+                "line {line_no}: expected record {expect}, found {}: {what}",
+                r.seq
+            ));
+        }
+        if r.prev != prev {
+            return broken(format!(
+                "line {line_no} (record {}): chain broken — it does not follow the record before it",
+                r.seq
+            ));
+        }
+        prev = r.hash;
+        expect += 1;
+        n += 1;
+    }
+    Ok(AuditVerify {
+        ok: true,
+        records: n,
+        problem: None,
+    })
+}
