@@ -1,45 +1,436 @@
-//! Interface the replication layer drives.
+//! The state machine: commands, and how each one changes the tables.
+//!
+//! Architecture invariant: `apply` is a pure function of (state, index, command). It reads
+//! no clock, draws no randomness and never sees plaintext; IDs, times and ciphertexts come
+//! inside the command, chosen by the proposer. So every replica applies the same bytes.
+use std::collections::BTreeMap;
+
+use lockbox_keyring::Sealed;
+use redb::{ReadTransaction, ReadableTable as _, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
+
+use crate::StoreError;
+use crate::model::{DriverRec, Kind, NewVersion, ObjectRecord, ServiceRecord, VersionMeta};
+
+pub(crate) const OBJECTS: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new("objects");
+pub(crate) const NAMES: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new("names");
+pub(crate) const VERSIONS: TableDefinition<'static, &[u8], &[u8]> =
+    TableDefinition::new("versions");
+pub(crate) const SERVICES: TableDefinition<'static, &[u8], &[u8]> =
+    TableDefinition::new("services");
+const ALL: [TableDefinition<'static, &[u8], &[u8]>; 4] = [OBJECTS, NAMES, VERSIONS, SERVICES];
+
+pub(crate) fn object_key(kind: Kind, id: &str) -> Vec<u8> {
+    let mut k = vec![kind.tag()];
+    k.extend_from_slice(id.as_bytes());
+    k
+}
+
+pub(crate) fn name_key(kind: Kind, name: &str) -> Vec<u8> {
+    let mut k = vec![kind.tag()];
+    k.extend_from_slice(name.to_ascii_lowercase().as_bytes());
+    k
+}
+
+pub(crate) fn version_key(kind: Kind, id: &str, v: u64) -> Vec<u8> {
+    let mut k = object_key(kind, id);
+    k.push(0);
+    k.extend_from_slice(&v.to_be_bytes());
+    k
+}
+
+pub(crate) fn encode<T: Serialize>(v: &T) -> Vec<u8> {
+    postcard::to_stdvec(v).expect("records serialise")
+}
+
+pub(crate) fn decode<T: for<'a> Deserialize<'a>>(b: &[u8]) -> Result<T, StoreError> {
+    postcard::from_bytes(b).map_err(|e| StoreError::Internal(format!("undecodable record: {e}")))
+}
 
 /// A change to the store. Every field that could differ between replicas (IDs, times,
 /// ciphertexts) is chosen before the command is proposed, so applying it is deterministic.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {
-    /// Placeholder; the real variants land with the store.
+    /// Does nothing; used to commit a leader's first entry and in tests.
     Noop,
+    /// Creates a secret or config. `value` is `None` only for driver-backed secrets.
+    Create {
+        kind: Kind,
+        id: String,
+        name: String,
+        labels: BTreeMap<String, String>,
+        time_ns: i64,
+        driver: Option<DriverRec>,
+        templating: Option<DriverRec>,
+        value: Option<NewVersion>,
+    },
+    /// Replaces the labels, if the object is still at `expected_index` (Docker's `version`).
+    UpdateLabels {
+        kind: Kind,
+        id: String,
+        expected_index: u64,
+        labels: BTreeMap<String, String>,
+        time_ns: i64,
+    },
+    /// Removes an object and destroys every sealed version of it.
+    Remove { kind: Kind, id: String },
+    /// Appends a version (rotate or rollback); prunes versions beyond `keep` old ones.
+    AddVersion {
+        kind: Kind,
+        id: String,
+        value: NewVersion,
+        keep: u32,
+        time_ns: i64,
+    },
+    /// Replaces wrapped data keys after a KEK rotation; the values are untouched.
+    Rewrap { entries: Vec<Rewrapped> },
+    /// Creates or replaces a service (the delivery work fills in its rules).
+    PutService { service: ServiceRecord },
+    /// Removes a service.
+    RemoveService { name: String },
+}
+
+/// One data key wrapped under a new KEK.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rewrapped {
+    pub kind: Kind,
+    pub id: String,
+    pub version: u64,
+    pub kek_id: u32,
+    pub wrapped_dek: Vec<u8>,
 }
 
 /// What applying a command returned to the proposer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Response {
     Ok,
+    Created {
+        id: String,
+    },
+    Versioned {
+        id: String,
+        version: u64,
+        pruned: Vec<u64>,
+    },
+    Failed(StoreError),
+}
+
+impl Response {
+    /// Turns a refusal into an `Err`.
+    pub fn into_result(self) -> Result<Response, StoreError> {
+        match self {
+            Response::Failed(e) => Err(e),
+            r => Ok(r),
+        }
+    }
 }
 
 /// The state machine. Its tables live in the same redb database as the raft log, so that
 /// the replication layer can commit an applied entry and its `last_applied` in one
-/// transaction.
+/// transaction. Reads go through [`crate::Reader`].
 #[derive(Debug, Clone)]
 pub struct Store {}
 
 impl Store {
     /// Creates the state-machine tables in `txn` if they are missing.
-    pub fn init_tables(_txn: &redb::WriteTransaction) -> Result<(), redb::Error> {
+    pub fn init_tables(txn: &WriteTransaction) -> Result<(), redb::Error> {
+        for t in ALL {
+            txn.open_table(t)?;
+        }
         Ok(())
     }
 
-    /// Applies one committed command at raft log `index` inside `txn`. Must be
-    /// deterministic: the same (index, command) on the same state gives the same bytes.
-    pub fn apply(_txn: &redb::WriteTransaction, _index: u64, _cmd: &Command) -> Response {
-        Response::Ok
+    /// Applies one committed command at raft log `index` inside `txn`. Deterministic: the
+    /// same (index, command) on the same state gives the same bytes. A refused command
+    /// writes nothing: every check runs before the first write.
+    pub fn apply(txn: &WriteTransaction, index: u64, cmd: &Command) -> Response {
+        match apply_inner(txn, index, cmd) {
+            Ok(r) => r,
+            Err(e) => Response::Failed(e),
+        }
     }
 
     /// Serialises every state-machine table (a snapshot).
-    pub fn export(_txn: &redb::ReadTransaction) -> Result<Vec<u8>, redb::Error> {
-        Ok(Vec::new())
+    pub fn export(txn: &ReadTransaction) -> Result<Vec<u8>, redb::Error> {
+        let mut dump: Vec<Vec<(Vec<u8>, Vec<u8>)>> = Vec::new();
+        for t in ALL {
+            let table = txn.open_table(t)?;
+            let mut rows = Vec::new();
+            for row in table.iter()? {
+                let (k, v) = row?;
+                rows.push((k.value().to_vec(), v.value().to_vec()));
+            }
+            dump.push(rows);
+        }
+        Ok(encode(&dump))
     }
 
     /// Replaces every state-machine table with a snapshot made by [`Store::export`].
-    pub fn import(_txn: &redb::WriteTransaction, _data: &[u8]) -> Result<(), redb::Error> {
+    pub fn import(txn: &WriteTransaction, data: &[u8]) -> Result<(), redb::Error> {
+        let dump: Vec<Vec<(Vec<u8>, Vec<u8>)>> = if data.is_empty() {
+            vec![Vec::new(); ALL.len()]
+        } else {
+            postcard::from_bytes(data)
+                .map_err(|e| redb::Error::Corrupted(format!("snapshot: {e}")))?
+        };
+        for (t, rows) in ALL.iter().zip(dump) {
+            txn.delete_table(*t)?;
+            let mut table = txn.open_table(*t)?;
+            for (k, v) in rows {
+                table.insert(k.as_slice(), v.as_slice())?;
+            }
+        }
         Ok(())
     }
+}
+
+fn load(txn: &WriteTransaction, kind: Kind, id: &str) -> Result<ObjectRecord, StoreError> {
+    let objects = txn.open_table(OBJECTS)?;
+    let raw = objects.get(object_key(kind, id).as_slice())?;
+    match raw {
+        Some(v) => decode(v.value()),
+        None => Err(StoreError::NotFound(kind, id.to_owned())),
+    }
+}
+
+fn save(txn: &WriteTransaction, rec: &ObjectRecord) -> Result<(), StoreError> {
+    let mut objects = txn.open_table(OBJECTS)?;
+    objects.insert(
+        object_key(rec.kind, &rec.id).as_slice(),
+        encode(rec).as_slice(),
+    )?;
+    Ok(())
+}
+
+fn services_using(txn: &WriteTransaction, id: &str) -> Result<Vec<String>, StoreError> {
+    let services = txn.open_table(SERVICES)?;
+    let mut out = Vec::new();
+    for row in services.iter()? {
+        let (_, v) = row?;
+        let s: ServiceRecord = decode(v.value())?;
+        if s.secrets.iter().any(|r| r.secret_id == id) {
+            out.push(s.name);
+        }
+    }
+    // Docker lists the newest service first; we list by name, which is stable across replicas.
+    out.sort();
+    Ok(out)
+}
+
+fn apply_inner(txn: &WriteTransaction, index: u64, cmd: &Command) -> Result<Response, StoreError> {
+    match cmd {
+        Command::Noop => Ok(Response::Ok),
+        Command::Create {
+            kind,
+            id,
+            name,
+            labels,
+            time_ns,
+            driver,
+            templating,
+            value,
+        } => {
+            let kind = *kind;
+            {
+                let names = txn.open_table(NAMES)?;
+                if names.get(name_key(kind, name).as_slice())?.is_some() {
+                    return Err(StoreError::AlreadyExists(kind, name.clone()));
+                }
+                let objects = txn.open_table(OBJECTS)?;
+                if objects.get(object_key(kind, id).as_slice())?.is_some() {
+                    return Err(StoreError::Internal(format!("duplicate ID {id}")));
+                }
+            }
+            let mut rec = ObjectRecord {
+                kind,
+                id: id.clone(),
+                name: name.clone(),
+                labels: labels.clone(),
+                created_ns: *time_ns,
+                updated_ns: *time_ns,
+                index,
+                driver: driver.clone(),
+                templating: templating.clone(),
+                current: 0,
+                next: 1,
+                versions: Vec::new(),
+            };
+            if let Some(v) = value {
+                if v.number != 1 {
+                    return Err(StoreError::Internal(
+                        "a new object starts at version 1".into(),
+                    ));
+                }
+                push_version(txn, &mut rec, v, *time_ns)?;
+            }
+            save(txn, &rec)?;
+            txn.open_table(NAMES)?
+                .insert(name_key(kind, name).as_slice(), id.as_bytes())?;
+            Ok(Response::Created { id: id.clone() })
+        }
+        Command::UpdateLabels {
+            kind,
+            id,
+            expected_index,
+            labels,
+            time_ns,
+        } => {
+            let mut rec = load(txn, *kind, id)?;
+            if rec.index != *expected_index {
+                return Err(StoreError::OutOfSequence);
+            }
+            rec.labels = labels.clone();
+            rec.updated_ns = *time_ns;
+            rec.index = index;
+            save(txn, &rec)?;
+            Ok(Response::Ok)
+        }
+        Command::Remove { kind, id } => {
+            let rec = load(txn, *kind, id)?;
+            if *kind == Kind::Secret {
+                let users = services_using(txn, id)?;
+                if !users.is_empty() {
+                    return Err(StoreError::InUse(*kind, rec.name, users));
+                }
+            }
+            txn.open_table(OBJECTS)?
+                .remove(object_key(*kind, id).as_slice())?;
+            txn.open_table(NAMES)?
+                .remove(name_key(*kind, &rec.name).as_slice())?;
+            let mut versions = txn.open_table(VERSIONS)?;
+            for v in &rec.versions {
+                versions.remove(version_key(*kind, id, v.number).as_slice())?;
+            }
+            Ok(Response::Ok)
+        }
+        Command::AddVersion {
+            kind,
+            id,
+            value,
+            keep,
+            time_ns,
+        } => {
+            let mut rec = load(txn, *kind, id)?;
+            if rec.driver.is_some() {
+                return Err(StoreError::Invalid(format!(
+                    "{} {} is served by driver {}; it has no versions in lockbox",
+                    kind.as_str(),
+                    rec.name,
+                    rec.driver.as_ref().map(|d| d.name.as_str()).unwrap_or("")
+                )));
+            }
+            if value.number != rec.next {
+                // Another rotation won the race; the proposer reseals for the new number.
+                return Err(StoreError::OutOfSequence);
+            }
+            push_version(txn, &mut rec, value, *time_ns)?;
+            let pruned = prune(txn, &mut rec, *keep)?;
+            rec.updated_ns = *time_ns;
+            rec.index = index;
+            save(txn, &rec)?;
+            Ok(Response::Versioned {
+                id: id.clone(),
+                version: value.number,
+                pruned,
+            })
+        }
+        Command::Rewrap { entries } => {
+            let mut versions = txn.open_table(VERSIONS)?;
+            for e in entries {
+                let key = version_key(e.kind, &e.id, e.version);
+                let old = versions.get(key.as_slice())?.map(|v| v.value().to_vec());
+                // A version pruned since the rewrap was computed has nothing left to rewrap.
+                if let Some(old) = old {
+                    let mut sealed: Sealed = decode(&old)?;
+                    sealed.kek_id = e.kek_id;
+                    sealed.wrapped_dek = e.wrapped_dek.clone();
+                    versions.insert(key.as_slice(), encode(&sealed).as_slice())?;
+                }
+            }
+            Ok(Response::Ok)
+        }
+        Command::PutService { service } => {
+            let mut s = service.clone();
+            s.index = index;
+            txn.open_table(SERVICES)?
+                .insert(s.name.as_bytes(), encode(&s).as_slice())?;
+            Ok(Response::Ok)
+        }
+        Command::RemoveService { name } => {
+            let removed = txn.open_table(SERVICES)?.remove(name.as_bytes())?.is_some();
+            if removed {
+                Ok(Response::Ok)
+            } else {
+                Err(StoreError::Invalid(format!("service {name} not found")))
+            }
+        }
+    }
+}
+
+fn push_version(
+    txn: &WriteTransaction,
+    rec: &mut ObjectRecord,
+    v: &NewVersion,
+    time_ns: i64,
+) -> Result<(), StoreError> {
+    txn.open_table(VERSIONS)?.insert(
+        version_key(rec.kind, &rec.id, v.number).as_slice(),
+        encode(&v.sealed).as_slice(),
+    )?;
+    rec.versions.push(VersionMeta {
+        number: v.number,
+        created_ns: time_ns,
+        size: v.size,
+        created_by: v.created_by.clone(),
+        rollback_of: v.rollback_of,
+    });
+    rec.current = v.number;
+    rec.next = v.number + 1;
+    Ok(())
+}
+
+/// Keeps the current version and at most `keep` older ones, except versions that a
+/// service pins. Deleting a version's row destroys its wrapped data key, so the value is
+/// unrecoverable even from an old copy of the ciphertext.
+fn prune(
+    txn: &WriteTransaction,
+    rec: &mut ObjectRecord,
+    keep: u32,
+) -> Result<Vec<u64>, StoreError> {
+    let pinned: Vec<u64> = {
+        let services = txn.open_table(SERVICES)?;
+        let mut p = Vec::new();
+        for row in services.iter()? {
+            let (_, v) = row?;
+            let s: ServiceRecord = decode(v.value())?;
+            p.extend(
+                s.secrets
+                    .iter()
+                    .filter(|r| r.secret_id == rec.id)
+                    .filter_map(|r| r.version),
+            );
+        }
+        p
+    };
+    let old: Vec<u64> = rec
+        .versions
+        .iter()
+        .map(|v| v.number)
+        .filter(|n| *n != rec.current)
+        .collect();
+    let excess = old.len().saturating_sub(keep as usize);
+    let doomed: Vec<u64> = old
+        .into_iter()
+        .take(excess)
+        .filter(|n| !pinned.contains(n))
+        .collect();
+    if doomed.is_empty() {
+        return Ok(doomed);
+    }
+    let mut versions = txn.open_table(VERSIONS)?;
+    for n in &doomed {
+        versions.remove(version_key(rec.kind, &rec.id, *n).as_slice())?;
+    }
+    rec.versions.retain(|v| !doomed.contains(&v.number));
+    Ok(doomed)
 }

@@ -1,0 +1,166 @@
+//! Queries: listing with Docker's filters, `{id}` resolution, sealed versions.
+use std::sync::Arc;
+
+use lockbox_keyring::Sealed;
+use redb::{Database, ReadableDatabase as _, ReadableTable as _, ReadableTableMetadata as _};
+
+use crate::StoreError;
+use crate::machine::{
+    NAMES, OBJECTS, SERVICES, VERSIONS, decode, name_key, object_key, version_key,
+};
+use crate::model::{Kind, ObjectRecord, ServiceRecord};
+use crate::validate::Filters;
+
+/// Read access to the state machine's tables. Cheap to clone.
+#[derive(Clone)]
+pub struct Reader {
+    db: Arc<Database>,
+}
+
+impl std::fmt::Debug for Reader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Reader")
+    }
+}
+
+fn matches(rec: &ObjectRecord, filters: &Filters) -> bool {
+    filters.iter().all(|(key, vals)| match key.as_str() {
+        // Several values of one key are ORed, except labels, which must all match.
+        "id" => vals.is_empty() || vals.iter().any(|v| rec.id.starts_with(v.as_str())),
+        "name" => {
+            let lower = rec.name.to_ascii_lowercase();
+            vals.is_empty()
+                || vals
+                    .iter()
+                    .any(|v| lower.starts_with(&v.to_ascii_lowercase()))
+        }
+        "names" => vals.is_empty() || vals.iter().any(|v| rec.name.eq_ignore_ascii_case(v)),
+        "label" => vals.iter().all(|v| match v.split_once('=') {
+            Some((k, "")) => rec.labels.contains_key(k),
+            Some((k, want)) => rec.labels.get(k).is_some_and(|have| have == want),
+            None => rec.labels.contains_key(v.as_str()),
+        }),
+        _ => false,
+    })
+}
+
+impl Reader {
+    /// Reads through `db`, which holds the state-machine tables.
+    pub fn new(db: Arc<Database>) -> Self {
+        Self { db }
+    }
+
+    fn txn(&self) -> Result<redb::ReadTransaction, StoreError> {
+        Ok(self.db.begin_read()?)
+    }
+
+    /// Every object of `kind` that passes `filters`, sorted by ID (as Docker's daemon
+    /// answers an unfiltered list).
+    pub fn list(&self, kind: Kind, filters: &Filters) -> Result<Vec<ObjectRecord>, StoreError> {
+        let txn = self.txn()?;
+        let objects = txn.open_table(OBJECTS)?;
+        let prefix = [kind.tag()];
+        let mut out = Vec::new();
+        for row in objects.range(prefix.as_slice()..)? {
+            let (k, v) = row?;
+            if k.value().first() != Some(&kind.tag()) {
+                break;
+            }
+            let rec: ObjectRecord = decode(v.value())?;
+            if matches(&rec, filters) {
+                out.push(rec);
+            }
+        }
+        Ok(out)
+    }
+
+    /// How many objects of `kind` there are.
+    pub fn count(&self, kind: Kind) -> Result<u64, StoreError> {
+        Ok(self.list(kind, &Filters::new())?.len() as u64)
+    }
+
+    /// The object with exactly this ID.
+    pub fn get(&self, kind: Kind, id: &str) -> Result<Option<ObjectRecord>, StoreError> {
+        let txn = self.txn()?;
+        let objects = txn.open_table(OBJECTS)?;
+        let raw = objects.get(object_key(kind, id).as_slice())?;
+        raw.map(|v| decode(v.value())).transpose()
+    }
+
+    /// Docker's `{id}` resolution: exact ID, then exact name (case-insensitive), then ID
+    /// prefix; none → not found, several → ambiguous.
+    pub fn resolve(&self, kind: Kind, input: &str) -> Result<ObjectRecord, StoreError> {
+        if input.is_empty() {
+            return Err(StoreError::NotFound(kind, input.to_owned()));
+        }
+        if let Some(r) = self.get(kind, input)? {
+            return Ok(r);
+        }
+        let by_name = {
+            let txn = self.txn()?;
+            let names = txn.open_table(NAMES)?;
+            let raw = names.get(name_key(kind, input).as_slice())?;
+            raw.map(|v| String::from_utf8_lossy(v.value()).into_owned())
+        };
+        if let Some(id) = by_name {
+            if let Some(r) = self.get(kind, &id)? {
+                return Ok(r);
+            }
+        }
+        let mut hits = self.list(
+            kind,
+            &Filters::from([("id".to_string(), vec![input.to_string()])]),
+        )?;
+        match hits.len() {
+            0 => Err(StoreError::NotFound(kind, input.to_owned())),
+            1 => Ok(hits.remove(0)),
+            n => Err(StoreError::Ambiguous(kind, input.to_owned(), n)),
+        }
+    }
+
+    /// The sealed value of one version.
+    pub fn sealed(&self, rec: &ObjectRecord, version: u64) -> Result<Sealed, StoreError> {
+        let txn = self.txn()?;
+        let versions = txn.open_table(VERSIONS)?;
+        let raw = versions.get(version_key(rec.kind, &rec.id, version).as_slice())?;
+        match raw {
+            Some(v) => decode(v.value()),
+            None => Err(StoreError::NoSuchVersion(
+                rec.kind,
+                rec.name.clone(),
+                version,
+            )),
+        }
+    }
+
+    /// Every sealed version in the store, for KEK rotation.
+    pub fn all_sealed(&self) -> Result<Vec<(Kind, String, u64, Sealed)>, StoreError> {
+        let mut out = Vec::new();
+        for kind in [Kind::Secret, Kind::Config] {
+            for rec in self.list(kind, &Filters::new())? {
+                for v in &rec.versions {
+                    out.push((kind, rec.id.clone(), v.number, self.sealed(&rec, v.number)?));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every service, by name.
+    pub fn services(&self) -> Result<Vec<ServiceRecord>, StoreError> {
+        let txn = self.txn()?;
+        let table = txn.open_table(SERVICES)?;
+        let mut out = Vec::new();
+        for row in table.iter()? {
+            let (_, v) = row?;
+            out.push(decode(v.value())?);
+        }
+        Ok(out)
+    }
+
+    /// Number of rows in the objects table (cheap, for `info`).
+    pub fn object_rows(&self) -> Result<u64, StoreError> {
+        let txn = self.txn()?;
+        Ok(txn.open_table(OBJECTS)?.len()?)
+    }
+}

@@ -1,0 +1,92 @@
+//! Docker's validation rules, applied before anything is sealed or proposed.
+use std::collections::BTreeMap;
+
+use crate::{Kind, StoreError};
+
+/// Docker's name rule: 1 to 64 characters of `[a-zA-Z0-9-_.]`, starting and ending with
+/// `[a-zA-Z0-9]`.
+pub fn name(name: &str) -> Result<(), StoreError> {
+    if name.is_empty() {
+        return Err(StoreError::NameRequired);
+    }
+    let b = name.as_bytes();
+    let inner = |c: u8| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.');
+    let ok = b.len() <= 64
+        && b[0].is_ascii_alphanumeric()
+        && b[b.len() - 1].is_ascii_alphanumeric()
+        && b.iter().all(|&c| inner(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(StoreError::InvalidName)
+    }
+}
+
+/// 1 ≤ size < the kind's bound.
+pub fn size(kind: Kind, len: usize) -> Result<(), StoreError> {
+    if len == 0 || len >= kind.max_size() {
+        return Err(StoreError::DataSize(kind));
+    }
+    Ok(())
+}
+
+/// Labels as the lockbox CLI checks them (the server, like Docker's, accepts any map).
+pub fn cli_label(raw: &str) -> Result<(String, String), String> {
+    let (k, v) = raw.split_once('=').unwrap_or((raw, ""));
+    if k.is_empty() {
+        return Err(format!("invalid label '{raw}': empty name"));
+    }
+    if raw.chars().any(char::is_whitespace) {
+        return Err(format!("label '{raw}' contains whitespaces"));
+    }
+    Ok((k.to_owned(), v.to_owned()))
+}
+
+/// Parsed `filters`, in either of Docker's JSON forms.
+pub type Filters = BTreeMap<String, Vec<String>>;
+
+/// Parses the `filters` query value: `{"k":{"v":true}}` or the legacy `{"k":["v"]}`.
+pub fn parse_filters(kind: Kind, json: Option<&str>) -> Result<Filters, StoreError> {
+    let mut out = Filters::new();
+    let Some(json) = json.filter(|s| !s.is_empty()) else {
+        return Ok(out);
+    };
+    let v: serde_json::Value =
+        serde_json::from_str(json).map_err(|_| StoreError::Invalid("invalid filter".into()))?;
+    let obj = v
+        .as_object()
+        .ok_or_else(|| StoreError::Invalid("invalid filter".into()))?;
+    for (k, vals) in obj {
+        let allowed = match kind {
+            Kind::Secret => matches!(k.as_str(), "id" | "name" | "names" | "label"),
+            Kind::Config => matches!(k.as_str(), "id" | "name" | "label"),
+        };
+        if !allowed {
+            return Err(StoreError::InvalidFilter(k.clone()));
+        }
+        let list: Vec<String> = match vals {
+            serde_json::Value::Object(m) => m
+                .iter()
+                .filter(|(_, b)| b.as_bool().unwrap_or(false))
+                .map(|(s, _)| s.clone())
+                .collect(),
+            serde_json::Value::Array(a) => a
+                .iter()
+                .filter_map(|s| s.as_str().map(str::to_owned))
+                .collect(),
+            _ => return Err(StoreError::Invalid("invalid filter".into())),
+        };
+        out.entry(k.clone()).or_default().extend(list);
+    }
+    Ok(out)
+}
+
+/// A serde_json error in the words Go's decoder would use for the common cases, so that a
+/// malformed body gets the message Docker clients expect.
+pub fn go_json_error(e: &serde_json::Error) -> String {
+    let s = e.to_string();
+    match e.classify() {
+        serde_json::error::Category::Eof => "unexpected end of JSON input".into(),
+        _ => s.split(" at line ").next().unwrap_or(&s).to_string(),
+    }
+}
