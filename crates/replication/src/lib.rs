@@ -1,0 +1,36 @@
+//! lockbox's replication layer: every change to the store is a command in a raft log, applied
+//! by the store's deterministic state machine.
+//!
+//! Single-node mode is a **one-voter raft cluster** (openraft), so the cluster work adds
+//! voters and a transport ([`network`] is the placeholder it replaces), not a second code
+//! path.
+//!
+//! # Layout
+//!
+//! * [`Replica`]: open a store file, [`Replica::propose`] commands, read through
+//!   [`Replica::db`] (after [`Replica::ensure_linearizable`] when staleness matters).
+//! * [`storage`]: openraft's log storage and state machine on redb. The raft log and the
+//!   store's tables share one redb `Database`, so an applied entry, the store's changes and
+//!   `last_applied` commit in one write transaction. Its module docs explain which commits
+//!   are fsync'd and why one fsync per proposal is enough for durability.
+//! * [`network`]: a raft network in which every peer is unreachable (single node).
+//! * [`types`]: the openraft type configuration; all openraft types are named in this crate
+//!   so an alpha bump of openraft stays here.
+//!
+//! # Invariants
+//!
+//! * An acknowledged [`Replica::propose`] survives `kill -9` and power loss: its log entry was
+//!   committed with an fsync before the proposal could commit.
+//! * A store file that fails its checksums, is truncated, or would need redb to roll back an
+//!   fsync'd commit is refused at open ([`ReplicationError::Corrupt`]), never served.
+//! * One process, one replica per file: a second open fails ([`ReplicationError::AlreadyOpen`]).
+#![forbid(unsafe_code)]
+
+mod error;
+pub mod network;
+mod replica;
+pub mod storage;
+pub mod types;
+
+pub use error::ReplicationError;
+pub use replica::{DEFAULT_NODE_ID, Replica, ReplicaConfig};

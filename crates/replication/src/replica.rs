@@ -1,0 +1,504 @@
+//! [`Replica`]: one node's raft instance over one redb file.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use lockbox_store::{Command, Response, Store};
+use openraft::errors::{ClientWriteError, Fatal, LinearizableReadError, RaftError};
+use openraft::async_runtime::WatchReceiver;
+use openraft::{LogIdOptionExt, ReadPolicy, ServerState, SnapshotPolicy};
+use redb::{Database, DatabaseError, Durability, ReadableDatabase, StorageError};
+
+use crate::error::ReplicationError;
+use crate::network::NoNetwork;
+use crate::storage::{self, LogStore, StateMachine};
+use crate::types::{Node, NodeId, Proposal, Raft, TypeConfig};
+
+/// The node id a single-node replica uses.
+pub const DEFAULT_NODE_ID: NodeId = 1;
+
+/// How a replica runs. `Default` is right for single-node mode.
+#[derive(Debug, Clone)]
+pub struct ReplicaConfig {
+    /// This node's raft id. Stable for the life of the store file; never reused for a node
+    /// that starts from an empty log.
+    pub node_id: NodeId,
+    /// The address this node advertises in the membership (for peers, once there are any).
+    pub advertise_addr: String,
+    /// A name for log lines and metrics.
+    pub cluster_name: String,
+    /// How often a leader heartbeats its followers. Irrelevant with one voter; it bounds how
+    /// fast followers notice a dead leader in a cluster.
+    pub heartbeat_interval: Duration,
+    /// Lower bound of the randomized election timeout. Must exceed `heartbeat_interval`.
+    /// A one-voter replica elects itself at once on start and never waits for this.
+    pub election_timeout_min: Duration,
+    /// Upper bound of the randomized election timeout. Must exceed `election_timeout_min`.
+    pub election_timeout_max: Duration,
+    /// Build a snapshot once this many entries were applied since the last one.
+    /// `0` disables automatic snapshots ([`Replica::snapshot`] still works).
+    pub snapshot_every: u64,
+    /// How many entries already covered by a snapshot stay in the log (for followers that
+    /// lag a little). The rest is purged.
+    pub logs_to_keep_after_snapshot: u64,
+    /// How long [`Replica::open`] waits for a one-voter replica to become leader and catch
+    /// its state machine up with the log.
+    pub ready_timeout: Duration,
+    /// Let redb roll the file back to its previous commit when the latest one fails its
+    /// checksum. After a power loss in the middle of a commit that is the designed recovery
+    /// (the torn commit was never acknowledged); after bit rot or tampering it silently drops
+    /// an acknowledged write. lockbox cannot tell the two apart, so by default it refuses to
+    /// open such a file ([`ReplicationError::Corrupt`]); an operator who knows the machine lost
+    /// power may set this to accept the rollback.
+    pub allow_torn_commit_rollback: bool,
+}
+
+impl Default for ReplicaConfig {
+    fn default() -> Self {
+        Self {
+            node_id: DEFAULT_NODE_ID,
+            advertise_addr: "local".to_string(),
+            cluster_name: "lockbox".to_string(),
+            heartbeat_interval: Duration::from_millis(100),
+            election_timeout_min: Duration::from_millis(500),
+            election_timeout_max: Duration::from_millis(1000),
+            snapshot_every: 1024,
+            logs_to_keep_after_snapshot: 128,
+            ready_timeout: Duration::from_secs(10),
+            allow_torn_commit_rollback: false,
+        }
+    }
+}
+
+impl ReplicaConfig {
+    fn raft_config(&self) -> Result<openraft::Config, ReplicationError> {
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        let config = openraft::Config {
+            cluster_name: self.cluster_name.clone(),
+            heartbeat_interval: ms(self.heartbeat_interval),
+            election_timeout_min: ms(self.election_timeout_min),
+            election_timeout_max: ms(self.election_timeout_max),
+            snapshot_policy: if self.snapshot_every == 0 {
+                SnapshotPolicy::Never
+            } else {
+                SnapshotPolicy::LogsSinceLast(self.snapshot_every)
+            },
+            max_in_snapshot_log_to_keep: self.logs_to_keep_after_snapshot,
+            // A snapshot transfer must outlast the export of a large store.
+            install_snapshot_timeout: 10_000,
+            ..Default::default()
+        };
+        config
+            .validate()
+            .map_err(|e| ReplicationError::Config(e.to_string()))
+    }
+}
+
+/// One node's replica of the store: the raft log, the vote and the store's tables in one redb
+/// file, driven by openraft. In single-node mode it is a one-voter cluster that is always its
+/// own leader.
+///
+/// Writes go through [`Replica::propose`]; reads use [`Replica::db`] (`begin_read`), after
+/// [`Replica::ensure_linearizable`] when they must not be stale.
+pub struct Replica {
+    raft: Raft,
+    db: Arc<Database>,
+    path: PathBuf,
+    node_id: NodeId,
+}
+
+impl std::fmt::Debug for Replica {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Replica")
+            .field("path", &self.path)
+            .field("node_id", &self.node_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Replica {
+    /// Opens (or creates) the store file at `path` and starts raft on it.
+    ///
+    /// A new file gets its tables and a one-voter membership (`cfg.node_id`). An existing
+    /// file resumes: no re-initialization, the vote and log are what they were, and entries
+    /// the log holds beyond the state machine's `last_applied` (a crash can leave some, see
+    /// the `storage` module docs) are re-applied before this returns. When the membership is
+    /// this node alone, it returns once the node is leader and caught up.
+    ///
+    /// Fails with [`ReplicationError::AlreadyOpen`] if the file is open elsewhere,
+    /// [`ReplicationError::Corrupt`] if it fails redb's integrity check or is truncated.
+    pub async fn open(path: &Path, cfg: ReplicaConfig) -> Result<Replica, ReplicationError> {
+        let raft_config = Arc::new(cfg.raft_config()?);
+        let db = Arc::new(open_database(path, cfg.allow_torn_commit_rollback)?);
+
+        let raft = Raft::new(
+            cfg.node_id,
+            raft_config,
+            NoNetwork,
+            LogStore::new(db.clone()),
+            StateMachine::new(db.clone()),
+        )
+        .await
+        .map_err(fatal)?;
+        let replica = Replica {
+            raft,
+            db,
+            path: path.to_path_buf(),
+            node_id: cfg.node_id,
+        };
+
+        match replica.start(&cfg).await {
+            Ok(()) => Ok(replica),
+            Err(e) => {
+                // Release the file before reporting, so the caller may retry the open.
+                replica.shutdown().await.ok();
+                Err(e)
+            }
+        }
+    }
+
+    async fn start(&self, cfg: &ReplicaConfig) -> Result<(), ReplicationError> {
+        let initialized = self.raft.is_initialized().await.map_err(fatal)?;
+        if !initialized {
+            let members = BTreeMap::from([(cfg.node_id, Node::new(&cfg.advertise_addr))]);
+            tracing::info!(path = %self.path.display(), node_id = cfg.node_id, "initializing a one-voter raft cluster");
+            self.raft
+                .initialize(members)
+                .await
+                .map_err(|e| ReplicationError::Raft(format!("cannot initialize: {e}")))?;
+        } else if !self.is_sole_voter() {
+            // A cluster member: leadership comes from an election among peers, which needs
+            // the transport the cluster work adds. Nothing to wait for here.
+            tracing::warn!(
+                path = %self.path.display(),
+                "membership has other voters; not waiting for leadership"
+            );
+            return Ok(());
+        } else {
+            // Alone in the membership: nobody else can win, so do not sit out an election
+            // timeout. (openraft starts a restarted leader as follower.)
+            self.raft.trigger().elect(false).await.map_err(fatal)?;
+        }
+
+        let timeout = cfg.ready_timeout;
+        let not_ready = |what: &str, e: &dyn std::fmt::Display| ReplicationError::NotReady {
+            timeout_ms: timeout.as_millis(),
+            reason: format!("{what}: {e}"),
+        };
+        self.raft
+            .wait(Some(timeout))
+            .state(ServerState::Leader, "one-voter replica becomes leader")
+            .await
+            .map_err(|e| not_ready("becoming leader", &e))?;
+        // Commit (through the new term's blank entry) and apply everything the durable log
+        // holds, so that the first read after open sees every acknowledged write.
+        self.raft
+            .wait_for_recovery(Some(timeout))
+            .await
+            .map_err(|e| not_ready("re-applying the log", &e))?;
+        Ok(())
+    }
+
+    fn is_sole_voter(&self) -> bool {
+        let metrics = self.raft.metrics();
+        let metrics = metrics.borrow_watched();
+        let voters: Vec<NodeId> = metrics.membership_config.voter_ids().collect();
+        voters == [self.node_id]
+    }
+
+    /// Proposes `cmd` and returns what the store answered once it is committed (durable in a
+    /// quorum of logs) and applied here.
+    pub async fn propose(&self, cmd: Command) -> Result<Response, ReplicationError> {
+        self.propose_indexed(cmd).await.map(|(_, response)| response)
+    }
+
+    /// Like [`Replica::propose`], and also returns the raft log index the command was
+    /// committed at (the `index` `Store::apply` saw).
+    pub async fn propose_indexed(&self, cmd: Command) -> Result<(u64, Response), ReplicationError> {
+        let written = self
+            .raft
+            .client_write(Proposal(cmd))
+            .await
+            .map_err(map_write_error)?;
+        let index = written.log_id.index();
+        let response = written.data.ok_or_else(|| {
+            ReplicationError::Raft(format!(
+                "entry {index} was applied without a store response"
+            ))
+        })?;
+        Ok((index, response))
+    }
+
+    /// Confirms this node is still the leader and waits until its state machine has applied
+    /// everything committed before the call. A read through [`Replica::db`] after this
+    /// returns is linearizable.
+    pub async fn ensure_linearizable(&self) -> Result<(), ReplicationError> {
+        self.raft
+            .ensure_linearizable(ReadPolicy::ReadIndex)
+            .await
+            .map(|_| ())
+            .map_err(|e| match e {
+                RaftError::APIError(LinearizableReadError::ForwardToLeader(f)) => {
+                    ReplicationError::NotLeader {
+                        leader_id: f.leader_id,
+                        leader_addr: f.leader_node.map(|n| n.addr),
+                    }
+                }
+                RaftError::APIError(LinearizableReadError::QuorumNotEnough(q)) => {
+                    ReplicationError::NoQuorum(q.to_string())
+                }
+                RaftError::Fatal(f) => fatal(f),
+            })
+    }
+
+    /// The redb database holding the store's tables. Read with `begin_read()`; never write
+    /// to it directly: every change goes through [`Replica::propose`].
+    pub fn db(&self) -> Arc<Database> {
+        self.db.clone()
+    }
+
+    /// The path of the store file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// This node's raft id.
+    pub fn node_id(&self) -> NodeId {
+        self.node_id
+    }
+
+    /// The index of the last entry applied to the store, as recorded in the store file.
+    pub fn applied_index(&self) -> Result<Option<u64>, ReplicationError> {
+        let txn = self.db.begin_read().map_err(|e| self.storage_error(e))?;
+        let (applied, _) = storage::read_applied(&txn).map_err(|e| self.storage_error(e))?;
+        Ok(applied.map(|id| id.index()))
+    }
+
+    /// Builds a snapshot of everything applied so far, now, and waits until it exists (raft
+    /// then purges the log up to it, keeping `logs_to_keep_after_snapshot` entries). Returns
+    /// the index the newest snapshot covers.
+    pub async fn snapshot(&self) -> Result<Option<u64>, ReplicationError> {
+        let applied = self.raft.metrics().borrow_watched().last_applied.index();
+        self.raft.trigger().snapshot().await.map_err(fatal)?;
+        let timeout = Duration::from_secs(30);
+        let metrics = self
+            .raft
+            .wait(Some(timeout))
+            .metrics(|m| m.snapshot.index() >= applied, "snapshot covers what was applied")
+            .await
+            .map_err(|e| ReplicationError::NotReady {
+                timeout_ms: timeout.as_millis(),
+                reason: format!("building a snapshot: {e}"),
+            })?;
+        Ok(metrics.snapshot.index())
+    }
+
+    /// The log index up to which entries have been purged (covered by a snapshot), if any.
+    pub fn purged_index(&self) -> Option<u64> {
+        self.raft
+            .metrics()
+            .borrow_watched()
+            .purged
+            .as_ref()
+            .map(|id| id.index())
+    }
+
+    /// The raft handle, for the cluster work (membership changes, the RPC server side).
+    pub fn raft(&self) -> &Raft {
+        &self.raft
+    }
+
+    /// Stops raft and closes the store file. Pending proposals fail with
+    /// [`ReplicationError::Fatal`]. The file can be reopened once this returns (unless a
+    /// clone of [`Replica::db`] is still alive: the file stays open and locked until the
+    /// last one is dropped).
+    pub async fn shutdown(self) -> Result<(), ReplicationError> {
+        self.raft
+            .shutdown()
+            .await
+            .map_err(|e| ReplicationError::Fatal(format!("raft task failed to stop: {e}")))?;
+        Ok(())
+    }
+
+    fn storage_error(&self, e: impl std::fmt::Display) -> ReplicationError {
+        ReplicationError::Storage {
+            path: self.path.clone(),
+            source: io::Error::other(e.to_string()),
+        }
+    }
+}
+
+fn fatal(e: Fatal<TypeConfig>) -> ReplicationError {
+    ReplicationError::Fatal(e.to_string())
+}
+
+fn map_write_error(e: RaftError<TypeConfig, ClientWriteError<TypeConfig>>) -> ReplicationError {
+    match e {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => ReplicationError::NotLeader {
+            leader_id: f.leader_id,
+            leader_addr: f.leader_node.map(|n| n.addr),
+        },
+        RaftError::APIError(ClientWriteError::LogEntryDiscarded(_)) => {
+            ReplicationError::OutcomeUnknown
+        }
+        RaftError::APIError(other) => ReplicationError::Raft(other.to_string()),
+        RaftError::Fatal(f) => fatal(f),
+    }
+}
+
+/// Opens the store file, creating it first if it does not exist.
+///
+/// Creation is atomic (built under a temporary name, then linked into place), so an existing
+/// file is always one lockbox finished creating: an empty or truncated file at `path` is
+/// therefore damage and is reported, never re-initialized (redb's `create` would happily turn
+/// an empty file into a fresh, empty database).
+fn open_database(path: &Path, allow_torn_commit_rollback: bool) -> Result<Database, ReplicationError> {
+    let storage_err = |source: io::Error| ReplicationError::Storage {
+        path: path.to_path_buf(),
+        source,
+    };
+    match fs::symlink_metadata(path) {
+        Ok(_) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => create_database(path).map_err(storage_err)?,
+        Err(e) => return Err(storage_err(e)),
+    }
+
+    let db = open_existing(path, allow_torn_commit_rollback)?;
+
+    match storage::read_format(&db).map_err(storage_err)? {
+        Some(storage::FORMAT_VERSION) => {}
+        Some(other) => {
+            return Err(ReplicationError::UnsupportedFormat {
+                path: path.to_path_buf(),
+                reason: format!(
+                    "replication format {other}, this lockbox reads format {}",
+                    storage::FORMAT_VERSION
+                ),
+            });
+        }
+        None => {
+            return Err(ReplicationError::UnsupportedFormat {
+                path: path.to_path_buf(),
+                reason: "a redb database without lockbox's replication tables".to_string(),
+            });
+        }
+    }
+    // New versions may add tables (the store's, or ours); creating missing ones is idempotent.
+    init_all_tables(&db).map_err(storage_err)?;
+    Ok(db)
+}
+
+fn init_all_tables(db: &Database) -> io::Result<()> {
+    let txn = db.begin_write().map_err(io::Error::other)?;
+    storage::init_tables(&txn)?;
+    Store::init_tables(&txn).map_err(io::Error::other)?;
+    let mut txn = txn;
+    txn.set_durability(Durability::Immediate)
+        .map_err(io::Error::other)?;
+    txn.commit().map_err(io::Error::other)
+}
+
+fn create_database(path: &Path) -> io::Result<()> {
+    let name = path
+        .file_name()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "store path has no file name"))?
+        .to_string_lossy()
+        .into_owned();
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let tmp = dir.join(format!(".{name}.creating.{}", std::process::id()));
+    // A leftover from a crash during an earlier creation by this pid; never a live file.
+    match fs::remove_file(&tmp) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let result = (|| {
+        let db = Database::create(&tmp).map_err(io::Error::other)?;
+        init_all_tables(&db)?;
+        db.close().map_err(io::Error::other)?;
+        fs::File::open(&tmp)?.sync_all()?;
+        match fs::hard_link(&tmp, path) {
+            Ok(()) => {}
+            // Another process created it first: use theirs.
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+        fs::File::open(&dir)?.sync_all()
+    })();
+    fs::remove_file(&tmp).ok();
+    result
+}
+
+fn open_existing(path: &Path, allow_torn_commit_rollback: bool) -> Result<Database, ReplicationError> {
+    let corrupt = |reason: String| ReplicationError::Corrupt {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let fell_back = Arc::new(AtomicBool::new(false));
+    let mut builder = redb::Builder::new();
+    // Verify every page checksum on every open, not only after a crash: a plain open trusts
+    // a cleanly closed file and may panic on one damaged since. Cost: one read of the file.
+    builder.set_check_integrity_on_open(true);
+    if !allow_torn_commit_rollback {
+        let flag = fell_back.clone();
+        // redb reports repair progress 0.0 when it starts checking, then 0.3 *only* when the
+        // latest commit fails its checksum and it is about to fall back to the previous
+        // commit, then 0.6 and 0.9. Abort at that fallback: it could drop an acknowledged
+        // write (see `ReplicaConfig::allow_torn_commit_rollback`).
+        builder.set_repair_callback(move |session| {
+            let p = session.progress();
+            if p > 0.1 && p < 0.5 {
+                flag.store(true, Ordering::SeqCst);
+                session.abort();
+            }
+        });
+    }
+    // redb documents that opening a damaged file may panic; turn that into an error too.
+    let opened = catch_unwind(AssertUnwindSafe(|| builder.open(path)));
+    match opened {
+        Ok(Ok(db)) => Ok(db),
+        Err(panic) => {
+            let msg = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "unknown panic".to_string());
+            Err(corrupt(format!("redb failed while reading it: {msg}")))
+        }
+        Ok(Err(DatabaseError::RepairAborted)) if fell_back.load(Ordering::SeqCst) => Err(corrupt(
+            "its latest commit fails its checksum; opening it would roll back to the previous \
+             commit and could lose acknowledged writes (if the machine lost power during a write, \
+             set allow_torn_commit_rollback to accept the rollback)"
+                .to_string(),
+        )),
+        Ok(Err(DatabaseError::DatabaseAlreadyOpen)) => Err(ReplicationError::AlreadyOpen {
+            path: path.to_path_buf(),
+        }),
+        Ok(Err(DatabaseError::Storage(StorageError::Corrupted(msg)))) => Err(corrupt(msg)),
+        Ok(Err(DatabaseError::Storage(StorageError::Io(e))))
+            if matches!(
+                e.kind(),
+                io::ErrorKind::UnexpectedEof | io::ErrorKind::InvalidData
+            ) =>
+        {
+            Err(corrupt(format!("cannot read it (truncated?): {e}")))
+        }
+        Ok(Err(DatabaseError::UpgradeRequired(v))) => Err(ReplicationError::UnsupportedFormat {
+            path: path.to_path_buf(),
+            reason: format!("redb file format version {v} needs an upgrade"),
+        }),
+        Ok(Err(e)) => Err(ReplicationError::Storage {
+            path: path.to_path_buf(),
+            source: io::Error::other(e.to_string()),
+        }),
+    }
+}
