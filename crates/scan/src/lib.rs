@@ -1,0 +1,23 @@
+//! `lockbox scan`: finds the secret leaks the Docker secrets guide warns about — secrets in
+//! environment variables, build args, image history, Compose files, unignored secret files —
+//! plus hard-coded credentials in any text file.
+//!
+//! The binary wires it with one line: `lockbox_scan::cli::run(&args, &mut stdout, &mut stderr)`.
+#![forbid(unsafe_code)]
+
+pub mod baseline;
+pub mod cli;
+pub mod compose;
+pub mod content;
+pub mod content_rules;
+pub mod docker;
+pub mod dockerfile;
+pub mod finding;
+pub mod names;
+pub mod output;
+pub mod rules;
+pub mod shell;
+pub mod walk;
+
+pub use cli::{SCAN_AFTER_HELP, ScanArgs, run};
+pub use finding::{Finding, Redacted, Severity};
