@@ -1,0 +1,309 @@
+//! The native HTTP/JSON API under `/v1/`. Handlers only translate: every decision is in
+//! [`crate::ops::Daemon`]. Errors are Docker's: a status and `{"message": …}` with a
+//! trailing newline and `Content-Type: application/json`.
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::connect_info::Connected;
+use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use lockbox_proto::{
+    ErrorBody, RollbackRequest, RotateRequest, Spec, UnlockKeyResponse, UnlockRequest,
+};
+use lockbox_store::Kind;
+use serde::Serialize;
+use tokio::net::UnixListener;
+
+use crate::ApiError;
+use crate::ops::{Caller, Daemon};
+
+/// The caller's Unix credentials, taken from the socket.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Peer {
+    pub(crate) uid: Option<u32>,
+}
+
+impl Connected<axum::serve::IncomingStream<'_, UnixListener>> for Peer {
+    fn connect_info(stream: axum::serve::IncomingStream<'_, UnixListener>) -> Self {
+        Self {
+            uid: stream.io().peer_cred().ok().map(|c| c.uid()),
+        }
+    }
+}
+
+type App = State<Arc<Daemon>>;
+type Who = ConnectInfo<Peer>;
+
+/// A JSON body ending in a newline, as Go's encoder writes it.
+pub(crate) fn json_response<T: Serialize>(status: StatusCode, v: &T) -> Response {
+    let mut body = serde_json::to_vec(v).expect("serialisable");
+    body.push(b'\n');
+    let mut r = (status, body).into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        json_response(
+            status,
+            &ErrorBody {
+                message: self.message,
+            },
+        )
+    }
+}
+
+type Result<T> = std::result::Result<T, ApiError>;
+
+/// Parses a JSON body with Go-decoder-like messages; an empty body is an empty object
+/// (Engine 23+ behaviour).
+pub(crate) fn parse_body<T: serde::de::DeserializeOwned + Default>(body: &Bytes) -> Result<T> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(lockbox_store::validate::go_json_error(&e)))
+}
+
+fn parse_required<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T> {
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(lockbox_store::validate::go_json_error(&e)))
+}
+
+fn ok_empty(status: StatusCode) -> Response {
+    status.into_response()
+}
+
+async fn list(kind: Kind, d: &Daemon, q: &HashMap<String, String>) -> Result<Response> {
+    Ok(json_response(
+        StatusCode::OK,
+        &d.list(kind, q.get("filters").map(String::as_str))?,
+    ))
+}
+
+async fn create(kind: Kind, d: &Daemon, who: Peer, body: &Bytes) -> Result<Response> {
+    let spec: Spec = parse_body(body)?;
+    Ok(json_response(
+        StatusCode::CREATED,
+        &d.create(kind, spec, &Caller::uid(who.uid)).await?,
+    ))
+}
+
+async fn update(
+    kind: Kind,
+    d: &Daemon,
+    who: Peer,
+    id: &str,
+    q: &HashMap<String, String>,
+    body: &Bytes,
+) -> Result<Response> {
+    let spec: Spec = parse_body(body)?;
+    d.update(
+        kind,
+        id,
+        q.get("version").map(String::as_str),
+        spec,
+        &Caller::uid(who.uid),
+    )
+    .await?;
+    Ok(ok_empty(StatusCode::OK))
+}
+
+async fn remove(kind: Kind, d: &Daemon, who: Peer, id: &str) -> Result<Response> {
+    d.remove(kind, id, &Caller::uid(who.uid)).await?;
+    Ok(ok_empty(StatusCode::NO_CONTENT))
+}
+
+/// Routes shared by both kinds, generated per kind so the two stay identical.
+fn kind_routes(kind: Kind) -> Router<Arc<Daemon>> {
+    Router::new()
+        .route("/", get(move |State(d): App, Query(q): Query<HashMap<String, String>>| async move { list(kind, &d, &q).await }))
+        .route(
+            "/create",
+            post(move |State(d): App, ConnectInfo(who): Who, body: Bytes| async move { create(kind, &d, who, &body).await }),
+        )
+        .route(
+            "/{id}",
+            get(move |State(d): App, Path(id): Path<String>| async move {
+                d.inspect(kind, &id).map(|o| json_response(StatusCode::OK, &o))
+            })
+            .delete(move |State(d): App, ConnectInfo(who): Who, Path(id): Path<String>| async move {
+                remove(kind, &d, who, &id).await
+            }),
+        )
+        .route(
+            "/{id}/update",
+            post(
+                move |State(d): App,
+                      ConnectInfo(who): Who,
+                      Path(id): Path<String>,
+                      Query(q): Query<HashMap<String, String>>,
+                      body: Bytes| async move { update(kind, &d, who, &id, &q, &body).await },
+            ),
+        )
+        .route(
+            "/{id}/rotate",
+            post(move |State(d): App, ConnectInfo(who): Who, Path(id): Path<String>, body: Bytes| async move {
+                let req: RotateRequest = parse_required(&body)?;
+                let r = d.rotate(kind, &id, &req.data, req.keep, &Caller::uid(who.uid)).await?;
+                Ok::<_, ApiError>(json_response(StatusCode::OK, &r))
+            }),
+        )
+        .route(
+            "/{id}/rollback",
+            post(move |State(d): App, ConnectInfo(who): Who, Path(id): Path<String>, body: Bytes| async move {
+                let req: RollbackRequest = parse_required(&body)?;
+                let r = d.rollback(kind, &id, req.version, &Caller::uid(who.uid)).await?;
+                Ok::<_, ApiError>(json_response(StatusCode::OK, &r))
+            }),
+        )
+        .route(
+            "/{id}/versions",
+            get(move |State(d): App, Path(id): Path<String>| async move {
+                d.versions(kind, &id).map(|v| json_response(StatusCode::OK, &v))
+            }),
+        )
+}
+
+#[derive(serde::Deserialize, Default)]
+struct AutolockRequest {
+    #[serde(rename = "Enable")]
+    enable: bool,
+}
+
+/// The native API router.
+pub(crate) fn router(d: Arc<Daemon>) -> Router {
+    let v1 = Router::new()
+        .nest("/secrets", kind_routes(Kind::Secret))
+        .nest("/configs", kind_routes(Kind::Config))
+        .route(
+            "/info",
+            get(|State(d): App| async move { d.info().map(|i| json_response(StatusCode::OK, &i)) }),
+        )
+        .route(
+            "/version",
+            get(|| async {
+                json_response(
+                    StatusCode::OK,
+                    &serde_json::json!({"Version": env!("CARGO_PKG_VERSION"), "ApiVersion": "1"}),
+                )
+            }),
+        )
+        .route(
+            "/unlock",
+            post(
+                |State(d): App, ConnectInfo(who): Who, body: Bytes| async move {
+                    let req: UnlockRequest = parse_required(&body)
+                        .map_err(|_| ApiError::bad_request("invalid key string"))?;
+                    d.unlock(&req.unlock_key, &Caller::uid(who.uid))?;
+                    Ok::<_, ApiError>(ok_empty(StatusCode::OK))
+                },
+            ),
+        )
+        .route(
+            "/autolock",
+            post(
+                |State(d): App, ConnectInfo(who): Who, body: Bytes| async move {
+                    let req: AutolockRequest = parse_body(&body)?;
+                    let key = d.set_autolock(req.enable, &Caller::uid(who.uid))?;
+                    Ok::<_, ApiError>(json_response(
+                        StatusCode::OK,
+                        &serde_json::json!({"UnlockKey": key.as_deref().map(String::as_str)}),
+                    ))
+                },
+            ),
+        )
+        .route(
+            "/unlockkey",
+            get(|State(d): App, ConnectInfo(who): Who| async move {
+                let k = d.unlock_key(false, &Caller::uid(who.uid))?;
+                Ok::<_, ApiError>(json_response(
+                    StatusCode::OK,
+                    &UnlockKeyResponse {
+                        unlock_key: k.to_string(),
+                    },
+                ))
+            }),
+        )
+        .route(
+            "/unlockkey/rotate",
+            post(|State(d): App, ConnectInfo(who): Who| async move {
+                let k = d.unlock_key(true, &Caller::uid(who.uid))?;
+                Ok::<_, ApiError>(json_response(
+                    StatusCode::OK,
+                    &UnlockKeyResponse {
+                        unlock_key: k.to_string(),
+                    },
+                ))
+            }),
+        )
+        .route(
+            "/kek/rotate",
+            post(|State(d): App, ConnectInfo(who): Who| async move {
+                let (id, n) = d.rotate_kek(&Caller::uid(who.uid)).await?;
+                Ok::<_, ApiError>(json_response(
+                    StatusCode::OK,
+                    &serde_json::json!({"KekID": id, "Rewrapped": n}),
+                ))
+            }),
+        )
+        .route(
+            "/audit",
+            get(
+                |State(d): App, Query(q): Query<HashMap<String, String>>| async move {
+                    d.audit_list(q.get("since").map(String::as_str))
+                        .map(|r| json_response(StatusCode::OK, &r))
+                },
+            ),
+        )
+        .route(
+            "/audit/verify",
+            get(|State(d): App| async move {
+                d.audit_verify().map(|r| json_response(StatusCode::OK, &r))
+            }),
+        )
+        .route("/events", get(events));
+    Router::new()
+        .route(
+            "/_ping",
+            get(|| async { "OK" }).head(|| async { StatusCode::OK }),
+        )
+        .nest("/v1", v1)
+        .fallback(|| async { ApiError::new(404, "page not found") })
+        .with_state(d)
+}
+
+/// `GET /v1/events`: one JSON object a line, for as long as the client stays.
+async fn events(State(d): App) -> Response {
+    let rx = d.subscribe();
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        loop {
+            match rx.recv().await {
+                Ok(line) => {
+                    return Some((
+                        Ok::<_, std::convert::Infallible>(Bytes::from(line + "\n")),
+                        rx,
+                    ));
+                }
+                // A slow reader misses events rather than slowing the daemon down.
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(_) => return None,
+            }
+        }
+    });
+    let mut r = Response::new(Body::from_stream(stream));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}

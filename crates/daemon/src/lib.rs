@@ -1,0 +1,22 @@
+//! The lockbox daemon.
+//!
+//! ```text
+//! unix socket ──► http (axum) ──► ops ──► replica.propose(Command)  (openraft → Store::apply)
+//!                                  │  ──► Reader (redb read txns)
+//!                                  ├─► keys (KEK ring: seal before proposing, open for hand-outs)
+//!                                  └─► audit (appended and fsynced before the response)
+//! ```
+//!
+//! Architecture invariant: HTTP handlers hold no logic; everything a request can do is a
+//! method of [`ops::Daemon`], which the Docker-compatible API reuses.
+#![forbid(unsafe_code)]
+
+pub mod error;
+mod harden;
+mod http;
+pub mod ops;
+pub mod paths;
+mod serve;
+
+pub use error::{ApiError, DaemonError};
+pub use serve::{DaemonConfig, run};

@@ -1,0 +1,196 @@
+//! A small HTTP/1.1 client for the daemon's Unix socket.
+use std::path::{Path, PathBuf};
+
+use http_body_util::{BodyExt as _, Full};
+use hyper::body::Bytes;
+use hyper::{Method, Request};
+use hyper_util::rt::TokioIo;
+use lockbox_proto::{ErrorBody, exit_codes};
+use serde::de::DeserializeOwned;
+
+/// What went wrong talking to the daemon, with the exit code it maps to.
+#[derive(Debug)]
+pub(crate) enum ClientError {
+    /// Nothing answers on the socket.
+    Unreachable(PathBuf),
+    /// The daemon answered with an error status.
+    Api { status: u16, message: String },
+    /// Anything else (broken connection, undecodable answer).
+    Other(String),
+}
+
+impl std::fmt::Display for ClientError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ClientError::Unreachable(p) => write!(
+                f,
+                "Cannot connect to the lockbox daemon at unix://{}. Is 'lockbox daemon' running?",
+                p.display()
+            ),
+            ClientError::Api { message, .. } => write!(f, "Error response from daemon: {message}"),
+            ClientError::Other(m) => f.write_str(m),
+        }
+    }
+}
+
+impl std::error::Error for ClientError {}
+
+impl ClientError {
+    pub(crate) fn exit_code(&self) -> i32 {
+        match self {
+            ClientError::Unreachable(_) => exit_codes::UNREACHABLE,
+            ClientError::Api {
+                status: 503,
+                message,
+            } if message.contains("needs to be unlocked") => exit_codes::LOCKED,
+            _ => exit_codes::FAILURE,
+        }
+    }
+}
+
+/// A client bound to one socket path.
+#[derive(Debug, Clone)]
+pub(crate) struct Client {
+    socket: PathBuf,
+}
+
+/// Percent-encodes a query value or path segment.
+pub(crate) fn enc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+impl Client {
+    pub(crate) fn new(socket: &Path) -> Self {
+        Self {
+            socket: socket.to_owned(),
+        }
+    }
+
+    /// Sends one request; returns the status and body of a 2xx answer.
+    pub(crate) async fn raw(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<(u16, Bytes), ClientError> {
+        let stream = tokio::net::UnixStream::connect(&self.socket)
+            .await
+            .map_err(|_| ClientError::Unreachable(self.socket.clone()))?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| ClientError::Other(format!("cannot talk to the daemon: {e}")))?;
+        tokio::spawn(conn);
+        let mut req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("Host", "lockbox");
+        if body.is_some() {
+            req = req.header("Content-Type", "application/json");
+        }
+        let req = req
+            .body(Full::new(Bytes::from(body.unwrap_or_default())))
+            .map_err(|e| ClientError::Other(e.to_string()))?;
+        let resp = sender
+            .send_request(req)
+            .await
+            .map_err(|e| ClientError::Other(format!("daemon: {e}")))?;
+        let status = resp.status().as_u16();
+        let bytes = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| ClientError::Other(format!("daemon: {e}")))?
+            .to_bytes();
+        if status >= 400 {
+            let message = serde_json::from_slice::<ErrorBody>(&bytes)
+                .map(|e| e.message)
+                .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).trim().to_string());
+            return Err(ClientError::Api { status, message });
+        }
+        Ok((status, bytes))
+    }
+
+    pub(crate) async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        let (_, b) = self.raw(Method::GET, path, None).await?;
+        serde_json::from_slice(&b)
+            .map_err(|e| ClientError::Other(format!("undecodable answer from the daemon: {e}")))
+    }
+
+    pub(crate) async fn post<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &impl serde::Serialize,
+    ) -> Result<T, ClientError> {
+        let (_, b) = self
+            .raw(
+                Method::POST,
+                path,
+                Some(serde_json::to_vec(body).expect("serialisable")),
+            )
+            .await?;
+        serde_json::from_slice(&b)
+            .map_err(|e| ClientError::Other(format!("undecodable answer from the daemon: {e}")))
+    }
+
+    pub(crate) async fn post_empty(
+        &self,
+        path: &str,
+        body: &impl serde::Serialize,
+    ) -> Result<(), ClientError> {
+        self.raw(
+            Method::POST,
+            path,
+            Some(serde_json::to_vec(body).expect("serialisable")),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    pub(crate) async fn delete(&self, path: &str) -> Result<(), ClientError> {
+        self.raw(Method::DELETE, path, None).await.map(|_| ())
+    }
+}
+
+impl Client {
+    /// Streams a long-lived response body to `sink` until the daemon closes it.
+    pub(crate) async fn stream(
+        &self,
+        path: &str,
+        mut sink: impl FnMut(&[u8]) -> std::io::Result<()>,
+    ) -> Result<(), ClientError> {
+        let stream = tokio::net::UnixStream::connect(&self.socket)
+            .await
+            .map_err(|_| ClientError::Unreachable(self.socket.clone()))?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| ClientError::Other(format!("cannot talk to the daemon: {e}")))?;
+        tokio::spawn(conn);
+        let req = Request::builder()
+            .method(Method::GET)
+            .uri(path)
+            .header("Host", "lockbox")
+            .body(Full::new(Bytes::new()))
+            .map_err(|e| ClientError::Other(e.to_string()))?;
+        let mut resp = sender
+            .send_request(req)
+            .await
+            .map_err(|e| ClientError::Other(format!("daemon: {e}")))?;
+        while let Some(frame) = resp.body_mut().frame().await {
+            let frame = frame.map_err(|e| ClientError::Other(format!("daemon: {e}")))?;
+            if let Some(data) = frame.data_ref() {
+                if sink(data).is_err() {
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+}
