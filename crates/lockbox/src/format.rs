@@ -7,8 +7,9 @@ use serde_json::Value;
 /// go-units' `HumanDuration`, which `docker … ls` shows with " ago".
 pub(crate) fn human_duration(secs: i64) -> String {
     let s = secs.max(0);
-    let (minutes, hours_f) = (s / 60, s as f64 / 3600.0);
-    let hours = s / 3600;
+    let minutes = s / 60;
+    // go-units rounds hours to the nearest, except for years.
+    let hours = (s as f64 / 3600.0 + 0.5) as i64;
     if s < 1 {
         "Less than a second".into()
     } else if s == 1 {
@@ -19,7 +20,7 @@ pub(crate) fn human_duration(secs: i64) -> String {
         "About a minute".into()
     } else if minutes < 60 {
         format!("{minutes} minutes")
-    } else if hours_f.round() as i64 == 1 {
+    } else if hours == 1 {
         "About an hour".into()
     } else if hours < 48 {
         format!("{hours} hours")
@@ -30,7 +31,7 @@ pub(crate) fn human_duration(secs: i64) -> String {
     } else if hours < 24 * 365 * 2 {
         format!("{} months", hours / 24 / 30)
     } else {
-        format!("{} years", hours / 24 / 365)
+        format!("{} years", s / 3600 / 24 / 365)
     }
 }
 

@@ -1,0 +1,8 @@
+//! End-to-end tests: the real `lockbox` binary against a real daemon on a temp socket.
+mod support;
+
+mod api;
+mod crash;
+mod keys;
+mod plaintext;
+mod secrets;
