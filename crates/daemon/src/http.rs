@@ -74,7 +74,7 @@ pub(crate) fn parse_body<T: serde::de::DeserializeOwned + Default>(body: &Bytes)
         .map_err(|e| ApiError::bad_request(lockbox_store::validate::go_json_error(&e)))
 }
 
-fn parse_required<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T> {
+pub(crate) fn parse_required<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T> {
     serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_request(lockbox_store::validate::go_json_error(&e)))
 }

@@ -11,6 +11,7 @@
 //! method of [`ops::Daemon`], which the Docker-compatible API reuses.
 #![forbid(unsafe_code)]
 
+mod docker;
 pub mod error;
 mod harden;
 mod http;

@@ -23,6 +23,10 @@ pub struct DaemonConfig {
     pub autolock: bool,
     /// Old versions kept per secret besides the current one.
     pub keep_versions: u32,
+    /// Where to serve the Docker Engine API subset (`None`: not at all).
+    pub docker_api: Option<PathBuf>,
+    /// Where to serve the Swarm secret-driver plugin protocol (`None`: not at all).
+    pub swarm_driver: Option<PathBuf>,
 }
 
 /// What `run` reports once it listens (for the foreground message and tests).
@@ -209,11 +213,63 @@ pub async fn run(cfg: DaemonConfig) -> Result<(), DaemonError> {
         }
     ));
 
-    let app = router(daemon.clone()).into_make_service_with_connect_info::<Peer>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
+    // Every listener stops on the same signal; long-lived streams (events) get a grace
+    // period rather than holding shutdown forever.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut servers = tokio::task::JoinSet::new();
+    let mut serve_on = |listener: UnixListener, app: axum::Router, what: &'static str| {
+        let mut rx = stop_rx.clone();
+        servers.spawn(async move {
+            let app = app.into_make_service_with_connect_info::<Peer>();
+            let r = axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = rx.wait_for(|s| *s).await;
+                })
+                .await;
+            r.map_err(|e| DaemonError::Other(format!("{what} server: {e}")))
+        });
+    };
+    serve_on(listener, router(daemon.clone()), "native API");
+    let mut extra_sockets = Vec::new();
+    if let Some(path) = &cfg.docker_api {
+        serve_on(
+            bind_socket(path)?,
+            crate::docker::router(daemon.clone()),
+            "Docker API",
+        );
+        say(&format!(
+            "Docker Engine API (secrets, configs) on unix://{}",
+            path.display()
+        ));
+        extra_sockets.push(path.clone());
+    }
+    if let Some(path) = &cfg.swarm_driver {
+        serve_on(
+            bind_socket(path)?,
+            crate::docker::plugin_router(daemon.clone()),
+            "secret driver",
+        );
+        say(&format!("Swarm secret-driver plugin on {}", path.display()));
+        extra_sockets.push(path.clone());
+    }
+    shutdown_signal().await;
+    let _ = stop_tx.send(true);
+    let drain = async {
+        while let Some(r) = servers.join_next().await {
+            if let Ok(Err(e)) = r {
+                tracing::warn!("{e}");
+            }
+        }
+    };
+    if tokio::time::timeout(std::time::Duration::from_secs(5), drain)
         .await
-        .map_err(|e| DaemonError::Other(format!("server: {e}")))?;
+        .is_err()
+    {
+        tracing::warn!("connections still open after 5 s; closing them");
+    }
+    for p in &extra_sockets {
+        let _ = fs::remove_file(p);
+    }
 
     tracing::info!("shutting down");
     let _ = fs::remove_file(&cfg.socket);

@@ -104,6 +104,12 @@ pub(crate) struct DaemonArgs {
     /// Old versions kept per secret besides the current one
     #[arg(long, default_value_t = 10, value_name = "N")]
     pub(crate) keep_versions: u32,
+    /// Serve the Docker Engine API (secrets, configs) here, for the stock docker CLI: a socket path or unix:///path; 'none' disables it [default: docker.sock next to the daemon's socket]
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) docker_api: Option<String>,
+    /// Serve the Swarm secret-driver plugin protocol (off unless given) [default path when given without a value: /run/docker/plugins/lockbox.sock]
+    #[arg(long, value_name = "PATH", num_args = 0..=1, default_missing_value = "/run/docker/plugins/lockbox.sock")]
+    pub(crate) swarm_driver: Option<PathBuf>,
     /// Log format
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub(crate) log_format: LogFormat,

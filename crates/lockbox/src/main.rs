@@ -115,6 +115,18 @@ fn run_daemon(args: cli::DaemonArgs, socket: PathBuf) -> anyhow::Result<i32> {
         cli::LogFormat::Json => builder.json().init(),
         cli::LogFormat::Text => builder.init(),
     }
+    let docker_api = match args.docker_api.as_deref() {
+        Some("none") => None,
+        Some(a) if a.starts_with("tcp://") => {
+            return Err(Exit(
+                exit_codes::USAGE,
+                format!("--docker-api {a}: TCP needs TLS, which lockbox does not serve yet; use a unix socket"),
+            )
+            .into());
+        }
+        Some(a) => Some(PathBuf::from(a.strip_prefix("unix://").unwrap_or(a))),
+        None => Some(socket.with_file_name("docker.sock")),
+    };
     let cfg = lockbox_daemon::DaemonConfig {
         data_dir: args
             .data_dir
@@ -122,6 +134,8 @@ fn run_daemon(args: cli::DaemonArgs, socket: PathBuf) -> anyhow::Result<i32> {
         socket,
         autolock: args.autolock,
         keep_versions: args.keep_versions,
+        docker_api,
+        swarm_driver: args.swarm_driver,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
