@@ -32,7 +32,7 @@ pub use error::Error;
 pub use shim::shim_main;
 pub use staging::{DEFAULT_STAGING_SIZE, Staging, reap};
 pub use supervisor::{RunOptions, ShimCommand, Supervisor};
-pub use writer::{AtomicWriter, DATA_DIR, SecretFile, ensure_tmpfs};
+pub use writer::{AtomicWriter, DATA_DIR, DEFAULT_GRACE, SecretFile, ensure_tmpfs};
 
 /// `statfs.f_type` of tmpfs (`TMPFS_MAGIC` in `linux/magic.h`).
 pub const TMPFS_MAGIC: u64 = 0x0102_1994;

@@ -292,10 +292,10 @@ impl Supervisor {
         let mut err = e;
         if matches!(err, Error::ChildGone) {
             // The shim may have written its reason just before exiting.
-            if let Ok(line) = self.read_status() {
-                if let Some(msg) = line.strip_prefix("err ") {
-                    err = Error::Shim(msg.to_owned());
-                }
+            if let Ok(line) = self.read_status()
+                && let Some(msg) = line.strip_prefix("err ")
+            {
+                err = Error::Shim(msg.to_owned());
             }
         }
         if let Error::Protocol(_) = err {
