@@ -23,6 +23,8 @@ pub enum Error {
     DuplicateTarget(PathBuf),
     #[error("invalid workload id {0:?}: use letters, digits, '_', '-' and '.', not leading '.'")]
     BadWorkloadId(String),
+    #[error("invalid --user {0:?}: expected numeric UID[:GID]")]
+    BadUser(String),
     #[error("secret delivery failed in the shim: {0}")]
     Shim(String),
     #[error("shim protocol error: {0}")]

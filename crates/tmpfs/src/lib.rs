@@ -31,7 +31,7 @@ mod writer;
 pub use error::Error;
 pub use shim::shim_main;
 pub use staging::{DEFAULT_STAGING_SIZE, Staging, reap};
-pub use supervisor::{RunOptions, ShimCommand, Supervisor};
+pub use supervisor::{RunOptions, ShimCommand, Supervisor, parse_user_spec};
 pub use writer::{AtomicWriter, DATA_DIR, DEFAULT_GRACE, SecretFile, ensure_tmpfs};
 
 /// `statfs.f_type` of tmpfs (`TMPFS_MAGIC` in `linux/magic.h`).

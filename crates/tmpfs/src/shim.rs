@@ -378,6 +378,9 @@ impl Helper {
         .ctx(|| format!("open {}", dir.display()))?;
         let mut rel = make_writer(&root, dir, REL_DIR)?;
         let mut abs = make_writer(&root, dir, ABS_DIR)?;
+        // Absolute targets are read through binds of single inodes, never through `abs/..data`,
+        // so no reader can be caught mid-lookup there: no grace period needed.
+        abs.set_grace(std::time::Duration::ZERO);
         let (rel_files, abs_files) = split(files)?;
         rel.write(&rel_files)?;
         abs.write(&abs_files)?;

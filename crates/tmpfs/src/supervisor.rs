@@ -67,6 +67,18 @@ pub struct RunOptions {
     pub forward_signals: bool,
 }
 
+/// Parses `--user UID[:GID]` (numeric only: names would need the target's passwd database;
+/// GID defaults to UID).
+pub fn parse_user_spec(spec: &str) -> Result<(u32, u32), Error> {
+    let bad = || Error::BadUser(spec.to_owned());
+    let (u, g) = spec.split_once(':').unwrap_or((spec, spec));
+    let id = |s: &str| match s.parse::<u32>() {
+        Ok(u32::MAX) | Err(_) => Err(bad()),
+        Ok(n) => Ok(n),
+    };
+    Ok((id(u)?, id(g)?))
+}
+
 impl RunOptions {
     pub fn new(command: impl IntoIterator<Item = impl Into<OsString>>) -> Self {
         RunOptions {
@@ -407,4 +419,18 @@ fn start_forwarder(pidfd: Arc<OwnedFd>) -> Result<(Handle, JoinHandle<()>), Erro
         })
         .ctx(|| "start the signal thread".into())?;
     Ok((handle, thread))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_spec() {
+        assert_eq!(parse_user_spec("1000").unwrap(), (1000, 1000));
+        assert_eq!(parse_user_spec("1000:33").unwrap(), (1000, 33));
+        assert!(parse_user_spec("nobody").is_err());
+        assert!(parse_user_spec("1:").is_err());
+        assert!(parse_user_spec("4294967295").is_err());
+    }
 }

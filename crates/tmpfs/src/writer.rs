@@ -69,6 +69,20 @@ impl SecretFile {
         }
     }
 
+    /// The file a parsed `--secret` reference asks for, holding `data`.
+    pub fn from_reference(
+        reference: &lockbox_proto::reference::SecretRef,
+        data: impl Into<Zeroizing<Vec<u8>>>,
+    ) -> Self {
+        SecretFile {
+            target: PathBuf::from(&reference.target),
+            uid: reference.uid,
+            gid: reference.gid,
+            mode: reference.mode,
+            data: data.into(),
+        }
+    }
+
     pub fn owner(mut self, uid: u32, gid: u32) -> Self {
         self.uid = uid;
         self.gid = gid;
@@ -444,6 +458,17 @@ mod tests {
         assert_eq!(civil_from_days(0), (1970, 1, 1));
         assert_eq!(civil_from_days(20_418), (2025, 11, 26));
         assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+    }
+
+    #[test]
+    fn from_reference_keeps_owner_mode_and_target() {
+        let r: lockbox_proto::reference::SecretRef =
+            "source=pw,target=/etc/app/pw,uid=1000,gid=1001,mode=0400"
+                .parse()
+                .unwrap();
+        let f = SecretFile::from_reference(&r, b"x".to_vec());
+        assert_eq!(f.target, PathBuf::from("/etc/app/pw"));
+        assert_eq!((f.uid, f.gid, f.mode), (1000, 1001, 0o400));
     }
 
     #[test]

@@ -565,6 +565,7 @@ while [ $i -lt 600 ]; do
 done
 stat -L -c 'mode %a %u' /run/secrets/token >> {out}
 ( echo x > {abs} ) 2>/dev/null || echo abs-still-ro >> {out}
+echo "abs-mounts $(grep -c ' {abs} ' /proc/self/mountinfo)" >> {out}
 case "$r/$a" in v2-*/v2-*) exit 0;; esac
 exit 1"#,
         out = out.display(),
@@ -594,6 +595,8 @@ exit 1"#,
     assert!(report.contains("seen v2-rel v2-abs"), "{report}");
     assert!(report.contains("mode 400 5"), "{report}");
     assert!(report.contains("abs-still-ro"), "{report}");
+    // The new bind replaced the old one (MOVE_MOUNT_BENEATH + unmount) instead of stacking.
+    assert!(report.contains("abs-mounts 1\n"), "{report}");
     assert!(!abs.exists(), "placeholder left behind");
 }
 
