@@ -1,23 +1,761 @@
-//! The Docker Engine API subset (secrets, configs, ping, version, info) that lets the stock
-//! `docker secret …` / `docker config …` commands work against lockbox, and the Swarm
-//! secret-driver plugin protocol. Handlers call [`crate::ops::Daemon`] like the native API.
+//! The Docker Engine API subset (secrets, configs, ping, version, info, events) that lets
+//! the stock `docker secret …` / `docker config …` commands work against lockbox, and the
+//! Swarm secret-driver plugin protocol. Handlers call [`crate::ops::Daemon`] like the native
+//! API; this file only speaks Docker's wire dialect (version prefixes, headers, messages).
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodRouter, get, post};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use lockbox_proto::Spec;
+use lockbox_store::Kind;
+use serde::{Deserialize, Serialize};
+use tower::ServiceExt as _;
 
 use crate::ApiError;
-use crate::ops::Daemon;
+use crate::http::{Peer, json_response, parse_body};
+use crate::ops::{Caller, Daemon};
+
+/// The API version lockbox speaks: Engine 20.10's, which every current CLI negotiates down
+/// to, and the one whose behaviour the reference measured.
+pub(crate) const API_VERSION: &str = "1.41";
+/// Engine 20.10's minimum; older clients get Docker's "too old" answer.
+const MIN_API_VERSION: &str = "1.12";
+/// Docker has no body bound of its own; the largest legitimate body is a config of just
+/// under 1000 KiB, base64-encoded (4/3) inside a small JSON object.
+const BODY_LIMIT: usize = 1_400_000 + 64 * 1024;
+/// What Docker says on every manager route of a locked Swarm. `docker swarm unlock` works
+/// here too (`POST /swarm/unlock`), so the advice is true.
+const DOCKER_LOCKED: &str = "Swarm is encrypted and needs to be unlocked before it can be used. Please use \"docker swarm unlock\" to unlock it.";
+
+type App = State<Arc<Daemon>>;
+type Who = ConnectInfo<Peer>;
+type Result<T> = std::result::Result<T, ApiError>;
+
+/// Marks the unknown-route 404, which Docker sends without its usual API headers.
+#[derive(Clone, Copy)]
+struct NoApiHeaders;
+
+fn server_header() -> HeaderValue {
+    HeaderValue::from_static(concat!("lockbox/", env!("CARGO_PKG_VERSION"), " (linux)"))
+}
+
+async fn not_found() -> Response {
+    page_not_found()
+}
+
+/// Docker's 404 for an unknown route.
+fn page_not_found() -> Response {
+    let mut r = ApiError::new(404, "page not found").into_response();
+    r.extensions_mut().insert(NoApiHeaders);
+    r
+}
+
+/// lockbox's own locked message becomes Docker's (the stock CLI can unlock lockbox).
+fn dockerize(e: ApiError) -> ApiError {
+    if e == ApiError::locked() {
+        ApiError::new(503, DOCKER_LOCKED)
+    } else {
+        e
+    }
+}
+
+/// Docker's version comparison: dot-separated integers, a missing part is 0.
+fn version_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+    let parts = |s: &str| -> Vec<u64> { s.split('.').map(|p| p.parse().unwrap_or(0)).collect() };
+    let (pa, pb) = (parts(a), parts(b));
+    for i in 0..pa.len().max(pb.len()) {
+        let (x, y) = (
+            pa.get(i).copied().unwrap_or(0),
+            pb.get(i).copied().unwrap_or(0),
+        );
+        if x != y {
+            return x.cmp(&y);
+        }
+    }
+    std::cmp::Ordering::Equal
+}
+
+/// Splits `/v1.41/secrets` into `Some("1.41")` and `/secrets`. Like Docker's router, the
+/// version is `[0-9.]+` and must be followed by a path.
+fn split_version(path: &str) -> (Option<&str>, &str) {
+    if let Some(rest) = path.strip_prefix("/v") {
+        let end = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let (v, tail) = rest.split_at(end);
+        if !v.is_empty() && tail.starts_with('/') {
+            return (Some(v), tail);
+        }
+    }
+    (None, path)
+}
+
+/// Every Docker API request: strip and check the version prefix, route, add Docker's headers.
+async fn dispatch(inner: Router, mut req: Request) -> Response {
+    let path = req.uri().path().to_owned();
+    let (version, rest) = split_version(&path);
+    if let Some(v) = version {
+        if version_cmp(v, MIN_API_VERSION).is_lt() {
+            // Docker answers this one in plain text (http.Error), not JSON.
+            let mut r = (
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "client version {v} is too old. Minimum supported API version is {MIN_API_VERSION}, please upgrade your client to a newer version\n"
+                ),
+            )
+                .into_response();
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; charset=utf-8"),
+            );
+            r.headers_mut().insert(
+                "X-Content-Type-Options",
+                HeaderValue::from_static("nosniff"),
+            );
+            return with_api_headers(r);
+        }
+        if version_cmp(v, API_VERSION).is_gt() {
+            return with_api_headers(
+                ApiError::bad_request(format!(
+                    "client version {v} is too new. Maximum supported API version is {API_VERSION}"
+                ))
+                .into_response(),
+            );
+        }
+        let pq = match req.uri().query() {
+            Some(q) => format!("{rest}?{q}"),
+            None => rest.to_owned(),
+        };
+        match pq.parse() {
+            Ok(uri) => *req.uri_mut() = uri,
+            Err(_) => return page_not_found(),
+        }
+    }
+    let r = match inner.oneshot(req).await {
+        Ok(r) => r,
+        Err(never) => match never {},
+    };
+    if r.extensions().get::<NoApiHeaders>().is_some() {
+        r
+    } else {
+        with_api_headers(r)
+    }
+}
+
+fn with_api_headers(mut r: Response) -> Response {
+    let h = r.headers_mut();
+    h.insert("Api-Version", HeaderValue::from_static(API_VERSION));
+    h.insert("Docker-Experimental", HeaderValue::from_static("false"));
+    h.insert("Ostype", HeaderValue::from_static("linux"));
+    h.insert(header::SERVER, server_header());
+    r
+}
 
 /// The Docker Engine API router.
 pub(crate) fn router(d: Arc<Daemon>) -> Router {
-    Router::new()
-        .fallback(|| async { ApiError::new(404, "page not found") })
-        .with_state(d)
+    let inner = api_routes().with_state(d);
+    Router::new().fallback(move |req: Request| dispatch(inner.clone(), req))
+}
+
+fn api_routes() -> Router<Arc<Daemon>> {
+    let mut r = Router::new()
+        .route("/_ping", get(ping).head(ping).fallback(not_found))
+        .route("/version", get(version).fallback(not_found))
+        .route("/info", get(info).fallback(not_found))
+        .route("/events", get(events).fallback(not_found))
+        .route("/swarm/unlock", post(swarm_unlock).fallback(not_found));
+    for kind in [Kind::Secret, Kind::Config] {
+        r = kind_routes(r, kind);
+    }
+    // Docker routes lockbox does not serve: a clear refusal rather than a bare 404, so
+    // `docker ps` against this socket explains itself.
+    for area in [
+        "containers",
+        "images",
+        "build",
+        "networks",
+        "volumes",
+        "services",
+        "tasks",
+        "nodes",
+        "swarm",
+        "plugins",
+        "system",
+        "exec",
+        "session",
+        "distribution",
+        "auth",
+        "commit",
+        "grpc",
+    ] {
+        r = r
+            .route(&format!("/{area}"), axum::routing::any(not_served))
+            .route(
+                &format!("/{area}/{{*rest}}"),
+                axum::routing::any(not_served),
+            );
+    }
+    r.fallback(not_found)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+}
+
+async fn not_served(method: Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
+        501,
+        format!(
+            "lockbox {} serves only Docker's secret and config API (with ping, version, info and events); {method} {} is not implemented here: point this command at a Docker engine",
+            env!("CARGO_PKG_VERSION"),
+            uri.path()
+        ),
+    )
+}
+
+/// `HEAD`/`GET /_ping`.
+async fn ping(State(d): App, method: Method) -> Response {
+    let body = if method == Method::HEAD { "" } else { "OK" };
+    let mut r = (StatusCode::OK, body).into_response();
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache, no-store, must-revalidate"),
+    );
+    h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    h.insert(
+        "Swarm",
+        HeaderValue::from_static(if d.is_locked() {
+            "locked"
+        } else {
+            "active/manager"
+        }),
+    );
+    r
+}
+
+fn proc_text(path: &str) -> String {
+    std::fs::read_to_string(path)
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_default()
+}
+
+fn kernel_version() -> String {
+    proc_text("/proc/sys/kernel/osrelease")
+}
+
+fn go_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "x86" => "386",
+        other => other,
+    }
+}
+
+/// `GET /version`, shaped like Engine's so `docker version` prints a Server section.
+async fn version() -> Response {
+    let v = env!("CARGO_PKG_VERSION");
+    json_response(
+        StatusCode::OK,
+        &serde_json::json!({
+            "Platform": {"Name": "lockbox"},
+            "Components": [{
+                "Name": "Engine",
+                "Version": v,
+                "Details": {
+                    "ApiVersion": API_VERSION,
+                    "Arch": go_arch(),
+                    "Experimental": "false",
+                    "KernelVersion": kernel_version(),
+                    "MinAPIVersion": MIN_API_VERSION,
+                    "Os": "linux",
+                },
+            }],
+            "Version": v,
+            "ApiVersion": API_VERSION,
+            "MinAPIVersion": MIN_API_VERSION,
+            "GitCommit": "",
+            "GoVersion": "",
+            "Os": "linux",
+            "Arch": go_arch(),
+            "KernelVersion": kernel_version(),
+        }),
+    )
+}
+
+/// `GET /info`: an engine with no containers whose Swarm section is an unlocked
+/// single-node manager (or a locked one, with Docker's message).
+async fn info(State(d): App) -> Result<Response> {
+    let i = d.info()?;
+    let locked = i.lock_state == "locked";
+    let swarm = if locked {
+        serde_json::json!({
+            "NodeID": "",
+            "NodeAddr": "",
+            "LocalNodeState": "locked",
+            "ControlAvailable": false,
+            "Error": DOCKER_LOCKED,
+            "RemoteManagers": null,
+        })
+    } else {
+        serde_json::json!({
+            "NodeID": i.node_id,
+            "NodeAddr": "127.0.0.1",
+            "LocalNodeState": "active",
+            "ControlAvailable": true,
+            "Error": "",
+            "RemoteManagers": [{"NodeID": i.node_id, "Addr": "127.0.0.1:2377"}],
+            "Nodes": 1,
+            "Managers": 1,
+            "Cluster": {
+                "ID": i.cluster_id,
+                "Version": {"Index": i.raft_index},
+                "Spec": {
+                    "Name": "default",
+                    "Labels": {},
+                    "Orchestration": {"TaskHistoryRetentionLimit": 5},
+                    "Raft": {"SnapshotInterval": 10000, "KeepOldSnapshots": 0, "LogEntriesForSlowFollowers": 500, "ElectionTick": 10, "HeartbeatTick": 1},
+                    "Dispatcher": {"HeartbeatPeriod": 5_000_000_000u64},
+                    "CAConfig": {"NodeCertExpiry": 7_776_000_000_000_000u64},
+                    "TaskDefaults": {},
+                    "EncryptionConfig": {"AutoLockManagers": i.key_mode == "autolock"},
+                },
+                "TLSInfo": {},
+                "RootRotationInProgress": false,
+                "DefaultAddrPool": [],
+                "SubnetSize": 0,
+                "DataPathPort": 0,
+            },
+        })
+    };
+    let hostname = proc_text("/proc/sys/kernel/hostname");
+    let mut warnings = Vec::new();
+    if let Some(w) = &i.key_warning {
+        warnings.push(format!("WARNING: lockbox: {w}"));
+    }
+    Ok(json_response(
+        StatusCode::OK,
+        &serde_json::json!({
+            "ID": i.node_id,
+            "Containers": 0,
+            "ContainersRunning": 0,
+            "ContainersPaused": 0,
+            "ContainersStopped": 0,
+            "Images": 0,
+            "Driver": "",
+            "Plugins": {"Volume": null, "Network": null, "Authorization": null, "Log": null},
+            "Debug": false,
+            "SystemTime": jiff::Timestamp::now().to_string(),
+            "KernelVersion": kernel_version(),
+            "OperatingSystem": "lockbox",
+            "OSType": "linux",
+            "Architecture": std::env::consts::ARCH,
+            "NCPU": std::thread::available_parallelism().map_or(1, |n| n.get()),
+            "DockerRootDir": i.data_dir,
+            "Name": hostname,
+            "Labels": [],
+            "ExperimentalBuild": false,
+            "ServerVersion": format!("lockbox-{}", i.version),
+            "Swarm": swarm,
+            "Warnings": if warnings.is_empty() { serde_json::Value::Null } else { serde_json::json!(warnings) },
+        }),
+    ))
+}
+
+#[derive(Deserialize)]
+struct UnlockBody {
+    #[serde(rename = "UnlockKey", default)]
+    unlock_key: String,
+}
+
+/// `POST /swarm/unlock` (what `docker swarm unlock` sends), so Docker's locked message
+/// gives advice that works.
+async fn swarm_unlock(
+    State(d): App,
+    ConnectInfo(who): Who,
+    headers: HeaderMap,
+    body: std::result::Result<Bytes, BytesRejection>,
+) -> Result<Response> {
+    let body = read_json_body(&headers, body)?;
+    let req: UnlockBody = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(lockbox_store::validate::go_json_error(&e)))?;
+    d.unlock(&req.unlock_key, &Caller::uid(who.uid))
+        .map_err(|e| match e.status {
+            401 => ApiError::new(401, "swarm could not be unlocked: invalid key provided"),
+            400 if e.message == "lockbox is not locked" => {
+                ApiError::bad_request("swarm is not locked")
+            }
+            _ => e,
+        })?;
+    Ok(StatusCode::OK.into_response())
+}
+
+/// The body, refused cleanly when too large or not JSON (Engine 23+'s Content-Type rule;
+/// a body without a Content-Type is accepted as JSON, as Docker does).
+fn read_json_body(
+    headers: &HeaderMap,
+    body: std::result::Result<Bytes, BytesRejection>,
+) -> Result<Bytes> {
+    let body = body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                413,
+                format!("request body too large: lockbox accepts at most {BODY_LIMIT} bytes"),
+            )
+        } else {
+            ApiError::bad_request(format!("cannot read the request body: {e}"))
+        }
+    })?;
+    if !body.is_empty()
+        && let Some(ct) = headers.get(header::CONTENT_TYPE)
+    {
+        let raw = String::from_utf8_lossy(ct.as_bytes()).into_owned();
+        let media = raw
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        if media != "application/json" {
+            return Err(ApiError::bad_request(format!(
+                "unsupported Content-Type header ({raw}): must be 'application/json'"
+            )));
+        }
+    }
+    Ok(body)
+}
+
+type Body_ = std::result::Result<Bytes, BytesRejection>;
+
+async fn list(kind: Kind, d: &Daemon, q: &HashMap<String, String>) -> Result<Response> {
+    let objs = d
+        .list(kind, q.get("filters").map(String::as_str))
+        .map_err(dockerize)?;
+    Ok(json_response(StatusCode::OK, &objs))
+}
+
+async fn create(
+    kind: Kind,
+    d: &Daemon,
+    who: Peer,
+    headers: &HeaderMap,
+    body: Body_,
+) -> Result<Response> {
+    let body = read_json_body(headers, body)?;
+    let spec: Spec = parse_body(&body)?;
+    let r = d
+        .create(kind, spec, &Caller::uid(who.uid))
+        .await
+        .map_err(dockerize)?;
+    Ok(json_response(StatusCode::CREATED, &r))
+}
+
+async fn inspect(kind: Kind, d: &Daemon, id: &str) -> Result<Response> {
+    let o = d.inspect(kind, id).map_err(dockerize)?;
+    Ok(json_response(StatusCode::OK, &o))
+}
+
+async fn remove(kind: Kind, d: &Daemon, who: Peer, id: &str) -> Result<Response> {
+    d.remove(kind, id, &Caller::uid(who.uid))
+        .await
+        .map_err(dockerize)?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn update(
+    kind: Kind,
+    d: &Daemon,
+    who: Peer,
+    id: &str,
+    q: &HashMap<String, String>,
+    headers: &HeaderMap,
+    body: Body_,
+) -> Result<Response> {
+    let body = read_json_body(headers, body)?;
+    let spec: Spec = parse_body(&body)?;
+    d.update(
+        kind,
+        id,
+        q.get("version").map(String::as_str),
+        spec,
+        &Caller::uid(who.uid),
+    )
+    .await
+    .map_err(dockerize)?;
+    // Docker answers 200 with no body and no Content-Type.
+    Ok(StatusCode::OK.into_response())
+}
+
+/// The five routes of one kind. `GET`/`DELETE /secrets/create` resolve "create" as an
+/// `{id}`, as Docker's router does; other methods on known paths are Docker's 404.
+fn kind_routes(r: Router<Arc<Daemon>>, kind: Kind) -> Router<Arc<Daemon>> {
+    let base = match kind {
+        Kind::Secret => "/secrets",
+        Kind::Config => "/configs",
+    };
+    let by_id = |fixed: Option<&'static str>| -> MethodRouter<Arc<Daemon>> {
+        get(move |State(d): App, id: Option<Path<String>>| async move {
+            let id = fixed.map_or_else(|| id.map(|p| p.0).unwrap_or_default(), str::to_owned);
+            inspect(kind, &d, &id).await
+        })
+        .delete(
+            move |State(d): App, ConnectInfo(who): Who, id: Option<Path<String>>| async move {
+                let id = fixed.map_or_else(|| id.map(|p| p.0).unwrap_or_default(), str::to_owned);
+                remove(kind, &d, who, &id).await
+            },
+        )
+        .fallback(not_found)
+    };
+    r.route(
+        base,
+        get(
+            move |State(d): App, Query(q): Query<HashMap<String, String>>| async move {
+                list(kind, &d, &q).await
+            },
+        )
+        .fallback(not_found),
+    )
+    .route(
+        &format!("{base}/create"),
+        by_id(Some("create")).post(
+            move |State(d): App, ConnectInfo(who): Who, headers: HeaderMap, body: Body_| async move {
+                create(kind, &d, who, &headers, body).await
+            },
+        ),
+    )
+    .route(&format!("{base}/{{id}}"), by_id(None))
+    .route(
+        &format!("{base}/{{id}}/update"),
+        post(
+            move |State(d): App,
+                  ConnectInfo(who): Who,
+                  Path(id): Path<String>,
+                  Query(q): Query<HashMap<String, String>>,
+                  headers: HeaderMap,
+                  body: Body_| async move {
+                update(kind, &d, who, &id, &q, &headers, body).await
+            },
+        )
+        .fallback(not_found),
+    )
+}
+
+/// Docker's two `filters` forms, reduced to the values set for one key.
+fn filter_values(filters: Option<&str>, key: &str) -> Result<Option<Vec<String>>> {
+    let Some(raw) = filters.filter(|s| !s.is_empty()) else {
+        return Ok(None);
+    };
+    let v: serde_json::Value =
+        serde_json::from_str(raw).map_err(|_| ApiError::bad_request("invalid filter"))?;
+    let Some(vals) = v.get(key) else {
+        return Ok(None);
+    };
+    let list = match vals {
+        serde_json::Value::Object(m) => m
+            .iter()
+            .filter(|(_, b)| b.as_bool().unwrap_or(false))
+            .map(|(s, _)| s.clone())
+            .collect(),
+        serde_json::Value::Array(a) => a
+            .iter()
+            .filter_map(|s| s.as_str().map(str::to_owned))
+            .collect(),
+        _ => return Err(ApiError::bad_request("invalid filter")),
+    };
+    Ok(Some(list))
+}
+
+/// `GET /events`: lockbox's event stream in Docker's shape, optionally filtered by `type`.
+/// Only live events: lockbox keeps its history in the audit log, not here.
+async fn events(State(d): App, Query(q): Query<HashMap<String, String>>) -> Result<Response> {
+    let types = filter_values(q.get("filters").map(String::as_str), "type")?;
+    let rx = d.subscribe();
+    let stream = futures_util::stream::unfold((rx, types), |(mut rx, types)| async move {
+        loop {
+            match rx.recv().await {
+                Ok(line) => {
+                    if let Some(t) = &types {
+                        let ty = serde_json::from_str::<serde_json::Value>(&line)
+                            .ok()
+                            .and_then(|v| v.get("Type").and_then(|t| t.as_str()).map(str::to_owned))
+                            .unwrap_or_default();
+                        if !t.iter().any(|x| *x == ty) {
+                            continue;
+                        }
+                    }
+                    return Some((
+                        Ok::<_, std::convert::Infallible>(Bytes::from(line + "\n")),
+                        (rx, types),
+                    ));
+                }
+                // A slow reader misses events rather than slowing the daemon down.
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(_) => return None,
+            }
+        }
+    });
+    let mut r = Response::new(Body::from_stream(stream));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    Ok(r)
+}
+
+// ---------------------------------------------------------------------------------------
+// The Swarm secret-driver plugin (Docker's plugin protocol, §6.4 of the reference).
+
+/// The label on a Swarm secret naming the lockbox secret to hand out.
+const SECRET_LABEL: &str = "lockbox.secret";
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct GetSecretRequest {
+    #[serde(rename = "SecretName")]
+    secret_name: String,
+    #[serde(rename = "SecretLabels")]
+    secret_labels: Option<HashMap<String, String>>,
+    #[serde(rename = "ServiceID")]
+    service_id: String,
+    #[serde(rename = "ServiceName")]
+    service_name: String,
+    #[serde(rename = "TaskID")]
+    task_id: String,
+    #[serde(rename = "TaskName")]
+    task_name: String,
+    #[serde(rename = "TaskImage")]
+    task_image: String,
+    #[serde(rename = "NodeID")]
+    node_id: String,
+}
+
+#[derive(Serialize, Default)]
+struct GetSecretResponse {
+    #[serde(rename = "Value", skip_serializing_if = "Option::is_none")]
+    value: Option<String>,
+    #[serde(rename = "Err", skip_serializing_if = "String::is_empty")]
+    err: String,
+    #[serde(rename = "DoNotReuse")]
+    do_not_reuse: bool,
+}
+
+/// Docker's plugin responses carry this media type.
+fn plugin_json<T: Serialize>(v: &T) -> Response {
+    let mut r = json_response(StatusCode::OK, v);
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/vnd.docker.plugins.v1.2+json"),
+    );
+    r
+}
+
+fn plugin_err(msg: String) -> Response {
+    plugin_json(&GetSecretResponse {
+        err: msg,
+        ..Default::default()
+    })
+}
+
+async fn get_secret(State(d): App, body: Body_) -> Response {
+    let body = match body {
+        Ok(b) => b,
+        Err(e) => return plugin_err(format!("lockbox: cannot read the request: {e}")),
+    };
+    let req: GetSecretRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return plugin_err(format!(
+                "lockbox: malformed GetSecret request: {}",
+                lockbox_store::validate::go_json_error(&e)
+            ));
+        }
+    };
+    let wanted = req
+        .secret_labels
+        .as_ref()
+        .and_then(|l| l.get(SECRET_LABEL))
+        .filter(|s| !s.is_empty())
+        .cloned()
+        .unwrap_or_else(|| req.secret_name.clone());
+    if wanted.is_empty() {
+        return plugin_err("lockbox: the request names no secret".into());
+    }
+    let caller = Caller {
+        actor: if req.node_id.is_empty() {
+            "swarm".to_owned()
+        } else {
+            format!("swarm-node:{}", req.node_id)
+        },
+    };
+    let detail = [
+        ("via", "swarm-secret-driver"),
+        ("swarm_secret", req.secret_name.as_str()),
+        ("task_id", req.task_id.as_str()),
+        ("task_name", req.task_name.as_str()),
+        ("task_image", req.task_image.as_str()),
+        ("service_id", req.service_id.as_str()),
+        ("service_name", req.service_name.as_str()),
+        ("node_id", req.node_id.as_str()),
+    ];
+    match d.reveal(Kind::Secret, &wanted, None, &caller, &detail) {
+        Ok((_, _, data)) => plugin_json(&GetSecretResponse {
+            value: Some(STANDARD.encode(&data[..])),
+            err: String::new(),
+            // Tasks started later must ask again, so that rotations reach them: Swarm
+            // re-asks per task assignment either way; reuse is about one task's lifetime.
+            do_not_reuse: false,
+        }),
+        Err(e) if e.status == 404 => plugin_err(format!(
+            "lockbox: no secret named {wanted:?} (from the Swarm secret's label {SECRET_LABEL:?}, or its name): create it with 'lockbox secret create {wanted} -'"
+        )),
+        Err(e) => plugin_err(format!("lockbox: {}", e.message)),
+    }
 }
 
 /// The Swarm secret-driver plugin router (`/Plugin.Activate`, `/SecretProvider.GetSecret`).
 pub(crate) fn plugin_router(d: Arc<Daemon>) -> Router {
     Router::new()
-        .fallback(|| async { ApiError::new(404, "page not found") })
+        .route(
+            "/Plugin.Activate",
+            post(|| async { plugin_json(&serde_json::json!({"Implements": ["secretprovider"]})) }),
+        )
+        .route("/SecretProvider.GetSecret", post(get_secret))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(64 * 1024))
         .with_state(d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_compare_like_docker() {
+        use std::cmp::Ordering::*;
+        assert_eq!(version_cmp("1.11", "1.12"), Less);
+        assert_eq!(version_cmp("1", "1.12"), Less);
+        assert_eq!(version_cmp("1.41", "1.41"), Equal);
+        assert_eq!(version_cmp("1.41.0", "1.41"), Equal);
+        assert_eq!(version_cmp("1.100", "1.41"), Greater);
+        assert_eq!(version_cmp("2", "1.41"), Greater);
+    }
+
+    #[test]
+    fn version_prefix_is_split_only_before_a_path() {
+        assert_eq!(split_version("/v1.41/secrets"), (Some("1.41"), "/secrets"));
+        assert_eq!(split_version("/v1/secrets"), (Some("1"), "/secrets"));
+        assert_eq!(split_version("/version"), (None, "/version"));
+        assert_eq!(split_version("/v1.41"), (None, "/v1.41"));
+        assert_eq!(split_version("/vx/secrets"), (None, "/vx/secrets"));
+    }
 }
