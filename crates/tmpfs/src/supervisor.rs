@@ -190,7 +190,10 @@ impl Supervisor {
         match attached {
             Ok(true) => {}
             Ok(false) => return Err(sup.fail(Error::ChildGone)),
-            Err(e) => return Err(sup.fail(e)),
+            Err(e) => {
+                let _ = rustix::process::pidfd_send_signal(&*sup.shim_pidfd, Signal::KILL);
+                return Err(sup.fail(e));
+            }
         }
         // A write error (EPIPE: the shim already failed) is reported through the status line.
         let wrote = wire::write_files(sup.control.as_mut().expect("just set"), &files);
@@ -358,16 +361,31 @@ fn remove_placeholders(paths: &[PathBuf]) {
     }
 }
 
+/// How long a shim may take to open its pipes: it does nothing else before, so only a wrong
+/// [`ShimCommand`] (a program that does not speak the protocol) can exceed it.
+const ATTACH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Waits for the shim's `attached` line or its death. `Ok(false)`: it died first.
 fn wait_attached(status: &OwnedFd, shim: &OwnedFd) -> Result<bool, Error> {
-    use rustix::event::{PollFd, PollFlags, poll};
+    use rustix::event::{PollFd, PollFlags, Timespec, poll};
+    let deadline = std::time::Instant::now() + ATTACH_TIMEOUT;
     let mut line = Vec::new();
     loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Err(Error::Protocol(format!(
+                "the shim did not attach within {ATTACH_TIMEOUT:?} (is the shim command right?)"
+            )));
+        }
+        let timeout = Timespec::try_from(left).unwrap_or(Timespec {
+            tv_sec: 1,
+            tv_nsec: 0,
+        });
         let mut fds = [
             PollFd::new(status, PollFlags::IN),
             PollFd::new(shim, PollFlags::IN),
         ];
-        match poll(&mut fds, None) {
+        match poll(&mut fds, Some(&timeout)) {
             Ok(_) => {}
             Err(rustix::io::Errno::INTR) => continue,
             Err(e) => return Err(e).ctx(|| "poll the shim".into()),
@@ -389,7 +407,8 @@ fn wait_attached(status: &OwnedFd, shim: &OwnedFd) -> Result<bool, Error> {
                         ))
                     };
                 }
-                Ok(_) => line.push(b[0]),
+                Ok(_) if line.len() < 4096 => line.push(b[0]),
+                Ok(_) => return Err(Error::Protocol("overlong line from the shim".into())),
                 Err(rustix::io::Errno::INTR) => {}
                 Err(e) => return Err(e).ctx(|| "read from the shim".into()),
             }

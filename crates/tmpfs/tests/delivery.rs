@@ -509,6 +509,14 @@ fn run_exit_codes_pass_through() {
         err.to_string().contains("reserved"),
         "unexpected error: {err}"
     );
+    // A shim command that does not speak the protocol is detected, not waited on forever.
+    let err = Supervisor::spawn(
+        &ShimCommand::new("/bin/false", Vec::<String>::new()),
+        RunOptions::new(["/bin/true"]),
+        vec![file("x", b"1")],
+    )
+    .unwrap_err();
+    assert!(matches!(err, Error::ChildGone), "unexpected error: {err}");
 }
 
 #[test]
@@ -676,14 +684,20 @@ fn run_keeps_secret_out_of_argv_and_environment() {
     assert_eq!(sup.wait().unwrap(), 128 + 9);
 }
 
-/// Pipe inodes this process holds open right now.
+/// Pipes, sockets and anonymous inodes (pidfds…) this process holds open right now.
 fn own_pipes() -> HashSet<String> {
     fs::read_dir("/proc/self/fd")
         .unwrap()
         .filter_map(|e| fs::read_link(e.ok()?.path()).ok())
         .map(|l| l.to_string_lossy().into_owned())
-        .filter(|l| l.starts_with("pipe:"))
+        .filter(|l| is_channel(l))
         .collect()
+}
+
+fn is_channel(link: &str) -> bool {
+    ["pipe:", "socket:", "anon_inode:"]
+        .iter()
+        .any(|p| link.starts_with(p))
 }
 
 #[test]
@@ -704,7 +718,7 @@ fn run_secret_pipes_are_not_inherited_by_the_command() {
     let listing = read(&out);
     let leaked: Vec<&str> = listing
         .lines()
-        .filter(|l| l.starts_with("pipe:") && !before.contains(*l))
+        .filter(|l| is_channel(l) && !before.contains(*l))
         .collect();
     assert!(leaked.is_empty(), "leaked {leaked:?}; all fds:\n{listing}");
     assert!(listing.lines().count() >= 3, "{listing}");
