@@ -33,4 +33,4 @@ pub mod storage;
 pub mod types;
 
 pub use error::ReplicationError;
-pub use replica::{DEFAULT_NODE_ID, Replica, ReplicaConfig};
+pub use replica::{DEFAULT_NODE_ID, Replica, ReplicaConfig, SHUTDOWN_CLOSE_TIMEOUT};

@@ -13,12 +13,12 @@
 
 use std::future::Future;
 
+use openraft::OptionalSend;
 use openraft::errors::{RPCError, ReplicationClosed, StreamingError, Unreachable};
 use openraft::network::{RPCOption, RaftNetworkFactory, RaftNetworkV2};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse,
 };
-use openraft::OptionalSend;
 
 use crate::types::{Node, NodeId, Snapshot, TypeConfig, Vote};
 

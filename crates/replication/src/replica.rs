@@ -10,8 +10,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use lockbox_store::{Command, Response, Store};
-use openraft::errors::{ClientWriteError, Fatal, LinearizableReadError, RaftError};
 use openraft::async_runtime::WatchReceiver;
+use openraft::errors::{ClientWriteError, Fatal, LinearizableReadError, RaftError};
 use openraft::{LogIdOptionExt, ReadPolicy, ServerState, SnapshotPolicy};
 use redb::{Database, DatabaseError, Durability, ReadableDatabase, StorageError};
 
@@ -19,6 +19,9 @@ use crate::error::ReplicationError;
 use crate::network::NoNetwork;
 use crate::storage::{self, LogStore, StateMachine};
 use crate::types::{Node, NodeId, Proposal, Raft, TypeConfig};
+
+/// How long [`Replica::shutdown`] waits for the last handle to the database to go.
+pub const SHUTDOWN_CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The node id a single-node replica uses.
 pub const DEFAULT_NODE_ID: NodeId = 1;
@@ -92,6 +95,12 @@ impl ReplicaConfig {
             max_in_snapshot_log_to_keep: self.logs_to_keep_after_snapshot,
             // A snapshot transfer must outlast the export of a large store.
             install_snapshot_timeout: 10_000,
+            // A restarted leader goes through a normal election (a new term, whose blank
+            // entry commits and re-applies the durable log) instead of resuming leadership
+            // from its saved vote: openraft documents that resuming is unsafe when, as here,
+            // apply and `committed` are not fsync'd (see the `storage` module docs). For a
+            // sole voter the election is immediate (`Replica::open` triggers it).
+            enable_leader_restore: Some(false),
             ..Default::default()
         };
         config
@@ -111,6 +120,25 @@ pub struct Replica {
     db: Arc<Database>,
     path: PathBuf,
     node_id: NodeId,
+    /// Set by [`Replica::shutdown`] so that `Drop` does not stop raft a second time.
+    shut_down: bool,
+}
+
+impl Drop for Replica {
+    /// A replica dropped without [`Replica::shutdown`] still stops its raft tasks (which
+    /// otherwise run on, holding the file open), in the background: the file is released
+    /// shortly after, not when `drop` returns. Call `shutdown` to know when it is.
+    fn drop(&mut self) {
+        if self.shut_down {
+            return;
+        }
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            let raft = self.raft.clone();
+            handle.spawn(async move {
+                raft.shutdown().await.ok();
+            });
+        }
+    }
 }
 
 impl std::fmt::Debug for Replica {
@@ -151,6 +179,7 @@ impl Replica {
             db,
             path: path.to_path_buf(),
             node_id: cfg.node_id,
+            shut_down: false,
         };
 
         match replica.start(&cfg).await {
@@ -215,7 +244,9 @@ impl Replica {
     /// Proposes `cmd` and returns what the store answered once it is committed (durable in a
     /// quorum of logs) and applied here.
     pub async fn propose(&self, cmd: Command) -> Result<Response, ReplicationError> {
-        self.propose_indexed(cmd).await.map(|(_, response)| response)
+        self.propose_indexed(cmd)
+            .await
+            .map(|(_, response)| response)
     }
 
     /// Like [`Replica::propose`], and also returns the raft log index the command was
@@ -290,7 +321,10 @@ impl Replica {
         let metrics = self
             .raft
             .wait(Some(timeout))
-            .metrics(|m| m.snapshot.index() >= applied, "snapshot covers what was applied")
+            .metrics(
+                |m| m.snapshot.index() >= applied,
+                "snapshot covers what was applied",
+            )
             .await
             .map_err(|e| ReplicationError::NotReady {
                 timeout_ms: timeout.as_millis(),
@@ -314,16 +348,46 @@ impl Replica {
         &self.raft
     }
 
-    /// Stops raft and closes the store file. Pending proposals fail with
-    /// [`ReplicationError::Fatal`]. The file can be reopened once this returns (unless a
-    /// clone of [`Replica::db`] is still alive: the file stays open and locked until the
-    /// last one is dropped).
-    pub async fn shutdown(self) -> Result<(), ReplicationError> {
-        self.raft
-            .shutdown()
-            .await
-            .map_err(|e| ReplicationError::Fatal(format!("raft task failed to stop: {e}")))?;
-        Ok(())
+    /// Stops raft and closes the store file; once this returns the file can be reopened
+    /// (by this or another process). Pending proposals fail with [`ReplicationError::Fatal`].
+    ///
+    /// Drop every clone of [`Replica::db`] first: the file stays open while one lives, and
+    /// this gives up with an error after [`SHUTDOWN_CLOSE_TIMEOUT`].
+    pub async fn shutdown(mut self) -> Result<(), ReplicationError> {
+        let stopped = self.raft.shutdown().await;
+        self.shut_down = true;
+        let path = self.path.clone();
+        let mut db = self.db.clone();
+        drop(self);
+        stopped.map_err(|e| ReplicationError::Fatal(format!("raft task failed to stop: {e}")))?;
+
+        // raft's state-machine and snapshot tasks drop their handles to the database a moment
+        // after the core task ends; the file is closed (and its lock released) when the last
+        // one goes.
+        let deadline = tokio::time::Instant::now() + SHUTDOWN_CLOSE_TIMEOUT;
+        loop {
+            match Arc::try_unwrap(db) {
+                Ok(database) => {
+                    return database.close().map_err(|e| ReplicationError::Storage {
+                        path,
+                        source: io::Error::other(e.to_string()),
+                    });
+                }
+                Err(shared) if tokio::time::Instant::now() < deadline => {
+                    db = shared;
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+                Err(shared) => {
+                    return Err(ReplicationError::Storage {
+                        path,
+                        source: io::Error::other(format!(
+                            "store file still in use by {} handle(s) after shutdown; drop every clone of Replica::db() first",
+                            Arc::strong_count(&shared) - 1
+                        )),
+                    });
+                }
+            }
+        }
     }
 
     fn storage_error(&self, e: impl std::fmt::Display) -> ReplicationError {
@@ -358,14 +422,19 @@ fn map_write_error(e: RaftError<TypeConfig, ClientWriteError<TypeConfig>>) -> Re
 /// file is always one lockbox finished creating: an empty or truncated file at `path` is
 /// therefore damage and is reported, never re-initialized (redb's `create` would happily turn
 /// an empty file into a fresh, empty database).
-fn open_database(path: &Path, allow_torn_commit_rollback: bool) -> Result<Database, ReplicationError> {
+fn open_database(
+    path: &Path,
+    allow_torn_commit_rollback: bool,
+) -> Result<Database, ReplicationError> {
     let storage_err = |source: io::Error| ReplicationError::Storage {
         path: path.to_path_buf(),
         source,
     };
     match fs::symlink_metadata(path) {
         Ok(_) => {}
-        Err(e) if e.kind() == io::ErrorKind::NotFound => create_database(path).map_err(storage_err)?,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            create_database(path).map_err(storage_err)?
+        }
         Err(e) => return Err(storage_err(e)),
     }
 
@@ -438,7 +507,10 @@ fn create_database(path: &Path) -> io::Result<()> {
     result
 }
 
-fn open_existing(path: &Path, allow_torn_commit_rollback: bool) -> Result<Database, ReplicationError> {
+fn open_existing(
+    path: &Path,
+    allow_torn_commit_rollback: bool,
+) -> Result<Database, ReplicationError> {
     let corrupt = |reason: String| ReplicationError::Corrupt {
         path: path.to_path_buf(),
         reason,

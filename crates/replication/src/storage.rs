@@ -59,9 +59,7 @@ use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinitio
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::types::{
-    Entry, LogId, Snapshot, SnapshotMeta, StoredMembership, TypeConfig, Vote,
-};
+use crate::types::{Entry, LogId, Snapshot, SnapshotMeta, StoredMembership, TypeConfig, Vote};
 
 /// The raft log: index → entry.
 pub(crate) const LOG: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("replication.log");
@@ -261,7 +259,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             None => None,
         };
         Ok(LogState {
-            last_log_id: last.or_else(|| last_purged.clone()),
+            last_log_id: last.or(last_purged),
             last_purged_log_id: last_purged,
         })
     }
@@ -283,7 +281,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         Ok(self.read_meta::<Option<LogId>>(KEY_COMMITTED)?.flatten())
     }
 
-    async fn append<I>(&mut self, entries: I, callback: IOFlushed<TypeConfig>) -> Result<(), io::Error>
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: IOFlushed<TypeConfig>,
+    ) -> Result<(), io::Error>
     where
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
@@ -293,7 +295,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             let mut table = txn.open_table(LOG).map_err(io_err)?;
             for entry in entries {
                 let bytes = encode(&entry)?;
-                table.insert(entry.index(), bytes.as_slice()).map_err(io_err)?;
+                table
+                    .insert(entry.index(), bytes.as_slice())
+                    .map_err(io_err)?;
             }
         }
         // The one fsync per proposal. The callback (which lets raft count this entry as
@@ -317,7 +321,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let txn = self.db.begin_write().map_err(io_err)?;
         {
             let mut table = txn.open_table(LOG).map_err(io_err)?;
-            table.retain_in(..=log_id.index(), |_, _| false).map_err(io_err)?;
+            table
+                .retain_in(..=log_id.index(), |_, _| false)
+                .map_err(io_err)?;
         }
         write_value(&txn, META, KEY_LAST_PURGED, &log_id)?;
         // Non-durable on purpose: see the module docs.
@@ -367,7 +373,11 @@ impl StateMachine {
     }
 }
 
-fn store_snapshot(txn: &redb::WriteTransaction, meta: &SnapshotMeta, data: &[u8]) -> io::Result<()> {
+fn store_snapshot(
+    txn: &redb::WriteTransaction,
+    meta: &SnapshotMeta,
+    data: &[u8],
+) -> io::Result<()> {
     write_value(txn, SNAPSHOT, KEY_SNAPSHOT_META, meta)?;
     let mut t = txn.open_table(SNAPSHOT).map_err(io_err)?;
     t.insert(KEY_SNAPSHOT_DATA, data).map_err(io_err)?;
@@ -460,7 +470,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         self.clone()
     }
 
-    async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: Vec<u8>) -> Result<(), io::Error> {
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        snapshot: Vec<u8>,
+    ) -> Result<(), io::Error> {
         let txn = self.db.begin_write().map_err(io_err)?;
         Store::import(&txn, &snapshot).map_err(io_err)?;
         {
@@ -468,14 +482,16 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             match &meta.last_log_id {
                 Some(id) => {
                     let bytes = encode(id)?;
-                    sm.insert(KEY_LAST_APPLIED, bytes.as_slice()).map_err(io_err)?;
+                    sm.insert(KEY_LAST_APPLIED, bytes.as_slice())
+                        .map_err(io_err)?;
                 }
                 None => {
                     sm.remove(KEY_LAST_APPLIED).map_err(io_err)?;
                 }
             }
             let bytes = encode(&meta.last_membership)?;
-            sm.insert(KEY_MEMBERSHIP, bytes.as_slice()).map_err(io_err)?;
+            sm.insert(KEY_MEMBERSHIP, bytes.as_slice())
+                .map_err(io_err)?;
         }
         store_snapshot(&txn, meta, &snapshot)?;
         commit(txn, Durability::Immediate)?;

@@ -1,6 +1,6 @@
 //! Test-only helper for the kill -9 test in `tests/replication.rs`.
 //!
-//! Usage: `replication-crash-helper STORE_FILE`. Opens the replica, prints `ready`, then
+//! Usage: `replication-crash-helper STORE_FILE [ADVERTISE_ADDR]`. Opens the replica, prints `ready`, then
 //! proposes `Command::Noop` in a loop and prints `ack INDEX` after each proposal is
 //! acknowledged (stdout is flushed per line). The test SIGKILLs it at a random moment and
 //! checks that every printed index is applied after a reopen.
@@ -19,7 +19,11 @@ async fn main() -> ExitCode {
         eprintln!("usage: replication-crash-helper STORE_FILE");
         return ExitCode::from(2);
     };
+    let advertise_addr = std::env::args()
+        .nth(2)
+        .unwrap_or_else(|| ReplicaConfig::default().advertise_addr);
     let cfg = ReplicaConfig {
+        advertise_addr,
         // Small, so that snapshots and purges also happen under the kill.
         snapshot_every: 50,
         logs_to_keep_after_snapshot: 10,
@@ -39,7 +43,10 @@ async fn main() -> ExitCode {
     loop {
         match replica.propose_indexed(Command::Noop).await {
             Ok((index, _)) => {
-                if writeln!(out, "ack {index}").and_then(|()| out.flush()).is_err() {
+                if writeln!(out, "ack {index}")
+                    .and_then(|()| out.flush())
+                    .is_err()
+                {
                     return ExitCode::from(1);
                 }
             }
