@@ -8,10 +8,11 @@ use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use lockbox_keyring::Sealed;
 use lockbox_replication::storage::{LogStore, StateMachine, new_storage};
 use lockbox_replication::types::TypeConfig;
 use lockbox_replication::{Replica, ReplicaConfig, ReplicationError};
-use lockbox_store::Command;
+use lockbox_store::{Command, Kind, NewVersion, Reader, Response};
 use openraft::StorageError;
 use openraft::async_runtime::WatchReceiver;
 use openraft::testing::log::{StoreBuilder, Suite};
@@ -88,6 +89,95 @@ async fn propose_and_read_back() {
     );
     drop(txn);
     drop(db);
+    replica.shutdown().await.unwrap();
+}
+
+/// A secret create as the daemon will propose it: a fresh ID, a sealed value of `size` bytes
+/// (opaque to the store, so patterned bytes stand in for real ciphertext).
+fn create_secret(n: u64, size: usize) -> Command {
+    let mut random = [0u8; 16];
+    random[8..].copy_from_slice(&n.to_be_bytes());
+    Command::Create {
+        kind: Kind::Secret,
+        id: lockbox_store::object_id(random),
+        name: format!("secret-{n}"),
+        labels: [("n".to_string(), n.to_string())].into(),
+        time_ns: 1_700_000_000_000_000_000 + n as i64,
+        driver: None,
+        templating: None,
+        value: Some(NewVersion {
+            number: 1,
+            sealed: sealed_value(n, size),
+            size: size as u64,
+            created_by: "test".to_string(),
+            rollback_of: None,
+        }),
+    }
+}
+
+fn sealed_value(n: u64, size: usize) -> Sealed {
+    Sealed {
+        kek_id: 1,
+        wrapped_dek: vec![n as u8; 72],
+        ciphertext: (0..size).map(|i| (i as u64 * 31 + n) as u8).collect(),
+    }
+}
+
+fn check_secret(reader: &Reader, n: u64, size: usize) {
+    let rec = reader
+        .resolve(Kind::Secret, &format!("secret-{n}"))
+        .unwrap_or_else(|e| panic!("secret-{n}: {e}"));
+    assert_eq!(rec.labels.get("n"), Some(&n.to_string()));
+    let sealed = reader.sealed(&rec, 1).unwrap();
+    assert_eq!(
+        sealed,
+        sealed_value(n, size),
+        "secret-{n} value round-trips"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secret_creates_survive_snapshot_purge_and_reopen() {
+    let dir = tmpdir();
+    let path = store_path(&dir);
+    let cfg = ReplicaConfig {
+        snapshot_every: 16,
+        logs_to_keep_after_snapshot: 4,
+        ..ReplicaConfig::default()
+    };
+    let replica = Replica::open(&path, cfg.clone()).await.unwrap();
+    for n in 0..60 {
+        match replica.propose(create_secret(n, 2048)).await.unwrap() {
+            Response::Created { .. } => {}
+            other => panic!("create secret-{n}: {other:?}"),
+        }
+    }
+    // The store's own answers pass through unchanged: a duplicate name is refused.
+    match replica.propose(create_secret(7, 10)).await.unwrap() {
+        Response::Failed(e) => assert!(e.to_string().contains("already exists"), "{e}"),
+        other => panic!("duplicate create answered {other:?}"),
+    }
+    replica.ensure_linearizable().await.unwrap();
+    let reader = Reader::new(replica.db());
+    for n in 0..60 {
+        check_secret(&reader, n, 2048);
+    }
+    drop(reader);
+    replica.snapshot().await.unwrap();
+    replica.shutdown().await.unwrap();
+
+    let (first, _) = log_bounds(&path);
+    assert!(
+        first > Some(20),
+        "log purged behind the snapshots: first entry {first:?}"
+    );
+
+    let replica = Replica::open(&path, cfg).await.unwrap();
+    let reader = Reader::new(replica.db());
+    for n in 0..60 {
+        check_secret(&reader, n, 2048);
+    }
+    drop(reader);
     replica.shutdown().await.unwrap();
 }
 
@@ -223,8 +313,8 @@ impl Rng {
 }
 
 /// Runs the crash helper on `path`, SIGKILLs it `delay` after it reports ready, and returns
-/// every index it printed as acknowledged.
-fn run_and_kill(path: &Path, advertise_addr: &str, delay: Duration) -> Vec<u64> {
+/// every `(index, secret name)` it printed as acknowledged.
+fn run_and_kill(path: &Path, advertise_addr: &str, delay: Duration) -> Vec<(u64, String)> {
     let mut child = Process::new(env!("CARGO_BIN_EXE_replication-crash-helper"))
         .arg(path)
         .arg(advertise_addr)
@@ -258,7 +348,8 @@ fn run_and_kill(path: &Path, advertise_addr: &str, delay: Duration) -> Vec<u64> 
     rx.try_iter()
         .map(|line| {
             line.strip_prefix("ack ")
-                .and_then(|n| n.parse().ok())
+                .and_then(|rest| rest.split_once(' '))
+                .and_then(|(n, name)| Some((n.parse().ok()?, name.to_string())))
                 .unwrap_or_else(|| panic!("unexpected helper output {line:?}"))
         })
         .collect()
@@ -275,11 +366,11 @@ async fn kill_9_never_loses_an_acknowledged_proposal() {
         let delay = Duration::from_millis(20 + rng.below(400));
         let acked = run_and_kill(&path, "local", delay);
         for pair in acked.windows(2) {
-            assert!(pair[1] > pair[0], "acks are increasing");
+            assert!(pair[1].0 > pair[0].0, "acks are increasing");
         }
-        if let Some(&max) = acked.last() {
-            assert!(max > highest_acked, "round {round} continued the log");
-            highest_acked = max;
+        if let Some((max, _)) = acked.last() {
+            assert!(*max > highest_acked, "round {round} continued the log");
+            highest_acked = *max;
         }
         total_acks += acked.len();
 
@@ -292,6 +383,14 @@ async fn kill_9_never_loses_an_acknowledged_proposal() {
             applied >= highest_acked,
             "round {round} (killed after {delay:?}): acknowledged index {highest_acked} but only {applied} applied after reopen"
         );
+        let reader = Reader::new(replica.db());
+        for (index, name) in &acked {
+            let rec = reader.resolve(Kind::Secret, name).unwrap_or_else(|e| {
+                panic!("round {round}: secret {name} acknowledged at {index} is missing: {e}")
+            });
+            assert_eq!(rec.index, *index, "{name} was created by entry {index}");
+        }
+        drop(reader);
         replica.shutdown().await.unwrap();
     }
     assert!(
@@ -417,7 +516,7 @@ async fn bit_flip_after_a_crash_is_refused_not_rolled_back() {
     let path = store_path(&dir);
     let marker = "lockbox-crash-flip-marker-19c4";
     let acked = run_and_kill(&path, marker, Duration::from_millis(150));
-    let highest = *acked.last().expect("some proposals acknowledged");
+    let highest = acked.last().expect("some proposals acknowledged").0;
     let bytes = std::fs::read(&path).unwrap();
     let hits: Vec<usize> = bytes
         .windows(marker.len())

@@ -1,9 +1,10 @@
 //! Test-only helper for the kill -9 test in `tests/replication.rs`.
 //!
-//! Usage: `replication-crash-helper STORE_FILE [ADVERTISE_ADDR]`. Opens the replica, prints `ready`, then
-//! proposes `Command::Noop` in a loop and prints `ack INDEX` after each proposal is
-//! acknowledged (stdout is flushed per line). The test SIGKILLs it at a random moment and
-//! checks that every printed index is applied after a reopen.
+//! Usage: `replication-crash-helper STORE_FILE [ADVERTISE_ADDR]`. Opens the replica, prints
+//! `ready`, then proposes secret creates (metadata-only, driver-backed, so no keyring is
+//! needed) in a loop and prints `ack INDEX NAME` after each one is acknowledged (stdout is
+//! flushed per line). The test SIGKILLs it at a random moment and checks that every printed
+//! secret exists, and every printed index is applied, after a reopen.
 #![forbid(unsafe_code)]
 
 use std::io::Write;
@@ -11,7 +12,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use lockbox_replication::{Replica, ReplicaConfig};
-use lockbox_store::Command;
+use lockbox_store::{Command, DriverRec, Kind, Response};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -40,15 +41,37 @@ async fn main() -> ExitCode {
     if writeln!(out, "ready").and_then(|()| out.flush()).is_err() {
         return ExitCode::from(1);
     }
-    loop {
-        match replica.propose_indexed(Command::Noop).await {
-            Ok((index, _)) => {
-                if writeln!(out, "ack {index}")
+    let pid = std::process::id();
+    for n in 0u64.. {
+        let name = format!("crash-{pid}-{n}");
+        let mut random = [0u8; 16];
+        random[..4].copy_from_slice(&pid.to_be_bytes());
+        random[8..].copy_from_slice(&n.to_be_bytes());
+        let cmd = Command::Create {
+            kind: Kind::Secret,
+            id: lockbox_store::object_id(random),
+            name: name.clone(),
+            labels: Default::default(),
+            time_ns: 0,
+            driver: Some(DriverRec {
+                name: "crash-test".to_string(),
+                options: None,
+            }),
+            templating: None,
+            value: None,
+        };
+        match replica.propose_indexed(cmd).await {
+            Ok((index, Response::Created { .. })) => {
+                if writeln!(out, "ack {index} {name}")
                     .and_then(|()| out.flush())
                     .is_err()
                 {
                     return ExitCode::from(1);
                 }
+            }
+            Ok((index, other)) => {
+                eprintln!("create {name} at {index} answered {other:?}");
+                return ExitCode::from(1);
             }
             Err(e) => {
                 eprintln!("propose failed: {e}");
@@ -56,4 +79,5 @@ async fn main() -> ExitCode {
             }
         }
     }
+    ExitCode::SUCCESS
 }
