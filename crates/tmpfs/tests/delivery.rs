@@ -723,3 +723,70 @@ fn run_secret_pipes_are_not_inherited_by_the_command() {
     assert!(leaked.is_empty(), "leaked {leaked:?}; all fds:\n{listing}");
     assert!(listing.lines().count() >= 3, "{listing}");
 }
+
+#[test]
+fn run_does_not_double_deliver_terminal_signals() {
+    if !require_root() {
+        return;
+    }
+    use rustix::pty::{OpenptFlags, grantpt, openpt, ptsname, unlockpt};
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+
+    let work = scratch();
+    let out = work.path().join("out");
+    // A real terminal: ^C makes the kernel signal the whole foreground process group, which the
+    // command is part of. Supervisor and helper must not relay that one again.
+    let master = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC).unwrap();
+    grantpt(&master).unwrap();
+    unlockpt(&master).unwrap();
+    let slave_path = ptsname(&master, Vec::new()).unwrap();
+    let slave = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(OFlags::NOCTTY.bits() as i32)
+        .open(slave_path.to_str().unwrap())
+        .unwrap();
+    // setsid -c: a new session whose controlling terminal is the pty, like a login shell's job.
+    let mut run = std::process::Command::new("setsid")
+        .args([
+            "-c",
+            "-w",
+            env!("CARGO_BIN_EXE_lockbox-tmpfs-shim"),
+            "--supervise",
+            "--",
+        ])
+        .arg(env!("CARGO_BIN_EXE_lockbox-tmpfs-shim"))
+        .arg("--record-signals")
+        .arg(&out)
+        .stdin(slave.try_clone().unwrap())
+        .stdout(slave.try_clone().unwrap())
+        .stderr(slave)
+        .spawn()
+        .unwrap();
+    wait_until("child ready", Duration::from_secs(10), || {
+        read(&out).contains("ready")
+    });
+    let mut m = fs::File::from(master);
+    m.write_all(b"\x03").unwrap();
+    wait_until("SIGINT delivered", Duration::from_secs(10), || {
+        read(&out).contains("INT")
+    });
+    // Give any relayed duplicate time to arrive.
+    std::thread::sleep(Duration::from_millis(500));
+    let report = read(&out);
+    let ints: Vec<&str> = report.lines().filter(|l| l.starts_with("INT")).collect();
+    assert_eq!(
+        ints,
+        ["INT kernel"],
+        "terminal ^C must arrive once, from the terminal"
+    );
+    // A signal sent to `lockbox run` by a process (not the terminal) is relayed.
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(run.id() as i32).unwrap(),
+        rustix::process::Signal::TERM,
+    )
+    .unwrap();
+    let st = run.wait().unwrap();
+    assert_eq!(st.code(), Some(128 + 15), "{}", read(&out));
+}
