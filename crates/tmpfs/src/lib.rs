@@ -15,6 +15,32 @@
 //! buffer holding plaintext here is [`zeroize::Zeroizing`], every write checks `statfs` first,
 //! and secrets travel to the shim over a pipe, never argv or the environment.
 //!
+//! # Wiring into the `lockbox` binary
+//!
+//! ```no_run
+//! # fn real_main() {}
+//! fn main() {
+//!     // First thing, before tokio or anything else starts a thread:
+//!     let mut args = std::env::args_os().skip(1);
+//!     if args.next().is_some_and(|a| a == "__shim") {
+//!         lockbox_tmpfs::shim_main(args.collect());
+//!     }
+//!     real_main()
+//! }
+//! ```
+//!
+//! and for `lockbox run` (inside `spawn_blocking` if under tokio):
+//!
+//! ```no_run
+//! # use lockbox_tmpfs::*;
+//! # fn f(files: Vec<SecretFile>, new_files: Vec<SecretFile>) -> Result<(), Error> {
+//! let shim = ShimCommand::current_exe_subcommand("__shim")?;
+//! let mut sup = Supervisor::spawn(&shim, RunOptions::new(["my-server", "--flag"]), files)?;
+//! sup.rotate(new_files)?; // whenever a new version arrives
+//! let code = sup.wait()?; // exit with it
+//! # Ok(()) }
+//! ```
+//!
 //! There is no `unsafe` here at all (the workspace forbids it, and `forbid` cannot be relaxed
 //! per module): the pipes reach the shim by path (`/proc/<supervisor>/fd/N`) instead of through a
 //! `pre_exec` hook, and read-only clones of mounts are made with a temporary bind and remount
