@@ -1,5 +1,6 @@
-//! Measures `Replica::propose` latency: N sequential proposals on a fresh store file, against
-//! the floor of one fsync'd redb commit of the same size on the same disk.
+//! Measures `Replica::propose` latency of a secret create (1 KiB sealed value): N sequential
+//! proposals on a fresh store file, against the floor of one fsync'd redb commit of the same
+//! size on the same disk; then the throughput of concurrent proposers (group commit).
 //!
 //! `cargo run --release -p lockbox-replication --example propose_latency -- [DIR] [N]`
 //! (DIR defaults to the current directory; use a real disk, not tmpfs, or fsync is free.)
@@ -8,8 +9,11 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+
+use lockbox_keyring::Sealed;
 use lockbox_replication::{Replica, ReplicaConfig};
-use lockbox_store::Command;
+use lockbox_store::{Command, Kind, NewVersion, Response};
 use redb::{Durability, TableDefinition};
 
 fn percentiles(name: &str, mut samples: Vec<Duration>) {
@@ -23,6 +27,39 @@ fn percentiles(name: &str, mut samples: Vec<Duration>) {
         at(0.99),
         samples[samples.len() - 1]
     );
+}
+
+/// A secret create as the daemon proposes it (the sealed bytes are opaque to the store).
+fn create(n: u64) -> Command {
+    let mut random = [0u8; 16];
+    random[8..].copy_from_slice(&n.to_be_bytes());
+    Command::Create {
+        kind: Kind::Secret,
+        id: lockbox_store::object_id(random),
+        name: format!("bench-{n}"),
+        labels: Default::default(),
+        time_ns: n as i64,
+        driver: None,
+        templating: None,
+        value: Some(NewVersion {
+            number: 1,
+            sealed: Sealed {
+                kek_id: 1,
+                wrapped_dek: vec![1; 72],
+                ciphertext: vec![(n % 251) as u8; 1024 + 40],
+            },
+            size: 1024,
+            created_by: "bench".to_string(),
+            rollback_of: None,
+        }),
+    }
+}
+
+async fn create_ok(replica: &Replica, n: u64) -> Result<(), Box<dyn std::error::Error>> {
+    match replica.propose(create(n)).await? {
+        Response::Created { .. } => Ok(()),
+        other => Err(format!("create {n}: {other:?}").into()),
+    }
 }
 
 #[tokio::main]
@@ -41,7 +78,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // fsync times).
     const T: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("t");
     let floor_db = redb::Database::create(work.path().join("floor.redb"))?;
-    let value = [7u8; 100];
+    let value = [7u8; 1200];
     let replica =
         Replica::open(&work.path().join("lockbox.redb"), ReplicaConfig::default()).await?;
     let mut floor = Vec::with_capacity(n);
@@ -55,7 +92,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let floor_time = t.elapsed();
 
         let t = Instant::now();
-        replica.propose(Command::Noop).await?;
+        create_ok(&replica, i).await?;
         let propose_time = t.elapsed();
         if i >= 50 {
             floor.push(floor_time);
@@ -63,7 +100,35 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     percentiles("redb fsync'd commit (floor)", floor);
-    percentiles("Replica::propose(Noop)", propose);
+    percentiles("Replica::propose(secret create)", propose);
+
+    // Concurrent proposers: openraft batches queued writes into one append, one fsync.
+    let replica = Arc::new(replica);
+    let tasks = 16u64;
+    let per_task = (n as u64 / tasks).max(1);
+    let start = Instant::now();
+    let mut handles = Vec::new();
+    for t in 0..tasks {
+        let replica = replica.clone();
+        handles.push(tokio::spawn(async move {
+            for k in 0..per_task {
+                create_ok(&replica, 1_000_000 + t * per_task + k)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            Ok::<(), String>(())
+        }));
+    }
+    for h in handles {
+        h.await??;
+    }
+    let elapsed = start.elapsed();
+    println!(
+        "{tasks} concurrent proposers: {} creates in {elapsed:.3?} = {:.0} creates/s",
+        tasks * per_task,
+        (tasks * per_task) as f64 / elapsed.as_secs_f64()
+    );
+    let replica = Arc::into_inner(replica).ok_or("replica still shared")?;
     replica.shutdown().await?;
     Ok(())
 }

@@ -8,8 +8,8 @@
 //! **The cluster work replaces this module** with an mTLS transport (tonic, one client per
 //! peer, peer identity checked against the certificate in the membership's node record),
 //! plus the server side that feeds `Raft::append_entries` / `vote` / `install_full_snapshot`.
-//! Nothing else in this crate has to change for that: [`crate::Replica`] takes the factory
-//! by type only here.
+//! Nothing else in this crate has to change for that: [`crate::Replica::open`] names
+//! [`NoNetwork`] in exactly one place.
 
 use std::future::Future;
 

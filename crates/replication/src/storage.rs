@@ -189,8 +189,8 @@ impl Debug for LogStore {
 }
 
 impl LogStore {
-    /// Wraps a database whose tables [`init_tables`] has created.
-    pub fn new(db: Arc<Database>) -> Self {
+    /// Wraps a database whose tables `init_tables` has created (see [`new_storage`]).
+    pub(crate) fn new(db: Arc<Database>) -> Self {
         Self { db }
     }
 
@@ -345,8 +345,9 @@ impl Debug for StateMachine {
 }
 
 impl StateMachine {
-    /// Wraps a database whose tables [`init_tables`] and `Store::init_tables` have created.
-    pub fn new(db: Arc<Database>) -> Self {
+    /// Wraps a database whose tables `init_tables` and `Store::init_tables` have created
+    /// (see [`new_storage`]).
+    pub(crate) fn new(db: Arc<Database>) -> Self {
         Self { db }
     }
 

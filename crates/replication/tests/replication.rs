@@ -635,16 +635,18 @@ async fn propose_latency() {
         .unwrap();
     propose_noops(&replica, 50).await; // warm-up
     let mut samples = Vec::with_capacity(2000);
-    for _ in 0..2000 {
+    for n in 0..2000 {
+        let cmd = create_secret(n, 1024);
         let t = Instant::now();
-        replica.propose(Command::Noop).await.unwrap();
+        let response = replica.propose(cmd).await.unwrap();
         samples.push(t.elapsed());
+        assert!(matches!(response, Response::Created { .. }), "{response:?}");
     }
     samples.sort();
     let p50 = samples[samples.len() / 2];
     let p99 = samples[samples.len() * 99 / 100];
     eprintln!(
-        "propose latency over {} sequential proposes (debug build): p50 {:?}, p99 {:?}, max {:?}",
+        "secret-create propose latency over {} sequential proposes (debug build): p50 {:?}, p99 {:?}, max {:?}",
         samples.len(),
         p50,
         p99,
