@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use tower::ServiceExt as _;
 
 use crate::ApiError;
-use crate::http::{Peer, json_response, parse_body};
+use crate::http::{Peer, json_response};
 use crate::ops::{Caller, Daemon};
 
 /// The API version lockbox speaks: Engine 20.10's, which every current CLI negotiates down
@@ -144,10 +144,37 @@ async fn dispatch(inner: Router, mut req: Request) -> Response {
         Err(never) => match never {},
     };
     if r.extensions().get::<NoApiHeaders>().is_some() {
-        r
-    } else {
-        with_api_headers(r)
+        return r;
     }
+    // Before API 1.23 Docker wrote handler errors as plain text.
+    if let Some(v) = version
+        && version_cmp(v, "1.23").is_lt()
+        && (r.status().is_client_error() || r.status().is_server_error())
+    {
+        return with_api_headers(plain_error(r).await);
+    }
+    with_api_headers(r)
+}
+
+async fn plain_error(r: Response) -> Response {
+    let (mut parts, body) = r.into_parts();
+    let bytes = axum::body::to_bytes(body, 64 * 1024)
+        .await
+        .unwrap_or_default();
+    let msg = serde_json::from_slice::<serde_json::Value>(&bytes)
+        .ok()
+        .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(str::to_owned))
+        .unwrap_or_else(|| String::from_utf8_lossy(&bytes).trim_end().to_owned());
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.insert(
+        "X-Content-Type-Options",
+        HeaderValue::from_static("nosniff"),
+    );
+    Response::from_parts(parts, Body::from(format!("{msg}\n")))
 }
 
 fn with_api_headers(mut r: Response) -> Response {
@@ -437,6 +464,21 @@ fn read_json_body(
 
 type Body_ = std::result::Result<Bytes, BytesRejection>;
 
+/// A spec from a body, in the words of Docker's streaming JSON decoder (a truncated body
+/// is `unexpected EOF` there); an empty body is an empty spec (Engine 23+).
+fn parse_spec(body: &Bytes) -> Result<Spec> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Spec::default());
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        ApiError::bad_request(if e.classify() == serde_json::error::Category::Eof {
+            "unexpected EOF".to_owned()
+        } else {
+            lockbox_store::validate::go_json_error(&e)
+        })
+    })
+}
+
 async fn list(kind: Kind, d: &Daemon, q: &HashMap<String, String>) -> Result<Response> {
     let objs = d
         .list(kind, q.get("filters").map(String::as_str))
@@ -452,7 +494,7 @@ async fn create(
     body: Body_,
 ) -> Result<Response> {
     let body = read_json_body(headers, body)?;
-    let spec: Spec = parse_body(&body)?;
+    let spec = parse_spec(&body)?;
     let r = d
         .create(kind, spec, &Caller::uid(who.uid))
         .await
@@ -482,7 +524,7 @@ async fn update(
     body: Body_,
 ) -> Result<Response> {
     let body = read_json_body(headers, body)?;
-    let spec: Spec = parse_body(&body)?;
+    let spec = parse_spec(&body)?;
     d.update(
         kind,
         id,
@@ -589,7 +631,7 @@ async fn events(State(d): App, Query(q): Query<HashMap<String, String>>) -> Resu
                             .ok()
                             .and_then(|v| v.get("Type").and_then(|t| t.as_str()).map(str::to_owned))
                             .unwrap_or_default();
-                        if !t.iter().any(|x| *x == ty) {
+                        if !t.contains(&ty) {
                             continue;
                         }
                     }
