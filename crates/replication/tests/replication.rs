@@ -181,6 +181,35 @@ async fn secret_creates_survive_snapshot_purge_and_reopen() {
     replica.shutdown().await.unwrap();
 }
 
+/// redb calls are synchronous inside the storage traits; a write transaction never lives
+/// across an `.await`, so even a single-threaded runtime (one thread for the raft core, the
+/// state machine task and the caller) cannot deadlock on redb's writer lock.
+#[tokio::test(flavor = "current_thread")]
+async fn works_on_a_current_thread_runtime() {
+    let dir = tmpdir();
+    let path = store_path(&dir);
+    let cfg = ReplicaConfig {
+        snapshot_every: 10,
+        logs_to_keep_after_snapshot: 2,
+        ..ReplicaConfig::default()
+    };
+    let replica = Replica::open(&path, cfg.clone()).await.unwrap();
+    for n in 0..25 {
+        let response = replica.propose(create_secret(n, 100)).await.unwrap();
+        assert!(matches!(response, Response::Created { .. }), "{response:?}");
+    }
+    replica.ensure_linearizable().await.unwrap();
+    replica.snapshot().await.unwrap();
+    replica.shutdown().await.unwrap();
+    let replica = Replica::open(&path, cfg).await.unwrap();
+    let reader = Reader::new(replica.db());
+    for n in 0..25 {
+        check_secret(&reader, n, 100);
+    }
+    drop(reader);
+    replica.shutdown().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reopen_resumes_without_reinitializing() {
     let dir = tmpdir();
