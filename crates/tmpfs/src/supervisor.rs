@@ -126,6 +126,17 @@ impl Supervisor {
             return Err(Error::Shim("no command given".into()));
         }
         let files = normalize(files, &opts.secrets_dir);
+        // Catch the forwarded signals from before the shim exists: one arriving during setup is
+        // held (signal-hook keeps it pending) and relayed once the command runs, instead of
+        // killing this process and orphaning the command.
+        let signals = if opts.forward_signals {
+            Some(
+                SignalsInfo::<WithOrigin>::new(FORWARDED_SIGNALS.map(|s| s.as_raw()))
+                    .ctx(|| "install signal handlers".into())?,
+            )
+        } else {
+            None
+        };
         let mut placeholders = Vec::new();
         add_placeholders(&files, &mut placeholders)?;
 
@@ -200,16 +211,19 @@ impl Supervisor {
         drop(files);
         match sup.read_status() {
             Ok(line) if line.starts_with("ready ") => {
-                sup.command_pid = line[6..]
-                    .trim()
-                    .parse()
-                    .map_err(|_| Error::Protocol(line.clone()))?;
+                sup.command_pid = match line[6..].trim().parse() {
+                    Ok(pid) => pid,
+                    Err(_) => return Err(sup.fail(Error::Protocol(line))),
+                };
                 // The helper reaps the command only after it exits, and it is alive right now:
                 // the pid cannot have been recycled yet unless the command already died.
                 sup.command_pidfd = rustix::process::Pid::from_raw(sup.command_pid as i32)
                     .and_then(|p| {
                         rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).ok()
                     });
+            }
+            Ok(line) if line.starts_with("err ") => {
+                return Err(sup.fail(Error::Shim(line[4..].to_owned())));
             }
             Ok(line) => return Err(sup.fail(Error::Protocol(format!("unexpected {line:?}")))),
             Err(e) => {
@@ -223,8 +237,8 @@ impl Supervisor {
                 return Err(sup.fail(e));
             }
         }
-        if opts.forward_signals {
-            sup.forwarder = Some(start_forwarder(sup.shim_pidfd.clone())?);
+        if let Some(signals) = signals {
+            sup.forwarder = Some(start_forwarder(signals, sup.shim_pidfd.clone())?);
         }
         Ok(sup)
     }
@@ -418,9 +432,10 @@ fn wait_attached(status: &OwnedFd, shim: &OwnedFd) -> Result<bool, Error> {
     }
 }
 
-fn start_forwarder(pidfd: Arc<OwnedFd>) -> Result<(Handle, JoinHandle<()>), Error> {
-    let mut signals = SignalsInfo::<WithOrigin>::new(FORWARDED_SIGNALS.map(|s| s.as_raw()))
-        .ctx(|| "install signal handlers".into())?;
+fn start_forwarder(
+    mut signals: SignalsInfo<WithOrigin>,
+    pidfd: Arc<OwnedFd>,
+) -> Result<(Handle, JoinHandle<()>), Error> {
     let handle = signals.handle();
     let thread = std::thread::Builder::new()
         .name("lockbox-signals".into())

@@ -495,7 +495,7 @@ fn run_exit_codes_pass_through() {
     )
     .unwrap_err();
     assert!(
-        err.to_string().contains("lockbox-test-cmd"),
+        matches!(&err, Error::Shim(m) if m.contains("lockbox-test-cmd")),
         "unexpected error: {err}"
     );
     // A bad target is refused by the shim before anything runs.
