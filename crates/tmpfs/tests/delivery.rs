@@ -36,8 +36,16 @@ fn shim() -> ShimCommand {
 
 /// A scratch directory on disk (never tmpfs): holds mount points and test output only.
 fn scratch() -> tempfile::TempDir {
+    scratch_named("delivery-")
+}
+
+/// Host staging tests mount tmpfs (source "lockbox") in the host namespace on purpose; their
+/// scratch directories carry this prefix so the `lockbox run` tests can tell them apart.
+const STAGING_PREFIX: &str = "staging-test-";
+
+fn scratch_named(prefix: &str) -> tempfile::TempDir {
     let d = tempfile::Builder::new()
-        .prefix("delivery-")
+        .prefix(prefix)
         .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
         .unwrap();
     // World-writable so a command dropped to --user can write its report.
@@ -122,7 +130,7 @@ fn atomic_writer_readers_see_all_old_or_all_new() {
     if !require_root() {
         return;
     }
-    let root = scratch();
+    let root = scratch_named(STAGING_PREFIX);
     let staging = Staging::create(root.path(), "atomic").unwrap();
     let dir = staging.published_dir();
     let set = |g: u64| {
@@ -234,7 +242,7 @@ fn atomic_writer_owner_mode_links_and_duplicate_references() {
     if !require_root() {
         return;
     }
-    let root = scratch();
+    let root = scratch_named(STAGING_PREFIX);
     let staging = Staging::create(root.path(), "owners").unwrap();
     let dir = staging.published_dir();
     // One secret referenced twice with different owners and modes (Swarm collapses these to the
@@ -328,7 +336,7 @@ fn staging_mount_options_removal_and_reap() {
     if !require_root() {
         return;
     }
-    let root = scratch();
+    let root = scratch_named(STAGING_PREFIX);
     let sroot = root.path().join("staging");
     let s = Staging::create(&sroot, "w1").unwrap();
     assert_eq!(fs::metadata(&sroot).unwrap().mode() & 0o777, 0o700);
@@ -383,10 +391,15 @@ fn staging_mount_options_removal_and_reap() {
 const SECRET: &str = "correct-horse-battery-staple-4f1c";
 
 /// Lines of the host mount table that could belong to a `lockbox run`: nothing may ever show.
+/// Any tmpfs named "lockbox" counts, except the host staging tests' own.
 fn host_run_mounts(paths: &[&Path]) -> Vec<String> {
     mountinfo("/proc/self/mountinfo")
         .into_iter()
-        .filter(|m| m.0 == "/run/secrets" || paths.iter().any(|p| Path::new(&m.0) == *p))
+        .filter(|m| {
+            m.0 == "/run/secrets"
+                || paths.iter().any(|p| Path::new(&m.0) == *p)
+                || (m.3 == "lockbox" && !m.0.contains(STAGING_PREFIX))
+        })
         .map(|m| format!("{m:?}"))
         .collect()
 }
@@ -416,6 +429,7 @@ cat /proc/self/mountinfo > {out}.mountinfo
         abs = abs.display()
     );
     let before = host_run_mounts(&[&abs]);
+    assert!(before.is_empty(), "{before:?}");
     let code = run_sh(
         &script,
         vec![
