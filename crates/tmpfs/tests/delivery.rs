@@ -627,7 +627,13 @@ fn run_drops_to_user() {
     if !require_root() {
         return;
     }
-    let work = scratch();
+    // The report must be writable by uid 65534 whatever the checkout's permissions are: use the
+    // system temp directory (world-traversable) rather than the target directory.
+    let work = tempfile::Builder::new()
+        .prefix("delivery-user-")
+        .tempdir()
+        .unwrap();
+    fs::set_permissions(work.path(), fs::Permissions::from_mode(0o777)).unwrap();
     let out = work.path().join("out");
     let script = format!(
         r#"exec > {out} 2>&1
