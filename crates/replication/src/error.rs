@@ -38,9 +38,10 @@ pub enum ReplicationError {
         path: PathBuf,
     },
 
-    /// The store file failed its integrity check, is truncated, or redb would have to roll
-    /// back a commit to open it. lockbox refuses to serve it rather than risk silently losing
-    /// acknowledged writes; restore from a backup or a peer.
+    /// The store file failed its integrity check or is truncated (or, with
+    /// `allow_torn_commit_rollback` off, redb would have to roll back its newest commit).
+    /// lockbox refuses to serve it rather than risk silently losing acknowledged writes;
+    /// restore from a backup or a peer.
     #[error("store file {} is corrupt: {reason}", .path.display())]
     Corrupt {
         /// The store file.

@@ -21,8 +21,10 @@
 //!
 //! * An acknowledged [`Replica::propose`] survives `kill -9` and power loss: its log entry was
 //!   committed with an fsync before the proposal could commit.
-//! * A store file that fails its checksums, is truncated, or would need redb to roll back an
-//!   fsync'd commit is refused at open ([`ReplicationError::Corrupt`]), never served.
+//! * A store file that fails its checksums or is truncated is refused at open
+//!   ([`ReplicationError::Corrupt`]), never served. The one repair accepted is redb rolling
+//!   back a commit that a crash interrupted (never acknowledged), and it is reported
+//!   ([`Replica::rolled_back_torn_commit`]); see [`ReplicaConfig::allow_torn_commit_rollback`].
 //! * One process, one replica per file: a second open fails ([`ReplicationError::AlreadyOpen`]).
 #![forbid(unsafe_code)]
 
