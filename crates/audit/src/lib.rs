@@ -270,7 +270,6 @@ pub fn verify(path: &Path) -> Result<AuditVerify, AuditError> {
         source,
     })?;
     let mut prev = GENESIS.to_string();
-    let mut expect = 1u64;
     let mut n = 0u64;
     for (i, line) in BufReader::new(f).lines().enumerate() {
         let line_no = i as u64 + 1;
@@ -278,6 +277,7 @@ pub fn verify(path: &Path) -> Result<AuditVerify, AuditError> {
             path: path.to_owned(),
             source,
         })?;
+        let expect = n + 1;
         let broken = |problem: String| {
             Ok(AuditVerify {
                 ok: false,
@@ -313,7 +313,6 @@ pub fn verify(path: &Path) -> Result<AuditVerify, AuditError> {
             ));
         }
         prev = r.hash;
-        expect += 1;
         n += 1;
     }
     Ok(AuditVerify {

@@ -290,10 +290,9 @@ impl RingFile {
         fs::set_permissions(&tmp, fs::Permissions::from_mode(0o600))
             .map_err(|e| err(e.to_string()))?;
         fs::rename(&tmp, path).map_err(|e| err(e.to_string()))?;
-        if let Some(dir) = path.parent() {
-            if let Ok(d) = fs::File::open(dir) {
-                let _ = d.sync_all();
-            }
+        // The rename is durable only once the directory entry is.
+        if let Some(Ok(d)) = path.parent().map(fs::File::open) {
+            let _ = d.sync_all();
         }
         Ok(())
     }

@@ -185,10 +185,10 @@ impl Client {
             .map_err(|e| ClientError::Other(format!("daemon: {e}")))?;
         while let Some(frame) = resp.body_mut().frame().await {
             let frame = frame.map_err(|e| ClientError::Other(format!("daemon: {e}")))?;
-            if let Some(data) = frame.data_ref() {
-                if sink(data).is_err() {
-                    break;
-                }
+            if let Some(data) = frame.data_ref()
+                && sink(data).is_err()
+            {
+                break;
             }
         }
         Ok(())

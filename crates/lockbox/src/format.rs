@@ -144,13 +144,13 @@ impl Template {
                         .trim_start_matches('.');
                     let field = field.rsplit('.').next().unwrap_or(field);
                     let mut out = String::new();
-                    for (i, c) in field.chars().enumerate() {
-                        if i > 0
-                            && c.is_uppercase()
-                            && !field[..i].ends_with(|p: char| p.is_uppercase())
-                        {
+                    let mut prev_upper = true;
+                    for c in field.chars() {
+                        // "CreatedAt" → "CREATED AT", but "ID" stays "ID".
+                        if c.is_uppercase() && !prev_upper {
                             out.push(' ');
                         }
+                        prev_upper = c.is_uppercase();
                         out.extend(c.to_uppercase());
                     }
                     out

@@ -102,10 +102,10 @@ impl Reader {
             let raw = names.get(name_key(kind, input).as_slice())?;
             raw.map(|v| String::from_utf8_lossy(v.value()).into_owned())
         };
-        if let Some(id) = by_name {
-            if let Some(r) = self.get(kind, &id)? {
-                return Ok(r);
-            }
+        if let Some(id) = by_name
+            && let Some(r) = self.get(kind, &id)?
+        {
+            return Ok(r);
         }
         let mut hits = self.list(
             kind,
