@@ -1,0 +1,1 @@
+//! lockbox-compose tests: one binary.
