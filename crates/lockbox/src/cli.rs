@@ -76,6 +76,17 @@ pub(crate) enum Command {
     Version,
     /// Stream events (create, update, remove, rotate, hand-out) as JSON lines
     Events,
+    /// Find the secret leaks the Docker guides warn about (Compose, Dockerfiles, scripts, content, images)
+    #[command(after_help = lockbox_scan::cli::SCAN_AFTER_HELP)]
+    Scan(lockbox_scan::cli::ScanArgs),
+    /// Manage services: named sets of secret references with a rotation policy
+    #[command(subcommand)]
+    Service(crate::delivery::ServiceCmd),
+    /// Run a process with its secrets on a private read-only tmpfs at /run/secrets
+    Run(crate::delivery::RunArgs),
+    /// Docker with secrets: 'lockbox docker run … -- <docker run arguments>'
+    #[command(subcommand)]
+    Docker(crate::delivery::DockerCmd),
     /// Print a shell completion script
     #[command(
         after_help = "Examples:\n  lockbox completion bash > /etc/bash_completion.d/lockbox\n  lockbox completion zsh > \"${fpath[1]}/_lockbox\"\n  lockbox completion fish > ~/.config/fish/completions/lockbox.fish"

@@ -4,6 +4,7 @@
 
 mod cli;
 mod client;
+mod delivery;
 mod format;
 
 use std::collections::BTreeMap;
@@ -40,6 +41,14 @@ impl std::fmt::Display for Exit {
 impl std::error::Error for Exit {}
 
 fn main() -> ExitCode {
+    // Hidden helpers first, before anything starts a thread: both need a single-threaded
+    // process (unshare / setns of the mount namespace).
+    let mut args = std::env::args_os().skip(1);
+    match args.next() {
+        Some(a) if a == "__shim" => lockbox_tmpfs::shim_main(args.collect()),
+        Some(a) if a == "__nsbind" => lockbox_tmpfs::nsbind_main(args.collect()),
+        _ => {}
+    }
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => ExitCode::from(code as u8),
@@ -83,6 +92,10 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
     let socket = socket_path(&cli.host);
     match cli.command {
         Command::Daemon(args) => run_daemon(args, socket),
+        Command::Scan(args) => {
+            let (mut out, mut err) = (std::io::stdout().lock(), std::io::stderr().lock());
+            Ok(lockbox_scan::cli::run(&args, &mut out, &mut err))
+        }
         Command::Completion { shell } => {
             let mut cmd = Cli::command();
             let sh = match shell {
@@ -93,6 +106,11 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             clap_complete::generate(sh, &mut cmd, "lockbox", &mut std::io::stdout());
             Ok(0)
         }
+        Command::Run(a) => runtime()?.block_on(delivery::run(&socket, a)),
+        Command::Docker(delivery::DockerCmd::Run(a)) => {
+            runtime()?.block_on(delivery::docker_run(&socket, a))
+        }
+        Command::Service(cmd) => runtime()?.block_on(delivery::service(&Client::new(&socket), cmd)),
         other => {
             let c = Client::new(&socket);
             runtime()?.block_on(client_command(other, &c))
@@ -682,7 +700,7 @@ async fn client_command(cmd: Command, c: &Client) -> anyhow::Result<i32> {
             events(c).await?;
             Ok(0)
         }
-        Command::Daemon(_) | Command::Completion { .. } => {
+        Command::Daemon(_) | Command::Completion { .. } | Command::Scan(_) => {
             unreachable!("handled before connecting")
         }
     }

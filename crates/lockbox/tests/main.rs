@@ -6,4 +6,5 @@ mod crash;
 mod docker_cli;
 mod keys;
 mod plaintext;
+mod scan_cli;
 mod secrets;
