@@ -1,8 +1,8 @@
 //! The content rules: provider token formats, key blocks, connection strings and the generic
 //! keyword/entropy checks. Written for lockbox from the providers' published token formats.
 //!
-//! Every rule has keywords (lowercase; matched case-insensitively by one Aho–Corasick
-//! automaton) and runs only on lines that contain one of them, the way gitleaks' `keywords`
+//! Every rule has keywords (matched by one Aho–Corasick automaton: case-insensitively when
+//! written in lowercase, exactly when they hold an uppercase letter, as token prefixes do) and runs only on lines that contain one of them, the way gitleaks' `keywords`
 //! work. The secret is the first capture group that participated in the match, or the whole
 //! match when the pattern has no group.
 //!
@@ -10,7 +10,8 @@
 //! no token-shaped literal sits in this source file: `{a:N}` N alphanumerics, `{h:N}`
 //! lowercase hex, `{H:N}` uppercase hex, `{u:N}` uppercase letters and digits, `{l:N}`
 //! lowercase letters and digits, `{d:N}` digits, `{b:N}` base64 characters, `{w:N}`
-//! URL-safe base64 characters, `{c:N}` base32 (A–Z, 2–7), `{U:N}` uppercase letters.
+//! URL-safe base64 characters, `{c:N}` base32 (A–Z, 2–7), `{U:N}` uppercase letters,
+//! `{B:N}` bech32 uppercase.
 
 use crate::finding::Severity;
 
@@ -69,7 +70,7 @@ pub static CONTENT_RULES: &[ContentRule] = &[
         "AWS access key ID",
         High,
         Provider,
-        ["akia", "asia", "abia", "acca", "a3t"],
+        ["AKIA", "ASIA", "ABIA", "ACCA", "A3T"],
         r"\b((?:AKIA|ASIA|ABIA|ACCA|A3T[A-Z0-9])[A-Z2-7]{16})\b",
         3.0,
         "aws_access_key_id = AKIA{c:16}"
@@ -81,7 +82,7 @@ pub static CONTENT_RULES: &[ContentRule] = &[
         Critical,
         Provider,
         ["aws"],
-        r#"(?i)aws[\w.-]{0,20}?(?:secret|sk)[\w.-]{0,20}["']?\s*(?::=|=>|=|:)\s*["']?([A-Za-z0-9/+]{40})(?:[^A-Za-z0-9/+=]|$)"#,
+        r#"(?i)aws[\w.-]*?(?:secret|sk)[\w.-]*["']?\s*(?::=|=>|=|:)\s*["']?([A-Za-z0-9/+]{40})(?:[^A-Za-z0-9/+=]|$)"#,
         4.0,
         "AWS_SECRET_ACCESS_KEY={b:40}"
     ),
@@ -102,7 +103,7 @@ pub static CONTENT_RULES: &[ContentRule] = &[
         "Google API key",
         High,
         Provider,
-        ["aiza"],
+        ["AIza"],
         r"\b(AIza[0-9A-Za-z_-]{35})(?:[^0-9A-Za-z_-]|$)",
         3.5,
         "GOOGLE_API_KEY=AIza{w:35}"
@@ -113,7 +114,7 @@ pub static CONTENT_RULES: &[ContentRule] = &[
         "Google OAuth client secret",
         High,
         Provider,
-        ["gocspx-"],
+        ["GOCSPX-"],
         r"\b(GOCSPX-[A-Za-z0-9_-]{28})(?:[^A-Za-z0-9_-]|$)",
         3.5,
         "client_secret: GOCSPX-{w:28}"
@@ -179,7 +180,7 @@ pub static CONTENT_RULES: &[ContentRule] = &[
         "Alibaba Cloud AccessKey ID",
         Medium,
         Provider,
-        ["ltai"],
+        ["LTAI"],
         r"\b(LTAI[A-Za-z0-9]{20})\b",
         3.0,
         "ALIBABA_ACCESS_KEY_ID=LTAI{a:20}"
@@ -201,8 +202,8 @@ pub static CONTENT_RULES: &[ContentRule] = &[
         "Heroku API key",
         High,
         Provider,
-        ["heroku", "hrku-"],
-        r"(?i)(?:heroku[\w.-]{0,20}[\s'\x22:=]{1,6}([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})|(HRKU-[A-Za-z0-9_-]{60}))",
+        ["heroku", "HRKU-"],
+        r"(?i)(?:heroku[\w.-]*[\s'\x22:=]+([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})|(HRKU-[A-Za-z0-9_-]{60}))",
         3.0,
         "HEROKU_API_KEY={h:8}-{h:4}-{h:4}-{h:4}-{h:12}"
     ),
@@ -396,7 +397,7 @@ pub static CONTENT_RULES: &[ContentRule] = &[
         "GitLab runner authentication/registration token",
         High,
         Provider,
-        ["glrt-", "gr1348941"],
+        ["glrt-", "GR1348941"],
         r"\b((?:glrt-|GR1348941)[A-Za-z0-9_-]{20,})",
         3.0,
         "token = \"glrt-{w:20}\""
@@ -418,7 +419,7 @@ pub static CONTENT_RULES: &[ContentRule] = &[
         "Bitbucket app password",
         High,
         Provider,
-        ["atbb"],
+        ["ATBB"],
         r"\b(ATBB[A-Za-z0-9_=.-]{28,})",
         3.5,
         "BITBUCKET_APP_PASSWORD=ATBB{a:32}"
@@ -429,7 +430,7 @@ pub static CONTENT_RULES: &[ContentRule] = &[
         "Atlassian (Jira/Confluence) API token",
         High,
         Provider,
-        ["atatt3"],
+        ["ATATT3"],
         r"\b(ATATT3[A-Za-z0-9_=-]{180,})",
         3.5,
         "JIRA_API_TOKEN=ATATT3xFfGF0{w:180}"
@@ -451,7 +452,7 @@ pub static CONTENT_RULES: &[ContentRule] = &[
         "CircleCI personal API token",
         High,
         Provider,
-        ["ccipat_"],
+        ["CCIPAT_"],
         r"\b(CCIPAT_[A-Za-z0-9]{22}_[a-f0-9]{40})\b",
         3.0,
         "CIRCLE_TOKEN=CCIPAT_{a:22}_{h:40}"
@@ -496,7 +497,7 @@ pub static CONTENT_RULES: &[ContentRule] = &[
         "PyPI upload token",
         Critical,
         Provider,
-        ["pypi-ageichlwas5vcmc"],
+        ["pypi-AgEIcHlwaS5vcmc"],
         r"\b(pypi-AgEIcHlwaS5vcmc[A-Za-z0-9_-]{50,})",
         3.5,
         "password = pypi-AgEIcHlwaS5vcmc{w:70}"
@@ -540,7 +541,7 @@ pub static CONTENT_RULES: &[ContentRule] = &[
         "Clojars deploy token",
         Medium,
         Provider,
-        ["clojars_"],
+        ["CLOJARS_"],
         r"\b(CLOJARS_[a-z0-9]{60})\b",
         3.0,
         "CLOJARS_PASSWORD=CLOJARS_{l:60}"
@@ -607,7 +608,7 @@ pub static CONTENT_RULES: &[ContentRule] = &[
         "Telegram bot token",
         High,
         Provider,
-        [":aa"],
+        [":AA"],
         r"\b([0-9]{8,10}:AA[A-Za-z0-9_-]{33})(?:[^A-Za-z0-9_-]|$)",
         3.0,
         "TELEGRAM_BOT_TOKEN={d:10}:AA{w:33}"
@@ -619,7 +620,7 @@ pub static CONTENT_RULES: &[ContentRule] = &[
         High,
         Provider,
         ["twilio"],
-        r"(?i)twilio[\w.-]{0,30}[\s'\x22:=]{1,6}(?-i)((?:SK|AC)[0-9a-fA-F]{32}|[a-f0-9]{32})\b",
+        r"(?i)twilio[\w.-]*[\s'\x22:=]+(?-i)((?:SK|AC)[0-9a-fA-F]{32}|[a-f0-9]{32})\b",
         3.0,
         "TWILIO_API_KEY=SK{h:32}"
     ),
@@ -629,7 +630,7 @@ pub static CONTENT_RULES: &[ContentRule] = &[
         "SendGrid API key",
         Critical,
         Provider,
-        ["sg."],
+        ["SG."],
         r"\b(SG\.[A-Za-z0-9_-]{22}\.[A-Za-z0-9_-]{43})(?:[^A-Za-z0-9_-]|$)",
         3.5,
         "SENDGRID_API_KEY=SG.{w:22}.{w:43}"
@@ -662,7 +663,7 @@ pub static CONTENT_RULES: &[ContentRule] = &[
         "Postman API key",
         High,
         Provider,
-        ["pmak-"],
+        ["PMAK-"],
         r"\b(PMAK-[a-f0-9]{24}-[a-f0-9]{34})\b",
         3.0,
         "POSTMAN_API_KEY=PMAK-{h:24}-{h:34}"
@@ -707,7 +708,7 @@ pub static CONTENT_RULES: &[ContentRule] = &[
         "Square access token",
         High,
         Provider,
-        ["sq0atp-", "eaaa"],
+        ["sq0atp-", "EAAA"],
         r"\b((?:sq0atp-[A-Za-z0-9_-]{22})|(?:EAAA[A-Za-z0-9_-]{60}))(?:[^A-Za-z0-9_-]|$)",
         3.5,
         "SQUARE_ACCESS_TOKEN=EAAA{w:60}"
@@ -740,7 +741,7 @@ pub static CONTENT_RULES: &[ContentRule] = &[
         "EasyPost production API key",
         Medium,
         Provider,
-        ["ezak"],
+        ["EZAK"],
         r"\b(EZAK[A-Za-z0-9]{54})\b",
         3.5,
         "EASYPOST_API_KEY=EZAK{a:54}"
@@ -752,7 +753,7 @@ pub static CONTENT_RULES: &[ContentRule] = &[
         "OpenAI API key",
         Critical,
         Provider,
-        ["t3blbkfj"],
+        ["T3BlbkFJ"],
         r"\b(sk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_-]{20,}T3BlbkFJ[A-Za-z0-9_-]{20,})",
         3.5,
         "OPENAI_API_KEY=sk-proj-{w:48}T3BlbkFJ{w:48}"
@@ -785,7 +786,7 @@ pub static CONTENT_RULES: &[ContentRule] = &[
         "New Relic user API key",
         High,
         Provider,
-        ["nrak-"],
+        ["NRAK-"],
         r"\b(NRAK-[A-Z0-9]{27})\b",
         3.0,
         "NEW_RELIC_API_KEY=NRAK-{u:27}"
@@ -840,7 +841,7 @@ pub static CONTENT_RULES: &[ContentRule] = &[
         "Mapbox secret access token",
         Medium,
         Provider,
-        ["sk.eyj"],
+        ["sk.eyJ"],
         r"\b(sk\.eyJ[A-Za-z0-9_-]{50,}\.[A-Za-z0-9_-]{20,})",
         3.5,
         "MAPBOX_TOKEN=sk.eyJ{w:60}.{w:22}"
@@ -851,10 +852,10 @@ pub static CONTENT_RULES: &[ContentRule] = &[
         "age encryption secret key",
         Critical,
         Provider,
-        ["age-secret-key-1"],
+        ["AGE-SECRET-KEY-1"],
         r"\b(AGE-SECRET-KEY-1[QPZRY9X8GF2TVDW0S3JN54KHCE6MUA7L]{58})\b",
         3.0,
-        "AGE-SECRET-KEY-1{U:58}"
+        "AGE-SECRET-KEY-1{B:58}"
     ),
     // --- keys, tokens and credentials in standard formats ----------------------------------
     rule!(
@@ -885,7 +886,7 @@ pub static CONTENT_RULES: &[ContentRule] = &[
         "PuTTY private key file",
         Critical,
         Block,
-        ["putty-user-key-file-"],
+        ["PuTTY-User-Key-File-"],
         r"(PuTTY-User-Key-File-\d: [\s\S]{0,400}?Private-Lines: \d+\s*[A-Za-z0-9+/=]{40,})",
         0.0,
         "PuTTY-User-Key-File-3: ssh-ed25519\nEncryption: none\nComment: k\nPublic-Lines: 1\n{b:60}\nPrivate-Lines: 1\n{b:60}"
@@ -896,7 +897,7 @@ pub static CONTENT_RULES: &[ContentRule] = &[
         "JSON Web Token",
         Medium,
         Provider,
-        ["eyj"],
+        ["eyJ"],
         r"\b(eyJ[A-Za-z0-9_-]{15,}\.eyJ[A-Za-z0-9_-]{15,}\.[A-Za-z0-9_-]{20,})",
         3.5,
         "Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.eyJ{w:40}.{w:43}"
@@ -908,7 +909,7 @@ pub static CONTENT_RULES: &[ContentRule] = &[
         High,
         Generic,
         ["://"],
-        r"(?i)\b(?:postgres(?:ql)?|mysql|mariadb|mongodb(?:\+srv)?|redis|rediss|amqps?|mssql|sqlserver|oracle|cockroachdb|clickhouse|nats|kafka|ldaps?|jdbc:[a-z]+)://[^\s:/@'\x22]{1,64}:([^\s/@'\x22]{3,128})@[A-Za-z0-9_.-]+",
+        r"(?i)\b(?:postgres(?:ql)?|mysql|mariadb|mongodb(?:\+srv)?|redis|rediss|amqps?|mssql|sqlserver|oracle|cockroachdb|clickhouse|nats|kafka|ldaps?|jdbc:[a-z]+)://[^\s:/@'\x22]+:([^\s/@'\x22]{3,})@[A-Za-z0-9_.-]+",
         0.0,
         "DATABASE_URL=postgres://app:{a:16}@db.internal:5432/app"
     ),
@@ -919,7 +920,7 @@ pub static CONTENT_RULES: &[ContentRule] = &[
         High,
         Generic,
         ["://"],
-        r"(?i)\b(?:https?|ftps?|sftp|git\+https?|smtps?)://[^\s:/@'\x22]{1,64}:([^\s/@'\x22]{3,128})@[A-Za-z0-9_.-]+",
+        r"(?i)\b(?:https?|ftps?|sftp|git\+https?|smtps?)://[^\s:/@'\x22]+:([^\s/@'\x22]{3,})@[A-Za-z0-9_.-]+",
         0.0,
         "pip install --index-url https://deploy:{a:20}@pypi.corp.example/simple pkg"
     ),
@@ -930,7 +931,7 @@ pub static CONTENT_RULES: &[ContentRule] = &[
         High,
         Generic,
         ["password=", "pwd="],
-        r"(?i)(?:server|data source|host|address)\s*=[^;\x22']{1,200};.{0,200}?\b(?:password|pwd)\s*=\s*([^;\x22'\s]{3,128})",
+        r"(?i)(?:server|data source|host|address)\s*=[^;\x22']+;.*?\b(?:password|pwd)\s*=\s*([^;\x22'\s]{3,128})",
         0.0,
         "Server=sql1;Database=app;User Id=app;Password={a:18};"
     ),
@@ -963,7 +964,7 @@ pub static CONTENT_RULES: &[ContentRule] = &[
         High,
         Generic,
         ["sshpass", "--password", "mysql", "mysqladmin"],
-        r"(?i)(?:sshpass\s+-p\s*|--password[= ]|\bmysql(?:admin|dump)?\b[^\n|;&]{0,120}?\s-p)['\x22]?([^\s'\x22$;|&]{4,128})",
+        r"(?i)(?:sshpass\s+-p\s*|--password[= ]|\bmysql(?:admin|dump)?\b[^\n|;&]*?\s-p)['\x22]?([^\s'\x22$;|&]{4,128})",
         0.0,
         "sshpass -p '{a:14}' ssh deploy@host"
     ),
@@ -974,7 +975,7 @@ pub static CONTENT_RULES: &[ContentRule] = &[
         Medium,
         Provider,
         ["$2y$", "$2b$", "$2a$", "$apr1$"],
-        r"(?m)^[A-Za-z0-9_.-]{1,64}:(\$(?:2[aby]\$\d\d\$[./A-Za-z0-9]{53}|apr1\$[./A-Za-z0-9]{1,8}\$[./A-Za-z0-9]{22}))",
+        r"(?m)^[A-Za-z0-9_.-]+:(\$(?:2[aby]\$\d\d\$[./A-Za-z0-9]{53}|apr1\$[./A-Za-z0-9]{1,8}\$[./A-Za-z0-9]{22}))",
         0.0,
         "admin:$2y$10${a:53}"
     ),
@@ -996,7 +997,15 @@ pub static CONTENT_RULES: &[ContentRule] = &[
         Medium,
         Generic,
         [
-            "pass",
+            "passw",
+            "passphrase",
+            "_pass",
+            "-pass",
+            ".pass",
+            "pass=",
+            "pass:",
+            "pass\"",
+            "pass'",
             "pwd",
             "secret",
             "token",
@@ -1008,9 +1017,11 @@ pub static CONTENT_RULES: &[ContentRule] = &[
             "credential",
             "auth",
             "salt",
-            "private"
+            "private_key",
+            "private-key",
+            "privatekey"
         ],
-        r#"(?i)([\w.-]{0,60}(?:pass(?:w(?:or)?d)?|pwd|pword|passphrase|secret|token|api[_-]?key|apikey|_key|-key|credentials?|auth|salt|private[_-]?key)[\w.-]{0,40})(?:["']\])?["']?\s*(?::=|=>|==?|:|\s+\?=|\s+=)\s*(?:"([^"\r\n]{3,256})"|'([^'\r\n]{3,256})'|`([^`\r\n]{3,256})`|([^\s"'`,;#)\]}]{3,256}))"#,
+        r#"(?i)([\w.-]*(?:pass(?:w(?:or)?d)?|pwd|pword|passphrase|secret|token|api[_-]?key|apikey|_key|-key|credentials?|auth|salt|private[_-]?key)[\w.-]*)(?:["']\])?["']?\s*(?::=|=>|==?|:|\s+\?=|\s+=)\s*(?:"([^"\r\n]{3,})"|'([^'\r\n]{3,})'|`([^`\r\n]{3,})`|([^\s"'`,;#)\]}]{3,}))"#,
         0.0,
         "db_password = \"{a:12}\""
     ),

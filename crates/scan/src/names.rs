@@ -199,6 +199,87 @@ const NON_SECRET_PARTS: &[&str] = &[
     "forgot",
     "expire",
     "expired",
+    "input",
+    "output",
+    "next",
+    "page",
+    "paging",
+    "pagination",
+    "continuation",
+    "result",
+    "results",
+    "dest",
+    "destination",
+    "limit",
+    "marker",
+    "csrf",
+    "xsrf",
+    "lookup",
+    "dedupe",
+    "idempotency",
+    "cursor",
+    "tag",
+];
+
+/// For names that end in `_KEY` or say `token`/`auth`/`secret` only, content scanning wants
+/// one more word that makes it a credential (`API_KEY`, `SIGNING_KEY`), because code is full
+/// of `result_key`, `sort_key`, `next_token`.
+const CREDENTIAL_QUALIFIERS: &[&str] = &[
+    "api",
+    "access",
+    "secret",
+    "private",
+    "signing",
+    "sign",
+    "encryption",
+    "encrypt",
+    "master",
+    "client",
+    "app",
+    "application",
+    "auth",
+    "license",
+    "account",
+    "service",
+    "session",
+    "shared",
+    "hmac",
+    "jwt",
+    "ssh",
+    "aes",
+    "crypt",
+    "cipher",
+    "webhook",
+    "bot",
+    "bearer",
+    "refresh",
+    "personal",
+    "deploy",
+    "registry",
+    "npm",
+    "pypi",
+    "github",
+    "gitlab",
+    "slack",
+    "stripe",
+    "aws",
+    "gcp",
+    "azure",
+    "db",
+    "database",
+    "root",
+    "admin",
+    "user",
+    "oauth",
+    "consumer",
+    "storage",
+    "vault",
+    "sentry",
+    "twilio",
+    "sendgrid",
+    "mailgun",
+    "openai",
+    "docker",
 ];
 
 fn split_parts(name: &str) -> Vec<String> {
@@ -259,6 +340,51 @@ pub fn is_secret_name(name: &str) -> bool {
     // Glued names: `NPMAUTHTOKEN`, `dbpassword`, `x_apikey`.
     let lower = name.to_ascii_lowercase();
     SECRET_SUBSTRINGS.iter().any(|s| lower.contains(s))
+}
+
+/// Does a name (in source code or config, not an env var) hold a password? Such names take
+/// any literal value.
+pub fn is_password_name(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    is_secret_name(name)
+        && (["password", "passwd", "pwd", "passphrase", "pword"]
+            .iter()
+            .any(|p| lower.contains(p))
+            || split_parts(name).iter().any(|p| p == "pass"))
+}
+
+/// The stricter name test for content scanning: a password name, or a secret name with a
+/// credential qualifier (`API_KEY` yes, `result_key` no, `client_secret` yes).
+pub fn is_credential_name(name: &str) -> bool {
+    if !is_secret_name(name) {
+        return false;
+    }
+    if is_password_name(name) {
+        return true;
+    }
+    let parts = split_parts(name);
+    let glued = name.to_ascii_lowercase().replace(['_', '-', '.'], "");
+    if [
+        "apikey",
+        "secretkey",
+        "accesskey",
+        "privatekey",
+        "authtoken",
+        "accesstoken",
+        "credential",
+    ]
+    .iter()
+    .any(|g| glued.contains(g))
+    {
+        return true;
+    }
+    (parts.len() >= 2
+        && parts
+            .iter()
+            .any(|p| CREDENTIAL_QUALIFIERS.contains(&p.as_str())))
+        || parts
+            .iter()
+            .any(|p| p == "secret" || p == "secrets" || p == "credentials")
 }
 
 /// Words that are not real secrets when they are the whole value (documentation,
