@@ -271,7 +271,9 @@ pub(crate) fn router(d: Arc<Daemon>) -> Router {
                 d.audit_verify().map(|r| json_response(StatusCode::OK, &r))
             }),
         )
-        .route("/events", get(events));
+        .route("/events", get(events))
+        .nest("/services", crate::services::routes())
+        .nest("/workloads", crate::workloads::routes());
     Router::new()
         .route(
             "/_ping",

@@ -18,6 +18,8 @@ mod http;
 pub mod ops;
 pub mod paths;
 mod serve;
+mod services;
+mod workloads;
 
 pub use error::{ApiError, DaemonError};
 pub use serve::{DaemonConfig, run};

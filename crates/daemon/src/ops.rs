@@ -60,6 +60,7 @@ pub struct Daemon {
     pub(crate) node_id: String,
     pub(crate) cluster_id: String,
     pub(crate) events: broadcast::Sender<String>,
+    pub(crate) workloads: std::sync::Arc<crate::workloads::Workloads>,
 }
 
 /// Go's `time.Time` JSON form: RFC 3339 with nanoseconds, trailing zeros trimmed.

@@ -181,6 +181,7 @@ pub async fn run(cfg: DaemonConfig) -> Result<(), DaemonError> {
         node_id,
         cluster_id,
         events,
+        workloads: Arc::new(crate::workloads::Workloads::new(&cfg.data_dir)),
     });
     daemon
         .audit
@@ -190,6 +191,7 @@ pub async fn run(cfg: DaemonConfig) -> Result<(), DaemonError> {
             Event::new("daemon-start", "daemon").detail("pid", &std::process::id().to_string()),
         )?;
 
+    crate::workloads::start(daemon.clone()).await;
     let listener = bind_socket(&cfg.socket)?;
     tracing::info!(
         socket = %cfg.socket.display(),

@@ -700,7 +700,12 @@ async fn client_command(cmd: Command, c: &Client) -> anyhow::Result<i32> {
             events(c).await?;
             Ok(0)
         }
-        Command::Daemon(_) | Command::Completion { .. } | Command::Scan(_) => {
+        Command::Daemon(_)
+        | Command::Completion { .. }
+        | Command::Scan(_)
+        | Command::Service(_)
+        | Command::Run(_)
+        | Command::Docker(_) => {
             unreachable!("handled before connecting")
         }
     }

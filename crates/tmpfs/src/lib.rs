@@ -48,6 +48,7 @@
 #![forbid(unsafe_code)]
 
 mod error;
+mod nsbind;
 mod shim;
 mod staging;
 mod supervisor;
@@ -55,6 +56,7 @@ mod wire;
 mod writer;
 
 pub use error::Error;
+pub use nsbind::nsbind_main;
 pub use shim::shim_main;
 pub use staging::{DEFAULT_STAGING_SIZE, Staging, reap};
 pub use supervisor::{RunOptions, ShimCommand, Supervisor, parse_user_spec};

@@ -524,7 +524,7 @@ impl Helper {
     }
 }
 
-fn remount_ro(path: &Path) -> Result<(), Error> {
+pub(crate) fn remount_ro(path: &Path) -> Result<(), Error> {
     rustix::mount::mount_remount(
         path,
         MountFlags::BIND

@@ -167,6 +167,23 @@ impl Staging {
         }
     }
 
+    /// Takes over a staging tmpfs made earlier (by a daemon that crashed or restarted), so a
+    /// running consumer keeps its files and gets later rotations. The atomic writer's statfs
+    /// check refuses a directory that is no longer a tmpfs.
+    pub fn open(root: &Path, workload_id: &str) -> Result<Self, Error> {
+        if !valid_workload_id(workload_id) {
+            return Err(Error::BadWorkloadId(workload_id.to_owned()));
+        }
+        let path = root.join(workload_id);
+        let writer = AtomicWriter::open(&path.join(PUBLISHED))?;
+        Ok(Staging {
+            path,
+            writer: Mutex::new(writer),
+            noswap: false,
+            removed: false,
+        })
+    }
+
     /// The tmpfs mount point (`root/workload_id`).
     pub fn path(&self) -> &Path {
         &self.path

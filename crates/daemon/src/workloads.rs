@@ -1,0 +1,765 @@
+//! Workloads: the running consumers of secrets on this node (`lockbox run` processes and
+//! `lockbox docker run` containers), and live rotation into them.
+//!
+//! ```text
+//! lockbox run ──POST /v1/workloads {Kind: process}──► daemon: resolve, reveal (audited), push
+//!              ◄── JSON lines: initial files, then every new set ── (Supervisor::rotate)
+//! lockbox docker run ──POST /v1/workloads {Kind: container}──► daemon: Staging tmpfs, write
+//!              ◄── {Workload, Published} ── docker run --mount …,readonly --label lockbox.workload=ID
+//!              ──POST /v1/workloads/ID/release──► keep if the container runs (detached), else reap
+//! docker events (destroy, label lockbox.workload) ──► reap
+//! ```
+//!
+//! Why the daemon owns container staging, foreground and detached alike: a detached
+//! `docker run -d` outlives the CLI, so someone must keep rotating its files and reap them when
+//! the container goes; doing it in one place for both means one code path for rotation,
+//! policies and crash recovery. Process workloads live in their own mount namespace, which only
+//! their supervisor can write into, so the daemon pushes the new set down the open stream
+//! instead. An open stream is also how the daemon knows a process workload is alive.
+//!
+//! Only container workloads are persisted (`workloads.json` in the data dir: IDs, service and
+//! references, never values): after a restart the daemon re-attaches to staging tmpfs whose
+//! container still exists and reaps the rest. Process supervisors re-register by themselves
+//! with their workload ID when their stream breaks.
+use std::collections::HashMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{ConnectInfo, Path as UrlPath, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use lockbox_keyring::Zeroizing;
+use lockbox_store::{Kind, ServiceSecret};
+use lockbox_tmpfs::{SecretFile, Staging};
+use serde::{Deserialize, Serialize};
+use tokio::io::AsyncBufReadExt as _;
+use tokio::sync::mpsc;
+
+use crate::ApiError;
+use crate::http::{Peer, json_response, parse_required};
+use crate::ops::{Caller, Daemon};
+use crate::services::{OnRotate, RefRequest};
+
+/// Label that ties a container to its workload.
+pub(crate) const WORKLOAD_LABEL: &str = "lockbox.workload";
+/// Where absolute targets of a container workload live inside the published directory: the
+/// container gets each one bound over its absolute path.
+pub(crate) const ABS_DIR: &str = ".lockbox-abs";
+
+#[derive(Debug, Default, Deserialize)]
+struct WorkloadRequest {
+    /// `process` or `container`.
+    #[serde(rename = "Kind", default)]
+    kind: String,
+    #[serde(rename = "Service", default)]
+    service: Option<String>,
+    #[serde(rename = "Secrets", default)]
+    secrets: Vec<RefRequest>,
+    /// Re-register an existing process workload (its supervisor lost the daemon).
+    #[serde(rename = "Workload", default)]
+    reattach: Option<String>,
+}
+
+/// What a workload is made of (persisted for containers; no values).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Persisted {
+    id: String,
+    container: bool,
+    service: Option<String>,
+    adhoc: Vec<ServiceSecret>,
+    refs: Vec<ServiceSecret>,
+    on_rotate: String,
+}
+
+struct Delivered {
+    r: ServiceSecret,
+    version: u64,
+    data: Zeroizing<Vec<u8>>,
+}
+
+struct State_ {
+    refs: Vec<ServiceSecret>,
+    on_rotate: String,
+    /// What the consumer has now; `None` after a daemon restart (the files are on tmpfs, the
+    /// values are not in memory until the next change).
+    delivered: Option<Vec<Delivered>>,
+    staging: Option<Staging>,
+    tx: Option<mpsc::UnboundedSender<Bytes>>,
+}
+
+struct Workload {
+    id: String,
+    container: bool,
+    service: Option<String>,
+    adhoc: Vec<ServiceSecret>,
+    state: tokio::sync::Mutex<State_>,
+}
+
+/// Every workload on this node.
+pub(crate) struct Workloads {
+    root: PathBuf,
+    state_path: PathBuf,
+    docker: String,
+    map: Mutex<HashMap<String, Arc<Workload>>>,
+}
+
+fn new_workload_id() -> Result<String, ApiError> {
+    let mut b = [0u8; 12];
+    getrandom::fill(&mut b).map_err(|e| ApiError::internal(format!("no randomness: {e}")))?;
+    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
+}
+
+fn valid_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// The file a reference becomes in a container's published directory.
+fn container_name(r: &ServiceSecret) -> PathBuf {
+    let sr = crate::services::to_ref(r);
+    match sr.relative_target() {
+        Some(p) => p,
+        None => Path::new(ABS_DIR).join(r.target.trim_start_matches('/')),
+    }
+}
+
+async fn docker_out(docker: &str, args: &[&str]) -> Option<String> {
+    let out = tokio::process::Command::new(docker)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output()
+        .await
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+impl Workloads {
+    pub(crate) fn new(data_dir: &Path) -> Self {
+        Workloads {
+            root: data_dir.join("workloads"),
+            state_path: data_dir.join("workloads.json"),
+            docker: std::env::var("LOCKBOX_DOCKER").unwrap_or_else(|_| "docker".into()),
+            map: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn get(&self, id: &str) -> Option<Arc<Workload>> {
+        self.map.lock().ok()?.get(id).cloned()
+    }
+
+    fn all(&self) -> Vec<Arc<Workload>> {
+        self.map
+            .lock()
+            .map(|m| m.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Writes the container workloads' descriptions (no values), atomically.
+    async fn persist(&self) {
+        let mut list = Vec::new();
+        for w in self.all() {
+            if !w.container {
+                continue;
+            }
+            let st = w.state.lock().await;
+            list.push(Persisted {
+                id: w.id.clone(),
+                container: true,
+                service: w.service.clone(),
+                adhoc: w.adhoc.clone(),
+                refs: st.refs.clone(),
+                on_rotate: st.on_rotate.clone(),
+            });
+        }
+        let tmp = self.state_path.with_extension("json.tmp");
+        let body = serde_json::to_vec_pretty(&list).unwrap_or_default();
+        if fs::write(&tmp, body)
+            .and_then(|()| fs::rename(&tmp, &self.state_path))
+            .is_err()
+        {
+            tracing::warn!(path = %self.state_path.display(), "cannot record workloads");
+        }
+    }
+
+    async fn container_id(&self, id: &str, running_only: bool) -> Option<String> {
+        let filter = format!("label={WORKLOAD_LABEL}={id}");
+        let mut args = vec!["ps", "-q", "--no-trunc", "--filter", &filter];
+        if !running_only {
+            args.insert(1, "-a");
+        }
+        docker_out(&self.docker, &args)
+            .await
+            .and_then(|s| s.lines().next().map(str::to_owned))
+    }
+
+    /// Drops a workload and its staging tmpfs.
+    async fn remove(&self, id: &str) {
+        let w = self.map.lock().ok().and_then(|mut m| m.remove(id));
+        if let Some(w) = w {
+            let mut st = w.state.lock().await;
+            if let Some(s) = st.staging.take() {
+                if let Err(e) = s.remove() {
+                    tracing::warn!(workload = id, "cannot remove staging: {e}");
+                }
+            }
+            st.delivered = None;
+            st.tx = None;
+            drop(st);
+            tracing::info!(workload = id, "workload ended");
+            if w.container {
+                self.persist().await;
+            }
+        }
+    }
+
+    /// A container workload whose CLI is done with it: kept while its container runs
+    /// (detached), reaped otherwise (foreground run ended, `docker run` failed, Ctrl-C).
+    async fn release(&self, id: &str) {
+        let Some(w) = self.get(id) else { return };
+        if w.container && self.container_id(id, true).await.is_some() {
+            tracing::info!(
+                workload = id,
+                "container runs detached; keeping its secrets"
+            );
+            return;
+        }
+        self.remove(id).await;
+    }
+
+    /// Brings one workload to the references and versions it should have now; pushes or
+    /// writes the files if anything changed, then runs the rotation policy.
+    async fn sync(&self, d: &Daemon, w: &Workload, initial: bool) -> Result<(), ApiError> {
+        let mut st = w.state.lock().await;
+        if let Some(name) = &w.service {
+            // A removed service leaves its workloads with what they had.
+            if let Ok(s) = d.service(name) {
+                let extra: Vec<_> = w
+                    .adhoc
+                    .iter()
+                    .filter(|a| !s.secrets.contains(a))
+                    .cloned()
+                    .collect();
+                st.refs = s.secrets.into_iter().chain(extra).collect();
+                st.on_rotate = s.on_rotate;
+            }
+        }
+        let old = st.delivered.take();
+        let mut new = Vec::with_capacity(st.refs.len());
+        let caller = Caller {
+            actor: format!("workload:{}", w.id),
+        };
+        for r in &st.refs {
+            let prev = old
+                .iter()
+                .flatten()
+                .find(|x| x.r.secret_id == r.secret_id && x.r.target == r.target);
+            let version = match r.version {
+                Some(v) => v,
+                None => match d.reader.resolve(Kind::Secret, &r.secret_id) {
+                    Ok(rec) => rec.current,
+                    // Removed (an ad-hoc reference): the consumer keeps what it has.
+                    Err(_) => match prev {
+                        Some(p) => p.version,
+                        None => continue,
+                    },
+                },
+            };
+            let reuse = old
+                .iter()
+                .flatten()
+                .find(|x| x.r.secret_id == r.secret_id && x.version == version);
+            let data = match reuse {
+                Some(x) => x.data.clone(),
+                None => {
+                    let detail = [
+                        ("service", w.service.as_deref().unwrap_or("")),
+                        ("workload", w.id.as_str()),
+                        ("target", r.target.as_str()),
+                    ];
+                    // Audited (on disk) before the value comes back, so before any write.
+                    d.reveal(Kind::Secret, &r.secret_id, Some(version), &caller, &detail)?
+                        .2
+                }
+            };
+            new.push(Delivered {
+                r: r.clone(),
+                version,
+                data,
+            });
+        }
+        let same = old.as_ref().is_some_and(|o| {
+            o.len() == new.len()
+                && o.iter()
+                    .zip(&new)
+                    .all(|(a, b)| a.r == b.r && a.version == b.version)
+        });
+        if same && !initial {
+            st.delivered = old;
+            return Ok(());
+        }
+        let policy = OnRotate::parse(&st.on_rotate).unwrap_or(OnRotate::None);
+        if w.container {
+            let files: Vec<SecretFile> = new
+                .iter()
+                .map(|x| {
+                    SecretFile::new(container_name(&x.r), x.data.clone())
+                        .owner(x.r.uid, x.r.gid)
+                        .mode(x.r.mode)
+                })
+                .collect();
+            let staging = st
+                .staging
+                .as_ref()
+                .ok_or_else(|| ApiError::internal("workload has no staging"))?;
+            staging
+                .write(&files)
+                .map_err(|e| ApiError::internal(format!("cannot write the secrets: {e}")))?;
+            let published = staging.published_dir();
+            st.delivered = Some(new);
+            let abs: Vec<(PathBuf, String)> = st
+                .delivered
+                .iter()
+                .flatten()
+                .filter(|x| x.r.target.starts_with('/'))
+                .map(|x| (published.join(container_name(&x.r)), x.r.target.clone()))
+                .collect();
+            drop(st);
+            if !initial {
+                self.after_container_rotation(&w.id, abs, policy).await;
+            }
+        } else {
+            let line = files_line(&new, &st.on_rotate, initial, &w.id);
+            st.delivered = Some(new);
+            if let Some(tx) = &st.tx {
+                let _ = tx.send(line);
+            }
+        }
+        Ok(())
+    }
+
+    /// Absolute targets are single-file binds inside the container, which a `..data` swap
+    /// cannot reach: a helper enters the container's mount namespace and swaps each bind
+    /// (beneath, then unmount: atomic for readers). Then the policy runs.
+    async fn after_container_rotation(
+        &self,
+        id: &str,
+        abs: Vec<(PathBuf, String)>,
+        policy: OnRotate,
+    ) {
+        if abs.is_empty() && policy == OnRotate::None {
+            return;
+        }
+        let Some(cid) = self.container_id(id, true).await else {
+            return;
+        };
+        if !abs.is_empty() {
+            let pid = docker_out(&self.docker, &["inspect", "-f", "{{.State.Pid}}", &cid]).await;
+            match (pid, std::env::current_exe()) {
+                (Some(pid), Ok(exe)) => {
+                    let mut cmd = tokio::process::Command::new(exe);
+                    cmd.arg("__nsbind").arg(&pid);
+                    for (src, dst) in &abs {
+                        cmd.arg(src).arg(dst);
+                    }
+                    match cmd.output().await {
+                        Ok(o) if o.status.success() => {}
+                        Ok(o) => tracing::warn!(
+                            workload = id,
+                            "cannot swap absolute targets: {}",
+                            String::from_utf8_lossy(&o.stderr).trim()
+                        ),
+                        Err(e) => tracing::warn!(workload = id, "cannot run the bind helper: {e}"),
+                    }
+                }
+                _ => tracing::warn!(workload = id, "cannot find the container's process"),
+            }
+        }
+        let docker = self.docker.clone();
+        let id = id.to_owned();
+        // The policy may take seconds (a restart); the rotation is already visible.
+        tokio::spawn(async move {
+            let r = match policy {
+                OnRotate::None => return,
+                OnRotate::Signal(n) => {
+                    docker_out(&docker, &["kill", "-s", &n.to_string(), &cid]).await
+                }
+                OnRotate::Restart => docker_out(&docker, &["restart", &cid]).await,
+            };
+            if r.is_none() {
+                tracing::warn!(workload = id, "rotation policy failed for container {cid}");
+            }
+        });
+    }
+
+    /// Moves every workload of `service` to its current references.
+    pub(crate) async fn sync_service(&self, d: &Daemon, service: &str) {
+        for w in self.all() {
+            if w.service.as_deref() == Some(service) {
+                if let Err(e) = self.sync(d, &w, false).await {
+                    tracing::warn!(workload = w.id, "rotation failed: {e}");
+                }
+            }
+        }
+    }
+
+    /// Moves every workload that follows secret `secret_id` to its current version.
+    async fn sync_secret(&self, d: &Daemon, secret_id: Option<&str>) {
+        for w in self.all() {
+            let uses = {
+                let st = w.state.lock().await;
+                st.refs
+                    .iter()
+                    .any(|r| r.version.is_none() && secret_id.is_none_or(|s| r.secret_id == s))
+            };
+            if uses {
+                if let Err(e) = self.sync(d, &w, false).await {
+                    tracing::warn!(workload = w.id, "rotation failed: {e}");
+                }
+            }
+        }
+    }
+}
+
+/// One line of a process workload's stream. The buffer is zeroized when hyper drops it.
+fn files_line(files: &[Delivered], on_rotate: &str, initial: bool, id: &str) -> Bytes {
+    let list: Vec<serde_json::Value> = files
+        .iter()
+        .map(|x| {
+            serde_json::json!({
+                "Target": x.r.target, "UID": x.r.uid, "GID": x.r.gid, "Mode": x.r.mode,
+                "Secret": x.r.secret_name, "Version": x.version,
+                "Data": STANDARD.encode(&x.data[..]),
+            })
+        })
+        .collect();
+    // The policy travels parsed, so the supervisor needs no signal table of its own.
+    let (policy, signal) = match OnRotate::parse(on_rotate).unwrap_or(OnRotate::None) {
+        OnRotate::None => ("none", 0),
+        OnRotate::Signal(n) => ("signal", n),
+        OnRotate::Restart => ("restart", 0),
+    };
+    let v = serde_json::json!({
+        "Workload": id, "Initial": initial, "Policy": policy, "Signal": signal, "Files": list,
+    });
+    let mut buf = Zeroizing::new(serde_json::to_vec(&v).unwrap_or_default());
+    buf.push(b'\n');
+    // The JSON value above held base64 copies too; serde_json's strings are freed, not wiped,
+    // which is the one place plaintext-derived bytes outlive this call unzeroized.
+    Bytes::from_owner(ZeroOwner(buf))
+}
+
+struct ZeroOwner(Zeroizing<Vec<u8>>);
+impl AsRef<[u8]> for ZeroOwner {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+fn stream_response(rx: mpsc::UnboundedReceiver<Bytes>) -> Response {
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|b| (Ok::<_, std::convert::Infallible>(b), rx))
+    });
+    let mut r = Response::new(Body::from_stream(stream));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+async fn create(d: Arc<Daemon>, who: Peer, body: Bytes) -> Result<Response, ApiError> {
+    d.check_unlocked()?;
+    if who.uid != Some(0) {
+        return Err(ApiError::new(
+            403,
+            "workloads need root: the daemon hands plaintext only to root callers (run lockbox run / lockbox docker run as root)",
+        ));
+    }
+    let req: WorkloadRequest = parse_required(&body)?;
+    let container = match req.kind.as_str() {
+        "process" => false,
+        "container" => true,
+        k => {
+            return Err(ApiError::bad_request(format!(
+                "unknown workload kind {k:?}"
+            )));
+        }
+    };
+    let adhoc = d.resolve_refs(&req.secrets)?;
+    let (refs, on_rotate, service) = match &req.service {
+        Some(name) => {
+            let s = d.service(name)?;
+            // The same reference given again on the command line (e.g. by --secret-env) is
+            // one file, not a conflict.
+            let extra = adhoc.iter().filter(|a| !s.secrets.contains(a)).cloned();
+            let refs: Vec<_> = s.secrets.iter().cloned().chain(extra).collect();
+            (refs, s.on_rotate, Some(s.name))
+        }
+        None => (adhoc.clone(), "none".to_string(), None),
+    };
+    crate::services::check_conflicts(&refs)?;
+    let ws = d.workloads.clone();
+    let id = match &req.reattach {
+        Some(id) if !container && valid_id(id) => id.clone(),
+        Some(id) => {
+            return Err(ApiError::bad_request(format!(
+                "cannot re-attach workload {id:?}"
+            )));
+        }
+        None => new_workload_id()?,
+    };
+    let staging =
+        if container {
+            Some(Staging::create(&ws.root, &id).map_err(|e| {
+                ApiError::internal(format!("cannot prepare the secrets tmpfs: {e}"))
+            })?)
+        } else {
+            None
+        };
+    let (tx, rx) = mpsc::unbounded_channel();
+    let w = Arc::new(Workload {
+        id: id.clone(),
+        container,
+        service,
+        adhoc,
+        state: tokio::sync::Mutex::new(State_ {
+            refs,
+            on_rotate,
+            delivered: None,
+            staging,
+            tx: Some(tx.clone()),
+        }),
+    });
+    if let Ok(mut m) = ws.map.lock() {
+        m.insert(id.clone(), w.clone());
+    }
+    if let Err(e) = ws.sync(&d, &w, true).await {
+        ws.remove(&id).await;
+        return Err(e);
+    }
+    if container {
+        let st = w.state.lock().await;
+        let published = st.staging.as_ref().map(|s| s.published_dir());
+        let abs: Vec<_> = st
+            .refs
+            .iter()
+            .filter(|r| r.target.starts_with('/'))
+            .map(|r| {
+                serde_json::json!({
+                    "Source": published.as_ref().map(|p| p.join(container_name(r))),
+                    "Target": r.target,
+                })
+            })
+            .collect();
+        let mut line = serde_json::to_vec(&serde_json::json!({
+            "Workload": id, "Published": published, "Absolute": abs,
+        }))
+        .unwrap_or_default();
+        line.push(b'\n');
+        let _ = tx.send(Bytes::from(line));
+        drop(st);
+        ws.persist().await;
+    }
+    // The stream's end (the CLI exited, crashed, or lost us) ends a process workload and
+    // releases a container one.
+    let ws2 = ws.clone();
+    tokio::spawn(async move {
+        tx.closed().await;
+        let Some(w) = ws2.get(&id) else { return };
+        if w.container {
+            ws2.release(&id).await;
+        } else {
+            let mine = w
+                .state
+                .lock()
+                .await
+                .tx
+                .as_ref()
+                .is_none_or(|t| t.same_channel(&tx));
+            if mine {
+                ws2.remove(&id).await;
+            }
+        }
+    });
+    Ok(stream_response(rx))
+}
+
+/// Follows Docker's event stream and reaps the staging of destroyed containers; re-reads
+/// the running containers whenever the stream restarts, in case a destroy was missed.
+async fn follow_docker(ws: Arc<Workloads>) {
+    loop {
+        let child = tokio::process::Command::new(&ws.docker)
+            .args([
+                "events",
+                "--format",
+                "{{json .}}",
+                "--filter",
+                "type=container",
+                "--filter",
+                "event=destroy",
+            ])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn();
+        let mut child = match child {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!("cannot follow docker events ({}): {e}", ws.docker);
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                continue;
+            }
+        };
+        // Containers destroyed while we were not listening.
+        for w in ws.all() {
+            if w.container && ws.container_id(&w.id, false).await.is_none() {
+                let attached = w
+                    .state
+                    .lock()
+                    .await
+                    .tx
+                    .as_ref()
+                    .is_some_and(|t| !t.is_closed());
+                if !attached {
+                    ws.remove(&w.id).await;
+                }
+            }
+        }
+        if let Some(out) = child.stdout.take() {
+            let mut lines = tokio::io::BufReader::new(out).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+                if let Some(id) = v["Actor"]["Attributes"][WORKLOAD_LABEL].as_str() {
+                    ws.remove(id).await;
+                }
+            }
+        }
+        let _ = child.wait().await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Applies rotations and rollbacks to the workloads that follow the rotated secret.
+async fn follow_rotations(d: Arc<Daemon>) {
+    let mut rx = d.subscribe();
+    loop {
+        match rx.recv().await {
+            Ok(line) => {
+                let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+                if v["Type"] == "secret" && v["Action"] == "rotate" {
+                    if let Some(id) = v["Actor"]["ID"].as_str() {
+                        d.workloads.sync_secret(&d, Some(id)).await;
+                    }
+                }
+            }
+            // Missed events: bring everyone up to date.
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                d.workloads.sync_secret(&d, None).await;
+            }
+            Err(_) => return,
+        }
+    }
+}
+
+/// At daemon start: re-attach container workloads whose container still exists, reap every
+/// other staging tmpfs (what a crash left behind), then follow Docker and rotations.
+pub(crate) async fn start(d: Arc<Daemon>) {
+    let ws = d.workloads.clone();
+    let saved: Vec<Persisted> = fs::read(&ws.state_path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    for p in saved {
+        if !p.container || !valid_id(&p.id) || ws.container_id(&p.id, false).await.is_none() {
+            continue;
+        }
+        match Staging::open(&ws.root, &p.id) {
+            Ok(staging) => {
+                let w = Arc::new(Workload {
+                    id: p.id.clone(),
+                    container: true,
+                    service: p.service,
+                    adhoc: p.adhoc,
+                    state: tokio::sync::Mutex::new(State_ {
+                        refs: p.refs,
+                        on_rotate: p.on_rotate,
+                        delivered: None,
+                        staging: Some(staging),
+                        tx: None,
+                    }),
+                });
+                if let Ok(mut m) = ws.map.lock() {
+                    m.insert(p.id.clone(), w);
+                }
+                tracing::info!(workload = p.id, "re-attached to a running container");
+            }
+            Err(e) => tracing::warn!(workload = p.id, "cannot re-attach: {e}"),
+        }
+    }
+    let keep: Vec<String> = ws.all().iter().map(|w| w.id.clone()).collect();
+    match lockbox_tmpfs::reap(&ws.root, |n| keep.iter().any(|k| k == n)) {
+        Ok(gone) if !gone.is_empty() => tracing::info!(?gone, "reaped staging left by a crash"),
+        Ok(_) => {}
+        Err(e) => tracing::warn!("cannot reap staging: {e}"),
+    }
+    ws.persist().await;
+    tokio::spawn(follow_docker(ws));
+    tokio::spawn(follow_rotations(d));
+}
+
+type App = State<Arc<Daemon>>;
+
+/// Routes under `/v1/workloads`.
+pub(crate) fn routes() -> Router<Arc<Daemon>> {
+    Router::new()
+        .route(
+            "/",
+            post(
+                |State(d): App, ConnectInfo(who): ConnectInfo<Peer>, body: Bytes| async move {
+                    create(d, who, body).await
+                },
+            )
+            .get(|State(d): App| async move {
+                let mut out = Vec::new();
+                for w in d.workloads.all() {
+                    let st = w.state.lock().await;
+                    out.push(serde_json::json!({
+                        "ID": w.id,
+                        "Kind": if w.container { "container" } else { "process" },
+                        "Service": w.service,
+                        "Secrets": st.refs.iter().map(|r| &r.secret_name).collect::<Vec<_>>(),
+                        "Staging": st.staging.as_ref().map(|s| s.path().to_path_buf()),
+                    }));
+                }
+                json_response(StatusCode::OK, &out)
+            }),
+        )
+        .route(
+            "/{id}/release",
+            post(|State(d): App, UrlPath(id): UrlPath<String>| async move {
+                d.workloads.release(&id).await;
+                StatusCode::NO_CONTENT.into_response()
+            }),
+        )
+        .route(
+            "/{id}",
+            get(|State(d): App, UrlPath(id): UrlPath<String>| async move {
+                match d.workloads.get(&id) {
+                    Some(w) => json_response(StatusCode::OK, &serde_json::json!({"ID": w.id})),
+                    None => ApiError::new(404, format!("workload {id} not found")).into_response(),
+                }
+            }),
+        )
+}
