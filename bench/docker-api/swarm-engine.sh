@@ -15,7 +15,8 @@ set -euo pipefail
 
 cmd=${1:?start|stop}
 dir=${2:?DIR}
-ns="lbx-$(basename "$dir" | tr -c 'a-zA-Z0-9\n' '-' | cut -c1-20)"
+# The netns name must be unique per DIR and short (interface-name-like).
+ns="lbx-$(printf %s "$dir" | cksum | cut -d" " -f1)"
 
 stop() {
     if [[ -f "$dir/dockerd.pid" ]]; then
