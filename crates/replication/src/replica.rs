@@ -176,6 +176,21 @@ impl Replica {
         let raft_config = Arc::new(cfg.raft_config()?);
         let (db, rolled_back_torn_commit) = open_database(path, cfg.allow_torn_commit_rollback)?;
         let db = Arc::new(db);
+        // A file is one node's log and vote: opening it as another node would make it vote
+        // and append under the wrong identity.
+        let owner = storage::claim_node_id(&db, cfg.node_id).map_err(|source| {
+            ReplicationError::Storage {
+                path: path.to_path_buf(),
+                source,
+            }
+        })?;
+        if owner != cfg.node_id {
+            return Err(ReplicationError::Config(format!(
+                "store file {} belongs to raft node {owner}, not node {}",
+                path.display(),
+                cfg.node_id
+            )));
+        }
         if rolled_back_torn_commit {
             tracing::warn!(
                 path = %path.display(),

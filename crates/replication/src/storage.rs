@@ -6,7 +6,7 @@
 //! | table                    | key                | value                                   |
 //! |--------------------------|--------------------|-----------------------------------------|
 //! | `replication.log`        | log index (`u64`)  | postcard [`Entry`]                      |
-//! | `replication.meta`       | name               | postcard: vote, last purged, format     |
+//! | `replication.meta`       | name               | postcard: vote, last purged, format, node id |
 //! | `replication.sm`         | name               | postcard: last applied, membership      |
 //! | `replication.snapshot`   | name               | postcard [`SnapshotMeta`], export bytes |
 //!
@@ -80,6 +80,8 @@ pub(crate) const SNAPSHOT: TableDefinition<'_, &str, &[u8]> =
     TableDefinition::new("replication.snapshot");
 
 pub(crate) const KEY_VOTE: &str = "vote";
+/// The raft node id this file belongs to, stamped at the first open.
+pub(crate) const KEY_NODE_ID: &str = "node_id";
 pub(crate) const KEY_LAST_PURGED: &str = "last_purged";
 /// On-disk format of this crate's tables. Bump it (and say `DataChange:` in the commit) when
 /// the encoding of anything above changes; [`crate::Replica::open`] refuses other versions.
@@ -171,6 +173,19 @@ pub fn new_storage(db: Arc<Database>) -> io::Result<(LogStore, StateMachine)> {
 pub(crate) fn read_format(db: &Database) -> io::Result<Option<u32>> {
     let txn = db.begin_read().map_err(io_err)?;
     read_value(&txn, META, KEY_FORMAT)
+}
+
+/// Returns the node id this file belongs to, stamping `node_id` if the file has none yet.
+pub(crate) fn claim_node_id(db: &Database, node_id: crate::types::NodeId) -> io::Result<u64> {
+    let txn = db.begin_read().map_err(io_err)?;
+    if let Some(owner) = read_value::<u64>(&txn, META, KEY_NODE_ID)? {
+        return Ok(owner);
+    }
+    drop(txn);
+    let txn = db.begin_write().map_err(io_err)?;
+    write_value(&txn, META, KEY_NODE_ID, &node_id)?;
+    commit(txn, Durability::Immediate)?;
+    Ok(node_id)
 }
 
 /// Reads `(last_applied, membership)` as the state machine recorded them.

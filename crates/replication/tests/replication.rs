@@ -703,6 +703,38 @@ async fn invalid_config_is_refused() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_file_keeps_its_node_id() {
+    let dir = tmpdir();
+    let path = store_path(&dir);
+    Replica::open(&path, ReplicaConfig::default())
+        .await
+        .unwrap()
+        .shutdown()
+        .await
+        .unwrap();
+    let other = ReplicaConfig {
+        node_id: 2,
+        ..ReplicaConfig::default()
+    };
+    match Replica::open(&path, other).await {
+        Err(e @ ReplicationError::Config(_)) => {
+            assert!(
+                e.to_string().contains("belongs to raft node 1, not node 2"),
+                "{e}"
+            )
+        }
+        other => panic!("expected a node id mismatch, got {other:?}"),
+    }
+    // The refusal released the file.
+    Replica::open(&path, ReplicaConfig::default())
+        .await
+        .unwrap()
+        .shutdown()
+        .await
+        .unwrap();
+}
+
 struct RedbBuilder;
 
 impl StoreBuilder<TypeConfig, LogStore, StateMachine, TempDir> for RedbBuilder {
