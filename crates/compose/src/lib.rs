@@ -30,10 +30,7 @@ pub use model::{
     resolve,
 };
 pub use project::{Diagnostic, LoadError, LoadOptions, Project, load, normalize_project_name};
-pub use rewrite::{
-    OTHER_TARGETS_DIR, PROJECT_LABEL, ServiceDelivery, StagedFile, WORKLOAD_LABEL, rewrite,
-    staged_files, workload_id,
-};
+pub use rewrite::{PROJECT_LABEL, ServiceDelivery, WORKLOAD_LABEL, rewrite};
 pub use yaml::{Key, Node, Pos, SyntaxError, Value, parse};
 
 /// Docker's bound on a secret's size (500 KiB).

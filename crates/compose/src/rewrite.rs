@@ -6,13 +6,14 @@
 //!
 //! ```text
 //! <published>/db_pw                       /run/secrets/db_pw   (the directory is bound there)
-//! <published>/.targets/etc/app/key.pem    /etc/app/key.pem     (a file bind, one per target)
+//! <published>/.lockbox-abs/etc/app/key.pem /etc/app/key.pem    (a file bind, one per target)
 //! ```
 //!
 //! Binding the directory (not the files) at `/run/secrets` is what lets rotation reach a
 //! running container: each name is a symlink through `..data`, resolved at open time inside
-//! the container. A file bound elsewhere is resolved when the container starts; it is fresh
-//! after a restart.
+//! the container. A file bound elsewhere is resolved when the container starts; the daemon
+//! swaps those binds inside the container on rotation (the layout is the daemon's: it answers
+//! with the host path of each absolute target).
 //!
 //! The result holds no value: only host paths of tmpfs directories, so it can be written to
 //! a temporary file for Compose to read. Every `$` is doubled on the way out, since Compose
@@ -21,7 +22,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::model::{Reference, ServiceSecrets};
+use crate::model::Reference;
 use crate::project::Project;
 use crate::yaml::{Node, Value};
 
@@ -30,64 +31,50 @@ pub const WORKLOAD_LABEL: &str = "lockbox.workload";
 /// The label naming the Compose project (for `down` and the event follower).
 pub const PROJECT_LABEL: &str = "lockbox.compose.project";
 
-/// Where the directory bound at `/run/secrets` lives inside the published dir for targets
-/// outside it.
-pub const OTHER_TARGETS_DIR: &str = ".targets";
-
-/// One file to stage for a service: the reference and its path relative to the published
-/// directory.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StagedFile {
-    pub reference: Reference,
-    pub staged: PathBuf,
-}
-
-/// Where each of a service's references goes on its tmpfs.
-pub fn staged_files(svc: &ServiceSecrets) -> Vec<StagedFile> {
-    svc.references
-        .iter()
-        .map(|r| {
-            let staged = match r.target.strip_prefix("/run/secrets/") {
-                Some(rel) => PathBuf::from(rel),
-                None => Path::new(OTHER_TARGETS_DIR).join(r.target.trim_start_matches('/')),
-            };
-            StagedFile {
-                reference: r.clone(),
-                staged,
-            }
-        })
-        .collect()
-}
-
-/// What was set up for one service.
+/// What was set up for one service: the daemon's answer for its workload.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServiceDelivery {
     pub workload: String,
-    /// Host path of the published directory (a tmpfs).
-    pub published_dir: PathBuf,
-    pub files: Vec<StagedFile>,
+    /// Host directory (a tmpfs) bound read-only at `/run/secrets`, if the service has
+    /// targets there.
+    pub secrets_dir: Option<PathBuf>,
+    /// Single-file binds (host path, container path) for the other targets.
+    pub files: Vec<(PathBuf, String)>,
 }
 
 impl ServiceDelivery {
+    /// The delivery for `refs` given the published directory and the daemon's host path of
+    /// each target outside `/run/secrets`.
+    pub fn new(
+        workload: impl Into<String>,
+        published_dir: &Path,
+        refs: &[Reference],
+        absolute: &[(PathBuf, String)],
+    ) -> Self {
+        let under_secrets = |t: &str| t.starts_with("/run/secrets/");
+        ServiceDelivery {
+            workload: workload.into(),
+            secrets_dir: refs
+                .iter()
+                .any(|r| under_secrets(&r.target))
+                .then(|| published_dir.to_path_buf()),
+            files: absolute
+                .iter()
+                .filter(|(_, t)| !under_secrets(t))
+                .cloned()
+                .collect(),
+        }
+    }
+
     /// The binds, as `volumes:` short syntax (`host:container:ro`), which every Compose file
     /// version and both Compose implementations accept.
     pub fn volumes(&self) -> Vec<String> {
         let mut out = Vec::new();
-        if self
-            .files
-            .iter()
-            .any(|f| !f.staged.starts_with(OTHER_TARGETS_DIR))
-        {
-            out.push(format!("{}:/run/secrets:ro", self.published_dir.display()));
+        if let Some(d) = &self.secrets_dir {
+            out.push(format!("{}:/run/secrets:ro", d.display()));
         }
-        for f in &self.files {
-            if f.staged.starts_with(OTHER_TARGETS_DIR) {
-                out.push(format!(
-                    "{}:{}:ro",
-                    self.published_dir.join(&f.staged).display(),
-                    f.reference.target
-                ));
-            }
+        for (host, target) in &self.files {
+            out.push(format!("{}:{target}:ro", host.display()));
         }
         out
     }
@@ -138,20 +125,4 @@ pub fn rewrite(project: &Project, deliveries: &BTreeMap<String, ServiceDelivery>
         }
     }
     root.to_json()
-}
-
-/// A stable workload id for a service of a project (what the tmpfs directory and the
-/// container label are named after).
-pub fn workload_id(project: &str, service: &str) -> String {
-    let clean: String = format!("compose-{project}-{service}")
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    clean.chars().take(128).collect()
 }

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use lockbox_compose::{
     Kind, LoadError, LoadOptions, ServiceDelivery, Source, interpolate, load, model,
-    parse_env_file, read_local, resolve, rewrite, staged_files, workload_id,
+    parse_env_file, read_local, resolve, rewrite,
 };
 
 fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
@@ -467,14 +467,23 @@ fn rewritten_project_keeps_everything_else() {
     let m = model(&p).unwrap();
     let mut deliveries = BTreeMap::new();
     for s in &m.services {
-        let workload = workload_id(&p.name, &s.service);
+        let workload = format!("{}-{}", p.name, s.service);
+        // The daemon's layout: absolute targets under .lockbox-abs in the published dir.
+        let published = PathBuf::from(format!("/run/lockbox/workloads/{workload}/secrets"));
+        let absolute: Vec<(PathBuf, String)> = s
+            .references
+            .iter()
+            .filter(|r| !r.target.starts_with("/run/secrets/"))
+            .map(|r| {
+                (
+                    published.join(".lockbox-abs").join(r.target.trim_start_matches('/')),
+                    r.target.clone(),
+                )
+            })
+            .collect();
         deliveries.insert(
             s.service.clone(),
-            ServiceDelivery {
-                published_dir: PathBuf::from(format!("/run/lockbox/workloads/{workload}/secrets")),
-                workload,
-                files: staged_files(s),
-            },
+            ServiceDelivery::new(workload, &published, &s.references, &absolute),
         );
     }
     let out = rewrite(&p, &deliveries);

@@ -65,6 +65,47 @@ struct WorkloadRequest {
     /// Re-register an existing process workload (its supervisor lost the daemon).
     #[serde(rename = "Workload", default)]
     reattach: Option<String>,
+    /// Values the caller read itself (`lockbox compose`: `file:`/`environment:` secrets,
+    /// configs), delivered with the references; container workloads only. They do not
+    /// rotate.
+    #[serde(rename = "Inline", default)]
+    inline: Vec<InlineRequest>,
+}
+
+/// One inline file of a workload request (`Data` in base64).
+#[derive(Debug, Default, Deserialize)]
+struct InlineRequest {
+    #[serde(rename = "Target", default)]
+    target: String,
+    #[serde(rename = "UID", default)]
+    uid: u32,
+    #[serde(rename = "GID", default)]
+    gid: u32,
+    #[serde(rename = "Mode", default)]
+    mode: Option<u32>,
+    #[serde(rename = "Data", default)]
+    data: String,
+}
+
+/// An inline file: its reference (no secret behind it) and its value.
+struct Inline {
+    r: ServiceSecret,
+    data: Zeroizing<Vec<u8>>,
+}
+
+/// The name inline files carry in conflicts and listings.
+const INLINE_SOURCE: &str = "(inline)";
+
+fn inline_ref(target: &str, uid: u32, gid: u32, mode: u32) -> ServiceSecret {
+    ServiceSecret {
+        secret_id: String::new(),
+        secret_name: INLINE_SOURCE.to_owned(),
+        target: target.to_owned(),
+        uid,
+        gid,
+        mode,
+        version: None,
+    }
 }
 
 /// What a workload is made of (persisted for containers; no values).
@@ -76,6 +117,10 @@ struct Persisted {
     adhoc: Vec<ServiceSecret>,
     refs: Vec<ServiceSecret>,
     on_rotate: String,
+    /// Inline files' targets and owners only: after a restart their bytes are read back
+    /// from the staging tmpfs, never from disk.
+    #[serde(default)]
+    inline: Vec<ServiceSecret>,
 }
 
 struct Delivered {
@@ -99,6 +144,7 @@ struct Workload {
     container: bool,
     service: Option<String>,
     adhoc: Vec<ServiceSecret>,
+    inline: Vec<Inline>,
     state: tokio::sync::Mutex<State_>,
 }
 
@@ -178,6 +224,7 @@ impl Workloads {
                 adhoc: w.adhoc.clone(),
                 refs: st.refs.clone(),
                 on_rotate: st.on_rotate.clone(),
+                inline: w.inline.iter().map(|i| i.r.clone()).collect(),
             });
         }
         let tmp = self.state_path.with_extension("json.tmp");
@@ -310,10 +357,12 @@ impl Workloads {
         if w.container {
             let files: Vec<SecretFile> = new
                 .iter()
-                .map(|x| {
-                    SecretFile::new(container_name(&x.r), x.data.clone())
-                        .owner(x.r.uid, x.r.gid)
-                        .mode(x.r.mode)
+                .map(|x| (&x.r, &x.data))
+                .chain(w.inline.iter().map(|i| (&i.r, &i.data)))
+                .map(|(r, data)| {
+                    SecretFile::new(container_name(r), data.clone())
+                        .owner(r.uid, r.gid)
+                        .mode(r.mode)
                 })
                 .collect();
             let staging = st
@@ -329,8 +378,10 @@ impl Workloads {
                 .delivered
                 .iter()
                 .flatten()
-                .filter(|x| x.r.target.starts_with('/'))
-                .map(|x| (published.join(container_name(&x.r)), x.r.target.clone()))
+                .map(|x| &x.r)
+                .chain(w.inline.iter().map(|i| &i.r))
+                .filter(|r| r.target.starts_with('/'))
+                .map(|r| (published.join(container_name(r)), r.target.clone()))
                 .collect();
             drop(st);
             if !initial {
@@ -508,7 +559,30 @@ async fn create(d: Arc<Daemon>, who: Peer, body: Bytes) -> Result<Response, ApiE
         }
         None => (adhoc.clone(), "none".to_string(), None),
     };
-    crate::services::check_conflicts(&refs)?;
+    if !container && !req.inline.is_empty() {
+        return Err(ApiError::bad_request("inline files are for container workloads"));
+    }
+    let mut inline = Vec::with_capacity(req.inline.len());
+    for f in &req.inline {
+        let r = inline_ref(
+            &f.target,
+            f.uid,
+            f.gid,
+            f.mode.unwrap_or(lockbox_proto::reference::DEFAULT_MODE),
+        );
+        crate::services::to_ref(&r)
+            .validate()
+            .map_err(|e| ApiError::bad_request(format!("inline file {:?}: {e}", f.target)))?;
+        let data = Zeroizing::new(
+            STANDARD
+                .decode(&f.data)
+                .map_err(|_| ApiError::bad_request("inline file data is not base64"))?,
+        );
+        inline.push(Inline { r, data });
+    }
+    drop(req.inline);
+    let all: Vec<ServiceSecret> = refs.iter().cloned().chain(inline.iter().map(|i| i.r.clone())).collect();
+    crate::services::check_conflicts(&all)?;
     let ws = d.workloads.clone();
     let id = match &req.reattach {
         Some(id) if !container && valid_id(id) => id.clone(),
@@ -533,6 +607,7 @@ async fn create(d: Arc<Daemon>, who: Peer, body: Bytes) -> Result<Response, ApiE
         container,
         service,
         adhoc,
+        inline,
         state: tokio::sync::Mutex::new(State_ {
             refs,
             on_rotate,
@@ -554,6 +629,7 @@ async fn create(d: Arc<Daemon>, who: Peer, body: Bytes) -> Result<Response, ApiE
         let abs: Vec<_> = st
             .refs
             .iter()
+            .chain(w.inline.iter().map(|i| &i.r))
             .filter(|r| r.target.starts_with('/'))
             .map(|r| {
                 serde_json::json!({
@@ -687,11 +763,24 @@ pub(crate) async fn start(d: Arc<Daemon>) {
         }
         match Staging::open(&ws.root, &p.id) {
             Ok(staging) => {
+                let published = staging.published_dir();
+                let inline = p
+                    .inline
+                    .into_iter()
+                    .filter_map(|r| {
+                        let data = fs::read(published.join(container_name(&r))).ok()?;
+                        Some(Inline {
+                            r,
+                            data: Zeroizing::new(data),
+                        })
+                    })
+                    .collect();
                 let w = Arc::new(Workload {
                     id: p.id.clone(),
                     container: true,
                     service: p.service,
                     adhoc: p.adhoc,
+                    inline,
                     state: tokio::sync::Mutex::new(State_ {
                         refs: p.refs,
                         on_rotate: p.on_rotate,

@@ -87,6 +87,10 @@ pub(crate) enum Command {
     /// Docker with secrets: 'lockbox docker run … -- <docker run arguments>'
     #[command(subcommand)]
     Docker(crate::delivery::DockerCmd),
+    /// Run a Compose command with secrets and configs on tmpfs: 'lockbox compose [-f FILE]… -- <compose arguments>'
+    Compose(crate::compose::ComposeArgs),
+    /// Build an image with lockbox secrets for RUN --mount=type=secret: 'lockbox build --secret id=ID -- <docker build arguments>'
+    Build(crate::build::BuildArgs),
     /// Print a shell completion script
     #[command(
         after_help = "Examples:\n  lockbox completion bash > /etc/bash_completion.d/lockbox\n  lockbox completion zsh > \"${fpath[1]}/_lockbox\"\n  lockbox completion fish > ~/.config/fish/completions/lockbox.fish"

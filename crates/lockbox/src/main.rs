@@ -3,7 +3,9 @@
 #![forbid(unsafe_code)]
 
 mod cli;
+mod build;
 mod client;
+mod compose;
 mod delivery;
 mod format;
 
@@ -111,6 +113,8 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             runtime()?.block_on(delivery::docker_run(&socket, a))
         }
         Command::Service(cmd) => runtime()?.block_on(delivery::service(&Client::new(&socket), cmd)),
+        Command::Compose(a) => runtime()?.block_on(compose::compose(&socket, a)),
+        Command::Build(a) => runtime()?.block_on(build::build(&socket, a)),
         other => {
             let c = Client::new(&socket);
             runtime()?.block_on(client_command(other, &c))
@@ -705,7 +709,9 @@ async fn client_command(cmd: Command, c: &Client) -> anyhow::Result<i32> {
         | Command::Scan(_)
         | Command::Service(_)
         | Command::Run(_)
-        | Command::Docker(_) => {
+        | Command::Docker(_)
+        | Command::Compose(_)
+        | Command::Build(_) => {
             unreachable!("handled before connecting")
         }
     }
