@@ -39,7 +39,6 @@ use lockbox_keyring::Zeroizing;
 use lockbox_store::{Kind, ServiceSecret};
 use lockbox_tmpfs::{SecretFile, Staging};
 use serde::{Deserialize, Serialize};
-use tokio::io::AsyncBufReadExt as _;
 use tokio::sync::mpsc;
 
 use crate::ApiError;
@@ -560,7 +559,9 @@ async fn create(d: Arc<Daemon>, who: Peer, body: Bytes) -> Result<Response, ApiE
         None => (adhoc.clone(), "none".to_string(), None),
     };
     if !container && !req.inline.is_empty() {
-        return Err(ApiError::bad_request("inline files are for container workloads"));
+        return Err(ApiError::bad_request(
+            "inline files are for container workloads",
+        ));
     }
     let mut inline = Vec::with_capacity(req.inline.len());
     for f in &req.inline {
@@ -581,7 +582,11 @@ async fn create(d: Arc<Daemon>, who: Peer, body: Bytes) -> Result<Response, ApiE
         inline.push(Inline { r, data });
     }
     drop(req.inline);
-    let all: Vec<ServiceSecret> = refs.iter().cloned().chain(inline.iter().map(|i| i.r.clone())).collect();
+    let all: Vec<ServiceSecret> = refs
+        .iter()
+        .cloned()
+        .chain(inline.iter().map(|i| i.r.clone()))
+        .collect();
     crate::services::check_conflicts(&all)?;
     let ws = d.workloads.clone();
     let id = match &req.reattach {
@@ -671,34 +676,68 @@ async fn create(d: Arc<Daemon>, who: Peer, body: Bytes) -> Result<Response, ApiE
     Ok(stream_response(rx))
 }
 
-/// Follows Docker's event stream and reaps the staging of destroyed containers; re-reads
-/// the running containers whenever the stream restarts, in case a destroy was missed.
+/// The Docker engine's socket: `DOCKER_HOST` when it is a unix:// address, else the default.
+fn docker_socket() -> PathBuf {
+    match std::env::var("DOCKER_HOST") {
+        Ok(h) if h.starts_with("unix://") => PathBuf::from(&h["unix://".len()..]),
+        _ => PathBuf::from("/var/run/docker.sock"),
+    }
+}
+
+/// Opens Docker's event stream for container destroys (the Engine API directly, not a
+/// `docker events` child: a child would outlive a daemon killed with SIGKILL).
+async fn docker_events() -> Result<hyper::body::Incoming, String> {
+    use http_body_util::Full;
+    let sock = docker_socket();
+    let stream = tokio::net::UnixStream::connect(&sock)
+        .await
+        .map_err(|e| format!("{}: {e}", sock.display()))?;
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .map_err(|e| e.to_string())?;
+    tokio::spawn(conn);
+    let filters = r#"{"type":["container"],"event":["destroy"]}"#;
+    let q: String = filters
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect();
+    let req = hyper::Request::builder()
+        .uri(format!("/events?filters={q}"))
+        .header("Host", "docker")
+        .body(Full::new(Bytes::new()))
+        .map_err(|e| e.to_string())?;
+    let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
+    if !resp.status().is_success() {
+        return Err(format!("docker events: HTTP {}", resp.status()));
+    }
+    Ok(resp.into_body())
+}
+
+/// Follows Docker's event stream and reaps the staging of destroyed containers; re-checks
+/// every container workload whenever the stream (re)starts, in case a destroy was missed.
 async fn follow_docker(ws: Arc<Workloads>) {
+    use http_body_util::BodyExt as _;
+    let mut warned = false;
     loop {
-        let child = tokio::process::Command::new(&ws.docker)
-            .args([
-                "events",
-                "--format",
-                "{{json .}}",
-                "--filter",
-                "type=container",
-                "--filter",
-                "event=destroy",
-            ])
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .kill_on_drop(true)
-            .spawn();
-        let mut child = match child {
-            Ok(c) => c,
+        let mut body = match docker_events().await {
+            Ok(b) => b,
             Err(e) => {
-                tracing::warn!("cannot follow docker events ({}): {e}", ws.docker);
-                tokio::time::sleep(Duration::from_secs(5)).await;
+                if !warned {
+                    tracing::warn!("cannot follow Docker's events ({e}); retrying");
+                    warned = true;
+                }
+                tokio::time::sleep(Duration::from_secs(2)).await;
                 continue;
             }
         };
-        // Containers destroyed while we were not listening.
+        warned = false;
         for w in ws.all() {
             if w.container && ws.container_id(&w.id, false).await.is_none() {
                 let attached = w
@@ -713,16 +752,18 @@ async fn follow_docker(ws: Arc<Workloads>) {
                 }
             }
         }
-        if let Some(out) = child.stdout.take() {
-            let mut lines = tokio::io::BufReader::new(out).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+        let mut buf = Vec::new();
+        while let Some(Ok(frame)) = body.frame().await {
+            let Some(d) = frame.data_ref() else { continue };
+            buf.extend_from_slice(d);
+            while let Some(i) = buf.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = buf.drain(..=i).collect();
+                let v: serde_json::Value = serde_json::from_slice(&line).unwrap_or_default();
                 if let Some(id) = v["Actor"]["Attributes"][WORKLOAD_LABEL].as_str() {
                     ws.remove(id).await;
                 }
             }
         }
-        let _ = child.wait().await;
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }

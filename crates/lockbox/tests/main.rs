@@ -3,6 +3,7 @@ mod support;
 
 mod api;
 mod crash;
+mod delivery;
 mod docker_cli;
 mod keys;
 mod plaintext;
