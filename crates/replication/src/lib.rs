@@ -17,6 +17,25 @@
 //! * [`types`]: the openraft type configuration; all openraft types are named in this crate
 //!   so an alpha bump of openraft stays here.
 //!
+//! # Use
+//!
+//! ```no_run
+//! use std::path::Path;
+//! use lockbox_replication::{Replica, ReplicaConfig};
+//! use lockbox_store::{Command, Reader};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! // Inside a Tokio runtime (openraft spawns its tasks on it).
+//! let replica = Replica::open(Path::new("/var/lib/lockbox/store.redb"), ReplicaConfig::default()).await?;
+//! let response = replica.propose(Command::Noop).await?; // durable once this returns
+//! replica.ensure_linearizable().await?;                 // only for reads that must not be stale
+//! let reader = Reader::new(replica.db());
+//! # let _ = (response, reader);
+//! replica.shutdown().await?;                            // releases the file lock
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! # Invariants
 //!
 //! * An acknowledged [`Replica::propose`] survives `kill -9` and power loss: its log entry was

@@ -172,6 +172,9 @@ impl Replica {
     ///
     /// Fails with [`ReplicationError::AlreadyOpen`] if the file is open elsewhere,
     /// [`ReplicationError::Corrupt`] if it fails redb's integrity check or is truncated.
+    ///
+    /// Must run inside a Tokio runtime: openraft spawns its core, state-machine and tick tasks
+    /// on it. The open reads the whole file once (redb's integrity check).
     pub async fn open(path: &Path, cfg: ReplicaConfig) -> Result<Replica, ReplicationError> {
         let raft_config = Arc::new(cfg.raft_config()?);
         let (db, rolled_back_torn_commit) = open_database(path, cfg.allow_torn_commit_rollback)?;
