@@ -1063,6 +1063,22 @@ fn running_container_environment_is_scanned() {
 }
 
 #[test]
+fn every_rule_is_documented() {
+    let doc =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/rules.md"))
+            .expect("docs/rules.md");
+    let missing: Vec<&str> = lockbox_scan::rules::all_rules()
+        .iter()
+        .map(|r| r.id)
+        .filter(|id| !doc.contains(&format!("`{id}`")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "rules missing from docs/rules.md: {missing:?}"
+    );
+}
+
+#[test]
 fn list_rules_and_help_text() {
     let mut a = args(&[]);
     a.list_rules = true;
