@@ -735,6 +735,49 @@ async fn a_store_file_keeps_its_node_id() {
         .unwrap();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_foreign_redb_file_is_refused() {
+    let dir = tmpdir();
+    let path = store_path(&dir);
+    {
+        let db = redb::Database::create(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        txn.open_table(LOG).unwrap();
+        txn.commit().unwrap();
+    }
+    match Replica::open(&path, ReplicaConfig::default()).await {
+        Err(e @ ReplicationError::UnsupportedFormat { .. }) => {
+            assert!(e.to_string().contains("unsupported format"), "{e}")
+        }
+        other => panic!("expected UnsupportedFormat, got {other:?}"),
+    }
+}
+
+/// Dropping a replica without `shutdown` still stops raft (in the background) and so
+/// releases the file shortly after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_a_replica_releases_the_file() {
+    let dir = tmpdir();
+    let path = store_path(&dir);
+    let replica = Replica::open(&path, ReplicaConfig::default())
+        .await
+        .unwrap();
+    let (index, _) = replica.propose_indexed(Command::Noop).await.unwrap();
+    drop(replica);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let reopened = loop {
+        match Replica::open(&path, ReplicaConfig::default()).await {
+            Ok(r) => break r,
+            Err(ReplicationError::AlreadyOpen { .. }) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(e) => panic!("reopen after drop: {e}"),
+        }
+    };
+    assert!(reopened.applied_index().unwrap() >= Some(index));
+    reopened.shutdown().await.unwrap();
+}
+
 struct RedbBuilder;
 
 impl StoreBuilder<TypeConfig, LogStore, StateMachine, TempDir> for RedbBuilder {
