@@ -798,13 +798,28 @@ async fn openraft_storage_conformance_suite() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn propose_latency() {
+    const FLOOR: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("floor");
     let dir = tmpdir();
     let replica = Replica::open(&store_path(&dir), ReplicaConfig::default())
         .await
         .unwrap();
+    // The floor: one fsync'd redb commit of the same size on the same disk, interleaved with
+    // the proposals so both see the same disk weather.
+    let floor_db = redb::Database::create(dir.path().join("floor.redb")).unwrap();
     propose_noops(&replica, 50).await; // warm-up
     let mut samples = Vec::with_capacity(2000);
+    let mut floor = Vec::with_capacity(2000);
     for n in 0..2000 {
+        let t = Instant::now();
+        let mut txn = floor_db.begin_write().unwrap();
+        txn.open_table(FLOOR)
+            .unwrap()
+            .insert(n, [0u8; 1200].as_slice())
+            .unwrap();
+        txn.set_durability(redb::Durability::Immediate).unwrap();
+        txn.commit().unwrap();
+        floor.push(t.elapsed());
+
         let cmd = create_secret(n, 1024);
         let t = Instant::now();
         let response = replica.propose(cmd).await.unwrap();
@@ -812,16 +827,21 @@ async fn propose_latency() {
         assert!(matches!(response, Response::Created { .. }), "{response:?}");
     }
     samples.sort();
+    floor.sort();
     let p50 = samples[samples.len() / 2];
     let p99 = samples[samples.len() * 99 / 100];
+    let floor_p50 = floor[floor.len() / 2];
     eprintln!(
-        "secret-create propose latency over {} sequential proposes (debug build): p50 {:?}, p99 {:?}, max {:?}",
+        "secret-create propose latency over {} sequential proposes (debug build): p50 {:?}, p99 {:?}, max {:?}; one fsync'd redb commit: p50 {:?}",
         samples.len(),
         p50,
         p99,
-        samples.last().unwrap()
+        samples.last().unwrap(),
+        floor_p50,
     );
-    // A loose bound that still catches a regression to several fsyncs per proposal.
-    assert!(p50 < Duration::from_millis(25), "p50 {p50:?}");
+    // Loose enough for a loaded CI disk (it scales with the measured fsync cost), tight
+    // enough to catch a regression to several fsyncs per proposal.
+    let bound = (floor_p50 * 3).max(Duration::from_millis(15));
+    assert!(p50 < bound, "p50 {p50:?} >= {bound:?}");
     replica.shutdown().await.unwrap();
 }
