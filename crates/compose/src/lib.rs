@@ -26,7 +26,7 @@ use zeroize::Zeroizing;
 pub use env::{EnvFileError, parse_env_file};
 pub use interpolate::{InterpolationError, interpolate};
 pub use model::{
-    BuildSecret, Kind, Model, Reference, Resource, ResolveError, ServiceSecrets, Source, model,
+    BuildSecret, Kind, Model, Reference, ResolveError, Resource, ServiceSecrets, Source, model,
     resolve,
 };
 pub use project::{Diagnostic, LoadError, LoadOptions, Project, load, normalize_project_name};

@@ -113,8 +113,7 @@ impl Model {
 
 fn valid_resource_key(k: &str) -> bool {
     !k.is_empty()
-        && k
-            .bytes()
+        && k.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
@@ -147,10 +146,7 @@ fn parse_external(n: &Node, path: &str) -> Result<(bool, Option<String>), LoadEr
                 format!("must be a boolean, not {s:?}"),
             )),
         },
-        Value::Map(_) => Ok((
-            true,
-            n.get("name").map(|v| want_str(v, path)).transpose()?,
-        )),
+        Value::Map(_) => Ok((true, n.get("name").map(|v| want_str(v, path)).transpose()?)),
         _ => Err(LoadError::at(
             &n.pos,
             path,
@@ -159,7 +155,11 @@ fn parse_external(n: &Node, path: &str) -> Result<(bool, Option<String>), LoadEr
     }
 }
 
-fn resources(project: &Project, kind: Kind, warnings: &mut Vec<Diagnostic>) -> Result<Vec<Resource>, LoadError> {
+fn resources(
+    project: &Project,
+    kind: Kind,
+    warnings: &mut Vec<Diagnostic>,
+) -> Result<Vec<Resource>, LoadError> {
     let Some(top) = project.model.get(kind.key()) else {
         return Ok(Vec::new());
     };
@@ -214,7 +214,11 @@ fn resources(project: &Project, kind: Kind, warnings: &mut Vec<Diagnostic>) -> R
             match fk.name.as_str() {
                 "file" => {
                     let f = want_str(fv, &fpath)?;
-                    r.file = Some(project.directory.join(expand_home(&f, &project.environment)));
+                    r.file = Some(
+                        project
+                            .directory
+                            .join(expand_home(&f, &project.environment)),
+                    );
                 }
                 "environment" => r.environment = Some(want_str(fv, &fpath)?),
                 "content" if kind == Kind::Config => r.content = Some(want_str(fv, &fpath)?),
@@ -226,7 +230,9 @@ fn resources(project: &Project, kind: Kind, warnings: &mut Vec<Diagnostic>) -> R
                         warnings.push(Diagnostic {
                             pos: fv.pos.clone(),
                             key: fpath.clone(),
-                            message: "external.name is deprecated. Please set name and external: true".into(),
+                            message:
+                                "external.name is deprecated. Please set name and external: true"
+                                    .into(),
                         });
                     }
                     external_name = n;
@@ -254,10 +260,14 @@ fn resources(project: &Project, kind: Kind, warnings: &mut Vec<Diagnostic>) -> R
                 _ => r.name = Some(n),
             }
         }
-        let sources = [r.file.is_some(), r.environment.is_some(), r.content.is_some()]
-            .iter()
-            .filter(|b| **b)
-            .count();
+        let sources = [
+            r.file.is_some(),
+            r.environment.is_some(),
+            r.content.is_some(),
+        ]
+        .iter()
+        .filter(|b| **b)
+        .count();
         if sources > 1 {
             return Err(LoadError::at(
                 &r.pos,
@@ -279,9 +289,8 @@ fn parse_mode(n: &Node, path: &str, warnings: &mut Vec<Diagnostic>) -> Result<u3
             let v = u32::try_from(*i)
                 .map_err(|_| LoadError::at(&n.pos, path, format!("invalid mode {i}")))?;
             let raw = n.raw.clone().unwrap_or_else(|| i.to_string());
-            let plain_decimal = raw.len() > 1
-                && !raw.starts_with('0')
-                && raw.bytes().all(|b| b.is_ascii_digit());
+            let plain_decimal =
+                raw.len() > 1 && !raw.starts_with('0') && raw.bytes().all(|b| b.is_ascii_digit());
             if plain_decimal && v > 7 {
                 let octal_digits = raw.bytes().all(|b| (b'0'..=b'7').contains(&b));
                 let meant = if octal_digits {
@@ -292,9 +301,7 @@ fn parse_mode(n: &Node, path: &str, warnings: &mut Vec<Diagnostic>) -> Result<u3
                 warnings.push(Diagnostic {
                     pos: n.pos.clone(),
                     key: path.to_owned(),
-                    message: format!(
-                        "mode {raw} is a decimal number: it means 0o{v:o}{meant}"
-                    ),
+                    message: format!("mode {raw} is a decimal number: it means 0o{v:o}{meant}"),
                 });
             }
             v
@@ -305,7 +312,11 @@ fn parse_mode(n: &Node, path: &str, warnings: &mut Vec<Diagnostic>) -> Result<u3
                 .or_else(|| s.strip_prefix("0O"))
                 .unwrap_or(s);
             u32::from_str_radix(digits, 8).map_err(|_| {
-                LoadError::at(&n.pos, path, format!("invalid mode {s:?}: not an octal number"))
+                LoadError::at(
+                    &n.pos,
+                    path,
+                    format!("invalid mode {s:?}: not an octal number"),
+                )
             })?
         }
         _ => {
@@ -461,7 +472,8 @@ pub fn model(project: &Project) -> Result<Model, LoadError> {
                             ));
                         }
                         // Two references landing on one path: Compose would silently keep one.
-                        if let Some(prev) = refs.iter().find(|p: &&Reference| p.target == r.target) {
+                        if let Some(prev) = refs.iter().find(|p: &&Reference| p.target == r.target)
+                        {
                             return Err(LoadError::at(
                                 &r.pos,
                                 format!("{svc_path}.{}", kind.key()),
@@ -482,7 +494,10 @@ pub fn model(project: &Project) -> Result<Model, LoadError> {
             if let Some(list) = svc.get("build").and_then(|b| b.get("secrets")) {
                 let bpath = format!("{svc_path}.build");
                 for (r, _) in references(Kind::Secret, list, &bpath, &mut warnings, true)? {
-                    if !res.iter().any(|x| x.kind == Kind::Secret && x.key == r.source) {
+                    if !res
+                        .iter()
+                        .any(|x| x.kind == Kind::Secret && x.key == r.source)
+                    {
                         return Err(LoadError::at(
                             &r.pos,
                             format!("{bpath}.secrets"),
@@ -527,7 +542,9 @@ pub fn model(project: &Project) -> Result<Model, LoadError> {
 pub enum ResolveError {
     #[error("{kind} {name} not found in lockbox")]
     NotFound { kind: &'static str, name: String },
-    #[error("{pos}: {kind}s.{key}: one of file|environment must be set (or external: true for a lockbox {kind})")]
+    #[error(
+        "{pos}: {kind}s.{key}: one of file|environment must be set (or external: true for a lockbox {kind})"
+    )]
     NoSource {
         kind: &'static str,
         key: String,

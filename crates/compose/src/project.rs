@@ -172,9 +172,17 @@ fn find_files(
     }
     let mut dir = Some(opts.working_dir.as_path());
     while let Some(d) = dir {
-        if let Some(found) = DEFAULT_FILES.iter().map(|n| d.join(n)).find(|p| p.is_file()) {
+        if let Some(found) = DEFAULT_FILES
+            .iter()
+            .map(|n| d.join(n))
+            .find(|p| p.is_file())
+        {
             let mut files = vec![found];
-            if let Some(o) = OVERRIDE_FILES.iter().map(|n| d.join(n)).find(|p| p.is_file()) {
+            if let Some(o) = OVERRIDE_FILES
+                .iter()
+                .map(|n| d.join(n))
+                .find(|p| p.is_file())
+            {
                 files.push(o);
             }
             return Ok(files);
@@ -245,7 +253,10 @@ pub fn load(opts: &LoadOptions) -> Result<Project, LoadError> {
 
     let name = match &opts.project_name {
         Some(p) => p.clone(),
-        None => match environment.get("COMPOSE_PROJECT_NAME").filter(|s| !s.is_empty()) {
+        None => match environment
+            .get("COMPOSE_PROJECT_NAME")
+            .filter(|s| !s.is_empty())
+        {
             Some(p) => p.clone(),
             None => match model.get("name").and_then(Node::as_str) {
                 Some(n) => n.to_owned(),
@@ -275,10 +286,7 @@ pub fn load(opts: &LoadOptions) -> Result<Project, LoadError> {
 }
 
 fn display_path(file: &Path, cwd: &Path) -> String {
-    file.strip_prefix(cwd)
-        .unwrap_or(file)
-        .display()
-        .to_string()
+    file.strip_prefix(cwd).unwrap_or(file).display().to_string()
 }
 
 fn child_path(parent: &str, key: &str) -> String {
@@ -532,10 +540,7 @@ fn port_key(n: &Node) -> Option<String> {
 
 fn merge_service(b: Node, o: Node) -> Node {
     merge_map(b, o, &|key, b, o| {
-        let both_seq = matches!(
-            (&b.value, &o.value),
-            (Value::Seq(_), Value::Seq(_))
-        );
+        let both_seq = matches!((&b.value, &o.value), (Value::Seq(_), Value::Seq(_)));
         match key {
             "command" | "entrypoint" => o,
             "healthcheck" => merge_map(b, o, &|_, _, o| o),

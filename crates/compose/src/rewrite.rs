@@ -81,7 +81,10 @@ impl ServiceDelivery {
 }
 
 /// The rewritten project as JSON (which is YAML): `deliveries` by service name.
-pub fn rewrite(project: &Project, deliveries: &BTreeMap<String, ServiceDelivery>) -> serde_json::Value {
+pub fn rewrite(
+    project: &Project,
+    deliveries: &BTreeMap<String, ServiceDelivery>,
+) -> serde_json::Value {
     let mut root = project.model.clone();
     // Compose must not see what it would deliver itself (bind the host file, or copy into the
     // container layer), nor `name:` (we pass -p) nor extensions (already expanded).

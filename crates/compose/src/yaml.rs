@@ -365,9 +365,7 @@ pub fn parse(file: &str, src: &str) -> Result<Node, SyntaxError> {
             },
         )),
         Err(e) => {
-            let (line, column) = e
-                .location()
-                .map_or((0, 0), |l| (l.line(), l.column()));
+            let (line, column) = e.location().map_or((0, 0), |l| (l.line(), l.column()));
             let message = first_line(&e.to_string());
             Err(SyntaxError {
                 pos: Pos { file, line, column },

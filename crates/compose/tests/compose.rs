@@ -22,7 +22,9 @@ fn interp(s: &str, vars: &[(&str, &str)]) -> (Result<String, String>, Vec<String
         .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
         .collect();
     let mut unset = Vec::new();
-    let r = interpolate(s, &|k| vars.get(k).cloned(), &mut |v| unset.push(v.to_owned()));
+    let r = interpolate(s, &|k| vars.get(k).cloned(), &mut |v| {
+        unset.push(v.to_owned())
+    });
     (r.map_err(|e| e.to_string()), unset)
 }
 
@@ -219,7 +221,12 @@ fn project_name_rules() {
     let dir = project_dir(&file);
     // Directory name, normalized (lowercase, only [a-z0-9_-]).
     let p = load(&opts(dir.path(), &[], &[])).unwrap();
-    let base = dir.path().file_name().unwrap().to_string_lossy().to_string();
+    let base = dir
+        .path()
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .to_string();
     let want: String = base
         .to_lowercase()
         .chars()
@@ -231,8 +238,15 @@ fn project_name_rules() {
     let dir = project_dir(&[("compose.yaml", "name: from-file\nservices: {}\n")]);
     assert_eq!(load(&opts(dir.path(), &[], &[])).unwrap().name, "from-file");
     // COMPOSE_PROJECT_NAME from .env, then from the shell, then -p.
-    std::fs::write(dir.path().join(".env"), "COMPOSE_PROJECT_NAME=from-dotenv\n").unwrap();
-    assert_eq!(load(&opts(dir.path(), &[], &[])).unwrap().name, "from-dotenv");
+    std::fs::write(
+        dir.path().join(".env"),
+        "COMPOSE_PROJECT_NAME=from-dotenv\n",
+    )
+    .unwrap();
+    assert_eq!(
+        load(&opts(dir.path(), &[], &[])).unwrap().name,
+        "from-dotenv"
+    );
     let o = opts(dir.path(), &[], &[("COMPOSE_PROJECT_NAME", "from-shell")]);
     assert_eq!(load(&o).unwrap().name, "from-shell");
     let mut o = opts(dir.path(), &[], &[("COMPOSE_PROJECT_NAME", "from-shell")]);
@@ -247,7 +261,10 @@ fn project_name_rules() {
 fn files_from_compose_file_and_default_names() {
     let dir = project_dir(&[
         ("docker-compose.yml", "services:\n  a:\n    image: one\n"),
-        ("docker-compose.override.yml", "services:\n  a:\n    image: two\n"),
+        (
+            "docker-compose.override.yml",
+            "services:\n  a:\n    image: two\n",
+        ),
         ("other.yml", "services:\n  b:\n    image: three\n"),
         ("sub/dir/.keep", ""),
     ]);
@@ -256,7 +273,14 @@ fn files_from_compose_file_and_default_names() {
     assert_eq!(p.files.len(), 2);
     assert_eq!(p.directory, dir.path());
     assert_eq!(
-        p.model.get("services").unwrap().get("a").unwrap().get("image").unwrap().as_str(),
+        p.model
+            .get("services")
+            .unwrap()
+            .get("a")
+            .unwrap()
+            .get("image")
+            .unwrap()
+            .as_str(),
         Some("two")
     );
     // COMPOSE_FILE with the path separator.
@@ -267,11 +291,19 @@ fn files_from_compose_file_and_default_names() {
     );
     let p = load(&o).unwrap();
     let services = p.model.get("services").unwrap();
-    assert_eq!(services.get("a").unwrap().get("image").unwrap().as_str(), Some("one"));
-    assert_eq!(services.get("b").unwrap().get("image").unwrap().as_str(), Some("three"));
+    assert_eq!(
+        services.get("a").unwrap().get("image").unwrap().as_str(),
+        Some("one")
+    );
+    assert_eq!(
+        services.get("b").unwrap().get("image").unwrap().as_str(),
+        Some("three")
+    );
     // Nothing to find.
     let empty = tempfile::tempdir().unwrap();
-    assert!(diag(load(&opts(empty.path(), &[], &[]))).starts_with("no configuration file provided"));
+    assert!(
+        diag(load(&opts(empty.path(), &[], &[]))).starts_with("no configuration file provided")
+    );
 }
 
 const BASE: &str = r#"
@@ -356,13 +388,19 @@ fn multi_file_project() -> (tempfile::TempDir, lockbox_compose::Project) {
     let dir = project_dir(&[
         ("compose.yaml", BASE),
         ("compose.prod.yaml", OVERRIDE),
-        (".env", "TAG=1.2\nGREETING=hello from .env\nEXTRA_VAR=from-dotenv\n"),
+        (
+            ".env",
+            "TAG=1.2\nGREETING=hello from .env\nEXTRA_VAR=from-dotenv\n",
+        ),
         ("secrets/db_password.txt", "file-secret-value"),
     ]);
     let mut o = opts(
         dir.path(),
         &["compose.yaml", "compose.prod.yaml"],
-        &[("EXTRA_VAR", "from-shell"), ("API_TOKEN", "env-secret-value")],
+        &[
+            ("EXTRA_VAR", "from-shell"),
+            ("API_TOKEN", "env-secret-value"),
+        ],
     );
     o.project_name = Some("shop".into());
     let p = load(&o).unwrap();
@@ -372,7 +410,10 @@ fn multi_file_project() -> (tempfile::TempDir, lockbox_compose::Project) {
 #[test]
 fn multi_file_merge_with_dotenv_interpolation() {
     let (dir, p) = multi_file_project();
-    assert_eq!(p.env_file.as_deref(), Some(dir.path().join(".env").as_path()));
+    assert_eq!(
+        p.env_file.as_deref(),
+        Some(dir.path().join(".env").as_path())
+    );
     let mut j = p.model.to_json();
     // The x- extension is still in the model (dropped only by the rewrite).
     j.as_object_mut().unwrap().remove("x-common");
@@ -417,7 +458,10 @@ fn model_resolution_and_local_values() {
     );
     // Lockbox has prod_tls (external) and, say, a config named app_conf.
     let in_lockbox = |k: Kind, n: &str| {
-        matches!((k, n), (Kind::Secret, "prod_tls") | (Kind::Config, "app_conf"))
+        matches!(
+            (k, n),
+            (Kind::Secret, "prod_tls") | (Kind::Config, "app_conf")
+        )
     };
     let get = |k, key| resolve(m.resource(k, key).unwrap(), &in_lockbox);
     assert_eq!(
@@ -476,7 +520,9 @@ fn rewritten_project_keeps_everything_else() {
             .filter(|r| !r.target.starts_with("/run/secrets/"))
             .map(|r| {
                 (
-                    published.join(".lockbox-abs").join(r.target.trim_start_matches('/')),
+                    published
+                        .join(".lockbox-abs")
+                        .join(r.target.trim_start_matches('/')),
                     r.target.clone(),
                 )
             })

@@ -122,7 +122,11 @@ pub(crate) fn pick_client(choice: Option<&str>) -> anyhow::Result<BuildClient> {
         }
         match output(c, &["version", "--format", "{{.Client.Version}}"]) {
             Some(v) => {
-                let major: u32 = v.split('.').next().and_then(|m| m.parse().ok()).unwrap_or(0);
+                let major: u32 = v
+                    .split('.')
+                    .next()
+                    .and_then(|m| m.parse().ok())
+                    .unwrap_or(0);
                 if (18..23).contains(&major) {
                     return Ok(BuildClient {
                         program: c.clone(),

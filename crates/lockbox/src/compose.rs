@@ -30,9 +30,7 @@ use http_body_util::{BodyExt as _, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::{Method, Request};
 use hyper_util::rt::TokioIo;
-use lockbox_compose::{
-    Kind, LoadOptions, Model, Project, Reference, ServiceDelivery, Source,
-};
+use lockbox_compose::{Kind, LoadOptions, Model, Project, Reference, ServiceDelivery, Source};
 use lockbox_proto::{ErrorBody, Object, exit_codes};
 use serde_json::{Value, json};
 use zeroize::Zeroizing;
@@ -254,7 +252,8 @@ impl WorkloadSpec {
             .next()
             .await
             .ok_or_else(|| fail("the daemon closed the workload stream"))?;
-        let v: Value = serde_json::from_slice(&first).context("undecodable answer from the daemon")?;
+        let v: Value =
+            serde_json::from_slice(&first).context("undecodable answer from the daemon")?;
         let absolute = v["Absolute"]
             .as_array()
             .into_iter()
@@ -349,7 +348,8 @@ pub(crate) async fn resolve_all(
             }
             Source::Lockbox { name } => Resolved::Lockbox(name),
             other => Resolved::Local(
-                lockbox_compose::read_local(project, res, &other).map_err(|e| fail(e.to_string()))?,
+                lockbox_compose::read_local(project, res, &other)
+                    .map_err(|e| fail(e.to_string()))?,
             ),
         };
         out.insert((kind, key), v);
@@ -376,12 +376,15 @@ pub(crate) fn add_reference(
 fn project_workloads(docker: &str, project: &str) -> Vec<String> {
     let filter = format!("label={}={project}", lockbox_compose::PROJECT_LABEL);
     let format = format!("{{{{.Label \"{}\"}}}}", lockbox_compose::WORKLOAD_LABEL);
-    let mut ids: Vec<String> = runs_ok(docker, &["ps", "-a", "--filter", &filter, "--format", &format])
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| !l.is_empty())
-        .map(str::to_owned)
-        .collect();
+    let mut ids: Vec<String> = runs_ok(
+        docker,
+        &["ps", "-a", "--filter", &filter, "--format", &format],
+    )
+    .unwrap_or_default()
+    .lines()
+    .filter(|l| !l.is_empty())
+    .map(str::to_owned)
+    .collect();
     ids.sort();
     ids.dedup();
     ids

@@ -2,6 +2,7 @@
 mod support;
 
 mod api;
+mod compose;
 mod crash;
 mod delivery;
 mod docker_cli;
