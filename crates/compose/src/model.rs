@@ -118,10 +118,10 @@ fn valid_resource_key(k: &str) -> bool {
 }
 
 fn expand_home(p: &str, env: &std::collections::BTreeMap<String, String>) -> PathBuf {
-    if let Some(rest) = p.strip_prefix("~/") {
-        if let Some(home) = env.get("HOME") {
-            return Path::new(home).join(rest);
-        }
+    if let Some(rest) = p.strip_prefix("~/")
+        && let Some(home) = env.get("HOME")
+    {
+        return Path::new(home).join(rest);
     }
     PathBuf::from(p)
 }
