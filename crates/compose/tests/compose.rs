@@ -566,3 +566,93 @@ fn build_secrets_ids() {
         serde_json::json!({"context": "."})
     );
 }
+
+#[test]
+fn anchors_merge_keys_extensions_and_interpolated_booleans() {
+    let yaml = r#"
+x-base: &base
+  image: busybox
+  environment: {A: "1"}
+services:
+  a:
+    <<: *base
+    environment: {B: "2"}
+    build: ./ctx
+  b:
+    image: busybox
+    x-note: "${NOT_INTERPOLATED:?never}"
+    configs: [c]
+secrets:
+  s:
+    external: "${EXT:-false}"
+    file: ./s.txt
+configs:
+  c:
+    file: ./c.conf
+"#;
+    let dir = project_dir(&[("compose.yaml", yaml), ("c.conf", "conf")]);
+    let p = load(&opts(dir.path(), &[], &[])).unwrap();
+    let a = p.model.get("services").unwrap().get("a").unwrap();
+    assert_eq!(a.get("image").unwrap().as_str(), Some("busybox"));
+    // A key next to `<<` replaces the merged one whole (YAML merge, not Compose merge).
+    assert_eq!(
+        a.get("environment").unwrap().to_json(),
+        serde_json::json!({"B": "2"})
+    );
+    assert_eq!(
+        a.get("build").unwrap().to_json(),
+        serde_json::json!({"context": "./ctx"})
+    );
+    let m = model(&p).unwrap();
+    let none = |_: Kind, _: &str| false;
+    // external: "${EXT:-false}" is false, so the file is used…
+    assert_eq!(
+        resolve(m.resource(Kind::Secret, "s").unwrap(), &none),
+        Ok(Source::File {
+            path: dir.path().join("./s.txt")
+        })
+    );
+    // …and with EXT=true it must come from lockbox.
+    let p = load(&opts(dir.path(), &[], &[("EXT", "true")])).unwrap();
+    let m = model(&p).unwrap();
+    assert_eq!(
+        resolve(m.resource(Kind::Secret, "s").unwrap(), &none)
+            .unwrap_err()
+            .to_string(),
+        "secret s not found in lockbox"
+    );
+    // Configs: default target /<name>, values from their file.
+    let b = m.services.iter().find(|s| s.service == "b").unwrap();
+    assert_eq!(b.references[0].target, "/c");
+    assert_eq!(b.references[0].mode, 0o444);
+    let c = m.resource(Kind::Config, "c").unwrap();
+    let src = resolve(c, &none).unwrap();
+    assert_eq!(&read_local(&p, c, &src).unwrap()[..], b"conf");
+    // Extensions vanish from what Compose is given.
+    let out = rewrite(&p, &BTreeMap::new()).to_string();
+    assert!(!out.contains("x-base") && !out.contains("x-note"), "{out}");
+}
+
+#[test]
+fn missing_local_values_are_named() {
+    let yaml = "services:\n  a:\n    image: busybox\n    secrets: [f, e]\nsecrets:\n  f:\n    file: ./nope.txt\n  e:\n    environment: NOPE_VAR\n";
+    let dir = project_dir(&[("compose.yaml", yaml)]);
+    let p = load(&opts(dir.path(), &[], &[])).unwrap();
+    let m = model(&p).unwrap();
+    let none = |_: Kind, _: &str| false;
+    let err = |key: &str| {
+        let r = m.resource(Kind::Secret, key).unwrap();
+        read_local(&p, r, &resolve(r, &none).unwrap())
+            .unwrap_err()
+            .to_string()
+    };
+    assert!(
+        err("f").starts_with("secret f: cannot read "),
+        "{}",
+        err("f")
+    );
+    assert_eq!(
+        err("e"),
+        "environment variable \"NOPE_VAR\" required by secret \"e\" is not set"
+    );
+}
