@@ -626,17 +626,20 @@ async fn events(State(d): App, Query(q): Query<HashMap<String, String>>) -> Resu
         loop {
             match rx.recv().await {
                 Ok(line) => {
-                    if let Some(t) = &types {
-                        let ty = serde_json::from_str::<serde_json::Value>(&line)
-                            .ok()
-                            .and_then(|v| v.get("Type").and_then(|t| t.as_str()).map(str::to_owned))
-                            .unwrap_or_default();
-                        if !t.contains(&ty) {
-                            continue;
-                        }
+                    let Ok(mut ev) = serde_json::from_str::<serde_json::Value>(&line) else {
+                        continue;
+                    };
+                    let ty = ev.get("Type").and_then(|t| t.as_str()).unwrap_or("");
+                    if types.as_ref().is_some_and(|t| !t.iter().any(|x| x == ty)) {
+                        continue;
                     }
+                    // Secrets and configs are cluster objects: Docker reports their events
+                    // with the swarm scope.
+                    ev["scope"] = serde_json::Value::from("swarm");
+                    let mut out = ev.to_string();
+                    out.push('\n');
                     return Some((
-                        Ok::<_, std::convert::Infallible>(Bytes::from(line + "\n")),
+                        Ok::<_, std::convert::Infallible>(Bytes::from(out)),
                         (rx, types),
                     ));
                 }
