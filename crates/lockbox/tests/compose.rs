@@ -133,7 +133,13 @@ impl Drop for Project {
         for c in self.containers() {
             let _ = docker(&["rm", "-f", &c]);
         }
-        let _ = docker(&["network", "rm", &format!("{}_default", self.name)]);
+        let filter = format!("label=com.docker.compose.project={}", self.name);
+        for n in docker(&["network", "ls", "-q", "--filter", &filter])
+            .stdout
+            .lines()
+        {
+            let _ = docker(&["network", "rm", n]);
+        }
         for i in &self.images {
             let _ = docker(&["rmi", "-f", i]);
         }
