@@ -470,8 +470,20 @@ pub(crate) async fn compose(socket: &Path, a: ComposeArgs) -> anyhow::Result<i32
     let c = Client::new(socket);
     let docker = std::env::var("LOCKBOX_DOCKER").unwrap_or_else(|_| "docker".into());
 
-    if sub == "build" && model.services.iter().any(|s| !s.build_secrets.is_empty()) {
+    let build_secrets = model.services.iter().any(|s| !s.build_secrets.is_empty());
+    if sub == "build" && build_secrets {
         return crate::build::compose_build(socket, &c, &bin, &project, &model, &a.args).await;
+    }
+    // `up --build` with build secrets: build first (ours with BuildKit, the rest by Compose),
+    // then `up` without `--build`, which would build again without the secrets.
+    let mut args = a.args.clone();
+    if sub == "up" && build_secrets && args.iter().any(|x| x == "--build") {
+        let build: Vec<OsString> = vec!["build".into()];
+        let code = crate::build::compose_build(socket, &c, &bin, &project, &model, &build).await?;
+        if code != 0 {
+            return Ok(code);
+        }
+        args.retain(|x| x != "--build");
     }
 
     let creates = matches!(sub.as_str(), "up" | "run" | "create" | "scale");
@@ -523,7 +535,7 @@ pub(crate) async fn compose(socket: &Path, a: ComposeArgs) -> anyhow::Result<i32
     if let Some(e) = &a.env_file {
         cmd.arg("--env-file").arg(e);
     }
-    cmd.args(&a.args);
+    cmd.args(&args);
     let code = run_child(cmd).await;
     drop(file);
     for w in workloads {

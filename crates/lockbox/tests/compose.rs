@@ -833,6 +833,7 @@ fn compose_build_hands_build_secrets_to_buildkit() {
 services:
   app:
     image: {image}
+    command: ["sleep", "60"]
     build:
       context: ./app
       secrets:
@@ -883,4 +884,18 @@ secrets:
         assert!(leaks(&image, v).is_empty());
     }
     assert!(staging_mounts(&d).is_empty());
+
+    // `up --build`: built with the secrets first, then started.
+    let o = p.lb(
+        &d,
+        &[("NPM_TOKEN", &env_value)],
+        &["compose", "-p", &p.name, "--", "up", "--build", "-d"],
+    );
+    assert_eq!(o.code, 0, "{o:?}");
+    assert!(
+        o.stderr.contains("Building app with lockbox build secrets"),
+        "{o:?}"
+    );
+    let got = ok(exec(&p.container("app"), "cat /both.sha"), "exec");
+    assert_eq!(got.trim(), want.split_whitespace().next().unwrap());
 }
