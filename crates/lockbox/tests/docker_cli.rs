@@ -840,6 +840,59 @@ fn unserved_routes_and_events() {
         !text.contains("ev_c"),
         "a config event passed a type=secret filter: {text}"
     );
+
+    // The stock `docker events --filter type=secret` prints lockbox's events.
+    let bin = first_cli();
+    let cfg = tempfile::tempdir().unwrap();
+    let mut ev = Command::new(&bin)
+        .args([
+            "events",
+            "--filter",
+            "type=secret",
+            "--format",
+            "{{.Type}} {{.Action}} {{.Actor.Attributes.name}}",
+        ])
+        .env("DOCKER_HOST", format!("unix://{}", sock.display()))
+        .env("DOCKER_CONFIG", cfg.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // The CLI subscribes at some point after it starts: act until its first line arrives.
+    let stdout = ev.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead as _;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    let mut lines = Vec::new();
+    for i in 0..60 {
+        cli.run(
+            &["config", "create", &format!("ev_cli_c{i}"), "-"],
+            Some(b"c"),
+        );
+        cli.run(
+            &["secret", "create", &format!("ev_cli_s{i}"), "-"],
+            Some(b"s"),
+        );
+        if let Ok(l) = rx.recv_timeout(Duration::from_millis(300)) {
+            lines.push(l);
+            break;
+        }
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let _ = ev.kill();
+    let _ = ev.wait();
+    lines.extend(rx.try_iter());
+    assert!(!lines.is_empty(), "docker events printed nothing");
+    for l in &lines {
+        assert!(l.starts_with("secret create ev_cli_s"), "{lines:?}");
+    }
 }
 
 /// One request that tolerates the server answering (and closing) before the whole body is

@@ -26,9 +26,16 @@ impl Conn {
 
     /// One request; returns the status and the body.
     fn req(&mut self, method: &str, path: &str, body: Option<&str>) -> (u16, Vec<u8>) {
-        let mut head = format!("{method} {path} HTTP/1.1\r\nHost: api.moby.localhost\r\nUser-Agent: docker-api-bench\r\n");
+        let mut head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: api.moby.localhost\r\nUser-Agent: docker-api-bench\r\n"
+        );
         if let Some(b) = body {
-            write!(head, "Content-Type: application/json\r\nContent-Length: {}\r\n", b.len()).unwrap();
+            write!(
+                head,
+                "Content-Type: application/json\r\nContent-Length: {}\r\n",
+                b.len()
+            )
+            .unwrap();
         }
         head.push_str("\r\n");
         let mut out = head.into_bytes();
@@ -38,7 +45,11 @@ impl Conn {
         self.w.write_all(&out).unwrap();
         let mut line = String::new();
         self.r.read_line(&mut line).unwrap();
-        let status: u16 = line.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+        let status: u16 = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
         let (mut len, mut chunked) = (0usize, false);
         loop {
             line.clear();
@@ -122,7 +133,9 @@ fn rss_kib(pid: u32) -> u64 {
 /// three bytes, so every character is significant and any of them is canonical.
 fn value(i: usize) -> String {
     const B64: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    (0..44).map(|k| B64[(i * 7 + k * 13) % 64] as char).collect()
+    (0..44)
+        .map(|k| B64[(i * 7 + k * 13) % 64] as char)
+        .collect()
 }
 
 struct Row {
@@ -130,7 +143,13 @@ struct Row {
     per_engine: Vec<Stats>,
 }
 
-fn run_engine(sock: &str, pid: u32, n: usize, mem: usize, list_reps: usize) -> (Vec<(String, Stats)>, u64, u64) {
+fn run_engine(
+    sock: &str,
+    pid: u32,
+    n: usize,
+    mem: usize,
+    list_reps: usize,
+) -> (Vec<(String, Stats)>, u64, u64) {
     let mut c = Conn::open(sock);
     c.expect("HEAD", "/_ping", None, 200);
     let name = |i: usize| format!("bench_{i:05}");
@@ -138,7 +157,11 @@ fn run_engine(sock: &str, pid: u32, n: usize, mem: usize, list_reps: usize) -> (
     out.push((
         "create".to_owned(),
         timed(n, |i| {
-            let body = format!(r#"{{"Name":"{}","Labels":{{"app":"bench"}},"Data":"{}"}}"#, name(i), value(i));
+            let body = format!(
+                r#"{{"Name":"{}","Labels":{{"app":"bench"}},"Data":"{}"}}"#,
+                name(i),
+                value(i)
+            );
             c.expect("POST", "/v1.41/secrets/create", Some(&body), 201);
         }),
     ));
@@ -164,7 +187,10 @@ fn run_engine(sock: &str, pid: u32, n: usize, mem: usize, list_reps: usize) -> (
     // Memory: the server's resident set with `mem` secrets stored.
     let before = rss_kib(pid);
     for i in 0..mem {
-        let body = format!(r#"{{"Name":"mem_{i:05}","Labels":{{"app":"bench"}},"Data":"{}"}}"#, value(i));
+        let body = format!(
+            r#"{{"Name":"mem_{i:05}","Labels":{{"app":"bench"}},"Data":"{}"}}"#,
+            value(i)
+        );
         c.expect("POST", "/v1.41/secrets/create", Some(&body), 201);
     }
     // A list touches every object, as a client would.
@@ -205,7 +231,10 @@ fn main() {
         for (op, s) in ops {
             match rows.iter_mut().find(|r| r.op == op) {
                 Some(r) => r.per_engine.push(s),
-                None => rows.push(Row { op, per_engine: vec![s] }),
+                None => rows.push(Row {
+                    op,
+                    per_engine: vec![s],
+                }),
             }
         }
         mems.push((before, after));
