@@ -201,7 +201,7 @@ fn temp_projects() -> Vec<PathBuf> {
     found
 }
 
-fn compose_file(ext_name: &str, rot_name: &str) -> String {
+fn compose_file(ext_name: &str, rot_name: &str, conf_name: &str) -> String {
     format!(
         r#"
 services:
@@ -230,6 +230,9 @@ services:
       - rot
     configs:
       - app_conf
+      - source: ext_conf
+        target: /etc/ext.conf
+        mode: 0440
   worker:
     image: {IMAGE}
     command: ["sleep", "3600"]
@@ -255,6 +258,9 @@ secrets:
 configs:
   app_conf:
     content: "level=${{LEVEL:-debug}}"
+  ext_conf:
+    external: true
+    name: {conf_name}
 "#
     )
 }
@@ -272,8 +278,17 @@ fn compose_delivers_file_environment_and_lockbox_secrets_on_tmpfs() {
     let ext_value = format!("ext-value-{}", rand_hex(8));
     d.create(&ext_name, ext_value.as_bytes());
     d.create(&rot_name, b"rot-v1");
+    let conf_name = format!("lbc_conf_{tag}");
+    let c = d.lb_in(
+        &["config", "create", &conf_name, "-"],
+        Some(b"from-lockbox-config"),
+    );
+    assert_eq!(c.code, 0, "{c:?}");
     let p = Project::new(&[
-        ("compose.yaml", &compose_file(&ext_name, &rot_name)),
+        (
+            "compose.yaml",
+            &compose_file(&ext_name, &rot_name, &conf_name),
+        ),
         ("db_password.txt", &file_value),
     ]);
     let before_files: Vec<_> = std::fs::read_dir(p.path())
@@ -294,13 +309,13 @@ fn compose_delivers_file_environment_and_lockbox_secrets_on_tmpfs() {
     let stat = ok(
         exec(
             &app,
-            "stat -L -c '%a %u %g %n' /run/secrets/db_password /run/secrets/token /etc/app/ext.pem /run/secrets/rot /app_conf",
+            "stat -L -c '%a %u %g %n' /run/secrets/db_password /run/secrets/token /etc/app/ext.pem /run/secrets/rot /app_conf /etc/ext.conf",
         ),
         "stat in app",
     );
     assert_eq!(
         stat,
-        "444 0 0 /run/secrets/db_password\n400 1000 1001 /run/secrets/token\n440 0 0 /etc/app/ext.pem\n444 0 0 /run/secrets/rot\n444 0 0 /app_conf\n"
+        "444 0 0 /run/secrets/db_password\n400 1000 1001 /run/secrets/token\n440 0 0 /etc/app/ext.pem\n444 0 0 /run/secrets/rot\n444 0 0 /app_conf\n440 0 0 /etc/ext.conf\n"
     );
     // The same secret in another service with another owner and mode.
     assert_eq!(
@@ -313,23 +328,23 @@ fn compose_delivers_file_environment_and_lockbox_secrets_on_tmpfs() {
     let values = ok(
         exec(
             &app,
-            "cat /run/secrets/db_password; echo; cat /run/secrets/token; echo; cat /etc/app/ext.pem; echo; cat /run/secrets/rot; echo; cat /app_conf",
+            "cat /run/secrets/db_password; echo; cat /run/secrets/token; echo; cat /etc/app/ext.pem; echo; cat /run/secrets/rot; echo; cat /app_conf; echo; cat /etc/ext.conf",
         ),
         "read in app",
     );
     assert_eq!(
         values,
-        format!("{file_value}\n{env_value}\n{ext_value}\nrot-v1\nlevel=debug")
+        format!("{file_value}\n{env_value}\n{ext_value}\nrot-v1\nlevel=debug\nfrom-lockbox-config")
     );
     // Read-only tmpfs, at every target.
     let mounts = ok(
         exec(
             &app,
-            "grep -E ' (/run/secrets|/etc/app/ext.pem|/app_conf) ' /proc/mounts",
+            "grep -E ' (/run/secrets|/etc/app/ext.pem|/app_conf|/etc/ext.conf) ' /proc/mounts",
         ),
         "mounts",
     );
-    assert_eq!(mounts.lines().count(), 3, "{mounts}");
+    assert_eq!(mounts.lines().count(), 4, "{mounts}");
     for line in mounts.lines() {
         let f: Vec<&str> = line.split_whitespace().collect();
         assert_eq!(f[2], "tmpfs", "{line}");
