@@ -104,6 +104,14 @@ pub fn rewrite(
             if let Value::Map(m) = &mut svc.value {
                 m.retain(|(k, _)| !k.name.starts_with("x-"));
             }
+            // Compose resolves `extends.file` against the file that names it, which is now a
+            // temporary file elsewhere: make it absolute (against the project directory).
+            if let Some(file) = svc.get_mut("extends").and_then(|e| e.get_mut("file"))
+                && let Value::Str(f) = &mut file.value
+                && !Path::new(f.as_str()).is_absolute()
+            {
+                *f = project.directory.join(&*f).display().to_string();
+            }
             let Some(d) = deliveries.get(&name.name) else {
                 continue;
             };

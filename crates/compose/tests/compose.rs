@@ -656,3 +656,15 @@ fn missing_local_values_are_named() {
         "environment variable \"NOPE_VAR\" required by secret \"e\" is not set"
     );
 }
+
+#[test]
+fn extends_file_stays_reachable_from_the_rewritten_project() {
+    let yaml = "services:\n  a:\n    extends:\n      file: common.yaml\n      service: base\n";
+    let dir = project_dir(&[("compose.yaml", yaml)]);
+    let p = load(&opts(dir.path(), &[], &[])).unwrap();
+    let out = rewrite(&p, &BTreeMap::new());
+    assert_eq!(
+        out["services"]["a"]["extends"]["file"],
+        serde_json::json!(dir.path().join("common.yaml").display().to_string())
+    );
+}
