@@ -180,3 +180,148 @@ fn sigterm_shuts_down_cleanly() {
     d.spawn(&[]);
     assert_eq!(d.lb(&["secret", "ls", "-q"]).stdout.lines().count(), 1);
 }
+
+/// A small loop-mounted ext4 filesystem, unmounted on drop.
+struct LoopFs {
+    dir: tempfile::TempDir,
+}
+
+impl LoopFs {
+    fn new(mib: u64) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let img = dir.path().join("img");
+        let mnt = dir.path().join("mnt");
+        std::fs::create_dir(&mnt).unwrap();
+        assert!(
+            Command::new("truncate")
+                .arg("-s")
+                .arg(format!("{mib}M"))
+                .arg(&img)
+                .status()
+                .unwrap()
+                .success()
+        );
+        assert!(
+            Command::new("mkfs.ext4")
+                .args(["-q", "-F"])
+                .arg(&img)
+                .status()
+                .unwrap()
+                .success(),
+            "mkfs.ext4 is required"
+        );
+        let st = Command::new("mount")
+            .args(["-o", "loop"])
+            .arg(&img)
+            .arg(&mnt)
+            .status()
+            .unwrap();
+        assert!(
+            st.success(),
+            "loop mount failed (the test needs root and a loop device)"
+        );
+        Self { dir }
+    }
+    fn mnt(&self) -> std::path::PathBuf {
+        self.dir.path().join("mnt")
+    }
+}
+
+impl Drop for LoopFs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(self.mnt()).status();
+    }
+}
+
+#[test]
+fn disk_full_refuses_writes_cleanly_and_loses_nothing() {
+    let fs = LoopFs::new(24);
+    let data = fs.mnt().join("data");
+    let sock_dir = tempfile::tempdir().unwrap();
+    let sock = sock_dir.path().join("lb.sock");
+    let log = sock_dir.path().join("daemon.log");
+    let spawn = || {
+        let logf = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap();
+        let child = Command::new(BIN)
+            .arg("daemon")
+            .arg("--data-dir")
+            .arg(&data)
+            .arg("-H")
+            .arg(&sock)
+            .arg("--docker-api")
+            .arg("none")
+            .stdout(logf.try_clone().unwrap())
+            .stderr(logf)
+            .spawn()
+            .unwrap();
+        for _ in 0..400 {
+            if std::os::unix::net::UnixStream::connect(&sock).is_ok() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        child
+    };
+    let mut child = spawn();
+    // Leave only a few MiB free, then write 300 KiB values until the disk says no.
+    let filler = fs.mnt().join("filler");
+    let free = rustix::fs::statvfs(&fs.mnt()).unwrap();
+    let avail = free.f_bavail * free.f_frsize;
+    std::fs::write(&filler, vec![0u8; avail.saturating_sub(6 << 20) as usize]).unwrap();
+    let value = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        vec![b'v'; 300_000],
+    );
+    let mut acked = Vec::new();
+    let mut refusal = None;
+    for i in 0..200 {
+        let body = format!(r#"{{"Name":"full{i}","Data":"{value}"}}"#);
+        let (st, b) = http(&sock, "POST", "/v1/secrets/create", Some(&body));
+        if st == 201 {
+            acked.push(format!("full{i}"));
+        } else {
+            refusal = Some((st, b));
+            break;
+        }
+    }
+    let (st, body) = refusal.expect("a full disk must refuse a write");
+    assert!(st >= 500, "{st} {body}");
+    assert!(
+        serde_json::from_str::<serde_json::Value>(&body).is_ok(),
+        "a JSON error, not a dropped connection: {body}"
+    );
+    assert!(!acked.is_empty());
+    // The daemon answers (it is either still serving reads or exited to be restarted).
+    std::fs::remove_file(&filler).unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    let mut child = spawn();
+    let o = crate::support::run_cli(&sock, &["secret", "ls", "--format", "{{.Name}}"], None);
+    assert_eq!(
+        o.code,
+        0,
+        "{o:?}\n{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    let have: std::collections::HashSet<&str> = o.stdout.lines().collect();
+    for n in &acked {
+        assert!(
+            have.contains(n.as_str()),
+            "acknowledged {n} lost after the disk filled up"
+        );
+    }
+    // With space back, writes work again.
+    let (st, _) = http(
+        &sock,
+        "POST",
+        "/v1/secrets/create",
+        Some(r#"{"Name":"after","Data":"eA=="}"#),
+    );
+    assert_eq!(st, 201);
+    let _ = child.kill();
+    let _ = child.wait();
+}
