@@ -20,7 +20,9 @@ pub(crate) fn harden() -> Hardening {
         },
     );
     let mlocked = rustix::mm::mlockall(
-        rustix::mm::MlockAllFlags::CURRENT | rustix::mm::MlockAllFlags::FUTURE | rustix::mm::MlockAllFlags::ONFAULT,
+        rustix::mm::MlockAllFlags::CURRENT
+            | rustix::mm::MlockAllFlags::FUTURE
+            | rustix::mm::MlockAllFlags::ONFAULT,
     )
     .is_ok();
     Hardening { mlocked }

@@ -759,7 +759,11 @@ async fn follow_docker(ws: Arc<Workloads>) {
             while let Some(i) = buf.iter().position(|b| *b == b'\n') {
                 let line: Vec<u8> = buf.drain(..=i).collect();
                 let v: serde_json::Value = serde_json::from_slice(&line).unwrap_or_default();
-                if let Some(id) = v["Actor"]["Attributes"][WORKLOAD_LABEL].as_str() {
+                // A workload may have several containers (the replicas of a Compose
+                // service): it ends with the last one.
+                if let Some(id) = v["Actor"]["Attributes"][WORKLOAD_LABEL].as_str()
+                    && ws.container_id(id, false).await.is_none()
+                {
                     ws.remove(id).await;
                 }
             }

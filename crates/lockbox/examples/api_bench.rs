@@ -15,7 +15,10 @@ struct Conn {
 impl Conn {
     fn new(sock: &str) -> Self {
         let s = UnixStream::connect(sock).expect("connect to the daemon");
-        Self { r: BufReader::new(s.try_clone().unwrap()), w: s }
+        Self {
+            r: BufReader::new(s.try_clone().unwrap()),
+            w: s,
+        }
     }
 
     /// One keep-alive request; returns (status, body).
@@ -113,7 +116,10 @@ fn main() {
     let row = |name: &str, v: &mut Vec<Duration>| {
         let total: f64 = v.iter().map(Duration::as_secs_f64).sum();
         let (p50, p99) = (pct(v, 0.5), pct(v, 0.99));
-        println!("| {name} | {p50:.3} | {p99:.3} | {:.0} |", v.len() as f64 / total);
+        println!(
+            "| {name} | {p50:.3} | {p99:.3} | {:.0} |",
+            v.len() as f64 / total
+        );
     };
     row("create", &mut create);
     row("inspect", &mut inspect);

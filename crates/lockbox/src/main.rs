@@ -2,8 +2,8 @@
 //! daemon's logic lives in `lockbox-daemon`, the scanner in `lockbox-scan`.
 #![forbid(unsafe_code)]
 
-mod cli;
 mod build;
+mod cli;
 mod client;
 mod compose;
 mod delivery;
