@@ -914,3 +914,44 @@ secrets:
     let got = ok(exec(&p.container("app"), "cat /both.sha"), "exec");
     assert_eq!(got.trim(), want.split_whitespace().next().unwrap());
 }
+
+#[test]
+fn compose_replicas_share_a_workload_until_the_last_one_goes() {
+    if !prereqs(true, false) {
+        return;
+    }
+    let d = Daemon::start();
+    let name = format!("lbc_rep_{}", rand_hex(4));
+    d.create(&name, b"rep-v1");
+    let p = Project::new(&[(
+        "compose.yaml",
+        &format!(
+            "services:\n  app:\n    image: {IMAGE}\n    command: [sleep, '3600']\n    secrets: [rep]\nsecrets:\n  rep:\n    external: true\n    name: {name}\n"
+        ),
+    )]);
+    let up = p.lb(
+        &d,
+        &[],
+        &[
+            "compose", "-p", &p.name, "--", "up", "-d", "--scale", "app=2",
+        ],
+    );
+    assert_eq!(up.code, 0, "{up:?}");
+    let (one, two) = (p.container("app"), format!("{}_app_2", p.name));
+    // One replica goes (as in a scale-down): the other keeps its files and its rotations.
+    ok(docker(&["rm", "-f", &two]), "rm replica");
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(workloads(&d).as_array().unwrap().len(), 1);
+    let r = d.lb_in(&["secret", "rotate", &name, "-"], Some(b"rep-v2"));
+    assert_eq!(r.code, 0, "{r:?}");
+    wait_until(
+        "rotation in the remaining replica",
+        Duration::from_secs(10),
+        || exec(&one, "cat /run/secrets/rep").stdout == "rep-v2",
+    );
+    // The last one goes: so does the workload and its tmpfs.
+    ok(docker(&["rm", "-f", &one]), "rm last replica");
+    wait_until("staging removed", Duration::from_secs(10), || {
+        staging_mounts(&d).is_empty() && workloads(&d).as_array().is_some_and(Vec::is_empty)
+    });
+}
