@@ -655,7 +655,16 @@ pub fn inline_ignored(line: &[u8], rule_id: &str) -> bool {
     }
     let list: Vec<&str> = list
         .split(|c: char| c.is_whitespace() || c == ',')
-        .take_while(|t| !t.is_empty() && !t.starts_with("--") && !t.starts_with('#'))
+        .filter(|t| !t.is_empty())
+        // A reason may follow the list (`lockbox:ignore content.jwt test token`): the list
+        // ends at the first word that is not a rule id or family.
+        .take_while(|t| {
+            let id_chars = t
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-');
+            let family = crate::rules::Family::ALL.iter().any(|f| f.as_str() == *t);
+            id_chars && !t.starts_with('-') && (family || t.contains('.'))
+        })
         .collect();
     if list.is_empty() {
         return true;
@@ -695,5 +704,33 @@ fn make_finding(
         fix: crate::rules::fix_for(rule_id).to_string(),
         fingerprint: Finding::fingerprint_of(rule_id, path, &secret_text),
         secret: Some(redacted),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::inline_ignored;
+
+    #[test]
+    fn inline_ignore_lists() {
+        assert!(inline_ignored(b"x = 1 # lockbox:ignore", "content.jwt"));
+        assert!(inline_ignored(
+            b"x # lockbox:ignore content.jwt, compose",
+            "compose.env-literal-secret"
+        ));
+        assert!(inline_ignored(
+            b"x # lockbox:ignore content.jwt test token only",
+            "content.jwt"
+        ));
+        assert!(!inline_ignored(
+            b"x # lockbox:ignore content.jwt test token",
+            "content.github-pat"
+        ));
+        assert!(inline_ignored(
+            b"x # lockbox:ignore -- fixture",
+            "content.github-pat"
+        ));
+        assert!(!inline_ignored(b"x # lockbox:ignored", "content.jwt"));
+        assert!(!inline_ignored(b"x = 1", "content.jwt"));
     }
 }

@@ -140,7 +140,7 @@ pub fn to_sarif(findings: &[Finding]) -> Value {
             let mut r = json!({
                 "ruleId": f.rule,
                 "level": f.severity.sarif_level(),
-                "message": {"text": format!("{} Fix: {}", f.message, f.fix)},
+                "message": {"text": format!("{}. Fix: {}", f.message, f.fix)},
                 "locations": [{"physicalLocation": phys}],
                 "partialFingerprints": {"lockboxFingerprint/v1": f.fingerprint},
                 "properties": {"severity": f.severity.as_str()},

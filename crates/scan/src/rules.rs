@@ -16,6 +16,15 @@ pub enum Family {
 }
 
 impl Family {
+    pub const ALL: [Family; 6] = [
+        Family::Compose,
+        Family::Dockerfile,
+        Family::Shell,
+        Family::Content,
+        Family::Image,
+        Family::Container,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Family::Compose => "compose",
