@@ -7,6 +7,7 @@ mod crash;
 mod delivery;
 mod docker_cli;
 mod keys;
+mod no_plaintext_all;
 mod plaintext;
 mod scan_cli;
 mod secrets;
