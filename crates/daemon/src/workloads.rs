@@ -151,7 +151,6 @@ struct Workload {
 pub(crate) struct Workloads {
     root: PathBuf,
     state_path: PathBuf,
-    docker: String,
     map: Mutex<HashMap<String, Arc<Workload>>>,
 }
 
@@ -174,17 +173,60 @@ fn container_name(r: &ServiceSecret) -> PathBuf {
     }
 }
 
-async fn docker_out(docker: &str, args: &[&str]) -> Option<String> {
-    let out = tokio::process::Command::new(docker)
-        .args(args)
-        .stdin(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .output()
+/// Percent-encodes a query value.
+fn q(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.') {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// Sends one request to the Docker Engine API and returns the response (the Engine API
+/// directly rather than the docker CLI: a Go binary's start costs tens of milliseconds, paid
+/// on every foreground run's release).
+async fn engine_request(
+    method: &str,
+    path: &str,
+) -> Result<hyper::Response<hyper::body::Incoming>, String> {
+    use http_body_util::Full;
+    let sock = docker_socket();
+    let stream = tokio::net::UnixStream::connect(&sock)
         .await
-        .ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+        .map_err(|e| format!("{}: {e}", sock.display()))?;
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .map_err(|e| e.to_string())?;
+    tokio::spawn(conn);
+    let req = hyper::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("Host", "docker")
+        .body(Full::new(Bytes::new()))
+        .map_err(|e| e.to_string())?;
+    let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
+    if !resp.status().is_success() {
+        return Err(format!("{method} {path}: HTTP {}", resp.status()));
+    }
+    Ok(resp)
+}
+
+/// A short Engine API call: the JSON body of a 2xx answer (`Null` when empty).
+async fn engine(method: &str, path: &str) -> Result<serde_json::Value, String> {
+    use http_body_util::BodyExt as _;
+    let resp = engine_request(method, path).await?;
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    Ok(serde_json::from_slice(&body).unwrap_or_default())
 }
 
 impl Workloads {
@@ -192,7 +234,6 @@ impl Workloads {
         Workloads {
             root: data_dir.join("workloads"),
             state_path: data_dir.join("workloads.json"),
-            docker: std::env::var("LOCKBOX_DOCKER").unwrap_or_else(|_| "docker".into()),
             map: Mutex::new(HashMap::new()),
         }
     }
@@ -237,14 +278,19 @@ impl Workloads {
     }
 
     async fn container_id(&self, id: &str, running_only: bool) -> Option<String> {
-        let filter = format!("label={WORKLOAD_LABEL}={id}");
-        let mut args = vec!["ps", "-q", "--no-trunc", "--filter", &filter];
-        if !running_only {
-            args.insert(1, "-a");
+        let filters = serde_json::json!({"label": [format!("{WORKLOAD_LABEL}={id}")]});
+        let path = format!(
+            "/containers/json?all={}&filters={}",
+            if running_only { 0 } else { 1 },
+            q(&filters.to_string())
+        );
+        match engine("GET", &path).await {
+            Ok(v) => v[0]["Id"].as_str().map(str::to_owned),
+            Err(e) => {
+                tracing::warn!(workload = id, "cannot list containers: {e}");
+                None
+            }
         }
-        docker_out(&self.docker, &args)
-            .await
-            .and_then(|s| s.lines().next().map(str::to_owned))
     }
 
     /// Drops a workload and its staging tmpfs.
@@ -372,16 +418,19 @@ impl Workloads {
                 .write(&files)
                 .map_err(|e| ApiError::internal(format!("cannot write the secrets: {e}")))?;
             let published = staging.published_dir();
-            st.delivered = Some(new);
-            let abs: Vec<(PathBuf, String)> = st
-                .delivered
+            // Only absolute targets whose file changed need their bind swapped (inline files
+            // never change after the start); unknown history (a restart) means all of them.
+            let abs: Vec<(PathBuf, String)> = new
                 .iter()
-                .flatten()
-                .map(|x| &x.r)
-                .chain(w.inline.iter().map(|i| &i.r))
-                .filter(|r| r.target.starts_with('/'))
-                .map(|r| (published.join(container_name(r)), r.target.clone()))
+                .filter(|x| x.r.target.starts_with('/'))
+                .filter(|x| {
+                    !old.iter()
+                        .flatten()
+                        .any(|o| o.r == x.r && o.version == x.version)
+                })
+                .map(|x| (published.join(container_name(&x.r)), x.r.target.clone()))
                 .collect();
+            st.delivered = Some(new);
             drop(st);
             if !initial {
                 self.after_container_rotation(&w.id, abs, policy).await;
@@ -412,7 +461,12 @@ impl Workloads {
             return;
         };
         if !abs.is_empty() {
-            let pid = docker_out(&self.docker, &["inspect", "-f", "{{.State.Pid}}", &cid]).await;
+            let pid = engine("GET", &format!("/containers/{cid}/json"))
+                .await
+                .ok()
+                .and_then(|v| v["State"]["Pid"].as_u64())
+                .filter(|p| *p > 0)
+                .map(|p| p.to_string());
             match (pid, std::env::current_exe()) {
                 (Some(pid), Ok(exe)) => {
                     let mut cmd = tokio::process::Command::new(exe);
@@ -433,19 +487,21 @@ impl Workloads {
                 _ => tracing::warn!(workload = id, "cannot find the container's process"),
             }
         }
-        let docker = self.docker.clone();
         let id = id.to_owned();
         // The policy may take seconds (a restart); the rotation is already visible.
         tokio::spawn(async move {
             let r = match policy {
                 OnRotate::None => return,
                 OnRotate::Signal(n) => {
-                    docker_out(&docker, &["kill", "-s", &n.to_string(), &cid]).await
+                    engine("POST", &format!("/containers/{cid}/kill?signal={n}")).await
                 }
-                OnRotate::Restart => docker_out(&docker, &["restart", &cid]).await,
+                OnRotate::Restart => engine("POST", &format!("/containers/{cid}/restart")).await,
             };
-            if r.is_none() {
-                tracing::warn!(workload = id, "rotation policy failed for container {cid}");
+            if let Err(e) = r {
+                tracing::warn!(
+                    workload = id,
+                    "rotation policy failed for container {cid}: {e}"
+                );
             }
         });
     }
@@ -687,37 +743,12 @@ fn docker_socket() -> PathBuf {
 /// Opens Docker's event stream for container destroys (the Engine API directly, not a
 /// `docker events` child: a child would outlive a daemon killed with SIGKILL).
 async fn docker_events() -> Result<hyper::body::Incoming, String> {
-    use http_body_util::Full;
-    let sock = docker_socket();
-    let stream = tokio::net::UnixStream::connect(&sock)
-        .await
-        .map_err(|e| format!("{}: {e}", sock.display()))?;
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .map_err(|e| e.to_string())?;
-    tokio::spawn(conn);
     let filters = r#"{"type":["container"],"event":["destroy"]}"#;
-    let q: String = filters
-        .bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect();
-    let req = hyper::Request::builder()
-        .uri(format!("/events?filters={q}"))
-        .header("Host", "docker")
-        .body(Full::new(Bytes::new()))
-        .map_err(|e| e.to_string())?;
-    let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
-    if !resp.status().is_success() {
-        return Err(format!("docker events: HTTP {}", resp.status()));
-    }
-    Ok(resp.into_body())
+    Ok(
+        engine_request("GET", &format!("/events?filters={}", q(filters)))
+            .await?
+            .into_body(),
+    )
 }
 
 /// Follows Docker's event stream and reaps the staging of destroyed containers; re-checks

@@ -431,6 +431,23 @@ fn run_process_delivery_and_cleanup() {
     let o = d.lb(&["run", "--secret", "source=run_pw,target=../x", "--", "true"]);
     assert_eq!(o.code, 2, "{o:?}");
     assert!(o.stderr.contains("escapes the secrets directory"), "{o:?}");
+    // Not root: says why instead of half-working.
+    let o = {
+        use std::os::unix::process::CommandExt as _;
+        Command::new(crate::support::BIN)
+            .arg("-H")
+            .arg(d.sock())
+            .args(["run", "--secret", "run_pw", "--", "true"])
+            .uid(65534)
+            .gid(65534)
+            .output()
+            .unwrap()
+    };
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("lockbox run needs root"),
+        "{o:?}"
+    );
     // Every hand-out is audited with its workload.
     let audit = ok(d.lb(&["audit", "ls", "--format", "json"]), "audit");
     assert!(

@@ -63,7 +63,10 @@ fn swap(clone: &OwnedFd, target: &Path) -> Result<(), Error> {
         target,
         MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH | MoveMountFlags::MOVE_MOUNT_BENEATH,
     ) {
-        Ok(()) => rustix::mount::unmount(target, UnmountFlags::NOFOLLOW)
+        // Detached, not plain: a reader that has the old file open right now would make a
+        // plain unmount fail with EBUSY; detaching lets it finish reading the old version
+        // while every new open already sees the new one.
+        Ok(()) => rustix::mount::unmount(target, UnmountFlags::NOFOLLOW | UnmountFlags::DETACH)
             .ctx(|| format!("unmount old {}", target.display())),
         Err(rustix::io::Errno::INVAL) => rustix::mount::move_mount(
             clone.as_fd(),

@@ -432,7 +432,9 @@ impl Helper {
             Ok(()) => {
                 // The new file is in place beneath the old one: dropping the old one is the
                 // atomic switch for readers.
-                rustix::mount::unmount(&target, UnmountFlags::NOFOLLOW)
+                // Detached: a command holding the old file open would make a plain
+                // unmount fail with EBUSY (and the rotation with it).
+                rustix::mount::unmount(&target, UnmountFlags::NOFOLLOW | UnmountFlags::DETACH)
                     .ctx(|| format!("unmount old {}", target.display()))
             }
             // Kernels before 6.5: stack on top. The old file stays pinned (hidden) until the
