@@ -50,6 +50,7 @@ SWARM_ENGINE_IMAGE=0 "$here/swarm-engine.sh" start "$work/swarm" >/dev/null
 swarm_pid=$(cat "$work/swarm/dockerd.pid")
 
 table="$work/table.md"
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 "$client" --n "$N" --mem "$MEM" --list-reps "$LIST_REPS" --out "$table" \
     "lockbox=$work/lb/docker.sock:$lb_pid" "swarm=$work/swarm/docker.sock:$swarm_pid"
 
@@ -69,6 +70,9 @@ table="$work/table.md"
     echo "store in-process) before and after creating $MEM more secrets."
     echo
     cat "$table"
+    echo
+    echo "Load average (1, 5, 15 min) before: $load_before; after: $(cut -d' ' -f1-3 /proc/loadavg)."
+    echo "Both engines share the machine's CPUs with whatever else runs; compare rows of one run."
     echo
     echo "Both write durably per create: lockbox appends the raft entry and the audit record"
     echo "(fsync) before answering; Swarm commits the raft entry to its WAL (fsync)."
