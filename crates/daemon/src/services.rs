@@ -142,9 +142,7 @@ fn check_constraint(c: &str) -> Result<(), ApiError> {
             ))
         })?;
     let k = k.trim();
-    if !(k.starts_with("node.labels.") && k.len() > "node.labels.".len()) && !k.starts_with("node.")
-        || v.trim().is_empty()
-    {
+    if !k.starts_with("node.") || k == "node.labels." || v.trim().is_empty() {
         return Err(ApiError::bad_request(format!(
             "{INVALID}invalid constraint {c:?}: use node.labels.KEY==VALUE or node.labels.KEY!=VALUE"
         )));
@@ -204,10 +202,10 @@ impl Daemon {
                 }
                 Err(e) => return Err(e.into()),
             };
-            if let Some(v) = r.version {
-                if !rec.versions.iter().any(|m| m.number == v) {
-                    return Err(StoreError::NoSuchVersion(Kind::Secret, rec.name.clone(), v).into());
-                }
+            if let Some(v) = r.version
+                && !rec.versions.iter().any(|m| m.number == v)
+            {
+                return Err(StoreError::NoSuchVersion(Kind::Secret, rec.name.clone(), v).into());
             }
             out.push(ServiceSecret {
                 secret_id: rec.id,

@@ -298,10 +298,10 @@ impl Workloads {
         let w = self.map.lock().ok().and_then(|mut m| m.remove(id));
         if let Some(w) = w {
             let mut st = w.state.lock().await;
-            if let Some(s) = st.staging.take() {
-                if let Err(e) = s.remove() {
-                    tracing::warn!(workload = id, "cannot remove staging: {e}");
-                }
+            if let Some(s) = st.staging.take()
+                && let Err(e) = s.remove()
+            {
+                tracing::warn!(workload = id, "cannot remove staging: {e}");
             }
             st.delivered = None;
             st.tx = None;
@@ -509,10 +509,10 @@ impl Workloads {
     /// Moves every workload of `service` to its current references.
     pub(crate) async fn sync_service(&self, d: &Daemon, service: &str) {
         for w in self.all() {
-            if w.service.as_deref() == Some(service) {
-                if let Err(e) = self.sync(d, &w, false).await {
-                    tracing::warn!(workload = w.id, "rotation failed: {e}");
-                }
+            if w.service.as_deref() == Some(service)
+                && let Err(e) = self.sync(d, &w, false).await
+            {
+                tracing::warn!(workload = w.id, "rotation failed: {e}");
             }
         }
     }
@@ -526,10 +526,8 @@ impl Workloads {
                     .iter()
                     .any(|r| r.version.is_none() && secret_id.is_none_or(|s| r.secret_id == s))
             };
-            if uses {
-                if let Err(e) = self.sync(d, &w, false).await {
-                    tracing::warn!(workload = w.id, "rotation failed: {e}");
-                }
+            if uses && let Err(e) = self.sync(d, &w, false).await {
+                tracing::warn!(workload = w.id, "rotation failed: {e}");
             }
         }
     }
@@ -810,10 +808,11 @@ async fn follow_rotations(d: Arc<Daemon>) {
         match rx.recv().await {
             Ok(line) => {
                 let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
-                if v["Type"] == "secret" && v["Action"] == "rotate" {
-                    if let Some(id) = v["Actor"]["ID"].as_str() {
-                        d.workloads.sync_secret(&d, Some(id)).await;
-                    }
+                if v["Type"] == "secret"
+                    && v["Action"] == "rotate"
+                    && let Some(id) = v["Actor"]["ID"].as_str()
+                {
+                    d.workloads.sync_secret(&d, Some(id)).await;
                 }
             }
             // Missed events: bring everyone up to date.

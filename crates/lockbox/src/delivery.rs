@@ -162,12 +162,15 @@ fn usage(msg: impl Into<String>) -> anyhow::Error {
     Exit(exit_codes::USAGE, msg.into()).into()
 }
 
+/// `VAR_FILE` variables and the paths they point at.
+type EnvPaths = Vec<(String, PathBuf)>;
+
 /// Parses `--secret` and `--secret-env`, refusing duplicate targets like the docker client.
 fn parse_refs(
     secrets: &[String],
     envs: &[String],
     dir: &Path,
-) -> anyhow::Result<(Vec<SecretRef>, Vec<(String, PathBuf)>)> {
+) -> anyhow::Result<(Vec<SecretRef>, EnvPaths)> {
     let mut refs = Vec::new();
     for s in secrets {
         refs.push(SecretRef::from_str(s).map_err(|e| {

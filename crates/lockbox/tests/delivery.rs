@@ -777,7 +777,9 @@ fn live_rotation_into_containers_and_processes() {
     let cid = ok(
         d.lb(&[
             "docker", "run", "--service", "rsig", "--", "-d", "--name", &name, IMAGE, "sh", "-c",
-            "trap 'echo got-usr1' USR1; while true; do v=$(cat /run/secrets/pw); case $v in one|two|three|one-again) ;; *) echo torn:$v;; esac; sleep 0.01; done",
+            // fd 3 keeps the absolute target's file open across rotations (a plain unmount
+            // of the old bind would fail with EBUSY).
+            "exec 3</etc/app/key; trap 'echo got-usr1' USR1; while true; do v=$(cat /run/secrets/pw); case $v in one|two|three|one-again) ;; *) echo torn:$v;; esac; sleep 0.01; done",
         ]),
         "container",
     )
@@ -950,7 +952,7 @@ fn live_rotation_into_containers_and_processes() {
     // Hand-outs to workloads are audited with service and workload.
     let audit = ok(d.lb(&["audit", "ls", "--format", "json"]), "audit");
     assert!(
-        audit.contains("rsig") && audit.contains(&format!("workload:")),
+        audit.contains("rsig") && audit.contains("workload:"),
         "{audit}"
     );
 }

@@ -87,7 +87,7 @@ fn run(args: Vec<OsString>) -> Result<(), Error> {
         .and_then(|p| p.to_str()?.parse().ok())
         .ok_or_else(|| Error::Protocol("usage: __nsbind <pid> (<host-file> <target>)…".into()))?;
     let rest: Vec<PathBuf> = it.map(PathBuf::from).collect();
-    if rest.is_empty() || rest.len() % 2 != 0 {
+    if rest.is_empty() || !rest.len().is_multiple_of(2) {
         return Err(Error::Protocol(
             "usage: __nsbind <pid> (<host-file> <target>)…".into(),
         ));
