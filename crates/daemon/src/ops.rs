@@ -82,7 +82,13 @@ fn new_id() -> Result<String, ApiError> {
 
 /// Decodes `Data` the way Go's `[]byte` JSON field does, with Go's message on failure.
 pub fn decode_data(b64: &str) -> Result<Zeroizing<Vec<u8>>, ApiError> {
-    STANDARD.decode(b64).map(Zeroizing::new).map_err(|e| {
+    // Go's StdEncoding, which Docker clients write with, tolerates non-zero trailing bits;
+    // so must we, or a value Docker accepts would be refused here.
+    const GO_STD: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        base64::engine::GeneralPurposeConfig::new().with_decode_allow_trailing_bits(true),
+    );
+    GO_STD.decode(b64).map(Zeroizing::new).map_err(|e| {
         let at = match e {
             base64::DecodeError::InvalidByte(i, _)
             | base64::DecodeError::InvalidLastSymbol(i, _) => i,

@@ -16,6 +16,13 @@ fn statuses_bodies_and_messages() {
         .unwrap()
         .to_string();
 
+    // Non-canonical trailing bits ("eB==" decodes to "x"), which Go's decoder accepts.
+    let (st, body) = d.http(
+        "POST",
+        "/v1/secrets/create",
+        Some(r#"{"Name":"lenient","Data":"eB=="}"#),
+    );
+    assert_eq!(st, 201, "{body}");
     // Unknown JSON fields are ignored, like Docker.
     let (st, _) = d.http(
         "POST",
