@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::connect_info::Connected;
 use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -16,23 +15,14 @@ use lockbox_proto::{
 };
 use lockbox_store::Kind;
 use serde::Serialize;
-use tokio::net::UnixListener;
 
 use crate::ApiError;
 use crate::ops::{Caller, Daemon};
 
-/// The caller's Unix credentials, taken from the socket.
+/// The caller's Unix credentials, taken from the socket when it is accepted (listen.rs).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Peer {
     pub(crate) uid: Option<u32>,
-}
-
-impl Connected<axum::serve::IncomingStream<'_, UnixListener>> for Peer {
-    fn connect_info(stream: axum::serve::IncomingStream<'_, UnixListener>) -> Self {
-        Self {
-            uid: stream.io().peer_cred().ok().map(|c| c.uid()),
-        }
-    }
 }
 
 type App = State<Arc<Daemon>>;

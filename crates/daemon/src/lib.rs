@@ -15,6 +15,7 @@ mod docker;
 pub mod error;
 mod harden;
 mod http;
+mod listen;
 pub mod ops;
 pub mod paths;
 mod serve;

@@ -11,7 +11,7 @@ use lockbox_store::Reader;
 use tokio::net::UnixListener;
 
 use crate::DaemonError;
-use crate::http::{Peer, router};
+use crate::http::router;
 use crate::ops::{Daemon, Keys};
 
 /// How to run the daemon.
@@ -219,26 +219,13 @@ pub async fn run(cfg: DaemonConfig) -> Result<(), DaemonError> {
     // period rather than holding shutdown forever.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut servers = tokio::task::JoinSet::new();
-    let mut serve_on = |listener: UnixListener, app: axum::Router, what: &'static str| {
-        let mut rx = stop_rx.clone();
-        servers.spawn(async move {
-            let app = app.into_make_service_with_connect_info::<Peer>();
-            let r = axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = rx.wait_for(|s| *s).await;
-                })
-                .await;
-            r.map_err(|e| DaemonError::Other(format!("{what} server: {e}")))
-        });
+    let mut serve_on = |listener: UnixListener, app: axum::Router| {
+        servers.spawn(crate::listen::serve(listener, app, stop_rx.clone()));
     };
-    serve_on(listener, router(daemon.clone()), "native API");
+    serve_on(listener, router(daemon.clone()));
     let mut extra_sockets = Vec::new();
     if let Some(path) = &cfg.docker_api {
-        serve_on(
-            bind_socket(path)?,
-            crate::docker::router(daemon.clone()),
-            "Docker API",
-        );
+        serve_on(bind_socket(path)?, crate::docker::router(daemon.clone()));
         say(&format!(
             "Docker Engine API (secrets, configs) on unix://{}",
             path.display()
@@ -249,26 +236,14 @@ pub async fn run(cfg: DaemonConfig) -> Result<(), DaemonError> {
         serve_on(
             bind_socket(path)?,
             crate::docker::plugin_router(daemon.clone()),
-            "secret driver",
         );
         say(&format!("Swarm secret-driver plugin on {}", path.display()));
         extra_sockets.push(path.clone());
     }
     shutdown_signal().await;
     let _ = stop_tx.send(true);
-    let drain = async {
-        while let Some(r) = servers.join_next().await {
-            if let Ok(Err(e)) = r {
-                tracing::warn!("{e}");
-            }
-        }
-    };
-    if tokio::time::timeout(std::time::Duration::from_secs(5), drain)
-        .await
-        .is_err()
-    {
-        tracing::warn!("connections still open after 5 s; closing them");
-    }
+    // Each listener drains its own connections with a deadline (see listen.rs).
+    while servers.join_next().await.is_some() {}
     for p in &extra_sockets {
         let _ = fs::remove_file(p);
     }

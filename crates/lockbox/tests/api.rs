@@ -226,3 +226,25 @@ fn many_concurrent_clients() {
     idx.dedup();
     assert_eq!(idx.len(), 160);
 }
+
+#[test]
+fn slowloris_connections_are_closed_and_others_served() {
+    use std::io::{Read as _, Write as _};
+    let d = Daemon::start();
+    let mut slow = std::os::unix::net::UnixStream::connect(d.sock()).unwrap();
+    slow.write_all(b"GET /v1/secrets HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    // Others are served while it dangles.
+    assert_eq!(d.http("GET", "/_ping", None).0, 200);
+    // The daemon drops it after its header-read timeout (10 s).
+    slow.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    let t = std::time::Instant::now();
+    let mut buf = Vec::new();
+    let _ = slow.read_to_end(&mut buf);
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(19),
+        "the stalled connection was not closed"
+    );
+    assert!(!String::from_utf8_lossy(&buf).contains("200 OK"));
+}

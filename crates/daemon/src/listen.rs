@@ -1,0 +1,71 @@
+//! The accept loop for every Unix-socket listener.
+//!
+//! `axum::serve` has no timer, so a client that opens a connection and never finishes its
+//! request headers (slowloris) would hold it forever. Here each connection is served by
+//! hyper directly with a header-read timeout, the caller's Unix credentials are attached to
+//! every request (for `ConnectInfo<Peer>`), and shutdown drains connections gracefully.
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::ConnectInfo;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::UnixListener;
+use tower::ServiceExt as _;
+
+use crate::http::Peer;
+
+/// How long a client may take to send a request's headers.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long shutdown waits for open requests (event streams, long reads) before closing them.
+const DRAIN: Duration = Duration::from_secs(5);
+
+/// Serves `app` on `listener` until `stop` turns true, then drains.
+pub(crate) async fn serve(
+    listener: UnixListener,
+    app: Router,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let graceful = GracefulShutdown::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let stream = match accepted {
+                    Ok((s, _)) => s,
+                    Err(e) => {
+                        // EMFILE and friends: back off instead of spinning; the listener stays.
+                        tracing::warn!("accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let peer = Peer { uid: stream.peer_cred().ok().map(|c| c.uid()) };
+                let app = app.clone();
+                let svc = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+                    req.extensions_mut().insert(ConnectInfo(peer));
+                    app.clone().oneshot(req.map(axum::body::Body::new))
+                });
+                let conn = hyper::server::conn::http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(HEADER_READ_TIMEOUT)
+                    .serve_connection(TokioIo::new(stream), svc);
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!("connection ended: {e}");
+                    }
+                });
+            }
+            // The guard `wait_for` returns must not live across an await (it is not Send).
+            () = async { drop(stop.wait_for(|s| *s).await) } => break,
+        }
+    }
+    drop(listener);
+    if tokio::time::timeout(DRAIN, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("connections still open after {DRAIN:?}; closing them");
+    }
+}
