@@ -413,7 +413,8 @@ impl Engine {
             let closed = j < region_end && buf[j] == quote;
             if closed && (24..=200).contains(&(j - start)) {
                 let s = &buf[start..j];
-                if looks_random(s) && assignment_before(buf, qpos) {
+                if looks_random(s) && assignment_before(buf, qpos) && !names_a_non_secret(buf, qpos)
+                {
                     let ls = memchr::memrchr(b'\n', &buf[..qpos]).map_or(0, |x| x + 1);
                     let le =
                         memchr::memchr(b'\n', &buf[j..region_end]).map_or(region_end, |x| j + x);
@@ -628,6 +629,57 @@ fn looks_random(s: &[u8]) -> bool {
         return false;
     }
     !names::is_placeholder(&String::from_utf8_lossy(s)) && !is_example_value(s)
+}
+
+/// Does the name assigned to (the word before `=`/`:`) say what the value is — font or image
+/// data, a digest, an identifier? Such strings are random by nature and are not credentials
+/// (gitleaks' stopwords play the same role).
+fn names_a_non_secret(buf: &[u8], q: usize) -> bool {
+    let ls = memchr::memrchr(b'\n', &buf[..q]).map_or(0, |i| i + 1);
+    let before = String::from_utf8_lossy(&buf[ls..q]);
+    let name = before
+        .trim_end_matches(|c: char| c.is_whitespace() || matches!(c, '=' | ':' | '>' | '"' | '\''))
+        .rsplit(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-'))
+        .next()
+        .unwrap_or("");
+    if names::is_credential_name(name) {
+        return false;
+    }
+    const HINTS: &[&str] = &[
+        "font",
+        "icon",
+        "image",
+        "img",
+        "logo",
+        "png",
+        "jpeg",
+        "gif",
+        "svg",
+        "woff",
+        "data",
+        "blob",
+        "hash",
+        "digest",
+        "checksum",
+        "sha1",
+        "sha256",
+        "sha512",
+        "md5",
+        "crc",
+        "etag",
+        "uuid",
+        "guid",
+        "nonce",
+        "integrity",
+        "fingerprint",
+        "commit",
+        "revision",
+        "rev",
+        "id",
+    ];
+    names::split_parts(name)
+        .iter()
+        .any(|part| HINTS.contains(&part.as_str()))
 }
 
 /// Is the quote at `q` the right-hand side of an assignment (`=`, `:` or `=>` before it on

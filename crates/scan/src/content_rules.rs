@@ -287,7 +287,7 @@ pub static CONTENT_RULES: &[ContentRule] = &[
             "dp.scim.",
             "dp.audit."
         ],
-        r"\b(dp\.(?:pt|st|ct|sa|scim|audit)\.[A-Za-z0-9_-]{40,44})",
+        r"\b(dp\.(?:pt|st|ct|sa|scim|audit)\.(?:[a-z0-9_-]{2,35}\.)?[A-Za-z0-9_-]{40,44})",
         3.5,
         "DOPPLER_TOKEN=dp.st.{w:43}"
     ),

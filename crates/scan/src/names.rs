@@ -282,7 +282,7 @@ const CREDENTIAL_QUALIFIERS: &[&str] = &[
     "docker",
 ];
 
-fn split_parts(name: &str) -> Vec<String> {
+pub(crate) fn split_parts(name: &str) -> Vec<String> {
     let mut parts = Vec::new();
     let mut cur = String::new();
     let mut prev_lower = false;

@@ -238,6 +238,33 @@ fn every_content_rule_fires_on_its_sample_and_not_on_placeholder_fill() {
 }
 
 #[test]
+fn high_entropy_strings_in_assignments() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let mut rng = Rng(61);
+    let mut tok = || expand("{a:40}", &mut rng, false);
+    let (a, b, c, e, f) = (tok(), tok(), tok(), tok(), tok());
+    write(
+        d.path(),
+        "config.js",
+        &format!(
+            "const session = \"{a}\";\nconst fontData = \"{b}\";\nconst sha256_digest = \"{c}\";\nconsole.log(\"{e}\");\nconst label = \"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\";\n"
+        ),
+    );
+    write(d.path(), "README.md", &format!("session = \"{f}\"\n"));
+    let o = scan_dir(d.path());
+    assert_eq!(
+        o.hits(),
+        vec![(
+            "content.high-entropy-string".to_string(),
+            "config.js".to_string(),
+            1
+        )],
+        "{}",
+        o.stdout
+    );
+}
+
+#[test]
 fn provider_rules_still_fire_in_test_fixtures_but_generic_ones_do_not() {
     let d = tempfile::tempdir().expect("tempdir");
     let mut rng = Rng(7);
