@@ -269,7 +269,7 @@ fn disk_full_refuses_writes_cleanly_and_loses_nothing() {
     let mut child = spawn();
     // Leave only a few MiB free, then write 300 KiB values until the disk says no.
     let filler = fs.mnt().join("filler");
-    let free = rustix::fs::statvfs(&fs.mnt()).unwrap();
+    let free = rustix::fs::statvfs(fs.mnt()).unwrap();
     let avail = free.f_bavail * free.f_frsize;
     std::fs::write(&filler, vec![0u8; avail.saturating_sub(6 << 20) as usize]).unwrap();
     let value = base64::Engine::encode(
