@@ -25,28 +25,53 @@ fn rand_name(prefix: &str) -> String {
     )
 }
 
-/// Removes the named containers when dropped (test failure included).
-struct Containers(Vec<String>);
+/// Removes the named containers when dropped (test failure included), then waits for the
+/// daemon (still alive: declare this after the `Daemon`, so it drops first) to reap their
+/// staging, and as a last resort detaches whatever is still mounted under the daemon's
+/// directory, so a failing test cannot leave a mount behind.
+struct Containers {
+    names: Vec<String>,
+    dir: std::path::PathBuf,
+}
 
 impl Containers {
-    fn new() -> Self {
-        Containers(Vec::new())
+    fn new(d: &Daemon) -> Self {
+        Containers {
+            names: Vec::new(),
+            dir: d.dir.path().to_owned(),
+        }
     }
     fn name(&mut self) -> String {
         let n = rand_name("lbdt");
-        self.0.push(n.clone());
+        self.names.push(n.clone());
         n
     }
 }
 
 impl Drop for Containers {
     fn drop(&mut self) {
-        for n in &self.0 {
+        for n in &self.names {
             let _ = Command::new("docker")
                 .args(["rm", "-f", n])
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .status();
+        }
+        let staging = self.dir.join("data").join("workloads");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline
+            && std::fs::read_dir(&staging).is_ok_and(|mut r| r.next().is_some())
+        {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let dir = self.dir.to_string_lossy().into_owned();
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        for l in mounts.lines() {
+            if let Some(mp) = l.split(' ').nth(4)
+                && mp.starts_with(&dir)
+            {
+                let _ = Command::new("umount").args(["-l", mp]).status();
+            }
         }
     }
 }
@@ -460,7 +485,7 @@ fn run_process_delivery_and_cleanup() {
 #[test]
 fn docker_run_files_modes_and_clean_inspect() {
     let d = Daemon::start();
-    let mut c = Containers::new();
+    let mut c = Containers::new(&d);
     d.create("c_pw", b"marker-c-pw-1");
     d.create("c_key", b"marker-c-key-1");
     ok(
@@ -564,7 +589,7 @@ fn docker_run_files_modes_and_clean_inspect() {
 #[test]
 fn docker_run_cleanup_on_every_exit_path() {
     let d = Daemon::start();
-    let mut c = Containers::new();
+    let mut c = Containers::new(&d);
     d.create("e_pw", b"marker-e-1");
     // Exits at once, detached with --rm.
     let name = c.name();
@@ -731,7 +756,7 @@ fn exec_cat(cid: &str, path: &str) -> String {
 #[test]
 fn live_rotation_into_containers_and_processes() {
     let d = Daemon::start();
-    let mut c = Containers::new();
+    let mut c = Containers::new(&d);
     let tmp = tempfile::tempdir().unwrap();
     d.create("r_pw", b"one");
     d.create("r_abs", b"abs-one");
@@ -960,7 +985,7 @@ fn live_rotation_into_containers_and_processes() {
 #[test]
 fn daemon_kill9_keeps_running_workloads() {
     let mut d = Daemon::start();
-    let mut c = Containers::new();
+    let mut c = Containers::new(&d);
     let tmp = tempfile::tempdir().unwrap();
     d.create("k_pw", b"before");
     let name = c.name();
