@@ -398,7 +398,11 @@ fn host_run_mounts(paths: &[&Path]) -> Vec<String> {
         .filter(|m| {
             m.0 == "/run/secrets"
                 || paths.iter().any(|p| Path::new(&m.0) == *p)
-                || (m.3 == "lockbox" && !m.0.contains(STAGING_PREFIX))
+                // Staging mounts of other tests running in parallel (this crate's own, and the
+                // daemon's per-workload ones under `<data>/workloads/`) are not ours to judge.
+                || (m.3 == "lockbox"
+                    && !m.0.contains(STAGING_PREFIX)
+                    && !m.0.contains("/workloads/"))
         })
         .map(|m| format!("{m:?}"))
         .collect()
