@@ -244,6 +244,7 @@ pub async fn run(cfg: DaemonConfig) -> Result<(), DaemonError> {
     let _ = stop_tx.send(true);
     // Each listener drains its own connections with a deadline (see listen.rs).
     while servers.join_next().await.is_some() {}
+    daemon.workloads.keep_for_restart().await;
     for p in &extra_sockets {
         let _ = fs::remove_file(p);
     }

@@ -154,6 +154,23 @@ pub(crate) struct Workloads {
     map: Mutex<HashMap<String, Arc<Workload>>>,
 }
 
+impl Workloads {
+    /// On a clean stop, keeps every container workload's tmpfs mounted (instead of letting
+    /// `Staging`'s drop unmount it), so the next start re-attaches to the running containers
+    /// exactly as it does after a crash, and they go on getting rotations.
+    pub(crate) async fn keep_for_restart(&self) {
+        let all: Vec<Arc<Workload>> = match self.map.lock() {
+            Ok(m) => m.values().cloned().collect(),
+            Err(_) => return,
+        };
+        for w in all.iter().filter(|w| w.container) {
+            if let Some(s) = w.state.lock().await.staging.take() {
+                let _ = s.persist();
+            }
+        }
+    }
+}
+
 fn new_workload_id() -> Result<String, ApiError> {
     let mut b = [0u8; 12];
     getrandom::fill(&mut b).map_err(|e| ApiError::internal(format!("no randomness: {e}")))?;

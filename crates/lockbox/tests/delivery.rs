@@ -1050,3 +1050,43 @@ fn daemon_kill9_keeps_running_workloads() {
     drop(_p);
     assert_clean(&d, "everything ended");
 }
+
+#[test]
+fn clean_daemon_restart_keeps_containers_attached() {
+    let mut d = Daemon::start();
+    let mut c = Containers::new(&d);
+    d.create("r_pw", b"before");
+    let name = c.name();
+    let cid = ok(
+        d.lb(&[
+            "docker", "run", "--secret", "r_pw", "--", "-d", "--name", &name, IMAGE, "sleep", "300",
+        ]),
+        "running",
+    )
+    .trim()
+    .to_string();
+    assert_eq!(staging_dirs(&d).len(), 1);
+    // SIGTERM, not SIGKILL: the tmpfs must survive a clean stop too.
+    d.restart(&[]);
+    assert_eq!(
+        staging_dirs(&d).len(),
+        1,
+        "the running container's tmpfs survives a clean stop"
+    );
+    assert_eq!(exec_cat(&cid, "/run/secrets/r_pw"), "before");
+    ok(
+        d.lb_in(&["secret", "rotate", "r_pw", "-"], Some(b"after")),
+        "rotate",
+    );
+    wait_until(
+        "container after a clean restart",
+        Duration::from_secs(5),
+        || exec_cat(&cid, "/run/secrets/r_pw") == "after",
+    );
+    ok(docker(&["rm", "-f", &cid]), "rm");
+    wait_until(
+        "staging removed with the container",
+        Duration::from_secs(10),
+        || staging_dirs(&d).is_empty(),
+    );
+}
