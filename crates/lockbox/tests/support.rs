@@ -170,7 +170,11 @@ pub fn run_cli(sock: &Path, args: &[&str], stdin: Option<&[u8]>) -> Out {
         let mut s = child.stdin.take().unwrap();
         // A command may exit without reading its input (a usage error): that is its answer.
         if let Err(e) = s.write_all(data) {
-            assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe, "writing stdin: {e}");
+            assert_eq!(
+                e.kind(),
+                std::io::ErrorKind::BrokenPipe,
+                "writing stdin: {e}"
+            );
         }
     }
     let o: Output = child.wait_with_output().unwrap();
