@@ -1,0 +1,84 @@
+"""Headline rows for BENCHMARKS.md: each figure next to its anchor, with the ratio.
+
+Reads the RESULTS.md files the benchmark scripts wrote (bench/*/RESULTS.md); prints a
+Markdown table. Ratios are lockbox / anchor for times (below 1 is better) and anchor /
+lockbox-style speed-ups where the row says so.
+"""
+import re
+import sys
+from pathlib import Path
+
+root = Path(__file__).resolve().parent
+rows = []
+
+
+def num(s):
+    m = re.search(r"-?[\d.]+", s.replace(",", ""))
+    return float(m.group()) if m else None
+
+
+def table(text, first_cell):
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if cells and cells[0].startswith(first_cell):
+            return cells
+    return None
+
+
+core = root / "core/RESULTS.md"
+if core.exists():
+    t = core.read_text()
+    c = table(t, "create")
+    if c:
+        v = num(c[1])
+        rows.append(("core: create p50 (native API, one connection)", f"{v:.2f} ms", "Swarm 1.2 ms (reference notes)", f"{v / 1.2:.2f}x"))
+    i = table(t, "inspect")
+    if i:
+        v = num(i[1])
+        rows.append(("core: inspect p50", f"{v:.3f} ms", "Swarm 0.4 ms (reference notes)", f"{v / 0.4:.2f}x"))
+    m = re.search(r"idle ([\d.]+) MiB", t)
+    if m:
+        rows.append(("core: idle daemon RSS", f"{m.group(1)} MiB", "target 30 MiB", f"{float(m.group(1)) / 30:.2f}x"))
+
+api = root / "docker-api/RESULTS.md"
+if api.exists():
+    t = api.read_text()
+    for op in ["create", "inspect", "list", "delete"]:
+        c = table(t, op)
+        if c:
+            lb, sw = num(c[1]), num(c[2])
+            rows.append((f"docker API: {c[0]} p50", f"{lb:.2f} ms", f"Swarm {sw:.2f} ms (same run)", f"{lb / sw:.2f}x"))
+    c = table(t, "with 10000 secrets")
+    if c:
+        lb, sw = num(c[1]), num(c[2])
+        rows.append(("docker API: RSS with 10,000 secrets", f"{lb:.1f} MiB", f"Swarm's dockerd {sw:.1f} MiB", f"{lb / sw:.2f}x"))
+
+dl = root / "delivery/RESULTS.md"
+if dl.exists():
+    t = dl.read_text()
+    c = table(t, "overhead (median of per-pair ratios")
+    if c:
+        rows.append(("delivery: `lockbox docker run` + 10 secrets vs `docker run`", c[1], "plain `docker run` (same run)", c[1] + " wall"))
+    c = table(t, "lockbox, relative target")
+    if c:
+        v = num(c[2])
+        rows.append(("delivery: rotation seen by a running container, p50", f"{v} ms", "Swarm recipe 11.8 s", f"{v / 11800:.4f}x"))
+    c = table(t, "overhead (median of per-pair differences")
+    if c:
+        rows.append(("delivery: `lockbox run -- true` overhead", c[1], "`true` (same run); target 10 ms", "—"))
+
+sc = root / "scan/RESULTS.md"
+if sc.exists():
+    t = sc.read_text()
+    lb = table(t, "lockbox scan")
+    ds = table(t, "detect-secrets")
+    if lb and ds:
+        rows.append(("scan: CPython stdlib wall time", f"{num(lb[1])} s", f"detect-secrets {num(ds[1])} s", f"{num(ds[1]) / num(lb[1]):.0f}x faster"))
+        rows.append(("scan: corpus recall / false positives", f"{lb[5]} / {lb[6]}", f"detect-secrets {ds[5]} / {ds[6]}", "—"))
+
+print("| figure | lockbox | anchor | ratio |")
+print("|---|---|---|---|")
+for r in rows:
+    print("| " + " | ".join(r) + " |")
+if not rows:
+    print("| (no results yet) | | | |", file=sys.stdout)
