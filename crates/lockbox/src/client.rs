@@ -159,35 +159,94 @@ impl Client {
     }
 }
 
+/// A long-lived response read one JSON object a line (workload streams, events). Lines may
+/// carry secret values, so they come out in zeroizing buffers.
+pub(crate) struct Lines {
+    body: hyper::body::Incoming,
+    buf: zeroize::Zeroizing<Vec<u8>>,
+}
+
+impl Lines {
+    /// The next line without its newline; `None` once the daemon ends the stream.
+    pub(crate) async fn next(&mut self) -> Option<zeroize::Zeroizing<Vec<u8>>> {
+        loop {
+            if let Some(i) = self.buf.iter().position(|b| *b == b'\n') {
+                let line = zeroize::Zeroizing::new(self.buf[..i].to_vec());
+                self.buf.drain(..=i);
+                return Some(line);
+            }
+            let frame = self.body.frame().await?.ok()?;
+            if let Some(d) = frame.data_ref() {
+                self.buf.extend_from_slice(d);
+            }
+        }
+    }
+}
+
+/// Opens a long-lived request on the daemon's socket and returns its body as lines, or the
+/// daemon's error. The request body may carry values: it is serialised into a zeroizing
+/// buffer that is dropped once sent.
+pub(crate) async fn open_lines(
+    socket: &Path,
+    method: Method,
+    path: &str,
+    body: Option<&serde_json::Value>,
+) -> Result<Lines, ClientError> {
+    let stream = tokio::net::UnixStream::connect(socket)
+        .await
+        .map_err(|_| ClientError::Unreachable(socket.to_owned()))?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| ClientError::Other(format!("cannot talk to the daemon: {e}")))?;
+    tokio::spawn(conn);
+    let payload = zeroize::Zeroizing::new(
+        body.map(|b| serde_json::to_vec(b).unwrap_or_default())
+            .unwrap_or_default(),
+    );
+    let mut req = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("Host", "lockbox");
+    if body.is_some() {
+        req = req.header("Content-Type", "application/json");
+    }
+    let req = req
+        .body(Full::new(Bytes::copy_from_slice(&payload)))
+        .map_err(|e| ClientError::Other(e.to_string()))?;
+    let resp = sender
+        .send_request(req)
+        .await
+        .map_err(|e| ClientError::Other(format!("daemon: {e}")))?;
+    let status = resp.status().as_u16();
+    if status >= 400 {
+        let bytes = resp
+            .into_body()
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        let message = serde_json::from_slice::<ErrorBody>(&bytes)
+            .map(|e| e.message)
+            .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).trim().to_string());
+        return Err(ClientError::Api { status, message });
+    }
+    Ok(Lines {
+        body: resp.into_body(),
+        buf: zeroize::Zeroizing::new(Vec::new()),
+    })
+}
+
 impl Client {
-    /// Streams a long-lived response body to `sink` until the daemon closes it.
+    /// Streams a long-lived response to `sink`, a line at a time, until the daemon ends it.
     pub(crate) async fn stream(
         &self,
         path: &str,
         mut sink: impl FnMut(&[u8]) -> std::io::Result<()>,
     ) -> Result<(), ClientError> {
-        let stream = tokio::net::UnixStream::connect(&self.socket)
-            .await
-            .map_err(|_| ClientError::Unreachable(self.socket.clone()))?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| ClientError::Other(format!("cannot talk to the daemon: {e}")))?;
-        tokio::spawn(conn);
-        let req = Request::builder()
-            .method(Method::GET)
-            .uri(path)
-            .header("Host", "lockbox")
-            .body(Full::new(Bytes::new()))
-            .map_err(|e| ClientError::Other(e.to_string()))?;
-        let mut resp = sender
-            .send_request(req)
-            .await
-            .map_err(|e| ClientError::Other(format!("daemon: {e}")))?;
-        while let Some(frame) = resp.body_mut().frame().await {
-            let frame = frame.map_err(|e| ClientError::Other(format!("daemon: {e}")))?;
-            if let Some(data) = frame.data_ref()
-                && sink(data).is_err()
-            {
+        let mut lines = open_lines(&self.socket, Method::GET, path, None).await?;
+        while let Some(mut line) = lines.next().await {
+            line.push(b'\n');
+            if sink(&line).is_err() {
                 break;
             }
         }

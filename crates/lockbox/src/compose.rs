@@ -26,17 +26,14 @@ use anyhow::Context as _;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use clap::Args;
-use http_body_util::{BodyExt as _, Full};
-use hyper::body::{Bytes, Incoming};
-use hyper::{Method, Request};
-use hyper_util::rt::TokioIo;
+use hyper::Method;
 use lockbox_compose::{Kind, LoadOptions, Model, Project, Reference, ServiceDelivery, Source};
-use lockbox_proto::{ErrorBody, Object, exit_codes};
+use lockbox_proto::{Object, exit_codes};
 use serde_json::{Value, json};
 use zeroize::Zeroizing;
 
 use crate::Exit;
-use crate::client::{Client, ClientError, enc};
+use crate::client::{Client, Lines, enc, open_lines};
 
 /// `lockbox compose`.
 #[derive(Debug, Args)]
@@ -152,66 +149,7 @@ fn subcommand(args: &[OsString]) -> Option<String> {
 
 /// A workload's stream from the daemon (one JSON object a line). Held open for as long as
 /// Compose runs; its end tells the daemon the CLI is done with the workload.
-struct Stream {
-    body: Incoming,
-    buf: Zeroizing<Vec<u8>>,
-}
-
-impl Stream {
-    async fn open(socket: &Path, body: &Value) -> Result<Stream, ClientError> {
-        let conn = tokio::net::UnixStream::connect(socket)
-            .await
-            .map_err(|_| ClientError::Unreachable(socket.to_owned()))?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(conn))
-            .await
-            .map_err(|e| ClientError::Other(format!("cannot talk to the daemon: {e}")))?;
-        tokio::spawn(conn);
-        // The body may carry inline values: built in a zeroizing buffer, dropped after sending.
-        let payload = Zeroizing::new(serde_json::to_vec(body).unwrap_or_default());
-        let req = Request::builder()
-            .method(Method::POST)
-            .uri("/v1/workloads")
-            .header("Host", "lockbox")
-            .header("Content-Type", "application/json")
-            .body(Full::new(Bytes::copy_from_slice(&payload)))
-            .map_err(|e| ClientError::Other(e.to_string()))?;
-        let resp = sender
-            .send_request(req)
-            .await
-            .map_err(|e| ClientError::Other(format!("daemon: {e}")))?;
-        let status = resp.status().as_u16();
-        if status >= 400 {
-            let bytes = resp
-                .into_body()
-                .collect()
-                .await
-                .map(|b| b.to_bytes())
-                .unwrap_or_default();
-            let message = serde_json::from_slice::<ErrorBody>(&bytes)
-                .map(|e| e.message)
-                .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).trim().to_string());
-            return Err(ClientError::Api { status, message });
-        }
-        Ok(Stream {
-            body: resp.into_body(),
-            buf: Zeroizing::new(Vec::new()),
-        })
-    }
-
-    async fn next(&mut self) -> Option<Zeroizing<Vec<u8>>> {
-        loop {
-            if let Some(i) = self.buf.iter().position(|b| *b == b'\n') {
-                let line = Zeroizing::new(self.buf[..i].to_vec());
-                self.buf.drain(..=i);
-                return Some(line);
-            }
-            let frame = self.body.frame().await?.ok()?;
-            if let Some(d) = frame.data_ref() {
-                self.buf.extend_from_slice(d);
-            }
-        }
-    }
-}
+type Stream = Lines;
 
 /// One service's workload, open.
 pub(crate) struct Workload {
@@ -246,7 +184,7 @@ impl WorkloadSpec {
 
     pub(crate) async fn open(self, socket: &Path) -> anyhow::Result<Workload> {
         let body = json!({"Kind": "container", "Secrets": self.refs, "Inline": self.inline});
-        let mut stream = Stream::open(socket, &body).await?;
+        let mut stream = open_lines(socket, Method::POST, "/v1/workloads", Some(&body)).await?;
         drop(body);
         let first = stream
             .next()

@@ -12,18 +12,15 @@ use anyhow::Context as _;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use clap::{Args, Subcommand};
-use http_body_util::{BodyExt as _, Full};
-use hyper::body::{Bytes, Incoming};
-use hyper::{Method, Request};
-use hyper_util::rt::TokioIo;
+use hyper::Method;
+use lockbox_proto::exit_codes;
 use lockbox_proto::reference::{SecretEnv, SecretRef, check_targets};
-use lockbox_proto::{ErrorBody, exit_codes};
 use lockbox_tmpfs::{RunOptions, SecretFile, ShimCommand, Supervisor, parse_user_spec};
 use serde_json::{Value, json};
 use zeroize::Zeroizing;
 
 use crate::Exit;
-use crate::client::{Client, ClientError, enc};
+use crate::client::{Client, ClientError, Lines, enc, open_lines};
 use crate::format::{Template, pretty_json, table};
 
 fn label(raw: &str) -> Result<(String, String), String> {
@@ -380,64 +377,8 @@ fn print_pretty(s: &Value) {
     }
 }
 
-/// A workload's stream from the daemon: one JSON object a line.
-struct Lines {
-    body: Incoming,
-    buf: Zeroizing<Vec<u8>>,
-}
-
-impl Lines {
-    async fn next(&mut self) -> Option<Zeroizing<Vec<u8>>> {
-        loop {
-            if let Some(i) = self.buf.iter().position(|b| *b == b'\n') {
-                let line = Zeroizing::new(self.buf[..i].to_vec());
-                self.buf.drain(..=i);
-                return Some(line);
-            }
-            let frame = self.body.frame().await?.ok()?;
-            if let Some(d) = frame.data_ref() {
-                self.buf.extend_from_slice(d);
-            }
-        }
-    }
-}
-
 async fn open_workload(socket: &Path, body: &Value) -> Result<Lines, ClientError> {
-    let stream = tokio::net::UnixStream::connect(socket)
-        .await
-        .map_err(|_| ClientError::Unreachable(socket.to_owned()))?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| ClientError::Other(format!("cannot talk to the daemon: {e}")))?;
-    tokio::spawn(conn);
-    let req = Request::builder()
-        .method(Method::POST)
-        .uri("/v1/workloads")
-        .header("Host", "lockbox")
-        .header("Content-Type", "application/json")
-        .body(Full::new(Bytes::from(body.to_string())))
-        .map_err(|e| ClientError::Other(e.to_string()))?;
-    let resp = sender
-        .send_request(req)
-        .await
-        .map_err(|e| ClientError::Other(format!("daemon: {e}")))?;
-    let status = resp.status().as_u16();
-    if status >= 400 {
-        let bytes = resp
-            .into_body()
-            .collect()
-            .await
-            .map(|b| b.to_bytes())
-            .unwrap_or_default();
-        let message = serde_json::from_slice::<ErrorBody>(&bytes)
-            .map(|e| e.message)
-            .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).trim().to_string());
-        return Err(ClientError::Api { status, message });
-    }
-    Ok(Lines {
-        body: resp.into_body(),
-        buf: Zeroizing::new(Vec::new()),
-    })
+    open_lines(socket, Method::POST, "/v1/workloads", Some(body)).await
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
