@@ -118,6 +118,7 @@ pub struct AuditLog {
     file: File,
     next_seq: u64,
     last_hash: String,
+    torn_tail: u64,
 }
 
 impl AuditLog {
@@ -134,6 +135,7 @@ impl AuditLog {
             .mode(0o600)
             .open(path)
             .map_err(io)?;
+        let torn_tail = drop_torn_tail(&mut file).map_err(io)?;
         let (next_seq, last_hash) = match last_line(&mut file).map_err(io)? {
             None => (1, GENESIS.to_string()),
             Some((line_no, text)) => {
@@ -151,7 +153,13 @@ impl AuditLog {
             file,
             next_seq,
             last_hash,
+            torn_tail,
         })
+    }
+
+    /// Bytes of an unfinished last record dropped at open (0 when the log ended cleanly).
+    pub fn torn_tail(&self) -> u64 {
+        self.torn_tail
     }
 
     /// Appends one record and flushes it to disk (fdatasync) before returning it.
@@ -197,6 +205,42 @@ impl AuditLog {
     pub fn path(&self) -> &Path {
         &self.path
     }
+}
+
+/// A crash (kill -9, power loss) in the middle of an append can leave a last record without
+/// its newline. That record's fdatasync never returned, so nothing was answered or handed
+/// out on the strength of it: dropping it restores the log as of the last acknowledged
+/// record. A *complete* last line that does not parse is a different matter — tampering or
+/// corruption — and is refused by the caller, not repaired here.
+fn drop_torn_tail(f: &mut File) -> std::io::Result<u64> {
+    let len = f.seek(SeekFrom::End(0))?;
+    if len == 0 {
+        return Ok(0);
+    }
+    let mut last = [0u8; 1];
+    f.seek(SeekFrom::Start(len - 1))?;
+    f.read_exact(&mut last)?;
+    if last[0] == b'\n' {
+        return Ok(0);
+    }
+    // Find the end of the last complete line.
+    let mut end = len;
+    let mut keep = 0u64;
+    'scan: while end > 0 {
+        let start = end.saturating_sub(8192);
+        let mut chunk = vec![0u8; (end - start) as usize];
+        f.seek(SeekFrom::Start(start))?;
+        f.read_exact(&mut chunk)?;
+        if let Some(pos) = chunk.iter().rposition(|&b| b == b'\n') {
+            keep = start + pos as u64 + 1;
+            break 'scan;
+        }
+        end = start;
+    }
+    f.set_len(keep)?;
+    f.sync_all()?;
+    f.seek(SeekFrom::End(0))?;
+    Ok(len - keep)
 }
 
 fn last_line(f: &mut File) -> std::io::Result<Option<(u64, String)>> {

@@ -126,3 +126,29 @@ fn file_is_private() {
         std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&path).unwrap().permissions());
     assert_eq!(mode & 0o777, 0o600);
 }
+
+#[test]
+fn a_torn_last_record_is_dropped_and_a_corrupt_complete_one_refused() {
+    let (_d, path) = log_with(3);
+    let good = std::fs::read(&path).unwrap();
+    // A crash mid-append: a partial record with no newline.
+    let mut torn = good.clone();
+    torn.extend_from_slice(br#"{"seq":4,"time":"2026-"#);
+    std::fs::write(&path, &torn).unwrap();
+    let mut log = AuditLog::open(&path).unwrap();
+    assert_eq!(log.torn_tail(), 22);
+    assert_eq!(log.len(), 3);
+    assert_eq!(std::fs::read(&path).unwrap(), good);
+    log.append(Event::new("after", "uid:0")).unwrap();
+    assert!(verify(&path).unwrap().ok);
+    // A whole torn file (no complete line at all) is emptied, not refused.
+    std::fs::write(&path, br#"{"seq":1,"ti"#).unwrap();
+    let log = AuditLog::open(&path).unwrap();
+    assert_eq!((log.len(), log.torn_tail()), (0, 12));
+    // A complete last line that does not parse is corruption: refused.
+    let mut bad = good.clone();
+    bad.extend_from_slice(b"not json\n");
+    std::fs::write(&path, &bad).unwrap();
+    let e = AuditLog::open(&path).unwrap_err();
+    assert!(e.to_string().contains("line 4"), "{e}");
+}

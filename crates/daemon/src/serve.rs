@@ -166,6 +166,13 @@ pub async fn run(cfg: DaemonConfig) -> Result<(), DaemonError> {
     let locked = matches!(keys, Keys::Locked { .. });
     let replica = Replica::open(&cfg.data_dir.join("store.redb"), ReplicaConfig::default()).await?;
     let audit = AuditLog::open(&cfg.data_dir.join("audit.log"))?;
+    let torn_tail = audit.torn_tail();
+    if torn_tail > 0 {
+        tracing::warn!(
+            bytes = torn_tail,
+            "the audit log ended in a record cut short by a crash; it was never acknowledged and was dropped"
+        );
+    }
     let node_id = read_or_make_id(&cfg.data_dir.join("node-id"))?;
     let cluster_id = read_or_make_id(&cfg.data_dir.join("cluster-id"))?;
     let (events, _) = tokio::sync::broadcast::channel(1024);
@@ -188,7 +195,9 @@ pub async fn run(cfg: DaemonConfig) -> Result<(), DaemonError> {
         .lock()
         .map_err(|_| DaemonError::Other("audit log poisoned".into()))?
         .append(
-            Event::new("daemon-start", "daemon").detail("pid", &std::process::id().to_string()),
+            Event::new("daemon-start", "daemon")
+                .detail("pid", &std::process::id().to_string())
+                .detail("torn_audit_tail_bytes", &torn_tail.to_string()),
         )?;
 
     crate::workloads::start(daemon.clone()).await;
