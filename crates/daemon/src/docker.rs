@@ -594,27 +594,7 @@ fn kind_routes(r: Router<Arc<Daemon>>, kind: Kind) -> Router<Arc<Daemon>> {
 
 /// Docker's two `filters` forms, reduced to the values set for one key.
 fn filter_values(filters: Option<&str>, key: &str) -> Result<Option<Vec<String>>> {
-    let Some(raw) = filters.filter(|s| !s.is_empty()) else {
-        return Ok(None);
-    };
-    let v: serde_json::Value =
-        serde_json::from_str(raw).map_err(|_| ApiError::bad_request("invalid filter"))?;
-    let Some(vals) = v.get(key) else {
-        return Ok(None);
-    };
-    let list = match vals {
-        serde_json::Value::Object(m) => m
-            .iter()
-            .filter(|(_, b)| b.as_bool().unwrap_or(false))
-            .map(|(s, _)| s.clone())
-            .collect(),
-        serde_json::Value::Array(a) => a
-            .iter()
-            .filter_map(|s| s.as_str().map(str::to_owned))
-            .collect(),
-        _ => return Err(ApiError::bad_request("invalid filter")),
-    };
-    Ok(Some(list))
+    Ok(lockbox_store::validate::parse_filter_map(filters)?.remove(key))
 }
 
 /// `GET /events`: lockbox's event stream in Docker's shape, optionally filtered by `type`.

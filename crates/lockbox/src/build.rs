@@ -94,7 +94,9 @@ impl BuildClient {
     }
 }
 
-fn output(program: &str, args: &[&str]) -> Option<String> {
+/// Runs a short probe (`docker version`, `docker-compose version`…) and returns its trimmed
+/// stdout when it succeeds; `None` when it cannot run or fails.
+pub(crate) fn probe_output(program: &str, args: &[&str]) -> Option<String> {
     let out = std::process::Command::new(program)
         .args(args)
         .stdin(std::process::Stdio::null())
@@ -114,13 +116,13 @@ pub(crate) fn pick_client(choice: Option<&str>) -> anyhow::Result<BuildClient> {
     };
     let mut reasons = Vec::new();
     for c in &candidates {
-        if output(c, &["buildx", "version"]).is_some() {
+        if probe_output(c, &["buildx", "version"]).is_some() {
             return Ok(BuildClient {
                 program: c.clone(),
                 buildx: true,
             });
         }
-        match output(c, &["version", "--format", "{{.Client.Version}}"]) {
+        match probe_output(c, &["version", "--format", "{{.Client.Version}}"]) {
             Some(v) => {
                 let major: u32 = v
                     .split('.')

@@ -73,23 +73,11 @@ pub(crate) struct ComposeBin {
     v1: bool,
 }
 
-fn runs_ok(program: &str, args: &[&str]) -> Option<String> {
-    let out = std::process::Command::new(program)
-        .args(args)
-        .stdin(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .output()
-        .ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
-}
-
 fn compose_bin(choice: Option<&str>) -> anyhow::Result<ComposeBin> {
     let from = |program: &str, prefix: Vec<String>| {
         let mut args: Vec<&str> = prefix.iter().map(String::as_str).collect();
         args.extend(["version", "--short"]);
-        let version = runs_ok(program, &args);
+        let version = crate::build::probe_output(program, &args);
         version.map(|v| ComposeBin {
             program: program.to_owned(),
             v1: v.trim_start_matches('v').starts_with("1."),
@@ -314,7 +302,7 @@ pub(crate) fn add_reference(
 fn project_workloads(docker: &str, project: &str) -> Vec<String> {
     let filter = format!("label={}={project}", lockbox_compose::PROJECT_LABEL);
     let format = format!("{{{{.Label \"{}\"}}}}", lockbox_compose::WORKLOAD_LABEL);
-    let mut ids: Vec<String> = runs_ok(
+    let mut ids: Vec<String> = crate::build::probe_output(
         docker,
         &["ps", "-a", "--filter", &filter, "--format", &format],
     )

@@ -381,6 +381,19 @@ async fn open_workload(socket: &Path, body: &Value) -> Result<Lines, ClientError
     open_lines(socket, Method::POST, "/v1/workloads", Some(body)).await
 }
 
+/// Registers a workload and reads the daemon's first line (its ID and initial files).
+async fn start_workload(
+    socket: &Path,
+    body: &Value,
+) -> anyhow::Result<(Lines, Zeroizing<Vec<u8>>)> {
+    let mut lines = open_workload(socket, body).await?;
+    let first = lines
+        .next()
+        .await
+        .ok_or_else(|| anyhow::anyhow!("the daemon closed the workload stream"))?;
+    Ok((lines, first))
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Policy {
     None,
@@ -478,11 +491,7 @@ pub(crate) async fn run(socket: &Path, a: RunArgs) -> anyhow::Result<i32> {
         "Service": a.service,
         "Secrets": refs.iter().map(ref_json).collect::<Vec<_>>(),
     });
-    let mut lines = open_workload(socket, &body).await?;
-    let first = lines
-        .next()
-        .await
-        .ok_or_else(|| anyhow::anyhow!("the daemon closed the workload stream"))?;
+    let (lines, first) = start_workload(socket, &body).await?;
     let (id, mut current, _) = decode_files(&first)?;
     drop(first);
     body["Workload"] = id.clone().into();
@@ -556,11 +565,7 @@ pub(crate) async fn docker_run(socket: &Path, a: DockerRunArgs) -> anyhow::Resul
         "Service": a.service,
         "Secrets": refs.iter().map(ref_json).collect::<Vec<_>>(),
     });
-    let mut lines = open_workload(socket, &body).await?;
-    let first = lines
-        .next()
-        .await
-        .ok_or_else(|| anyhow::anyhow!("the daemon closed the workload stream"))?;
+    let (lines, first) = start_workload(socket, &body).await?;
     let v: Value = serde_json::from_slice(&first).context("undecodable answer")?;
     let id = v["Workload"].as_str().unwrap_or_default().to_owned();
     let published = v["Published"].as_str().unwrap_or_default().to_owned();

@@ -30,40 +30,20 @@ pub fn size(kind: Kind, len: usize) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Labels as the lockbox CLI checks them (the server, like Docker's, accepts any map).
-pub fn cli_label(raw: &str) -> Result<(String, String), String> {
-    let (k, v) = raw.split_once('=').unwrap_or((raw, ""));
-    if k.is_empty() {
-        return Err(format!("invalid label '{raw}': empty name"));
-    }
-    if raw.chars().any(char::is_whitespace) {
-        return Err(format!("label '{raw}' contains whitespaces"));
-    }
-    Ok((k.to_owned(), v.to_owned()))
-}
-
 /// Parsed `filters`, in either of Docker's JSON forms.
 pub type Filters = BTreeMap<String, Vec<String>>;
 
-/// Parses the `filters` query value: `{"k":{"v":true}}` or the legacy `{"k":["v"]}`.
-pub fn parse_filters(kind: Kind, json: Option<&str>) -> Result<Filters, StoreError> {
+/// Parses the `filters` query value, in either of Docker's forms — `{"k":{"v":true}}` or the
+/// legacy `{"k":["v"]}` — without judging the keys. Not JSON, or not of those shapes: 400
+/// `invalid filter` (Engine 23+'s answer).
+pub fn parse_filter_map(json: Option<&str>) -> Result<Filters, StoreError> {
+    let invalid = || StoreError::Invalid("invalid filter".into());
     let mut out = Filters::new();
     let Some(json) = json.filter(|s| !s.is_empty()) else {
         return Ok(out);
     };
-    let v: serde_json::Value =
-        serde_json::from_str(json).map_err(|_| StoreError::Invalid("invalid filter".into()))?;
-    let obj = v
-        .as_object()
-        .ok_or_else(|| StoreError::Invalid("invalid filter".into()))?;
-    for (k, vals) in obj {
-        let allowed = match kind {
-            Kind::Secret => matches!(k.as_str(), "id" | "name" | "names" | "label"),
-            Kind::Config => matches!(k.as_str(), "id" | "name" | "label"),
-        };
-        if !allowed {
-            return Err(StoreError::InvalidFilter(k.clone()));
-        }
+    let v: serde_json::Value = serde_json::from_str(json).map_err(|_| invalid())?;
+    for (k, vals) in v.as_object().ok_or_else(invalid)? {
         let list: Vec<String> = match vals {
             serde_json::Value::Object(m) => m
                 .iter()
@@ -74,9 +54,22 @@ pub fn parse_filters(kind: Kind, json: Option<&str>) -> Result<Filters, StoreErr
                 .iter()
                 .filter_map(|s| s.as_str().map(str::to_owned))
                 .collect(),
-            _ => return Err(StoreError::Invalid("invalid filter".into())),
+            _ => return Err(invalid()),
         };
         out.entry(k.clone()).or_default().extend(list);
+    }
+    Ok(out)
+}
+
+/// The `filters` of `GET /secrets` or `GET /configs`: [`parse_filter_map`], then Docker's
+/// key check (`names` exists for secrets only, as in Docker).
+pub fn parse_filters(kind: Kind, json: Option<&str>) -> Result<Filters, StoreError> {
+    let out = parse_filter_map(json)?;
+    if let Some(k) = out.keys().find(|k| !match kind {
+        Kind::Secret => matches!(k.as_str(), "id" | "name" | "names" | "label"),
+        Kind::Config => matches!(k.as_str(), "id" | "name" | "label"),
+    }) {
+        return Err(StoreError::InvalidFilter(k.clone()));
     }
     Ok(out)
 }

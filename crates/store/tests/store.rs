@@ -208,6 +208,16 @@ fn filters_follow_docker_rules() {
             .to_string(),
         "Invalid filter 'names'"
     );
+    // JSON of the wrong shape is refused the same way, whichever key it is under.
+    for bad in ["[1]", r#"{"name":5}"#, r#"{"label":"x"}"#, "null"] {
+        let e = parse_filters(Kind::Secret, Some(bad)).unwrap_err();
+        assert_eq!(e.to_string(), "invalid filter", "{bad}");
+    }
+    // Keys are checked after the shape: an unknown key is named.
+    assert_eq!(
+        validate::parse_filter_map(Some(r#"{"type":["secret"]}"#)).unwrap()["type"],
+        ["secret"]
+    );
     // Not JSON at all: Engine 23+'s answer, 400 `invalid filter`.
     let e = parse_filters(Kind::Secret, Some("garbage")).unwrap_err();
     assert_eq!(
