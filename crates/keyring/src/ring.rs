@@ -134,6 +134,35 @@ impl KeyRing {
         self.keks.retain(|id, _| *id == cur);
     }
 
+    /// The ring as bytes, for handing it to a joining manager over mutual TLS (and for
+    /// backups, sealed by the unlock key). The buffer is plaintext key material.
+    pub fn export(&self) -> Result<Zeroizing<Vec<u8>>, KeyringError> {
+        serde_json::to_vec(&self.to_plain())
+            .map(Zeroizing::new)
+            .map_err(|e| KeyringError::RingFile {
+                path: "<export>".into(),
+                reason: e.to_string(),
+            })
+    }
+
+    /// The inverse of [`KeyRing::export`].
+    pub fn import(bytes: &[u8]) -> Result<Self, KeyringError> {
+        let p: Plain = serde_json::from_slice(bytes).map_err(|e| KeyringError::RingFile {
+            path: "<import>".into(),
+            reason: format!("malformed key ring: {e}"),
+        })?;
+        Self::from_plain(&p, Path::new("<import>"))
+    }
+
+    /// Adds a KEK received from another manager (a cluster KEK rotation); it becomes current
+    /// if `make_current`. An ID already held with the same key is a no-op.
+    pub fn insert(&mut self, id: u32, key: Zeroizing<[u8; 32]>, make_current: bool) {
+        self.keks.insert(id, Kek { id, key });
+        if make_current {
+            self.current = id;
+        }
+    }
+
     fn to_plain(&self) -> Plain {
         Plain {
             current: self.current,

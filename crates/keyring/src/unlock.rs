@@ -39,6 +39,30 @@ impl UnlockKey {
         Zeroizing::new(format!("{PREFIX}{}", STANDARD_NO_PAD.encode(&self.0[..])))
     }
 
+    /// Seals `data` under this key (XChaCha20-Poly1305, random nonce); `aad` names what it
+    /// is, so a blob sealed as one thing cannot be opened as another. For backups.
+    pub fn seal(&self, data: &[u8], aad: &[u8]) -> Result<Vec<u8>, KeyringError> {
+        crate::aead::seal_raw(&self.0, data, aad)
+    }
+
+    /// Opens what [`UnlockKey::seal`] sealed with the same `aad`; a wrong key or damaged
+    /// bytes give [`KeyringError::WrongUnlockKey`].
+    pub fn open(&self, sealed: &[u8], aad: &[u8]) -> Result<Zeroizing<Vec<u8>>, KeyringError> {
+        crate::aead::open_raw(&self.0, sealed, aad, "sealed blob")
+            .map_err(|_| KeyringError::WrongUnlockKey)
+    }
+
+    /// The raw key (for Shamir splitting).
+    pub fn raw(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// A key from its 32 raw bytes (Shamir recombination).
+    pub fn from_raw(bytes: &[u8]) -> Result<Self, KeyringError> {
+        let arr: [u8; 32] = bytes.try_into().map_err(|_| KeyringError::BadUnlockKey)?;
+        Ok(Self(Zeroizing::new(arr)))
+    }
+
     pub(crate) fn bytes(&self) -> &[u8; 32] {
         &self.0
     }

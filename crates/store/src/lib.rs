@@ -7,12 +7,14 @@
 //! [`Store::apply`], the daemon reads through [`Reader`].
 #![forbid(unsafe_code)]
 
+pub mod cluster;
 mod error;
 pub mod machine;
 mod model;
 mod read;
 pub mod validate;
 
+pub use cluster::{ClusterRecord, NodeRecord, NodeRole, node_id_text, parse_node_id};
 pub use error::StoreError;
 pub use machine::{Command, Response, Rewrapped, Store};
 pub use model::{

@@ -10,6 +10,7 @@ use redb::{ReadTransaction, ReadableTable as _, TableDefinition, WriteTransactio
 use serde::{Deserialize, Serialize};
 
 use crate::StoreError;
+use crate::cluster::{ClusterRecord, NodeRecord};
 use crate::model::{DriverRec, Kind, NewVersion, ObjectRecord, ServiceRecord, VersionMeta};
 
 pub(crate) const OBJECTS: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new("objects");
@@ -18,7 +19,18 @@ pub(crate) const VERSIONS: TableDefinition<'static, &[u8], &[u8]> =
     TableDefinition::new("versions");
 pub(crate) const SERVICES: TableDefinition<'static, &[u8], &[u8]> =
     TableDefinition::new("services");
-const ALL: [TableDefinition<'static, &[u8], &[u8]>; 4] = [OBJECTS, NAMES, VERSIONS, SERVICES];
+/// The cluster record (key `cluster`) and node records (key `node/<raft id, big-endian>`).
+pub(crate) const CLUSTER: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new("cluster");
+const ALL: [TableDefinition<'static, &[u8], &[u8]>; 5] =
+    [OBJECTS, NAMES, VERSIONS, SERVICES, CLUSTER];
+
+pub(crate) const CLUSTER_KEY: &[u8] = b"cluster";
+
+pub(crate) fn node_key(id: u64) -> Vec<u8> {
+    let mut k = b"node/".to_vec();
+    k.extend_from_slice(&id.to_be_bytes());
+    k
+}
 
 pub(crate) fn object_key(kind: Kind, id: &str) -> Vec<u8> {
     let mut k = vec![kind.tag()];
@@ -88,6 +100,22 @@ pub enum Command {
     PutService { service: ServiceRecord },
     /// Removes a service.
     RemoveService { name: String },
+    /// `lockbox cluster init`: the cluster record and the first node. Refused if a cluster
+    /// exists.
+    InitCluster {
+        cluster: ClusterRecord,
+        node: NodeRecord,
+    },
+    /// Replaces the cluster record (token, CA, unlock-key or KEK rotation; revocations), if
+    /// it is still at `expected_updated_ns` (so two concurrent rotations cannot both win).
+    UpdateCluster {
+        cluster: ClusterRecord,
+        expected_updated_ns: i64,
+    },
+    /// Adds or replaces a node record.
+    PutNode { node: NodeRecord },
+    /// Removes a node record and revokes its certificates.
+    RemoveNode { id: u64, time_ns: i64 },
 }
 
 /// One data key wrapped under a new KEK.
@@ -173,7 +201,10 @@ impl Store {
             postcard::from_bytes(data)
                 .map_err(|e| redb::Error::Corrupted(format!("snapshot: {e}")))?
         };
-        for (t, rows) in ALL.iter().zip(dump) {
+        // A snapshot from before a table existed restores it empty, not left as it was.
+        let mut dump = dump.into_iter();
+        for t in ALL.iter() {
+            let rows = dump.next().unwrap_or_default();
             txn.delete_table(*t)?;
             let mut table = txn.open_table(*t)?;
             for (k, v) in rows {
@@ -363,6 +394,69 @@ fn apply_inner(txn: &WriteTransaction, index: u64, cmd: &Command) -> Result<Resp
             } else {
                 Err(StoreError::Invalid(format!("service {name} not found")))
             }
+        }
+        Command::InitCluster { cluster, node } => {
+            let mut table = txn.open_table(CLUSTER)?;
+            if table.get(CLUSTER_KEY)?.is_some() {
+                return Err(StoreError::Invalid(
+                    "this node is already part of a cluster".into(),
+                ));
+            }
+            table.insert(CLUSTER_KEY, encode(cluster).as_slice())?;
+            let mut n = node.clone();
+            n.index = index;
+            table.insert(node_key(n.id).as_slice(), encode(&n).as_slice())?;
+            Ok(Response::Ok)
+        }
+        Command::UpdateCluster {
+            cluster,
+            expected_updated_ns,
+        } => {
+            let mut table = txn.open_table(CLUSTER)?;
+            let current: ClusterRecord = match table.get(CLUSTER_KEY)? {
+                Some(v) => decode(v.value())?,
+                None => return Err(StoreError::Invalid("this node is not in a cluster".into())),
+            };
+            if current.updated_ns != *expected_updated_ns {
+                return Err(StoreError::OutOfSequence);
+            }
+            table.insert(CLUSTER_KEY, encode(cluster).as_slice())?;
+            Ok(Response::Ok)
+        }
+        Command::PutNode { node } => {
+            let mut table = txn.open_table(CLUSTER)?;
+            if table.get(CLUSTER_KEY)?.is_none() {
+                return Err(StoreError::Invalid("this node is not in a cluster".into()));
+            }
+            let mut n = node.clone();
+            n.index = index;
+            table.insert(node_key(n.id).as_slice(), encode(&n).as_slice())?;
+            Ok(Response::Ok)
+        }
+        Command::RemoveNode { id, time_ns } => {
+            let mut table = txn.open_table(CLUSTER)?;
+            let node: NodeRecord = match table.get(node_key(*id).as_slice())? {
+                Some(v) => decode(v.value())?,
+                None => {
+                    return Err(StoreError::Invalid(format!(
+                        "node {} not found",
+                        crate::cluster::node_id_text(*id)
+                    )));
+                }
+            };
+            let mut cluster: ClusterRecord = match table.get(CLUSTER_KEY)? {
+                Some(v) => decode(v.value())?,
+                None => return Err(StoreError::Invalid("this node is not in a cluster".into())),
+            };
+            for fp in [&node.cert_fingerprint, &node.prev_fingerprint] {
+                if !fp.is_empty() && !cluster.revoked.contains(fp) {
+                    cluster.revoked.push(fp.clone());
+                }
+            }
+            cluster.updated_ns = *time_ns;
+            table.insert(CLUSTER_KEY, encode(&cluster).as_slice())?;
+            table.remove(node_key(*id).as_slice())?;
+            Ok(Response::Ok)
         }
     }
 }

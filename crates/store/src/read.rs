@@ -5,8 +5,10 @@ use lockbox_keyring::Sealed;
 use redb::{Database, ReadableDatabase as _, ReadableTable as _, ReadableTableMetadata as _};
 
 use crate::StoreError;
+use crate::cluster::{ClusterRecord, NodeRecord};
 use crate::machine::{
-    NAMES, OBJECTS, SERVICES, VERSIONS, decode, name_key, object_key, version_key,
+    CLUSTER, CLUSTER_KEY, NAMES, OBJECTS, SERVICES, VERSIONS, decode, name_key, node_key,
+    object_key, version_key,
 };
 use crate::model::{Kind, ObjectRecord, ServiceRecord};
 use crate::validate::Filters;
@@ -162,5 +164,36 @@ impl Reader {
     pub fn object_rows(&self) -> Result<u64, StoreError> {
         let txn = self.txn()?;
         Ok(txn.open_table(OBJECTS)?.len()?)
+    }
+
+    /// The cluster record, once `cluster init` ran.
+    pub fn cluster(&self) -> Result<Option<ClusterRecord>, StoreError> {
+        let txn = self.txn()?;
+        let table = txn.open_table(CLUSTER)?;
+        let raw = table.get(CLUSTER_KEY)?;
+        raw.map(|v| decode(v.value())).transpose()
+    }
+
+    /// One node's record.
+    pub fn node(&self, id: u64) -> Result<Option<NodeRecord>, StoreError> {
+        let txn = self.txn()?;
+        let table = txn.open_table(CLUSTER)?;
+        let raw = table.get(node_key(id).as_slice())?;
+        raw.map(|v| decode(v.value())).transpose()
+    }
+
+    /// Every node, by raft ID.
+    pub fn nodes(&self) -> Result<Vec<NodeRecord>, StoreError> {
+        let txn = self.txn()?;
+        let table = txn.open_table(CLUSTER)?;
+        let mut out = Vec::new();
+        for row in table.range(b"node/".as_slice()..)? {
+            let (k, v) = row?;
+            if !k.value().starts_with(b"node/") {
+                break;
+            }
+            out.push(decode(v.value())?);
+        }
+        Ok(out)
     }
 }
