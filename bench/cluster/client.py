@@ -169,7 +169,7 @@ def main():
     g = ap.add_mutually_exclusive_group(required=True)
     g.add_argument("--etcd", metavar="URL", help="etcd client URL (the leader's), e.g. http://127.0.0.1:2379")
     g.add_argument("--lockbox-unix", metavar="SOCK", help="lockbox's Docker API socket (the leader's docker.sock)")
-    ap.add_argument("--etcd-path", default="/v3/kv/put", help="gateway path (etcd 3.4: /v3/kv/put; /v3beta/kv/put also served)")
+    ap.add_argument("--etcd-path", default="/v3/kv/put", help="gateway path (etcd 3.4: /v3/kv/put; /v3beta/kv/put is also served, /v3alpha is not)")
     ap.add_argument("--clients", default="1,64", help="comma-separated client counts, one run each (default 1,64)")
     ap.add_argument("--duration", type=float, default=10.0, help="recorded seconds per run (default 10)")
     ap.add_argument("--warmup", type=float, default=2.0, help="unrecorded seconds before each run (default 2)")

@@ -87,7 +87,13 @@ python3 "$here/client.py" --etcd "$leader" --clients "$CLIENTS" --duration "$sec
     ${OUT:+--out "$OUT"}
 
 # Sanity: the keys are really there (every recorded write, plus the warm-up's).
-stored=$(etcdctl --endpoints="$leader" get --prefix bench/ --count-only -w json |
-    python3 -c 'import json,sys; print(json.load(sys.stdin).get("count", 0))')
+stored=$(python3 - "$leader" <<'PY'
+import base64, json, sys, urllib.request
+b = lambda s: base64.b64encode(s.encode()).decode()
+req = {"key": b("bench/"), "range_end": b("bench0"), "count_only": True}
+r = urllib.request.urlopen(sys.argv[1] + "/v3/kv/range", json.dumps(req).encode())
+print(json.load(r).get("count", 0))
+PY
+)
 echo "etcd.sh: $stored keys under bench/ after the runs" >&2
 [[ -z ${OUT:-} ]] || echo "keys stored under bench/ after the runs: $stored" >>"$OUT.meta"
