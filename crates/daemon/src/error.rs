@@ -32,6 +32,13 @@ impl ApiError {
             "lockbox is encrypted and needs to be unlocked before it can be used. Please use \"lockbox unlock\" to unlock it.",
         )
     }
+    /// The 503 a worker answers for cluster state, in Docker's words (lockbox's names).
+    pub fn not_a_manager() -> Self {
+        Self::new(
+            503,
+            "This node is not a lockbox manager. Worker nodes can't be used to view or modify cluster state. Please run this command on a manager node or promote the current node to a manager.",
+        )
+    }
 }
 
 impl From<StoreError> for ApiError {

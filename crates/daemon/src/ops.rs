@@ -1,7 +1,7 @@
 //! Everything a request can do, independent of how it arrived (native API, Docker API).
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::{Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -47,10 +47,17 @@ pub(crate) enum Keys {
     },
 }
 
-/// The daemon's state and operations.
-pub struct Daemon {
+/// A manager's replica of the store and a reader over it. Swapped as a whole when the node
+/// joins a cluster (its single-node store is replaced by the cluster's).
+pub struct NodeStore {
     pub(crate) replica: Replica,
     pub(crate) reader: Reader,
+}
+
+/// The daemon's state and operations.
+pub struct Daemon {
+    /// `None` on a worker node, which holds no store.
+    pub(crate) store: RwLock<Option<Arc<NodeStore>>>,
     pub(crate) keys: RwLock<Keys>,
     pub(crate) audit: Mutex<AuditLog>,
     pub(crate) ring_path: PathBuf,
@@ -162,8 +169,28 @@ impl Daemon {
         matches!(self.keys.read().as_deref(), Ok(Keys::Locked { .. }))
     }
 
-    async fn propose(&self, cmd: Command) -> Result<Response, ApiError> {
-        Ok(self.replica.propose(cmd).await?.into_result()?)
+    /// Proposes `cmd` through the raft log (forwarded to the leader when this manager is a
+    /// follower) and turns a store refusal into an error.
+    pub(crate) async fn propose(&self, cmd: Command) -> Result<Response, ApiError> {
+        let store = self.store()?;
+        Ok(store.replica.propose(cmd).await?.into_result()?)
+    }
+
+    /// The replicated store, or 503 on a worker (which holds no store).
+    pub(crate) fn store(&self) -> Result<Arc<NodeStore>, ApiError> {
+        match &*self
+            .store
+            .read()
+            .map_err(|_| ApiError::internal("store state poisoned"))?
+        {
+            Some(s) => Ok(s.clone()),
+            None => Err(ApiError::not_a_manager()),
+        }
+    }
+
+    /// A reader of the store's tables (see [`Daemon::store`]).
+    pub(crate) fn reader(&self) -> Result<Reader, ApiError> {
+        Ok(self.store()?.reader.clone())
     }
 
     fn open_version(
@@ -171,7 +198,7 @@ impl Daemon {
         rec: &ObjectRecord,
         version: u64,
     ) -> Result<Zeroizing<Vec<u8>>, ApiError> {
-        let sealed = self.reader.sealed(rec, version)?;
+        let sealed = self.reader()?.sealed(rec, version)?;
         self.with_ring(|ring| Ok(sealed.open(ring.get(sealed.kek_id)?, &rec.id, version)?))
     }
 
@@ -257,7 +284,7 @@ impl Daemon {
     pub fn list(&self, kind: Kind, filters: Option<&str>) -> Result<Vec<Object>, ApiError> {
         self.check_unlocked()?;
         let f = validate::parse_filters(kind, filters)?;
-        self.reader
+        self.reader()?
             .list(kind, &f)?
             .iter()
             .map(|r| self.to_object(r))
@@ -267,7 +294,7 @@ impl Daemon {
     /// `GET /secrets/{id}`.
     pub fn inspect(&self, kind: Kind, input: &str) -> Result<Object, ApiError> {
         self.check_unlocked()?;
-        let rec = self.reader.resolve(kind, input)?;
+        let rec = self.reader()?.resolve(kind, input)?;
         self.to_object(&rec)
     }
 
@@ -284,7 +311,7 @@ impl Daemon {
         let expected: u64 = version
             .and_then(|v| v.parse().ok())
             .ok_or_else(|| ApiError::bad_request(format!("invalid {} version", kind.as_str())))?;
-        let rec = self.reader.resolve(kind, input)?;
+        let rec = self.reader()?.resolve(kind, input)?;
         if spec.name != rec.name {
             return Err(StoreError::OnlyLabels.into());
         }
@@ -314,7 +341,7 @@ impl Daemon {
     /// `DELETE /secrets/{id}`.
     pub async fn remove(&self, kind: Kind, input: &str, caller: &Caller) -> Result<(), ApiError> {
         self.check_unlocked()?;
-        let rec = self.reader.resolve(kind, input)?;
+        let rec = self.reader()?.resolve(kind, input)?;
         self.propose(Command::Remove {
             kind,
             id: rec.id.clone(),
@@ -337,7 +364,7 @@ impl Daemon {
     ) -> Result<(ObjectRecord, u64), ApiError> {
         validate::size(kind, data.len())?;
         for _ in 0..16 {
-            let rec = self.reader.resolve(kind, input)?;
+            let rec = self.reader()?.resolve(kind, input)?;
             let number = rec.next;
             let sealed =
                 self.with_ring(|ring| Ok(Sealed::seal(ring.current(), &rec.id, number, data)?))?;
@@ -399,7 +426,7 @@ impl Daemon {
         caller: &Caller,
     ) -> Result<VersionResponse, ApiError> {
         self.check_unlocked()?;
-        let rec = self.reader.resolve(kind, input)?;
+        let rec = self.reader()?.resolve(kind, input)?;
         let data = self.open_version(&rec, to)?;
         let (rec, version) = self
             .add_version(kind, &rec.id, &data, Some(to), None, caller)
@@ -420,7 +447,7 @@ impl Daemon {
     /// `lockbox secret versions`.
     pub fn versions(&self, kind: Kind, input: &str) -> Result<Vec<VersionInfo>, ApiError> {
         self.check_unlocked()?;
-        let rec = self.reader.resolve(kind, input)?;
+        let rec = self.reader()?.resolve(kind, input)?;
         Ok(rec
             .versions
             .iter()
@@ -446,7 +473,7 @@ impl Daemon {
         detail: &[(&str, &str)],
     ) -> Result<(ObjectRecord, u64, Zeroizing<Vec<u8>>), ApiError> {
         self.check_unlocked()?;
-        let rec = self.reader.resolve(kind, input)?;
+        let rec = self.reader()?.resolve(kind, input)?;
         let v = version.unwrap_or(rec.current);
         let data = self.open_version(&rec, v)?;
         let mut e = Event::new("handout", &caller.actor)
@@ -586,7 +613,7 @@ impl Daemon {
             (old, new)
         };
         // 2. Rewrap every data key under the new KEK, through the log.
-        let all = self.reader.all_sealed()?;
+        let all = self.reader()?.all_sealed()?;
         let entries = self.with_ring(|ring| {
             let new = ring.get(new_id)?;
             all.iter()
@@ -646,10 +673,14 @@ impl Daemon {
             lock_state: lock_state.into(),
             key_mode: key_mode.into(),
             key_warning,
-            secrets: self.reader.count(Kind::Secret)?,
-            configs: self.reader.count(Kind::Config)?,
+            secrets: self.reader()?.count(Kind::Secret)?,
+            configs: self.reader()?.count(Kind::Config)?,
             audit_records,
-            raft_index: self.replica.applied_index().ok().flatten().unwrap_or(0),
+            raft_index: self
+                .store()
+                .ok()
+                .and_then(|s| s.replica.applied_index().ok().flatten())
+                .unwrap_or(0),
             node_id: self.node_id.clone(),
             cluster_id: self.cluster_id.clone(),
         })
@@ -683,7 +714,7 @@ impl Daemon {
 
     /// Labels of an object, for callers that need them (Docker API's stack deploy path).
     pub fn labels(&self, kind: Kind, input: &str) -> Result<BTreeMap<String, String>, ApiError> {
-        Ok(self.reader.resolve(kind, input)?.labels)
+        Ok(self.reader()?.resolve(kind, input)?.labels)
     }
 }
 

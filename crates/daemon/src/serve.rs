@@ -12,7 +12,7 @@ use tokio::net::UnixListener;
 
 use crate::DaemonError;
 use crate::http::router;
-use crate::ops::{Daemon, Keys};
+use crate::ops::{Daemon, Keys, NodeStore};
 
 /// How to run the daemon.
 #[derive(Debug, Clone)]
@@ -177,8 +177,10 @@ pub async fn run(cfg: DaemonConfig) -> Result<(), DaemonError> {
     let cluster_id = read_or_make_id(&cfg.data_dir.join("cluster-id"))?;
     let (events, _) = tokio::sync::broadcast::channel(1024);
     let daemon = Arc::new(Daemon {
-        reader: Reader::new(replica.db()),
-        replica,
+        store: RwLock::new(Some(Arc::new(NodeStore {
+            reader: Reader::new(replica.db()),
+            replica,
+        }))),
         keys: RwLock::new(keys),
         audit: Mutex::new(audit),
         ring_path,
@@ -260,8 +262,10 @@ pub async fn run(cfg: DaemonConfig) -> Result<(), DaemonError> {
 
     tracing::info!("shutting down");
     let _ = fs::remove_file(&cfg.socket);
-    if let Ok(d) = Arc::try_unwrap(daemon) {
-        let _ = d.replica.shutdown().await;
+    let store = daemon.store.write().ok().and_then(|mut s| s.take());
+    drop(daemon);
+    if let Some(store) = store {
+        close_store(store).await;
     }
     Ok(())
 }
@@ -273,5 +277,30 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = term.recv() => {},
         _ = int.recv() => {},
+    }
+}
+
+/// Stops raft and closes the store file, once every request holding it is done.
+pub(crate) async fn close_store(store: Arc<NodeStore>) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut store = store;
+    loop {
+        match Arc::try_unwrap(store) {
+            Ok(s) => {
+                drop(s.reader);
+                if let Err(e) = s.replica.shutdown().await {
+                    tracing::warn!("closing the store: {e}");
+                }
+                return;
+            }
+            Err(shared) if tokio::time::Instant::now() < deadline => {
+                store = shared;
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+            Err(_) => {
+                tracing::warn!("the store is still in use at shutdown; leaving it to the OS");
+                return;
+            }
+        }
     }
 }

@@ -194,7 +194,7 @@ impl Daemon {
             sr.validate()
                 .map_err(|e| ApiError::bad_request(format!("{INVALID}{e}")))?;
             // Exact, case-sensitive name (a prefix or case-folded hit does not count).
-            let rec = match self.reader.resolve(Kind::Secret, &r.secret_name) {
+            let rec = match self.reader()?.resolve(Kind::Secret, &r.secret_name) {
                 Ok(rec) if rec.name == r.secret_name => rec,
                 Ok(_) | Err(StoreError::NotFound(..)) | Err(StoreError::Ambiguous(..)) => {
                     missing.insert(r.secret_name.clone());
@@ -230,7 +230,7 @@ impl Daemon {
     }
 
     pub(crate) fn service(&self, name: &str) -> Result<ServiceRecord, ApiError> {
-        let all = self.reader.services()?;
+        let all = self.reader()?.services()?;
         all.iter()
             .find(|s| s.name == name || s.id == name)
             .or_else(|| {
@@ -259,10 +259,7 @@ impl Daemon {
     }
 
     async fn put_service(&self, s: ServiceRecord) -> Result<(), ApiError> {
-        self.replica
-            .propose(Command::PutService { service: s })
-            .await?
-            .into_result()?;
+        self.propose(Command::PutService { service: s }).await?;
         Ok(())
     }
 }
@@ -341,7 +338,7 @@ async fn create(d: Arc<Daemon>, who: Peer, body: Bytes) -> Result<Response, ApiE
     d.check_unlocked()?;
     let req: CreateRequest = parse_body(&body)?;
     lockbox_store::validate::name(&req.name)?;
-    if d.reader
+    if d.reader()?
         .services()?
         .iter()
         .any(|s| s.name.eq_ignore_ascii_case(&req.name))
@@ -435,12 +432,10 @@ async fn update(
 async fn remove(d: Arc<Daemon>, who: Peer, name: String) -> Result<Response, ApiError> {
     d.check_unlocked()?;
     let s = d.service(&name)?;
-    d.replica
-        .propose(Command::RemoveService {
-            name: s.name.clone(),
-        })
-        .await?
-        .into_result()?;
+    d.propose(Command::RemoveService {
+        name: s.name.clone(),
+    })
+    .await?;
     d.audit_service("service-remove", &Caller::uid(who.uid), &s)?;
     Ok(StatusCode::OK.into_response())
 }
@@ -452,7 +447,7 @@ pub(crate) fn routes() -> Router<Arc<Daemon>> {
             "/",
             get(|State(d): App| async move {
                 d.check_unlocked()?;
-                let all: Vec<_> = d.reader.services()?.iter().map(service_json).collect();
+                let all: Vec<_> = d.reader()?.services()?.iter().map(service_json).collect();
                 Ok::<_, ApiError>(json_response(StatusCode::OK, &all))
             }),
         )

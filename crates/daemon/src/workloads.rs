@@ -373,7 +373,7 @@ impl Workloads {
                 .find(|x| x.r.secret_id == r.secret_id && x.r.target == r.target);
             let version = match r.version {
                 Some(v) => v,
-                None => match d.reader.resolve(Kind::Secret, &r.secret_id) {
+                None => match d.reader()?.resolve(Kind::Secret, &r.secret_id) {
                     Ok(rec) => rec.current,
                     // Removed (an ad-hoc reference): the consumer keeps what it has.
                     Err(_) => match prev {
