@@ -178,6 +178,12 @@ def main():
 
     target = Etcd(a.etcd, a.etcd_path) if a.etcd else Lockbox(a.lockbox_unix)
     counts = [int(c) for c in a.clients.split(",") if c.strip()]
+    try:  # fail fast on a wrong address rather than spin on connection errors
+        c = target.connect()
+        c.connect()
+        c.close()
+    except OSError as e:
+        sys.exit(f"client.py: cannot connect to {target.where}: {e}")
     results = []
     for c in counts:
         run_id = f"{os.getpid():x}{int(time.time()) % 100000:x}c{c}"

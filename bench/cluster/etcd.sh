@@ -80,7 +80,7 @@ for s in json.load(sys.stdin):
 version=$(etcd --version | awk '/etcd Version/{print $3}')
 echo "etcd.sh: etcd $version, 3 members, data in $work ($(df --output=source,fstype "$work" | tail -1 | xargs)), leader $leader" >&2
 if [[ -n ${OUT:-} ]]; then
-    echo "etcd $version; leader $leader; data $work ($(df --output=source,fstype "$work" | tail -1 | xargs))" >"$OUT.meta"
+    echo "etcd $version, leader $leader, data $work ($(df --output=source,fstype "$work" | tail -1 | xargs))" >"$OUT.meta"
 fi
 
 python3 "$here/client.py" --etcd "$leader" --clients "$CLIENTS" --duration "$secs" --warmup "$WARMUP" \
