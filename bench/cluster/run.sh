@@ -74,7 +74,8 @@ table=$(python3 "$here/report.py" "$tmp/lockbox.jsonl" "$tmp/etcd.jsonl")
     echo "Raw client.py output (one JSON line per run):"
     echo
     echo '```'
-    cat "$tmp/etcd.jsonl" "$tmp/lockbox.jsonl" 2>/dev/null
+    cat "$tmp/etcd.jsonl"
+    [[ ! -f $tmp/lockbox.jsonl ]] || cat "$tmp/lockbox.jsonl"
     echo '```'
 } >"$here/RESULTS.md"
 echo >&2
