@@ -601,3 +601,129 @@ fn a_horizon_bounds_when_an_unknown_operation_may_take_effect() {
     ];
     assert!(check_h(&lost_delete).is_ok());
 }
+
+/// The definition, by brute force: some order of all answered operations and some of the
+/// unanswered ones, in which nothing comes before an answered operation that returned before
+/// it was called, is a legal run of the model. With a horizon, an unanswered operation also
+/// counts as returned that long after its call.
+fn brute_force(
+    ops: &[Op],
+    horizon: Option<u64>,
+    placed: &mut Vec<bool>,
+    state: SecretState,
+) -> bool {
+    use lockbox_linearize::Model as _;
+    let open = |i: usize| !placed[i] && ops[i].output.is_some();
+    if !(0..ops.len()).any(open) {
+        return true;
+    }
+    let first_return = (0..ops.len())
+        .filter(|&i| open(i))
+        .map(|i| ops[i].ret)
+        .min();
+    let first_return = first_return.unwrap_or(u64::MAX);
+    let last_call = (0..ops.len())
+        .filter(|&i| placed[i])
+        .map(|i| ops[i].call)
+        .max();
+    for i in 0..ops.len() {
+        if placed[i] || ops[i].call > first_return {
+            continue;
+        }
+        if let (None, Some(h), Some(last)) = (&ops[i].output, horizon, last_call)
+            && ops[i].call + h < last
+        {
+            continue;
+        }
+        let next = match &ops[i].output {
+            Some(out) => SecretsModel::step(&state, &ops[i].input, out),
+            None => SecretsModel::step_unknown(&state, &ops[i].input),
+        };
+        if let Some(next) = next {
+            placed[i] = true;
+            let ok = brute_force(ops, horizon, placed, next);
+            placed[i] = false;
+            if ok {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+fn small_op() -> impl Strategy<Value = Op> {
+    let output = prop_oneof![
+        Just(None),
+        Just(Some(created())),
+        Just(Some(AlreadyExists)),
+        (1..4u64).prop_map(|version| Some(Rotated { version })),
+        (1..4u64, 0..4u64).prop_map(|(v, x)| Some(value(v, x))),
+        Just(Some(NotFound)),
+        Just(Some(Deleted)),
+        Just(Some(Error)),
+    ];
+    let input = prop_oneof![
+        (1..4u64).prop_map(|value| Create { value }),
+        (1..4u64).prop_map(|value| Rotate { value }),
+        Just(Read),
+        Just(Delete),
+    ];
+    (input, output, 0..20u64, 0..10u64)
+        .prop_map(|(input, output, call, len)| op("a", input, call, output, call + len))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+    /// Random small histories, mostly not linearizable: the checker agrees with brute force.
+    #[test]
+    fn agrees_with_brute_force(
+        ops in prop::collection::vec(small_op(), 0..7),
+        horizon in prop::option::of(0..10u64),
+    ) {
+        let mut placed = vec![false; ops.len()];
+        let expected = brute_force(&ops, horizon, &mut placed, SecretState::Absent);
+        let options = CheckOptions { unknown_horizon: horizon, ..CheckOptions::default() };
+        let result = check_with::<SecretsModel>(&ops, &options);
+        prop_assert_eq!(result.is_ok(), expected, "{}", render(&ops, &result));
+        prop_assert!(result.is_ok() || result.is_illegal());
+    }
+}
+
+/// Small histories where when an unanswered create or delete took effect matters.
+fn horizon_op() -> impl Strategy<Value = Op> {
+    let create = (
+        1..3u64,
+        prop_oneof![3 => Just(None), 1 => Just(Some(created()))],
+    )
+        .prop_map(|(value, out)| (Create { value }, out));
+    let delete = prop_oneof![3 => Just(None), 1 => Just(Some(Deleted))].prop_map(|o| (Delete, o));
+    let read = prop_oneof![
+        (1..3u64).prop_map(|x| Some(value(1, x))),
+        Just(Some(NotFound))
+    ]
+    .prop_map(|o| (Read, o));
+    (
+        prop_oneof![1 => create, 1 => delete, 2 => read],
+        0..20u64,
+        0..4u64,
+    )
+        .prop_map(|((input, output), call, len)| op("a", input, call, output, call + len))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+    /// The same, where the horizon often decides.
+    #[test]
+    fn agrees_with_brute_force_on_horizons(
+        ops in prop::collection::vec(horizon_op(), 0..7),
+        horizon in prop::option::of(0..6u64),
+    ) {
+        let mut placed = vec![false; ops.len()];
+        let expected = brute_force(&ops, horizon, &mut placed, SecretState::Absent);
+        let options = CheckOptions { unknown_horizon: horizon, ..CheckOptions::default() };
+        let result = check_with::<SecretsModel>(&ops, &options);
+        prop_assert_eq!(result.is_ok(), expected, "{}", render(&ops, &result));
+    }
+}
