@@ -9,7 +9,8 @@ use crate::types::NodeId;
 #[non_exhaustive]
 pub enum ReplicationError {
     /// This node is not the leader; writes and linearizable reads must go to `leader_id`
-    /// (at `leader_addr`) when known. The cluster work turns this into forwarding.
+    /// (at `leader_addr`) when known. [`crate::Replica::propose_forwarded`] and
+    /// [`crate::Replica::linearizable_read`] do that forwarding themselves.
     #[error("this node is not the raft leader{}", match (.leader_id, .leader_addr) {
         (Some(id), Some(addr)) => format!("; forward to node {id} at {addr}"),
         (Some(id), None) => format!("; forward to node {id}"),

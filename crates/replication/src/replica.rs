@@ -835,7 +835,8 @@ impl Replica {
             .map(|id| id.index())
     }
 
-    /// The raft handle, for the cluster work (membership changes, the RPC server side).
+    /// The raft handle (metrics, tests); membership and the RPC server side have their own
+    /// calls ([`Replica::add_learner`], [`Replica::rpc_handler`]).
     pub fn raft(&self) -> &Raft {
         &self.raft
     }
