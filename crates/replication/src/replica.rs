@@ -464,6 +464,12 @@ impl Replica {
                                 }
                             }
                         }
+                        // Refused before any processing (the peer has no such route).
+                        Err(e @ crate::network::CallError::Status(..)) => {
+                            return Err(ReplicationError::Raft(format!(
+                                "leader {leader} at {addr}: {e}"
+                            )));
+                        }
                         Err(e) if e.not_sent() => {
                             last_problem = format!("leader {leader} at {addr}: {e}");
                         }
