@@ -194,7 +194,11 @@ pub(crate) fn router(d: Arc<Daemon>) -> Router {
                 |State(d): App, ConnectInfo(who): Who, body: Bytes| async move {
                     let req: UnlockRequest = parse_required(&body)
                         .map_err(|_| ApiError::bad_request("invalid key string"))?;
-                    d.unlock(&req.unlock_key, &Caller::uid(who.uid))?;
+                    if req.shares.is_empty() {
+                        d.unlock(&req.unlock_key, &Caller::uid(who.uid))?;
+                    } else {
+                        d.unlock_with_shares(&req.shares, &Caller::uid(who.uid))?;
+                    }
                     Ok::<_, ApiError>(ok_empty(StatusCode::OK))
                 },
             ),
@@ -263,7 +267,8 @@ pub(crate) fn router(d: Arc<Daemon>) -> Router {
         )
         .route("/events", get(events))
         .nest("/services", crate::services::routes())
-        .nest("/workloads", crate::workloads::routes());
+        .nest("/workloads", crate::workloads::routes())
+        .merge(crate::cluster::local_routes());
     Router::new()
         .route(
             "/_ping",

@@ -11,11 +11,14 @@
 //! method of [`ops::Daemon`], which the Docker-compatible API reuses.
 #![forbid(unsafe_code)]
 
+mod agent;
+mod cluster;
 mod docker;
 pub mod error;
 mod harden;
 mod http;
 mod listen;
+mod peers;
 pub mod ops;
 pub mod paths;
 mod serve;
