@@ -169,7 +169,7 @@ def main():
     g = ap.add_mutually_exclusive_group(required=True)
     g.add_argument("--etcd", metavar="URL", help="etcd client URL (the leader's), e.g. http://127.0.0.1:2379")
     g.add_argument("--lockbox-unix", metavar="SOCK", help="lockbox's Docker API socket (the leader's docker.sock)")
-    ap.add_argument("--etcd-path", default="/v3/kv/put", help="gateway path (etcd 3.4: /v3/kv/put; /v3beta/kv/put also served)")
+    ap.add_argument("--etcd-path", default="/v3/kv/put", help="gateway path (etcd 3.4: /v3/kv/put; /v3beta/kv/put is also served, /v3alpha is not)")
     ap.add_argument("--clients", default="1,64", help="comma-separated client counts, one run each (default 1,64)")
     ap.add_argument("--duration", type=float, default=10.0, help="recorded seconds per run (default 10)")
     ap.add_argument("--warmup", type=float, default=2.0, help="unrecorded seconds before each run (default 2)")
@@ -178,6 +178,12 @@ def main():
 
     target = Etcd(a.etcd, a.etcd_path) if a.etcd else Lockbox(a.lockbox_unix)
     counts = [int(c) for c in a.clients.split(",") if c.strip()]
+    try:  # fail fast on a wrong address rather than spin on connection errors
+        c = target.connect()
+        c.connect()
+        c.close()
+    except OSError as e:
+        sys.exit(f"client.py: cannot connect to {target.where}: {e}")
     results = []
     for c in counts:
         run_id = f"{os.getpid():x}{int(time.time()) % 100000:x}c{c}"

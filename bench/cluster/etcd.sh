@@ -80,14 +80,20 @@ for s in json.load(sys.stdin):
 version=$(etcd --version | awk '/etcd Version/{print $3}')
 echo "etcd.sh: etcd $version, 3 members, data in $work ($(df --output=source,fstype "$work" | tail -1 | xargs)), leader $leader" >&2
 if [[ -n ${OUT:-} ]]; then
-    echo "etcd $version; leader $leader; data $work ($(df --output=source,fstype "$work" | tail -1 | xargs))" >"$OUT.meta"
+    echo "etcd $version, leader $leader, data $work ($(df --output=source,fstype "$work" | tail -1 | xargs))" >"$OUT.meta"
 fi
 
 python3 "$here/client.py" --etcd "$leader" --clients "$CLIENTS" --duration "$secs" --warmup "$WARMUP" \
     ${OUT:+--out "$OUT"}
 
 # Sanity: the keys are really there (every recorded write, plus the warm-up's).
-stored=$(etcdctl --endpoints="$leader" get --prefix bench/ --count-only -w json |
-    python3 -c 'import json,sys; print(json.load(sys.stdin).get("count", 0))')
+stored=$(python3 - "$leader" <<'PY'
+import base64, json, sys, urllib.request
+b = lambda s: base64.b64encode(s.encode()).decode()
+req = {"key": b("bench/"), "range_end": b("bench0"), "count_only": True}
+r = urllib.request.urlopen(sys.argv[1] + "/v3/kv/range", json.dumps(req).encode())
+print(json.load(r).get("count", 0))
+PY
+)
 echo "etcd.sh: $stored keys under bench/ after the runs" >&2
 [[ -z ${OUT:-} ]] || echo "keys stored under bench/ after the runs: $stored" >>"$OUT.meta"

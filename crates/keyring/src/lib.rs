@@ -19,6 +19,8 @@ mod aead;
 mod ring;
 mod unlock;
 
+pub mod shamir;
+
 pub use aead::{KeyringError, Sealed};
 pub use ring::{Kek, KeyMode, KeyRing, RingFile};
 pub use unlock::UnlockKey;

@@ -2,6 +2,8 @@
 use lockbox_keyring::{KeyMode, KeyRing, KeyringError, RingFile, Sealed, UnlockKey};
 use proptest::prelude::*;
 
+mod shamir;
+
 #[test]
 fn seal_open_round_trip_and_binding() {
     let ring = KeyRing::generate().unwrap();

@@ -22,10 +22,24 @@ pub enum ReplicationError {
         leader_addr: Option<String>,
     },
 
-    /// The proposal's log entry was discarded when another leader took over; it may or may
-    /// not have been committed. Retrying is only safe if the command is idempotent.
-    #[error("proposal outcome unknown: its log entry was discarded on a leader change")]
+    /// The proposal may or may not have been committed: its log entry was discarded when
+    /// another leader took over, or a leader appended it but no quorum confirmed it within
+    /// `write_timeout`, or the connection to the leader broke after it was sent. Retrying is
+    /// only safe if the command is idempotent.
+    #[error(
+        "proposal outcome unknown: it was not confirmed (leader change, lost quorum or a broken connection to the leader) and may or may not have been committed"
+    )]
     OutcomeUnknown,
+
+    /// The leader committed the entry at `index`, but this node did not apply it in time,
+    /// so a read here may not see it yet. The write itself succeeded: do not retry it.
+    #[error("committed at index {index}, but not yet applied on this node: {reason}")]
+    NotApplied {
+        /// The entry's log index.
+        index: u64,
+        /// Why the wait ended.
+        reason: String,
+    },
 
     /// No quorum answered (a linearizable read or a write could not be confirmed).
     #[error("no raft quorum is reachable: {0}")]

@@ -50,8 +50,14 @@
 mod error;
 pub mod network;
 mod replica;
+pub mod rpc;
 pub mod storage;
 pub mod types;
 
 pub use error::ReplicationError;
-pub use replica::{DEFAULT_NODE_ID, Replica, ReplicaConfig, SHUTDOWN_CLOSE_TIMEOUT};
+pub use network::{Dialer, NoDialer, TcpDialer};
+pub use replica::{
+    Bootstrap, DEFAULT_NODE_ID, Member, NodeState, Replica, ReplicaConfig, SHUTDOWN_CLOSE_TIMEOUT,
+    Status,
+};
+pub use rpc::{RpcHandler, serve_plain_tcp, serve_rpc};

@@ -1,7 +1,8 @@
 //! [`Replica`]: one node's raft instance over one redb file.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
+use std::future::Future;
 use std::io;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
@@ -12,11 +13,12 @@ use std::time::Duration;
 use lockbox_store::{Command, Response, Store};
 use openraft::async_runtime::WatchReceiver;
 use openraft::errors::{ClientWriteError, Fatal, LinearizableReadError, RaftError};
-use openraft::{LogIdOptionExt, ReadPolicy, ServerState, SnapshotPolicy};
+use openraft::{ChangeMembers, LogIdOptionExt, ReadPolicy, ServerState, SnapshotPolicy};
 use redb::{Database, DatabaseError, Durability, ReadableDatabase, StorageError};
 
 use crate::error::ReplicationError;
-use crate::network::NoNetwork;
+use crate::network::{Dialer, Forwarder, Network, NoDialer, Pool};
+use crate::rpc::RpcHandler;
 use crate::storage::{self, LogStore, StateMachine};
 use crate::types::{Node, NodeId, Proposal, Raft, TypeConfig};
 
@@ -69,6 +71,25 @@ pub struct ReplicaConfig {
     /// of a crashed file looks the same as a torn commit. Set this to `false` to refuse such a
     /// file instead ([`ReplicationError::Corrupt`]) and inspect it by hand.
     pub allow_torn_commit_rollback: bool,
+    /// What a *new* store file starts as (an existing file ignores this: it resumes).
+    pub bootstrap: Bootstrap,
+    /// How long a write ([`Replica::propose_forwarded`], and a proposal forwarded to this
+    /// node as leader) and a [`Replica::linearizable_read`] may take before failing with
+    /// [`ReplicationError::NoQuorum`] (nothing written) or [`ReplicationError::OutcomeUnknown`]
+    /// (proposed, not confirmed). Membership changes get `ready_timeout`.
+    pub write_timeout: Duration,
+}
+
+/// How a new store file joins raft.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Bootstrap {
+    /// Initialize a one-voter cluster of this node (single-node mode, and the first manager
+    /// of a cluster: it adds the others with [`Replica::add_learner`] and [`Replica::promote`]).
+    #[default]
+    SingleVoter,
+    /// Do not initialize: this node waits (as a learner with an empty log) until a leader
+    /// adds it and replicates the log or a snapshot to it.
+    Join,
 }
 
 impl Default for ReplicaConfig {
@@ -84,6 +105,8 @@ impl Default for ReplicaConfig {
             logs_to_keep_after_snapshot: 128,
             ready_timeout: Duration::from_secs(10),
             allow_torn_commit_rollback: true,
+            bootstrap: Bootstrap::SingleVoter,
+            write_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -118,6 +141,55 @@ impl ReplicaConfig {
     }
 }
 
+/// A node of the membership ([`Replica::members`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    /// Its raft id.
+    pub id: NodeId,
+    /// The address it advertises.
+    pub addr: String,
+    /// True for a voter, false for a learner.
+    pub voter: bool,
+}
+
+/// A node's raft role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeState {
+    /// Accepts writes.
+    Leader,
+    /// A voter following a leader.
+    Follower,
+    /// A voter running an election.
+    Candidate,
+    /// Receives the log, does not vote (also a [`Bootstrap::Join`] node not added yet).
+    Learner,
+    /// Stopped.
+    Shutdown,
+}
+
+/// One node's view of the cluster ([`Replica::status`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Status {
+    /// This node's id.
+    pub node_id: NodeId,
+    /// Its role.
+    pub state: NodeState,
+    /// The raft term it is in.
+    pub term: u64,
+    /// The index of its last log entry.
+    pub last_log_index: Option<u64>,
+    /// The index of the last entry applied to its store.
+    pub applied: Option<u64>,
+    /// The leader it knows of.
+    pub leader: Option<NodeId>,
+    /// That leader's address.
+    pub leader_addr: Option<String>,
+    /// The voters of the latest membership it knows.
+    pub voters: Vec<NodeId>,
+    /// The learners of that membership.
+    pub learners: Vec<NodeId>,
+}
+
 /// One node's replica of the store: the raft log, the vote and the store's tables in one redb
 /// file, driven by openraft. In single-node mode it is a one-voter cluster that is always its
 /// own leader.
@@ -129,6 +201,12 @@ pub struct Replica {
     db: Arc<Database>,
     path: PathBuf,
     node_id: NodeId,
+    /// What the RPC handler shares with the replica (the leader-side propose and read index).
+    shared: Arc<Shared>,
+    /// Calls to the leader for forwarded proposals and read indexes.
+    forwarder: Arc<dyn Forwarder>,
+    /// Bound on membership changes and on waiting for a learner to catch up.
+    ready_timeout: Duration,
     /// Whether the open had redb roll back a torn (in-flight) commit after a crash.
     rolled_back_torn_commit: bool,
     /// Set by [`Replica::shutdown`] so that `Drop` does not stop raft a second time.
@@ -176,6 +254,22 @@ impl Replica {
     /// Must run inside a Tokio runtime: openraft spawns its core, state-machine and tick tasks
     /// on it. The open reads the whole file once (redb's integrity check).
     pub async fn open(path: &Path, cfg: ReplicaConfig) -> Result<Replica, ReplicationError> {
+        Self::open_with(path, cfg, NoDialer).await
+    }
+
+    /// [`Replica::open`] with a raft transport: peers are reached through `dialer` (the
+    /// daemon's mTLS dialer; [`crate::network::TcpDialer`] in tests), and this node answers
+    /// them once its [`Replica::rpc_handler`] is mounted in a server.
+    ///
+    /// A new file starts as `cfg.bootstrap` says: a one-voter cluster (and this returns once
+    /// it is leader), or [`Bootstrap::Join`]: uninitialized, waiting to be added by a leader
+    /// (this returns at once). An existing file resumes; if its membership has other voters,
+    /// this returns without waiting for an election.
+    pub async fn open_with<D: Dialer>(
+        path: &Path,
+        cfg: ReplicaConfig,
+        dialer: D,
+    ) -> Result<Replica, ReplicationError> {
         let raft_config = Arc::new(cfg.raft_config()?);
         let (db, rolled_back_torn_commit) = open_database(path, cfg.allow_torn_commit_rollback)?;
         let db = Arc::new(db);
@@ -206,17 +300,26 @@ impl Replica {
         let raft = Raft::new(
             cfg.node_id,
             raft_config,
-            NoNetwork,
+            Network::new(cfg.node_id, dialer.clone()),
             LogStore::new(db.clone()),
             StateMachine::new(db.clone()),
         )
         .await
         .map_err(fatal)?;
+        let shared = Arc::new(Shared {
+            raft: raft.clone(),
+            node_id: cfg.node_id,
+            write_timeout: cfg.write_timeout,
+            stale_after: cfg.election_timeout_max * 2,
+        });
         let replica = Replica {
             raft,
             db,
             path: path.to_path_buf(),
             node_id: cfg.node_id,
+            shared,
+            forwarder: Pool::new(cfg.node_id, dialer),
+            ready_timeout: cfg.ready_timeout,
             rolled_back_torn_commit,
             shut_down: false,
         };
@@ -233,7 +336,10 @@ impl Replica {
 
     async fn start(&self, cfg: &ReplicaConfig) -> Result<(), ReplicationError> {
         let initialized = self.raft.is_initialized().await.map_err(fatal)?;
-        if !initialized {
+        if !initialized && cfg.bootstrap == Bootstrap::Join {
+            tracing::info!(path = %self.path.display(), node_id = cfg.node_id, "waiting to be added to a raft cluster");
+            return Ok(());
+        } else if !initialized {
             let members = BTreeMap::from([(cfg.node_id, Node::new(&cfg.advertise_addr))]);
             tracing::info!(path = %self.path.display(), node_id = cfg.node_id, "initializing a one-voter raft cluster");
             self.raft
@@ -241,11 +347,11 @@ impl Replica {
                 .await
                 .map_err(|e| ReplicationError::Raft(format!("cannot initialize: {e}")))?;
         } else if !self.is_sole_voter() {
-            // A cluster member: leadership comes from an election among peers, which needs
-            // the transport the cluster work adds. Nothing to wait for here.
-            tracing::warn!(
+            // A cluster member: leadership comes from an election among peers, which may
+            // take a while (or need a quorum that is not up yet). Nothing to wait for here.
+            tracing::info!(
                 path = %self.path.display(),
-                "membership has other voters; not waiting for leadership"
+                "membership has other voters (or this node is a learner); not waiting for leadership"
             );
             return Ok(());
         } else {
@@ -278,6 +384,357 @@ impl Replica {
         let metrics = metrics.borrow_watched();
         let voters: Vec<NodeId> = metrics.membership_config.voter_ids().collect();
         voters == [self.node_id]
+    }
+
+    /// A handle for the raft RPC server side ([`crate::rpc::serve_rpc`],
+    /// [`crate::rpc::serve_plain_tcp`]).
+    pub fn rpc_handler(&self) -> RpcHandler {
+        RpcHandler {
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// Proposes `cmd` wherever this node is: on the leader it is [`Replica::propose`] bounded
+    /// by `write_timeout`; on a follower or learner the command is sent to the leader
+    /// (`/raft/propose`), and once the leader answers this waits until this node has applied
+    /// that entry too, so a read here right after sees the write.
+    ///
+    /// Fails within about `write_timeout` with [`ReplicationError::NoQuorum`] when no leader
+    /// with a quorum can be reached (nothing was written: retrying is safe), or
+    /// [`ReplicationError::OutcomeUnknown`] when the command was handed to a leader that
+    /// did not confirm it in time (it may still commit).
+    pub async fn propose_forwarded(&self, cmd: Command) -> Result<Response, ReplicationError> {
+        self.propose_forwarded_indexed(cmd).await.map(|(_, r)| r)
+    }
+
+    /// [`Replica::propose_forwarded`], also returning the log index of the entry.
+    pub async fn propose_forwarded_indexed(
+        &self,
+        cmd: Command,
+    ) -> Result<(u64, Response), ReplicationError> {
+        let started = tokio::time::Instant::now();
+        let deadline = started + self.shared.write_timeout;
+        let body = crate::network::encode_request(&cmd);
+        let mut last_problem = "no leader is known".to_string();
+        loop {
+            let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if remaining.is_zero() {
+                return Err(ReplicationError::NoQuorum(format!(
+                    "no leader accepted the write within {} ms ({last_problem})",
+                    self.shared.write_timeout.as_millis()
+                )));
+            }
+            match self.leader() {
+                Some((leader, _)) if leader == self.node_id => {
+                    match self.shared.propose_local(cmd.clone(), remaining).await {
+                        // Lost leadership before appending: find the new leader.
+                        Err(ReplicationError::NotLeader { .. }) => {
+                            last_problem = "leadership moved".to_string();
+                        }
+                        other => return other,
+                    }
+                }
+                Some((leader, addr)) => {
+                    match self
+                        .forwarder
+                        .call(
+                            leader,
+                            &addr,
+                            crate::rpc::PATH_PROPOSE,
+                            body.clone(),
+                            remaining,
+                        )
+                        .await
+                    {
+                        Ok(bytes) => {
+                            match crate::network::decode_answer::<(u64, Response)>(&bytes) {
+                                Ok(Ok((index, response))) => {
+                                    self.wait_applied(index, started).await?;
+                                    return Ok((index, response));
+                                }
+                                // The leader had stepped down before appending: retry.
+                                Ok(Err(crate::rpc::WireError::NotLeader { .. })) => {
+                                    last_problem = format!("node {leader} is no longer the leader");
+                                }
+                                Ok(Err(e)) => return Err(e.into()),
+                                Err(e) => {
+                                    return Err(ReplicationError::Raft(format!(
+                                        "leader {leader} at {addr}: {e}"
+                                    )));
+                                }
+                            }
+                        }
+                        Err(e) if e.not_sent() => {
+                            last_problem = format!("leader {leader} at {addr}: {e}");
+                        }
+                        Err(e) => {
+                            tracing::warn!(leader, %addr, error = %e, "forwarded proposal failed after it may have been sent");
+                            return Err(ReplicationError::OutcomeUnknown);
+                        }
+                    }
+                }
+                None => {}
+            }
+            let pause = Duration::from_millis(50).min(remaining);
+            tokio::time::sleep(pause).await;
+        }
+    }
+
+    /// Makes the next read through [`Replica::db`] linearizable, on any node: the leader
+    /// confirms its leadership with a quorum (read index); a follower or learner asks the
+    /// leader for that index (`/raft/read-index`) and waits until it has applied it. Returns
+    /// the read index.
+    ///
+    /// Fails with [`ReplicationError::NoQuorum`] within about `write_timeout` when no leader
+    /// with a quorum can be reached.
+    pub async fn linearizable_read(&self) -> Result<u64, ReplicationError> {
+        let started = tokio::time::Instant::now();
+        let deadline = started + self.shared.write_timeout;
+        let body = crate::network::encode_request(&());
+        let mut last_problem = "no leader is known".to_string();
+        loop {
+            let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if remaining.is_zero() {
+                return Err(ReplicationError::NoQuorum(format!(
+                    "no leader confirmed a read index within {} ms ({last_problem})",
+                    self.shared.write_timeout.as_millis()
+                )));
+            }
+            match self.leader() {
+                Some((leader, _)) if leader == self.node_id => {
+                    match self.shared.read_index_local(remaining).await {
+                        Ok(index) => {
+                            self.wait_applied(index, started).await?;
+                            return Ok(index);
+                        }
+                        Err(e @ ReplicationError::Fatal(_)) => return Err(e),
+                        Err(e) => last_problem = e.to_string(),
+                    }
+                }
+                Some((leader, addr)) => {
+                    match self
+                        .forwarder
+                        .call(
+                            leader,
+                            &addr,
+                            crate::rpc::PATH_READ_INDEX,
+                            body.clone(),
+                            remaining,
+                        )
+                        .await
+                    {
+                        Ok(bytes) => match crate::network::decode_answer::<u64>(&bytes) {
+                            Ok(Ok(index)) => {
+                                self.wait_applied(index, started).await?;
+                                return Ok(index);
+                            }
+                            Ok(Err(e)) => last_problem = format!("leader {leader}: {e}"),
+                            Err(e) => last_problem = format!("leader {leader}: {e}"),
+                        },
+                        // Reads are idempotent: every failure is worth a retry.
+                        Err(e) => last_problem = format!("leader {leader} at {addr}: {e}"),
+                    }
+                }
+                None => {}
+            }
+            let pause = Duration::from_millis(50).min(remaining);
+            tokio::time::sleep(pause).await;
+        }
+    }
+
+    /// Waits until this node has applied `index` (an entry the leader committed).
+    async fn wait_applied(
+        &self,
+        index: u64,
+        started: tokio::time::Instant,
+    ) -> Result<(), ReplicationError> {
+        // Committed entries reach a healthy follower within a heartbeat; allow the rest of
+        // the write budget plus `ready_timeout` for a loaded machine.
+        let budget =
+            (self.shared.write_timeout + self.ready_timeout).saturating_sub(started.elapsed());
+        self.raft
+            .wait(Some(budget))
+            .applied_index_at_least(Some(index), "apply what the leader committed")
+            .await
+            .map(|_| ())
+            .map_err(|e| ReplicationError::NotApplied {
+                index,
+                reason: e.to_string(),
+            })
+    }
+
+    /// The current leader and its advertised address, as this node knows them.
+    pub fn leader(&self) -> Option<(NodeId, String)> {
+        let metrics = self.raft.metrics();
+        let metrics = metrics.borrow_watched();
+        let leader = metrics.current_leader?;
+        let addr = metrics
+            .membership_config
+            .get_node(&leader)
+            .map(|n| n.addr.clone())
+            .unwrap_or_default();
+        Some((leader, addr))
+    }
+
+    /// Every node in the (latest known) membership, voters and learners, by id.
+    pub fn members(&self) -> Vec<Member> {
+        let metrics = self.raft.metrics();
+        let metrics = metrics.borrow_watched();
+        let membership = &metrics.membership_config;
+        let voters: Vec<NodeId> = membership.voter_ids().collect();
+        let mut members: Vec<Member> = membership
+            .nodes()
+            .map(|(id, node)| Member {
+                id: *id,
+                addr: node.addr.clone(),
+                voter: voters.contains(id),
+            })
+            .collect();
+        members.sort_by_key(|m| m.id);
+        members
+    }
+
+    /// This node's view of the cluster, for `lockbox node ls` and `info`.
+    pub fn status(&self) -> Status {
+        let metrics = self.raft.metrics();
+        let metrics = metrics.borrow_watched();
+        let membership = &metrics.membership_config;
+        let leader = metrics.current_leader;
+        Status {
+            node_id: self.node_id,
+            state: match metrics.state {
+                ServerState::Leader => NodeState::Leader,
+                ServerState::Follower => NodeState::Follower,
+                ServerState::Candidate => NodeState::Candidate,
+                ServerState::Learner => NodeState::Learner,
+                ServerState::Shutdown => NodeState::Shutdown,
+            },
+            term: metrics.current_term,
+            last_log_index: metrics.last_log_index,
+            applied: metrics.last_applied.index(),
+            leader,
+            leader_addr: leader
+                .and_then(|l| membership.get_node(&l))
+                .map(|n| n.addr.clone()),
+            voters: membership.voter_ids().collect(),
+            learners: membership.membership().learner_ids().collect(),
+        }
+    }
+
+    /// Adds node `id` at `addr` as a learner (it receives the log but does not vote). With
+    /// `blocking`, waits (up to `ready_timeout`) until the leader sees it caught up, which
+    /// is when [`Replica::promote`] will not stall the cluster. Leader only
+    /// ([`ReplicationError::NotLeader`] otherwise). Re-adding a known node changes nothing
+    /// (not even its address: see [`Replica::set_node_addr`]).
+    pub async fn add_learner(
+        &self,
+        id: NodeId,
+        addr: &str,
+        blocking: bool,
+    ) -> Result<(), ReplicationError> {
+        self.membership_call(
+            "add a learner",
+            self.raft.add_learner(id, Node::new(addr), false),
+        )
+        .await?;
+        if !blocking {
+            return Ok(());
+        }
+        // Caught up: the leader has replicated (log or snapshot) up to its own last entry.
+        let timeout = self.ready_timeout;
+        self.raft
+            .wait(Some(timeout))
+            .metrics(
+                |m| {
+                    m.replication
+                        .as_ref()
+                        .and_then(|r| r.get(&id).cloned().flatten())
+                        .map(|matched| Some(matched.index()) >= m.last_log_index)
+                        .unwrap_or(false)
+                },
+                "the new learner catches up",
+            )
+            .await
+            .map(|_| ())
+            .map_err(|e| ReplicationError::NotReady {
+                timeout_ms: timeout.as_millis(),
+                reason: format!("node {id} was added as a learner but has not caught up: {e}"),
+            })
+    }
+
+    /// Makes learner `id` a voter (joint consensus, two log entries). Leader only.
+    pub async fn promote(&self, id: NodeId) -> Result<(), ReplicationError> {
+        let change = ChangeMembers::AddVoterIds(BTreeSet::from([id]));
+        self.membership_call("promote", self.raft.change_membership(change, true))
+            .await
+    }
+
+    /// Makes voter `id` a learner. Leader only.
+    pub async fn demote(&self, id: NodeId) -> Result<(), ReplicationError> {
+        let change = ChangeMembers::RemoveVoters(BTreeSet::from([id]));
+        self.membership_call("demote", self.raft.change_membership(change, true))
+            .await
+    }
+
+    /// Removes node `id` from the cluster (voter or learner). Leader only. A removed node
+    /// must not come back with its old file: give a returning machine a new id.
+    pub async fn remove_node(&self, id: NodeId) -> Result<(), ReplicationError> {
+        let is_voter = self.raft.voter_ids().any(|v| v == id);
+        if is_voter {
+            let change = ChangeMembers::RemoveVoters(BTreeSet::from([id]));
+            self.membership_call("remove a voter", self.raft.change_membership(change, false))
+                .await?;
+        }
+        if self.raft.learner_ids().any(|l| l == id) {
+            let change = ChangeMembers::RemoveNodes(BTreeSet::from([id]));
+            self.membership_call(
+                "remove a learner",
+                self.raft.change_membership(change, false),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Changes the address node `id` advertises in the membership (a membership entry with
+    /// openraft's `SetNodes`; `add_learner` never replaces a known node). Leader only.
+    ///
+    /// Only the address changes, never who votes, so it cannot split the cluster; point it
+    /// at the same machine (same store file), not at a different one.
+    pub async fn set_node_addr(&self, id: NodeId, addr: &str) -> Result<(), ReplicationError> {
+        let change = ChangeMembers::SetNodes(BTreeMap::from([(id, Node::new(addr))]));
+        self.membership_call(
+            "change a node's address",
+            self.raft.change_membership(change, false),
+        )
+        .await
+    }
+
+    /// [`Replica::set_node_addr`] for this node: how a single-node store (created with
+    /// address `"local"`) starts a cluster (`cluster init --advertise-addr`), after which
+    /// peers can reach it and it can add them.
+    pub async fn change_own_addr(&self, addr: &str) -> Result<(), ReplicationError> {
+        self.set_node_addr(self.node_id, addr).await
+    }
+
+    async fn membership_call(
+        &self,
+        what: &str,
+        call: impl Future<
+            Output = Result<
+                openraft::raft::ClientWriteResponse<TypeConfig>,
+                RaftError<TypeConfig, ClientWriteError<TypeConfig>>,
+            >,
+        >,
+    ) -> Result<(), ReplicationError> {
+        match tokio::time::timeout(self.ready_timeout, call).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(map_write_error(e)),
+            Err(_) => Err(ReplicationError::NoQuorum(format!(
+                "cannot {what}: not committed within {} ms (it may still commit; check `members`)",
+                self.ready_timeout.as_millis()
+            ))),
+        }
     }
 
     /// Proposes `cmd` and returns what the store answered once it is committed (durable in a
@@ -313,18 +770,7 @@ impl Replica {
             .ensure_linearizable(ReadPolicy::ReadIndex)
             .await
             .map(|_| ())
-            .map_err(|e| match e {
-                RaftError::APIError(LinearizableReadError::ForwardToLeader(f)) => {
-                    ReplicationError::NotLeader {
-                        leader_id: f.leader_id,
-                        leader_addr: f.leader_node.map(|n| n.addr),
-                    }
-                }
-                RaftError::APIError(LinearizableReadError::QuorumNotEnough(q)) => {
-                    ReplicationError::NoQuorum(q.to_string())
-                }
-                RaftError::Fatal(f) => fatal(f),
-            })
+            .map_err(map_read_error)
     }
 
     /// The redb database holding the store's tables. Read with `begin_read()`; never write
@@ -441,6 +887,143 @@ impl Replica {
             path: self.path.clone(),
             source: io::Error::other(e.to_string()),
         }
+    }
+}
+
+/// What a [`Replica`] and its [`RpcHandler`] share: the leader's side of proposals and
+/// read indexes.
+pub(crate) struct Shared {
+    pub(crate) raft: Raft,
+    pub(crate) node_id: NodeId,
+    pub(crate) write_timeout: Duration,
+    /// A leader that has not heard from a quorum for this long refuses writes at once
+    /// (twice the longest election timeout: by then the others have elected a new leader).
+    stale_after: Duration,
+}
+
+impl Shared {
+    fn not_leader(&self) -> ReplicationError {
+        let metrics = self.raft.metrics();
+        let metrics = metrics.borrow_watched();
+        let leader_id = metrics.current_leader;
+        ReplicationError::NotLeader {
+            leader_id,
+            leader_addr: leader_id
+                .and_then(|l| metrics.membership_config.get_node(&l))
+                .map(|n| n.addr.clone()),
+        }
+    }
+
+    /// `Err(NoQuorum)` if this leader has not heard from a quorum lately; `Ok(true)` if it is
+    /// its own quorum (sole voter).
+    fn check_quorum(&self) -> Result<bool, ReplicationError> {
+        let metrics = self.raft.metrics();
+        let metrics = metrics.borrow_watched();
+        let voters: Vec<NodeId> = metrics.membership_config.voter_ids().collect();
+        if voters == [self.node_id] {
+            return Ok(true);
+        }
+        let fresh = |t: &openraft::alias::SerdeInstantOf<TypeConfig>| {
+            openraft::Instant::elapsed(&**t) < self.stale_after
+        };
+        if metrics.last_quorum_acked.as_ref().is_some_and(fresh) {
+            return Ok(false);
+        }
+        let answered = 1 + metrics.heartbeat.as_ref().map_or(0, |hb| {
+            hb.iter()
+                .filter(|(id, acked)| {
+                    **id != self.node_id && voters.contains(id) && acked.as_ref().is_some_and(fresh)
+                })
+                .count()
+        });
+        Err(ReplicationError::NoQuorum(format!(
+            "leader {} heard from {answered} of {} voters (itself included) in the last {} ms; a majority is needed",
+            self.node_id,
+            voters.len(),
+            self.stale_after.as_millis()
+        )))
+    }
+
+    /// A proposal on this node as leader, bounded by `timeout` unless it is a sole voter
+    /// (which cannot lose its quorum; only its disk can be slow).
+    pub(crate) async fn propose_local(
+        &self,
+        cmd: Command,
+        timeout: Duration,
+    ) -> Result<(u64, Response), ReplicationError> {
+        if !self.raft.is_leader() {
+            return Err(self.not_leader());
+        }
+        let sole = self.check_quorum()?;
+        let write = async {
+            let written = self
+                .raft
+                .client_write(Proposal(cmd))
+                .await
+                .map_err(map_write_error)?;
+            let index = written.log_id.index();
+            let response = written.data.ok_or_else(|| {
+                ReplicationError::Raft(format!(
+                    "entry {index} was applied without a store response"
+                ))
+            })?;
+            Ok((index, response))
+        };
+        if sole {
+            return write.await;
+        }
+        match tokio::time::timeout(timeout, write).await {
+            Ok(result) => result,
+            // Appended here, not confirmed by a quorum: it may commit later or be
+            // overwritten by another leader.
+            Err(_) => {
+                tracing::warn!(
+                    timeout_ms = timeout.as_millis(),
+                    "proposal not committed in time; its outcome is unknown"
+                );
+                Err(ReplicationError::OutcomeUnknown)
+            }
+        }
+    }
+
+    /// The read index on this node as leader: leadership confirmed with a quorum.
+    pub(crate) async fn read_index_local(
+        &self,
+        timeout: Duration,
+    ) -> Result<u64, ReplicationError> {
+        if !self.raft.is_leader() {
+            return Err(self.not_leader());
+        }
+        self.check_quorum()?;
+        match tokio::time::timeout(
+            timeout,
+            self.raft.get_read_linearizer(ReadPolicy::ReadIndex),
+        )
+        .await
+        {
+            Ok(Ok(linearizer)) => Ok(linearizer.read_log_id().index()),
+            Ok(Err(e)) => Err(map_read_error(e)),
+            Err(_) => Err(ReplicationError::NoQuorum(format!(
+                "leader {} could not confirm its leadership with a quorum within {} ms",
+                self.node_id,
+                timeout.as_millis()
+            ))),
+        }
+    }
+}
+
+fn map_read_error(e: RaftError<TypeConfig, LinearizableReadError<TypeConfig>>) -> ReplicationError {
+    match e {
+        RaftError::APIError(LinearizableReadError::ForwardToLeader(f)) => {
+            ReplicationError::NotLeader {
+                leader_id: f.leader_id,
+                leader_addr: f.leader_node.map(|n| n.addr),
+            }
+        }
+        RaftError::APIError(LinearizableReadError::QuorumNotEnough(q)) => {
+            ReplicationError::NoQuorum(q.to_string())
+        }
+        RaftError::Fatal(f) => fatal(f),
     }
 }
 
