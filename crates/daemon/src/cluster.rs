@@ -58,7 +58,7 @@ use crate::peers::{self, NodePeer, Tls, TlsDialer, TlsState};
 type Result<T, E = ApiError> = std::result::Result<T, E>;
 
 /// The default port of the node API (raft, join, agents).
-pub const DEFAULT_PORT: u16 = 4377;
+pub(crate) const DEFAULT_PORT: u16 = 4377;
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What a node remembers about its cluster membership (`cluster/node.json`).
@@ -1384,7 +1384,7 @@ async fn cluster_unlock_key(d: Arc<Daemon>, who: Peer, q: UnlockKeyQuery) -> Res
                     .detail("threshold", &k.to_string())
                     .detail("shares", &n.to_string()),
             )?;
-            Some(shares.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+            Some(shares.iter().map(|s| s.to_text().to_string()).collect::<Vec<_>>())
         }
         None => None,
     };
@@ -1546,7 +1546,6 @@ async fn watch(d: Arc<Daemon>) {
                 continue;
             }
         };
-        let mut metrics = store.replica.raft().metrics();
         if let Ok(Some(c)) = store.reader.cluster() {
             if c.unlock_version > seen_unlock_version {
                 if let Some(sealed) = &c.unlock_key
@@ -1572,11 +1571,8 @@ async fn watch(d: Arc<Daemon>) {
                 return;
             }
         }
+        store.replica.changed(Duration::from_secs(2)).await;
         drop(store);
-        tokio::select! {
-            _ = metrics.changed() => {}
-            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
-        }
     }
 }
 
@@ -1644,14 +1640,12 @@ impl Daemon {
     /// leader and cannot tell).
     fn peer_seen(&self, id: u64) -> bool {
         let Ok(store) = self.store() else { return false };
-        let metrics = store.replica.raft().metrics();
-        let m = metrics.borrow();
-        match &m.heartbeat {
-            Some(beats) => beats
-                .get(&id)
-                .and_then(|t| t.as_ref())
-                .is_some_and(|t| (**t).elapsed() < Duration::from_secs(5)),
-            None => true,
+        if !store.replica.is_leader() {
+            return true;
         }
+        store
+            .replica
+            .heartbeat_age(id)
+            .is_some_and(|age| age < Duration::from_secs(5))
     }
 }
