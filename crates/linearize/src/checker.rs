@@ -10,6 +10,7 @@ use crate::{Model, Operation};
 pub(crate) struct Budget {
     pub(crate) deadline: Option<Instant>,
     pub(crate) max_steps: Option<u64>,
+    pub(crate) unknown_horizon: Option<u64>,
 }
 
 /// The verdict on one partition; indices are into the whole history.
@@ -53,13 +54,14 @@ struct Events {
     prev: Vec<usize>,
     /// For each slot: the operation (local index) and whether it is the call.
     slot: Vec<(usize, bool)>,
-    /// For each operation: its call's slot and its return's (none if the outcome is unknown).
+    /// For each operation: its call's slot and its return's (none if the outcome is unknown
+    /// and there is no horizon).
     call: Vec<usize>,
     ret: Vec<usize>,
 }
 
 impl Events {
-    fn new<I, O>(ops: &[&Operation<I, O>]) -> Self {
+    fn new<I, O>(ops: &[&Operation<I, O>], unknown_horizon: Option<u64>) -> Self {
         // (time, is_return, op): at equal times calls come first, so operations that merely
         // touch count as concurrent.
         let mut ev: Vec<(u64, bool, usize)> = Vec::with_capacity(ops.len() * 2);
@@ -67,6 +69,8 @@ impl Events {
             ev.push((op.call, false, i));
             if op.output.is_some() {
                 ev.push((op.ret.max(op.call), true, i));
+            } else if let Some(h) = unknown_horizon {
+                ev.push((op.call.saturating_add(h), true, i));
             }
         }
         ev.sort_unstable();
@@ -136,11 +140,12 @@ pub(crate) fn check_part<M: Model>(
     budget: Budget,
 ) -> Outcome<M::State> {
     let ops: Vec<&Operation<M::Input, M::Output>> = part.iter().map(|&i| &all[i]).collect();
-    let mut events = Events::new(&ops);
+    let mut events = Events::new(&ops, budget.unknown_horizon);
     let mut known_left = ops.iter().filter(|op| op.output.is_some()).count();
     let mut state = M::init();
     let mut placed = Bitset::new(ops.len());
-    let mut stack: Vec<(usize, M::State)> = Vec::new();
+    // (operation, state before it, whether it was abandoned rather than placed)
+    let mut stack: Vec<(usize, M::State, bool)> = Vec::new();
     let mut seen: HashSet<(Vec<u64>, M::State)> = HashSet::new();
     let mut best: Option<Best<M::State>> = None;
     let mut steps: u64 = 0;
@@ -152,7 +157,7 @@ pub(crate) fn check_part<M: Model>(
         }
         steps += 1;
         if budget.max_steps.is_some_and(|m| steps > m)
-            || (steps % 1024 == 0 && budget.deadline.is_some_and(|d| Instant::now() >= d))
+            || (steps.is_multiple_of(1024) && budget.deadline.is_some_and(|d| Instant::now() >= d))
         {
             return Outcome::Timeout { steps };
         }
@@ -162,12 +167,14 @@ pub(crate) fn check_part<M: Model>(
             if is_call {
                 let next_state = match &ops[op].output {
                     Some(out) => M::step(&state, &ops[op].input, out),
-                    None => M::step_unknown(&state, &ops[op].input),
+                    // An unknown operation that would change nothing here need not be placed
+                    // here: leaving it pending keeps every option placing it would give.
+                    None => M::step_unknown(&state, &ops[op].input).filter(|s| *s != state),
                 };
                 if let Some(next_state) = next_state {
                     placed.set(op);
                     if seen.insert((placed.0.clone(), next_state.clone())) {
-                        stack.push((op, std::mem::replace(&mut state, next_state)));
+                        stack.push((op, std::mem::replace(&mut state, next_state), false));
                         events.lift(op);
                         if ops[op].output.is_some() {
                             known_left -= 1;
@@ -177,6 +184,15 @@ pub(crate) fn check_part<M: Model>(
                     }
                     placed.clear(op);
                 }
+                entry = events.next[entry];
+                continue;
+            }
+            if ops[op].output.is_none() {
+                // The horizon of an unknown operation that could not be placed before it: from
+                // here on it never took effect. (No choice is made, so backtracking goes past.)
+                placed.set(op);
+                stack.push((op, state.clone(), true));
+                events.lift(op);
                 entry = events.next[entry];
                 continue;
             }
@@ -194,15 +210,16 @@ pub(crate) fn check_part<M: Model>(
                 }
                 best = Some(Best {
                     depth: stack.len(),
-                    prefix: stack.iter().map(|&(o, _)| part[o]).collect(),
+                    prefix: stack.iter().filter(|e| !e.2).map(|e| part[e.0]).collect(),
                     state: state.clone(),
                     stuck: part[op],
                     candidates,
                 });
             }
         }
-        // Backtrack: undo the last placement and try the next candidate after it.
-        let Some((op, previous)) = stack.pop() else {
+        // Backtrack: undo the last placement (and the abandonments after it) and try the next
+        // candidate after it.
+        let Some((op, previous, abandoned)) = stack.pop() else {
             let best = best.expect("a partition with an operation left to place has a return");
             return Outcome::Illegal {
                 prefix: best.prefix,
@@ -217,7 +234,11 @@ pub(crate) fn check_part<M: Model>(
         if ops[op].output.is_some() {
             known_left += 1;
         }
-        entry = events.next[events.call[op]];
+        entry = if abandoned {
+            NIL
+        } else {
+            events.next[events.call[op]]
+        };
     }
 }
 
@@ -264,7 +285,7 @@ mod tests {
     fn events_sort_calls_before_returns_at_equal_times() {
         let ops = [op(Some(1), 0, Some(0), 5), op(None, 5, Some(1), 9)];
         let refs: Vec<_> = ops.iter().collect();
-        let ev = Events::new(&refs);
+        let ev = Events::new(&refs, None);
         let order: Vec<_> = (1..ev.slot.len()).map(|s| ev.slot[s]).collect();
         assert_eq!(order, [(0, true), (1, true), (0, false), (1, false)]);
     }
@@ -277,7 +298,7 @@ mod tests {
             op(None, 2, Some(1), 9),
         ];
         let refs: Vec<_> = ops.iter().collect();
-        let mut ev = Events::new(&refs);
+        let mut ev = Events::new(&refs, None);
         let (next, prev) = (ev.next.clone(), ev.prev.clone());
         ev.lift(0);
         ev.lift(1);
@@ -308,6 +329,7 @@ mod tests {
         let budget = Budget {
             deadline: None,
             max_steps: None,
+            unknown_horizon: None,
         };
         assert!(matches!(
             check_part::<Register>(&ok, &[0, 1, 2], budget),
@@ -347,6 +369,7 @@ mod tests {
         let budget = Budget {
             deadline: None,
             max_steps: Some(1),
+            unknown_horizon: None,
         };
         assert!(matches!(
             check_part::<Register>(&ops, &[0, 1], budget),

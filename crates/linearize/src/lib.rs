@@ -117,14 +117,24 @@ pub struct CheckOptions {
     pub timeout: Option<Duration>,
     /// Budget of search steps (one step: one candidate considered), per partition.
     pub max_steps: Option<u64>,
+    /// Assume an operation without an answer took effect, if at all, within this many
+    /// nanoseconds of its call (by default: at any time). Each such operation stays a candidate
+    /// for the rest of the history otherwise, and proving a violation means trying the subsets
+    /// of them — exponential once many time out on one key. With a horizon the search stays
+    /// small, but the check is only sound if the assumption holds: under Raft a proposal the
+    /// client gave up on can still commit whenever a later leader commits anything, so pick it
+    /// generously (client timeout + several election timeouts), or re-check a `Timeout` with
+    /// one.
+    pub unknown_horizon: Option<u64>,
 }
 
 impl Default for CheckOptions {
-    /// One minute, no step limit.
+    /// One minute, no step limit, no horizon.
     fn default() -> Self {
         Self {
             timeout: Some(Duration::from_secs(60)),
             max_steps: None,
+            unknown_horizon: None,
         }
     }
 }
@@ -198,6 +208,7 @@ pub fn check_with<M: Model>(
         let budget = checker::Budget {
             deadline,
             max_steps: options.max_steps,
+            unknown_horizon: options.unknown_horizon,
         };
         match checker::check_part::<M>(ops, &part, budget) {
             checker::Outcome::Ok => {}

@@ -63,7 +63,7 @@ pub fn render<I: Debug, O: Debug, S: Debug>(
             let _ = writeln!(s, "  state then: {:?}", v.state);
             let _ = writeln!(
                 s,
-                "could not place (it returned before anything left was called):"
+                "could not place (it had to come next: it returned before all operations left were called, but those tried below):"
             );
             let _ = writeln!(s, "  {}", line(ops, v.stuck));
             if !v.candidates.is_empty() {

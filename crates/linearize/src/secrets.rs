@@ -4,13 +4,19 @@ use serde::{Deserialize, Serialize};
 
 use crate::{Model, Operation};
 
-/// A request about one secret.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// A request about one secret. Its `Debug` is short, for reports: `"name" Op`.
+#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct SecretInput {
     /// The secret's name; the history is partitioned by it.
     pub name: String,
     /// What is asked.
     pub op: SecretOp,
+}
+
+impl std::fmt::Debug for SecretInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?} {:?}", self.name, self.op)
+    }
 }
 
 /// What is asked of a secret. Values are opaque `u64`s: a test should write unique ones

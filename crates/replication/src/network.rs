@@ -300,9 +300,13 @@ impl<D: Dialer> PeerClient<D> {
             .map_err(|e| self.rpc_error(e, action, timeout))?;
         match decode_answer::<Resp>(&bytes) {
             Ok(Ok(resp)) => Ok(resp),
-            Ok(Err(remote)) => Err(RPCError::Unreachable(
-                self.unreachable(&format!("remote raft refused: {remote}")),
-            )),
+            Ok(Err(remote)) => {
+                // The remote raft stopped: a restarted one may be behind a new connection.
+                self.conn.sender = None;
+                Err(RPCError::Unreachable(
+                    self.unreachable(&format!("remote raft refused: {remote}")),
+                ))
+            }
             Err(e) => Err(RPCError::Network(NetworkError::from_string(format!(
                 "node {} ({}): {e}",
                 self.conn.target, self.conn.addr

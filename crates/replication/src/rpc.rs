@@ -212,8 +212,9 @@ pub async fn serve_rpc(handler: &RpcHandler, path: &str, body: Bytes) -> Result<
     })
 }
 
-/// Serves raft RPCs over plain HTTP/1.1 on `listener` until the task is dropped (abort it to
-/// stop). No TLS, no authentication: for tests and benchmarks.
+/// Serves raft RPCs over plain HTTP/1.1 on `listener` until the future is dropped (abort
+/// its task to stop; that closes every connection it accepted too). No TLS, no
+/// authentication: for tests and benchmarks.
 pub async fn serve_plain_tcp(
     listener: tokio::net::TcpListener,
     handler: RpcHandler,
@@ -229,7 +230,12 @@ pub async fn serve_plain_tcp_with(
     accept: impl Fn(Option<NodeId>) -> bool + Send + Sync + 'static,
 ) -> std::io::Result<()> {
     let accept = Arc::new(accept);
+    // Dropping this future (aborting the task) drops the set, which aborts every
+    // connection: a stopped server leaves no connection answering for it.
+    let mut connections = tokio::task::JoinSet::new();
     loop {
+        // Reap finished connections so the set does not grow.
+        while connections.try_join_next().is_some() {}
         let (stream, _) = match listener.accept().await {
             Ok(conn) => conn,
             // Per-connection failures (the peer reset before accept, fd pressure): keep going.
@@ -242,7 +248,7 @@ pub async fn serve_plain_tcp_with(
         stream.set_nodelay(true).ok();
         let handler = handler.clone();
         let accept = accept.clone();
-        tokio::spawn(async move {
+        connections.spawn(async move {
             let service = service_fn(move |req: hyper::Request<Incoming>| {
                 let handler = handler.clone();
                 let accept = accept.clone();

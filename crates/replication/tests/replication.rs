@@ -20,6 +20,8 @@ use openraft::type_config::TypeConfigExt;
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 use tempfile::TempDir;
 
+mod cluster;
+
 /// The log table, as the storage module names it (read directly to check the purge).
 const LOG: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("replication.log");
 
