@@ -144,11 +144,19 @@ async fn follow(
     cluster: &crate::cluster::Cluster,
     addr: &str,
 ) -> Result<Promoted, String> {
-    let (status, mut body) =
-        peers::open_stream(cluster.tls.get().client.clone(), addr, "/agent/watch", Vec::new())
-            .await?;
+    let (status, mut body) = peers::open_stream(
+        cluster.tls.get().client.clone(),
+        addr,
+        "/agent/watch",
+        Vec::new(),
+    )
+    .await?;
     if status != 200 {
-        let bytes = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+        let bytes = body
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
         return Err(format!(
             "manager refused the watch ({status}): {}",
             String::from_utf8_lossy(&bytes).trim()
@@ -164,7 +172,9 @@ async fn follow(
             return Err("the manager ended the watch".into());
         };
         let frame = frame.map_err(|e| e.to_string())?;
-        let Some(data) = frame.data_ref() else { continue };
+        let Some(data) = frame.data_ref() else {
+            continue;
+        };
         buf.extend_from_slice(data);
         while let Some(pos) = buf.iter().position(|b| *b == b'\n') {
             let line: Vec<u8> = buf.drain(..=pos).collect();

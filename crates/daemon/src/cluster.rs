@@ -246,6 +246,7 @@ pub(crate) async fn activate(d: &Arc<Daemon>, cfg: NodeConfig, tls: TlsState) ->
     {
         old.stop();
     }
+    tokio::spawn(renewal(d.clone()));
     match role {
         NodeRole::Manager => drop(tokio::spawn(watch(d.clone()))),
         NodeRole::Worker => crate::agent::start(d.clone()),
@@ -276,13 +277,20 @@ impl Daemon {
         })
     }
 
-    fn open_cluster_secret(&self, sealed: &Sealed, object: &str, version: u64) -> Result<Zeroizing<Vec<u8>>> {
+    fn open_cluster_secret(
+        &self,
+        sealed: &Sealed,
+        object: &str,
+        version: u64,
+    ) -> Result<Zeroizing<Vec<u8>>> {
         let keys = self
             .keys
             .read()
             .map_err(|_| ApiError::internal("key state poisoned"))?;
         match &*keys {
-            Keys::Unlocked { ring, .. } => Ok(sealed.open(ring.get(sealed.kek_id)?, object, version)?),
+            Keys::Unlocked { ring, .. } => {
+                Ok(sealed.open(ring.get(sealed.kek_id)?, object, version)?)
+            }
             Keys::Locked { .. } => Err(ApiError::locked()),
         }
     }
@@ -303,7 +311,10 @@ impl Daemon {
         let store = self.store()?;
         match store.replica.leader() {
             Some((id, _)) if id == store.replica.node_id() => Ok(store),
-            Some((_, addr)) => Err(ApiError::new(421, format!("not the leader; the leader is at {addr}"))),
+            Some((_, addr)) => Err(ApiError::new(
+                421,
+                format!("not the leader; the leader is at {addr}"),
+            )),
             None => Err(ApiError::new(
                 503,
                 "the cluster has no leader right now (no quorum of managers?); try again",
@@ -357,7 +368,10 @@ fn hostname() -> String {
 }
 
 fn with_port(addr: &str) -> String {
-    if addr.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) {
+    if addr
+        .rsplit_once(':')
+        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+    {
         addr.to_string()
     } else {
         format!("{addr}:{DEFAULT_PORT}")
@@ -418,11 +432,21 @@ async fn init(d: Arc<Daemon>, who: Peer, body: Bytes) -> Result<Response> {
 
     let ca = ClusterCa::generate(&cluster_id).map_err(|e| ApiError::internal(e.to_string()))?;
     let key = NodeKey::generate().map_err(|e| ApiError::internal(e.to_string()))?;
-    let csr = key.csr_der().map_err(|e| ApiError::internal(e.to_string()))?;
+    let csr = key
+        .csr_der()
+        .map_err(|e| ApiError::internal(e.to_string()))?;
     let cert = ca
-        .issue(&csr, node_id, Role::Manager, &cluster_id, SystemTime::now(), validity)
+        .issue(
+            &csr,
+            node_id,
+            Role::Manager,
+            &cluster_id,
+            SystemTime::now(),
+            validity,
+        )
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let ident = PeerIdentity::from_cert_der(&cert).map_err(|e| ApiError::internal(e.to_string()))?;
+    let ident =
+        PeerIdentity::from_cert_der(&cert).map_err(|e| ApiError::internal(e.to_string()))?;
 
     // Autolock: the cluster's unlock key is this node's (made now if it has none).
     let shown_key = if req.autolock && !matches!(d.key_mode(), Some(KeyMode::Autolock)) {
@@ -473,9 +497,8 @@ async fn init(d: Arc<Daemon>, who: Peer, body: Bytes) -> Result<Response> {
         advertise_addr: advertise_addr.clone(),
         managers: vec![advertise_addr.clone()],
     };
-    let tls = TlsState::new(
-        tls_from(&key.key_der(), &cert, ca.cert_der()).map_err(ApiError::internal)?,
-    );
+    let tls =
+        TlsState::new(tls_from(&key.key_der(), &cert, ca.cert_der()).map_err(ApiError::internal)?);
     // Bind first: a port in use must fail before anything is committed.
     let probe = std::net::TcpListener::bind(&cfg.listen_addr).map_err(|e| {
         ApiError::bad_request(format!(
@@ -493,10 +516,7 @@ async fn init(d: Arc<Daemon>, who: Peer, body: Bytes) -> Result<Response> {
     // The single-node replica has no transport: reopen the same file on the cluster's.
     drop(store);
     reopen_store(&d, &cfg, &tls, Bootstrap::SingleVoter).await?;
-    d.store()?
-        .replica
-        .change_own_addr(&advertise_addr)
-        .await?;
+    d.store()?.replica.change_own_addr(&advertise_addr).await?;
     activate(&d, cfg, tls).await?;
     d.audit_event(
         Event::new("cluster-init", &caller.actor)
@@ -605,7 +625,10 @@ async fn call_leader(
         }
         return Ok((target, a));
     }
-    Err(ApiError::new(503, "the managers keep redirecting; no stable leader"))
+    Err(ApiError::new(
+        503,
+        "the managers keep redirecting; no stable leader",
+    ))
 }
 
 fn remote_error(a: &peers::Answer) -> ApiError {
@@ -619,12 +642,16 @@ async fn local_join(d: Arc<Daemon>, who: Peer, body: Bytes) -> Result<Response> 
         return Err(ApiError::bad_request(ALREADY_IN));
     }
     if req.remote_addr.is_empty() {
-        return Err(ApiError::bad_request("the address of a manager is required"));
+        return Err(ApiError::bad_request(
+            "the address of a manager is required",
+        ));
     }
     let token = JoinToken::from_str(req.token.trim())
         .map_err(|e| ApiError::bad_request(format!("invalid join token: {e}")))?;
     if let Ok(reader) = d.reader() {
-        let held = reader.count(Kind::Secret)? + reader.count(Kind::Config)? + reader.services()?.len() as u64;
+        let held = reader.count(Kind::Secret)?
+            + reader.count(Kind::Config)?
+            + reader.services()?.len() as u64;
         if held > 0 {
             return Err(ApiError::bad_request(format!(
                 "this node holds {held} secrets, configs or services of its own; joining a cluster replaces its store. Back them up ('lockbox backup') and start from an empty data directory, or remove them first"
@@ -635,12 +662,16 @@ async fn local_join(d: Arc<Daemon>, who: Peer, body: Bytes) -> Result<Response> 
     let remote = with_port(&req.remote_addr);
     // Bind first: a port in use must fail before the cluster records this node.
     let probe = std::net::TcpListener::bind(&listen_addr).map_err(|e| {
-        ApiError::bad_request(format!("cannot listen on {listen_addr} for cluster traffic: {e}"))
+        ApiError::bad_request(format!(
+            "cannot listen on {listen_addr} for cluster traffic: {e}"
+        ))
     })?;
     drop(probe);
 
     let key = NodeKey::generate().map_err(|e| ApiError::internal(e.to_string()))?;
-    let csr = key.csr_der().map_err(|e| ApiError::internal(e.to_string()))?;
+    let csr = key
+        .csr_der()
+        .map_err(|e| ApiError::internal(e.to_string()))?;
     let bootstrap = lockbox_cluster::tls::bootstrap_client_config(token.digest)
         .map_err(|e| ApiError::internal(e.to_string()))?;
     let ask = serde_json::to_vec(&JoinRequest {
@@ -659,7 +690,10 @@ async fn local_join(d: Arc<Daemon>, who: Peer, body: Bytes) -> Result<Response> 
     let cert = unb64(&joined.cert, "certificate")?;
     let ca = unb64(&joined.ca, "CA certificate")?;
     if lockbox_cluster::pki::cert_digest(&ca) != token.digest {
-        return Err(ApiError::new(502, "the manager sent a CA that does not match the join token"));
+        return Err(ApiError::new(
+            502,
+            "the manager sent a CA that does not match the join token",
+        ));
     }
     let cfg = NodeConfig {
         node_id: joined.node_id,
@@ -687,7 +721,13 @@ async fn local_join(d: Arc<Daemon>, who: Peer, body: Bytes) -> Result<Response> 
     }
     activate(&d, cfg.clone(), tls.clone()).await?;
 
-    let (_, answer) = call_leader(tls.get().client.clone(), &leader, "/cluster/admit", b"{}".to_vec()).await?;
+    let (_, answer) = call_leader(
+        tls.get().client.clone(),
+        &leader,
+        "/cluster/admit",
+        b"{}".to_vec(),
+    )
+    .await?;
     if answer.status != 200 {
         return Err(remote_error(&answer));
     }
@@ -701,7 +741,11 @@ async fn local_join(d: Arc<Daemon>, who: Peer, body: Bytes) -> Result<Response> 
             None => None,
         };
         RingFile::write(&d.ring_path, &ring, unlock.as_ref())?;
-        let mode = if unlock.is_some() { KeyMode::Autolock } else { KeyMode::File };
+        let mode = if unlock.is_some() {
+            KeyMode::Autolock
+        } else {
+            KeyMode::File
+        };
         if let Ok(mut keys) = d.keys.write() {
             *keys = Keys::Unlocked { ring, mode, unlock };
         }
@@ -724,7 +768,9 @@ async fn local_join(d: Arc<Daemon>, who: Peer, body: Bytes) -> Result<Response> 
 fn set_managers(d: &Daemon, managers: Vec<String>) {
     if let Some(c) = d.cluster() {
         let cfg = {
-            let Ok(mut cfg) = c.config.write() else { return };
+            let Ok(mut cfg) = c.config.write() else {
+                return;
+            };
             if cfg.managers == managers {
                 return;
             }
@@ -812,7 +858,8 @@ async fn join_request(
             Duration::from_secs(c.cert_validity_s),
         )
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let ident = PeerIdentity::from_cert_der(&cert).map_err(|e| ApiError::internal(e.to_string()))?;
+    let ident =
+        PeerIdentity::from_cert_der(&cert).map_err(|e| ApiError::internal(e.to_string()))?;
     let t = now_ns();
     d.propose(Command::PutNode {
         node: NodeRecord {
@@ -867,11 +914,17 @@ pub(crate) fn authorize(d: &Daemon, peer: &NodePeer, manager: bool) -> Result<Au
     };
     let refuse = |why: &str| {
         let _ = d.audit_event(
-            Event::new("node-refused", &format!("node:{}", node_id_text(id.node_id)))
-                .detail("reason", why)
-                .detail("peer", &peer.addr),
+            Event::new(
+                "node-refused",
+                &format!("node:{}", node_id_text(id.node_id)),
+            )
+            .detail("reason", why)
+            .detail("peer", &peer.addr),
         );
-        ApiError::new(403, format!("node {} refused: {why}", node_id_text(id.node_id)))
+        ApiError::new(
+            403,
+            format!("node {} refused: {why}", node_id_text(id.node_id)),
+        )
     };
     let c = d.cluster_record()?;
     if id.cluster_id != c.cluster_id {
@@ -883,7 +936,9 @@ pub(crate) fn authorize(d: &Daemon, peer: &NodePeer, manager: bool) -> Result<Au
     let Some(node) = d.reader()?.node(id.node_id)? else {
         return Err(refuse("it is not a member of this cluster"));
     };
-    if node.cert_fingerprint[..] != id.fingerprint[..] && node.prev_fingerprint[..] != id.fingerprint[..] {
+    if node.cert_fingerprint[..] != id.fingerprint[..]
+        && node.prev_fingerprint[..] != id.fingerprint[..]
+    {
         return Err(refuse("its certificate is not the node's current one"));
     }
     if manager && node.role != NodeRole::Manager {
@@ -904,12 +959,15 @@ fn authorize_raft(d: &Daemon, peer: &NodePeer) -> Result<()> {
         return Err(ApiError::new(503, "not in a cluster"));
     };
     if id.cluster_id != cluster.config().cluster_id || id.role != Role::Manager {
-        return Err(ApiError::new(403, "raft traffic from a node that is not a manager of this cluster"));
+        return Err(ApiError::new(
+            403,
+            "raft traffic from a node that is not a manager of this cluster",
+        ));
     }
-    if let Ok(Some(c)) = d.reader().and_then(|r| Ok(r.cluster()?)) {
-        if c.revoked.iter().any(|r| r[..] == id.fingerprint[..]) {
-            return Err(ApiError::new(403, "certificate revoked"));
-        }
+    if let Ok(Some(c)) = d.reader().and_then(|r| Ok(r.cluster()?))
+        && c.revoked.iter().any(|r| r[..] == id.fingerprint[..])
+    {
+        return Err(ApiError::new(403, "certificate revoked"));
     }
     Ok(())
 }
@@ -955,10 +1013,18 @@ async fn admit(
         if !members.iter().any(|m| m.id == node.id) {
             store.replica.add_learner(node.id, &node.addr, true).await?;
         }
-        if !store.replica.members().iter().any(|m| m.id == node.id && m.voter) {
+        if !store
+            .replica
+            .members()
+            .iter()
+            .any(|m| m.id == node.id && m.voter)
+        {
             store.replica.promote(node.id).await?;
         }
-        let keys = d.keys.read().map_err(|_| ApiError::internal("key state poisoned"))?;
+        let keys = d
+            .keys
+            .read()
+            .map_err(|_| ApiError::internal("key state poisoned"))?;
         match &*keys {
             Keys::Unlocked { ring, unlock, .. } => {
                 resp.ring = Some(b64(&ring.export()?));
@@ -986,7 +1052,9 @@ async fn admit(
 enum MembershipOp {
     Promote,
     Demote,
-    Remove { force: bool },
+    Remove {
+        force: bool,
+    },
     Update {
         labels_add: BTreeMap<String, String>,
         labels_rm: Vec<String>,
@@ -1012,16 +1080,33 @@ async fn apply_membership(d: &Arc<Daemon>, id: u64, op: MembershipOp, actor: &st
         Err(e) if e.status == 421 => {
             // Forward to the leader over mutual TLS.
             let c = d.cluster_or_err()?;
-            let leader = e.message.rsplit("the leader is at ").next().unwrap_or("").to_string();
-            let body = serde_json::to_vec(&(id, op)).map_err(|e| ApiError::internal(e.to_string()))?;
-            let (_, a) = call_leader(c.tls.get().client.clone(), &leader, "/cluster/membership", body).await?;
-            return if a.status == 200 { Ok(()) } else { Err(remote_error(&a)) };
+            let leader = e
+                .message
+                .rsplit("the leader is at ")
+                .next()
+                .unwrap_or("")
+                .to_string();
+            let body =
+                serde_json::to_vec(&(id, op)).map_err(|e| ApiError::internal(e.to_string()))?;
+            let (_, a) = call_leader(
+                c.tls.get().client.clone(),
+                &leader,
+                "/cluster/membership",
+                body,
+            )
+            .await?;
+            return if a.status == 200 {
+                Ok(())
+            } else {
+                Err(remote_error(&a))
+            };
         }
         Err(e) => return Err(e),
     };
-    let mut node = store.reader.node(id)?.ok_or_else(|| {
-        ApiError::new(404, format!("node {} not found", node_id_text(id)))
-    })?;
+    let mut node = store
+        .reader
+        .node(id)?
+        .ok_or_else(|| ApiError::new(404, format!("node {} not found", node_id_text(id))))?;
     let nodes = store.reader.nodes()?;
     let managers = nodes.iter().filter(|n| n.role == NodeRole::Manager).count();
     let action;
@@ -1077,7 +1162,11 @@ async fn apply_membership(d: &Arc<Daemon>, id: u64, op: MembershipOp, actor: &st
             if store.replica.members().iter().any(|m| m.id == id) {
                 store.replica.remove_node(id).await?;
             }
-            d.propose(Command::RemoveNode { id, time_ns: now_ns() }).await?;
+            d.propose(Command::RemoveNode {
+                id,
+                time_ns: now_ns(),
+            })
+            .await?;
         }
         MembershipOp::Update {
             labels_add,
@@ -1122,12 +1211,7 @@ fn truthy(v: &Option<String>) -> bool {
     matches!(v.as_deref(), Some("1" | "true" | "True" | "yes"))
 }
 
-async fn join_token(
-    d: Arc<Daemon>,
-    who: Peer,
-    role: String,
-    q: TokenQuery,
-) -> Result<Response> {
+async fn join_token(d: Arc<Daemon>, who: Peer, role: String, q: TokenQuery) -> Result<Response> {
     let role = match role.as_str() {
         "worker" => NodeRole::Worker,
         "manager" => NodeRole::Manager,
@@ -1162,7 +1246,8 @@ async fn join_token(
         })
         .await?;
         d.audit_event(
-            Event::new("join-token-rotate", &Caller::uid(who.uid).actor).detail("role", role.as_str()),
+            Event::new("join-token-rotate", &Caller::uid(who.uid).actor)
+                .detail("role", role.as_str()),
         )?;
     }
     let token = d.join_token(&c, role)?;
@@ -1339,9 +1424,16 @@ struct UnlockKeyQuery {
 }
 
 fn parse_split(s: &str) -> Result<(u8, u8)> {
-    let bad = || ApiError::bad_request(format!("invalid --split {s:?}: use K/N with 2 <= K <= N <= 255"));
+    let bad = || {
+        ApiError::bad_request(format!(
+            "invalid --split {s:?}: use K/N with 2 <= K <= N <= 255"
+        ))
+    };
     let (k, n) = s.split_once('/').ok_or_else(bad)?;
-    let (k, n): (u8, u8) = (k.trim().parse().map_err(|_| bad())?, n.trim().parse().map_err(|_| bad())?);
+    let (k, n): (u8, u8) = (
+        k.trim().parse().map_err(|_| bad())?,
+        n.trim().parse().map_err(|_| bad())?,
+    );
     if k < 2 || k > n {
         return Err(bad());
     }
@@ -1362,7 +1454,8 @@ async fn cluster_unlock_key(d: Arc<Daemon>, who: Peer, q: UnlockKeyQuery) -> Res
                 .unlock_key_bytes()?
                 .ok_or_else(|| ApiError::internal("no unlock key after rotation"))?;
             c.unlock_version += 1;
-            c.unlock_key = Some(d.seal_cluster_secret(&raw[..], UNLOCK_KEY_OBJECT, c.unlock_version)?);
+            c.unlock_key =
+                Some(d.seal_cluster_secret(&raw[..], UNLOCK_KEY_OBJECT, c.unlock_version)?);
             c.updated_ns = now_ns();
             d.propose(Command::UpdateCluster {
                 cluster: c,
@@ -1384,7 +1477,12 @@ async fn cluster_unlock_key(d: Arc<Daemon>, who: Peer, q: UnlockKeyQuery) -> Res
                     .detail("threshold", &k.to_string())
                     .detail("shares", &n.to_string()),
             )?;
-            Some(shares.iter().map(|s| s.to_text().to_string()).collect::<Vec<_>>())
+            Some(
+                shares
+                    .iter()
+                    .map(|s| s.to_text().to_string())
+                    .collect::<Vec<_>>(),
+            )
         }
         None => None,
     };
@@ -1521,6 +1619,7 @@ fn node_router(d: Arc<Daemon>) -> Router {
         .route("/cluster/join", post(join_request))
         .route("/cluster/admit", post(admit))
         .route("/cluster/membership", post(membership))
+        .route("/cluster/renew", post(renew))
         .nest("/agent", crate::agent::node_routes())
         .fallback(|| async { ApiError::new(404, "page not found") })
         .with_state(d)
@@ -1549,7 +1648,8 @@ async fn watch(d: Arc<Daemon>) {
         if let Ok(Some(c)) = store.reader.cluster() {
             if c.unlock_version > seen_unlock_version {
                 if let Some(sealed) = &c.unlock_key
-                    && let Ok(raw) = d.open_cluster_secret(sealed, UNLOCK_KEY_OBJECT, c.unlock_version)
+                    && let Ok(raw) =
+                        d.open_cluster_secret(sealed, UNLOCK_KEY_OBJECT, c.unlock_version)
                     && let Ok(key) = UnlockKey::from_raw(&raw)
                 {
                     d.adopt_unlock_key(key);
@@ -1566,7 +1666,9 @@ async fn watch(d: Arc<Daemon>) {
             if let Ok(Some(n)) = store.reader.node(me)
                 && n.role == NodeRole::Worker
             {
-                tracing::info!("this manager was demoted; dropping the store and running as a worker");
+                tracing::info!(
+                    "this manager was demoted; dropping the store and running as a worker"
+                );
                 become_worker(&d).await;
                 return;
             }
@@ -1584,7 +1686,9 @@ async fn become_worker(d: &Arc<Daemon>) {
     let _ = fs::remove_file(d.data_dir.join("store.redb"));
     if let Some(c) = d.cluster() {
         let cfg = {
-            let Ok(mut cfg) = c.config.write() else { return };
+            let Ok(mut cfg) = c.config.write() else {
+                return;
+            };
             cfg.role = NodeRole::Worker;
             cfg.clone()
         };
@@ -1604,16 +1708,31 @@ pub(crate) async fn become_manager(d: &Arc<Daemon>) -> Result<()> {
     }
     let mut last = None;
     for addr in &cfg.managers {
-        match call_leader(c.tls.get().client.clone(), addr, "/cluster/admit", b"{}".to_vec()).await {
+        match call_leader(
+            c.tls.get().client.clone(),
+            addr,
+            "/cluster/admit",
+            b"{}".to_vec(),
+        )
+        .await
+        {
             Ok((_, a)) if a.status == 200 => {
                 let admitted: AdmitResponse = serde_json::from_slice(&a.body)
                     .map_err(|e| ApiError::internal(format!("unexpected admit answer: {e}")))?;
                 if let Some(ring) = &admitted.ring {
                     let raw = Zeroizing::new(unb64(ring, "key ring")?);
                     let ring = KeyRing::import(&raw)?;
-                    let unlock = admitted.unlock_key.as_deref().map(UnlockKey::parse).transpose()?;
+                    let unlock = admitted
+                        .unlock_key
+                        .as_deref()
+                        .map(UnlockKey::parse)
+                        .transpose()?;
                     RingFile::write(&d.ring_path, &ring, unlock.as_ref())?;
-                    let mode = if unlock.is_some() { KeyMode::Autolock } else { KeyMode::File };
+                    let mode = if unlock.is_some() {
+                        KeyMode::Autolock
+                    } else {
+                        KeyMode::File
+                    };
                     if let Ok(mut keys) = d.keys.write() {
                         *keys = Keys::Unlocked { ring, mode, unlock };
                     }
@@ -1639,7 +1758,9 @@ impl Daemon {
     /// Whether the leader heard from manager `id` recently (true when this node is not the
     /// leader and cannot tell).
     fn peer_seen(&self, id: u64) -> bool {
-        let Ok(store) = self.store() else { return false };
+        let Ok(store) = self.store() else {
+            return false;
+        };
         if !store.replica.is_leader() {
             return true;
         }
@@ -1648,4 +1769,121 @@ impl Daemon {
             .heartbeat_age(id)
             .is_some_and(|age| age < Duration::from_secs(5))
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// certificate renewal
+
+#[derive(Debug, Serialize, Deserialize)]
+struct RenewRequest {
+    csr: String,
+}
+
+/// `/cluster/renew`: a node presents its current certificate and a new CSR; the CA issues a
+/// certificate for the same identity, and the node record accepts the old one until it
+/// expires (so connections opened before the swap keep working).
+async fn renew(
+    State(d): State<Arc<Daemon>>,
+    ConnectInfo(peer): ConnectInfo<NodePeer>,
+    body: Bytes,
+) -> Result<Response> {
+    let who = authorize(&d, &peer, false)?;
+    let req: RenewRequest = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("malformed renew request: {e}")))?;
+    let c = d.cluster_record()?;
+    let ca_key = d.open_cluster_secret(&c.ca_key, CA_KEY_OBJECT, c.ca_version)?;
+    let ca = ClusterCa::from_parts(c.ca_cert.clone(), ca_key)
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    let mut node = who.node;
+    let cert = ca
+        .issue(
+            &unb64(&req.csr, "csr")?,
+            node.id,
+            to_role(node.role),
+            &c.cluster_id,
+            SystemTime::now(),
+            Duration::from_secs(c.cert_validity_s),
+        )
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let ident =
+        PeerIdentity::from_cert_der(&cert).map_err(|e| ApiError::internal(e.to_string()))?;
+    node.prev_fingerprint =
+        std::mem::replace(&mut node.cert_fingerprint, ident.fingerprint.to_vec());
+    node.cert_not_after_ns = system_time_ns(ident.not_after);
+    node.updated_ns = now_ns();
+    d.propose(Command::PutNode { node: node.clone() }).await?;
+    d.audit_event(Event::new(
+        "cert-renew",
+        &format!("node:{}", node_id_text(node.id)),
+    ))?;
+    Ok(json_response(
+        StatusCode::OK,
+        &serde_json::json!({"cert": b64(&cert)}),
+    ))
+}
+
+/// Renews this node's certificate at a random point between 50 % and 80 % of its life, then
+/// again for the new one; on failure it retries every minute.
+async fn renewal(d: Arc<Daemon>) {
+    loop {
+        let Some(c) = d.cluster() else { return };
+        if *c.stop.borrow() {
+            return;
+        }
+        let tls = c.tls.get();
+        let at =
+            lockbox_cluster::pki::renew_at_random(tls.identity.not_before, tls.identity.not_after)
+                .unwrap_or_else(|_| SystemTime::now() + Duration::from_secs(3600));
+        let wait = at.duration_since(SystemTime::now()).unwrap_or_default();
+        drop(tls);
+        let mut stop = c.stop.subscribe();
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        match renew_once(&d, &c).await {
+            Ok(()) => tracing::info!("node certificate renewed"),
+            Err(e) => {
+                tracing::warn!("certificate renewal failed: {e}; retrying in a minute");
+                tokio::time::sleep(Duration::from_secs(60)).await;
+            }
+        }
+    }
+}
+
+async fn renew_once(d: &Arc<Daemon>, c: &Cluster) -> Result<()> {
+    let key = NodeKey::generate().map_err(|e| ApiError::internal(e.to_string()))?;
+    let csr = key
+        .csr_der()
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    let body = serde_json::to_vec(&RenewRequest { csr: b64(&csr) })
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    let cfg = c.config();
+    let current = c.tls.get();
+    let mut last = ApiError::new(503, "no manager known");
+    for addr in &cfg.managers {
+        match peers::call(
+            current.client.clone(),
+            addr,
+            "/cluster/renew",
+            body.clone(),
+            CALL_TIMEOUT,
+        )
+        .await
+        {
+            Ok(a) if a.status == 200 => {
+                let v: serde_json::Value = serde_json::from_slice(&a.body)
+                    .map_err(|e| ApiError::internal(e.to_string()))?;
+                let cert = unb64(v["cert"].as_str().unwrap_or(""), "certificate")?;
+                let tls =
+                    tls_from(&key.key_der(), &cert, &current.ca_der).map_err(ApiError::internal)?;
+                save_files(&d.data_dir, &cfg, &key.key_der(), &cert, &current.ca_der)?;
+                c.tls.set(tls);
+                return Ok(());
+            }
+            Ok(a) => last = remote_error(&a),
+            Err(e) => last = ApiError::new(503, e),
+        }
+    }
+    Err(last)
 }

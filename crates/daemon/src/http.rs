@@ -299,7 +299,10 @@ pub(crate) fn router(d: Arc<Daemon>) -> Router {
         )
         .nest("/v1", v1)
         .fallback(|| async { ApiError::new(404, "page not found") })
-        .layer(axum::middleware::from_fn_with_state(d.clone(), read_barrier))
+        .layer(axum::middleware::from_fn_with_state(
+            d.clone(),
+            read_barrier,
+        ))
         .with_state(d)
 }
 

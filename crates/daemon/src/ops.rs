@@ -178,7 +178,9 @@ impl Daemon {
                 return;
             }
             if let Err(e) = RingFile::write(&self.ring_path, ring, Some(&key)) {
-                tracing::warn!("cannot re-seal the key ring with the cluster's new unlock key: {e}");
+                tracing::warn!(
+                    "cannot re-seal the key ring with the cluster's new unlock key: {e}"
+                );
                 return;
             }
             *mode = KeyMode::Autolock;
@@ -222,7 +224,7 @@ impl Daemon {
     /// follower) and turns a store refusal into an error.
     pub(crate) async fn propose(&self, cmd: Command) -> Result<Response, ApiError> {
         let store = self.store()?;
-        Ok(store.replica.propose(cmd).await?.into_result()?)
+        Ok(store.replica.propose_forwarded(cmd).await?.into_result()?)
     }
 
     /// The replicated store, or 503 on a worker (which holds no store).

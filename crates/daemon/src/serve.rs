@@ -178,17 +178,15 @@ pub async fn run(cfg: DaemonConfig) -> Result<(), DaemonError> {
             })
         }
         Some((node, _)) if node.role == lockbox_store::NodeRole::Worker => None,
-        Some((node, tls)) => {
-            Some(
-                crate::cluster::open_store(
-                    &cfg.data_dir,
-                    node,
-                    &tls,
-                    lockbox_replication::Bootstrap::Join,
-                )
-                .await?,
+        Some((node, tls)) => Some(
+            crate::cluster::open_store(
+                &cfg.data_dir,
+                node,
+                tls,
+                lockbox_replication::Bootstrap::Join,
             )
-        }
+            .await?,
+        ),
     };
     let audit = AuditLog::open(&cfg.data_dir.join("audit.log"))?;
     let torn_tail = audit.torn_tail();

@@ -34,7 +34,10 @@ pub(crate) fn seed() -> u64 {
 
 fn json(d: &Daemon, method: &str, path: &str, body: Option<&str>) -> (u16, Value) {
     let (st, text) = d.http(method, path, body);
-    (st, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    (
+        st,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
 }
 
 /// One node: its daemon and the address its node API listens on.
@@ -49,7 +52,11 @@ pub(crate) struct Cluster {
 
 impl Cluster {
     /// `managers` managers (node 0 runs `cluster init`), then `workers` workers.
-    pub(crate) fn start(managers: usize, workers: usize, autolock: bool) -> (Cluster, Option<String>) {
+    pub(crate) fn start(
+        managers: usize,
+        workers: usize,
+        autolock: bool,
+    ) -> (Cluster, Option<String>) {
         let mut nodes = Vec::new();
         for _ in 0..managers + workers {
             let addr = format!("127.0.0.1:{}", free_port());
@@ -76,7 +83,12 @@ impl Cluster {
     }
 
     pub(crate) fn token(&self, role: &str) -> String {
-        let (st, v) = json(&self.nodes[0].d, "GET", &format!("/v1/cluster/join-token/{role}"), None);
+        let (st, v) = json(
+            &self.nodes[0].d,
+            "GET",
+            &format!("/v1/cluster/join-token/{role}"),
+            None,
+        );
         assert_eq!(st, 200, "join-token: {v}");
         v["Token"].as_str().unwrap().to_string()
     }
@@ -110,7 +122,9 @@ impl Cluster {
 
     pub(crate) fn create(&self, i: usize, name: &str, value: &[u8]) -> (u16, String) {
         let body = serde_json::json!({"Name": name, "Data": base64(value)});
-        self.nodes[i].d.http("POST", "/v1/secrets/create", Some(&body.to_string()))
+        self.nodes[i]
+            .d
+            .http("POST", "/v1/secrets/create", Some(&body.to_string()))
     }
 }
 
@@ -129,7 +143,10 @@ fn three_managers_elect_one_leader_and_replicate_forwarded_writes() {
     assert_eq!(nodes.len(), 3, "{nodes:?}");
     assert!(nodes.iter().all(|n| n["Role"] == "manager"));
     assert_eq!(
-        nodes.iter().filter(|n| n["ManagerStatus"] == "Leader").count(),
+        nodes
+            .iter()
+            .filter(|n| n["ManagerStatus"] == "Leader")
+            .count(),
         1,
         "{nodes:?}"
     );
@@ -145,7 +162,9 @@ fn three_managers_elect_one_leader_and_replicate_forwarded_writes() {
     // Every manager holds the cluster's KEK: a config (whose value inspect shows) written on
     // one manager is readable on another.
     let body = serde_json::json!({"Name": "app_conf", "Data": base64(b"port=80")});
-    let (st, _) = c.nodes[leader].d.http("POST", "/v1/configs/create", Some(&body.to_string()));
+    let (st, _) = c.nodes[leader]
+        .d
+        .http("POST", "/v1/configs/create", Some(&body.to_string()));
     assert_eq!(st, 201);
     let (st, v) = json(&c.nodes[follower].d, "GET", "/v1/configs/app_conf", None);
     assert_eq!(st, 200, "{v}");
@@ -167,7 +186,10 @@ fn killing_the_leader_resumes_writes_within_five_seconds() {
         if st == 201 {
             break killed.elapsed();
         }
-        assert!(killed.elapsed() < Duration::from_secs(30), "writes never resumed");
+        assert!(
+            killed.elapsed() < Duration::from_secs(30),
+            "writes never resumed"
+        );
         std::thread::sleep(Duration::from_millis(20));
     };
     println!("writes resumed {resumed:?} after kill -9 of the leader (election 300–600 ms)");
@@ -176,7 +198,12 @@ fn killing_the_leader_resumes_writes_within_five_seconds() {
     c.nodes[leader].d.spawn(&[]);
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let (st, _) = json(&c.nodes[leader].d, "GET", &format!("/v1/secrets/after-{n}"), None);
+        let (st, _) = json(
+            &c.nodes[leader].d,
+            "GET",
+            &format!("/v1/secrets/after-{n}"),
+            None,
+        );
         if st == 200 {
             break;
         }
@@ -189,7 +216,12 @@ fn killing_the_leader_resumes_writes_within_five_seconds() {
 fn join_tokens_refuse_wrong_rotated_and_foreign() {
     let (c, _) = Cluster::start(1, 0, false);
     let old = c.token("worker");
-    let (st, v) = json(&c.nodes[0].d, "GET", "/v1/cluster/join-token/worker?rotate=true", None);
+    let (st, v) = json(
+        &c.nodes[0].d,
+        "GET",
+        "/v1/cluster/join-token/worker?rotate=true",
+        None,
+    );
     assert_eq!(st, 200);
     let new = v["Token"].as_str().unwrap().to_string();
     assert_ne!(old, new);
@@ -203,7 +235,13 @@ fn join_tokens_refuse_wrong_rotated_and_foreign() {
     };
     let (st, v) = try_join(&old);
     assert_eq!(st, 401, "rotated token: {v}");
-    assert!(v["message"].as_str().unwrap().contains("invalid join token"), "{v}");
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .contains("invalid join token"),
+        "{v}"
+    );
     // A token of another cluster: the digest does not match this manager's CA, so the
     // joining node refuses the server before sending the token.
     let (other, _) = Cluster::start(1, 0, false);
@@ -228,7 +266,12 @@ fn autolock_shares_unlock_with_k_and_not_with_k_minus_one() {
     assert!(key.starts_with("LBXKEY-1-"));
     let leader = c.leader(Duration::from_secs(10));
     assert_eq!(c.create(leader, "s", b"v").0, 201);
-    let (st, v) = json(&c.nodes[0].d, "POST", "/v1/cluster/unlock-key?split=3/5", None);
+    let (st, v) = json(
+        &c.nodes[0].d,
+        "POST",
+        "/v1/cluster/unlock-key?split=3/5",
+        None,
+    );
     assert_eq!(st, 200, "{v}");
     let shares: Vec<String> = v["Shares"]
         .as_array()
@@ -244,10 +287,18 @@ fn autolock_shares_unlock_with_k_and_not_with_k_minus_one() {
     assert_eq!(st, 503, "locked after restart: {v}");
     let unlock = |s: &[String]| {
         let body = serde_json::json!({"Shares": s});
-        json(&c.nodes[victim].d, "POST", "/v1/unlock", Some(&body.to_string()))
+        json(
+            &c.nodes[victim].d,
+            "POST",
+            "/v1/unlock",
+            Some(&body.to_string()),
+        )
     };
     let (st, v) = unlock(&shares[..2]);
-    assert!(st == 400 || st == 401, "2 of 3 shares must not unlock: {st} {v}");
+    assert!(
+        st == 400 || st == 401,
+        "2 of 3 shares must not unlock: {st} {v}"
+    );
     assert_eq!(json(&c.nodes[victim].d, "GET", "/v1/secrets", None).0, 503);
     let (st, v) = unlock(&[shares[4].clone(), shares[1].clone(), shares[2].clone()]);
     assert_eq!(st, 200, "3 shares unlock: {v}");
@@ -276,9 +327,19 @@ fn node_rm_revokes_and_the_node_is_refused_and_audited() {
     // A worker has no store: cluster state is not served there.
     let (st, v) = json(&c.nodes[1].d, "GET", "/v1/secrets", None);
     assert_eq!(st, 503, "{v}");
-    assert!(v["message"].as_str().unwrap().contains("not a lockbox manager"));
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .contains("not a lockbox manager")
+    );
 
-    let (st, v) = json(&c.nodes[0].d, "DELETE", &format!("/v1/nodes/{worker_id}"), None);
+    let (st, v) = json(
+        &c.nodes[0].d,
+        "DELETE",
+        &format!("/v1/nodes/{worker_id}"),
+        None,
+    );
     assert_eq!(st, 200, "{v}");
     // Its certificate is refused from then on: the agent's reconnects fail, and each
     // refusal is audited with the node's identity.
@@ -286,7 +347,9 @@ fn node_rm_revokes_and_the_node_is_refused_and_audited() {
     loop {
         let audit = std::fs::read_to_string(c.nodes[0].d.data().join("audit.log")).unwrap();
         if audit.lines().any(|l| {
-            l.contains("node-refused") && l.contains(&format!("node:{worker_id}")) && l.contains("revoked")
+            l.contains("node-refused")
+                && l.contains(&format!("node:{worker_id}"))
+                && l.contains("revoked")
         }) {
             break;
         }
@@ -300,7 +363,10 @@ fn node_rm_revokes_and_the_node_is_refused_and_audited() {
 
 /// Runs `ip` with arguments; panics with its stderr on failure.
 pub(crate) fn ip(args: &[&str]) {
-    let o = Command::new("ip").args(args).output().expect("ip (iproute2) is installed");
+    let o = Command::new("ip")
+        .args(args)
+        .output()
+        .expect("ip (iproute2) is installed");
     assert!(
         o.status.success(),
         "ip {}: {}",
@@ -309,7 +375,9 @@ pub(crate) fn ip(args: &[&str]) {
     );
 }
 
-/// Network namespaces joined by veth pairs to one bridge: `n` hosts 10.77.S.1..n.
+/// Network namespaces joined by veth pairs to one bridge: `n` hosts 10.77.S.1..n. The
+/// bridge lives in a namespace of its own, so the host's firewall (Docker sets the FORWARD
+/// policy to DROP, which bridged traffic meets under br_netfilter) never sees the traffic.
 pub(crate) struct Net {
     pub(crate) tag: String,
     pub(crate) subnet: u8,
@@ -322,17 +390,19 @@ impl Net {
         let subnet = (s % 200) as u8 + 20;
         let tag = format!("{:x}", (s >> 8) % 0xfffff);
         let net = Net { tag, subnet, n };
-        let br = net.bridge();
-        ip(&["link", "add", &br, "type", "bridge"]);
-        ip(&["link", "set", &br, "up"]);
+        let hub = net.hub();
+        ip(&["netns", "add", &hub]);
+        ip(&["-n", &hub, "link", "add", "br0", "type", "bridge"]);
+        ip(&["-n", &hub, "link", "set", "br0", "up"]);
         for i in 0..n {
             let ns = net.ns(i);
-            let (a, b) = (net.host_if(i), format!("lbp{i}"));
+            let (a, b) = (net.hub_if(i), format!("lbp{i}"));
             ip(&["netns", "add", &ns]);
             ip(&["link", "add", &a, "type", "veth", "peer", "name", &b]);
+            ip(&["link", "set", &a, "netns", &hub]);
             ip(&["link", "set", &b, "netns", &ns]);
-            ip(&["link", "set", &a, "master", &br]);
-            ip(&["link", "set", &a, "up"]);
+            ip(&["-n", &hub, "link", "set", &a, "master", "br0"]);
+            ip(&["-n", &hub, "link", "set", &a, "up"]);
             let cidr = format!("{}/24", net.addr(i));
             ip(&["-n", &ns, "addr", "add", &cidr, "dev", &b]);
             ip(&["-n", &ns, "link", "set", &b, "up"]);
@@ -340,13 +410,13 @@ impl Net {
         }
         net
     }
-    fn bridge(&self) -> String {
-        format!("lbb{}", self.tag)
+    fn hub(&self) -> String {
+        format!("lbx{}-hub", self.tag)
     }
     pub(crate) fn ns(&self, i: usize) -> String {
         format!("lbx{}-{i}", self.tag)
     }
-    fn host_if(&self, i: usize) -> String {
+    fn hub_if(&self, i: usize) -> String {
         format!("lbv{}{i}", self.tag)
     }
     pub(crate) fn addr(&self, i: usize) -> String {
@@ -354,20 +424,24 @@ impl Net {
     }
     /// Cuts node `i` off the bridge (both directions).
     pub(crate) fn cut(&self, i: usize) {
-        ip(&["link", "set", &self.host_if(i), "down"]);
+        ip(&["-n", &self.hub(), "link", "set", &self.hub_if(i), "down"]);
     }
     pub(crate) fn heal(&self, i: usize) {
-        ip(&["link", "set", &self.host_if(i), "up"]);
+        ip(&["-n", &self.hub(), "link", "set", &self.hub_if(i), "up"]);
     }
 }
 
 impl Drop for Net {
     fn drop(&mut self) {
+        // Deleting a namespace deletes the veth ends inside it (and so their peers).
         for i in 0..self.n {
-            let _ = Command::new("ip").args(["netns", "del", &self.ns(i)]).status();
-            let _ = Command::new("ip").args(["link", "del", &self.host_if(i)]).status();
+            let _ = Command::new("ip")
+                .args(["netns", "del", &self.ns(i)])
+                .status();
         }
-        let _ = Command::new("ip").args(["link", "del", &self.bridge()]).status();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.hub()])
+            .status();
     }
 }
 
@@ -404,7 +478,10 @@ fn a_partitioned_minority_refuses_writes_and_catches_up_after_healing() {
     let refused_after = t.elapsed();
     assert_eq!(st, 503, "a minority must refuse writes: {body}");
     println!("minority refused a write after {refused_after:?}: {body}");
-    assert!(refused_after < Duration::from_secs(15), "refusal took {refused_after:?}");
+    assert!(
+        refused_after < Duration::from_secs(15),
+        "refusal took {refused_after:?}"
+    );
     // The majority elects a new leader and goes on.
     let other = (leader + 1) % 3;
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -414,16 +491,26 @@ fn a_partitioned_minority_refuses_writes_and_catches_up_after_healing() {
         if c.create(other, &format!("majority-{n}"), b"v").0 == 201 {
             break;
         }
-        assert!(Instant::now() < deadline, "the majority never accepted a write");
+        assert!(
+            Instant::now() < deadline,
+            "the majority never accepted a write"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     // Reads on the cut-off node fail rather than answer stale data.
-    let (st, _) = c.nodes[leader].d.http("GET", &format!("/v1/secrets/majority-{n}"), None);
-    assert_eq!(st, 503, "a partitioned node must not serve possibly stale reads");
+    let (st, _) = c.nodes[leader]
+        .d
+        .http("GET", &format!("/v1/secrets/majority-{n}"), None);
+    assert_eq!(
+        st, 503,
+        "a partitioned node must not serve possibly stale reads"
+    );
     net.heal(leader);
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let (st, _) = c.nodes[leader].d.http("GET", &format!("/v1/secrets/majority-{n}"), None);
+        let (st, _) = c.nodes[leader]
+            .d
+            .http("GET", &format!("/v1/secrets/majority-{n}"), None);
         if st == 200 {
             break;
         }
@@ -431,7 +518,9 @@ fn a_partitioned_minority_refuses_writes_and_catches_up_after_healing() {
         std::thread::sleep(Duration::from_millis(100));
     }
     // The write the minority refused never appears.
-    let (st, _) = c.nodes[other].d.http("GET", "/v1/secrets/minority-write", None);
+    let (st, _) = c.nodes[other]
+        .d
+        .http("GET", "/v1/secrets/minority-write", None);
     assert_eq!(st, 404);
     let _ = http;
 }

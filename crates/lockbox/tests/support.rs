@@ -221,7 +221,7 @@ pub fn http_full(
     ctype: &str,
 ) -> (u16, String, String) {
     let mut s = UnixStream::connect(sock).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     let b = body.unwrap_or("");
     let req = format!(
         "{method} {path} HTTP/1.1\r\nHost: lockbox\r\nConnection: close\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\n\r\n{b}",
