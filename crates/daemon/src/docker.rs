@@ -188,7 +188,12 @@ fn with_api_headers(mut r: Response) -> Response {
 
 /// The Docker Engine API router.
 pub(crate) fn router(d: Arc<Daemon>) -> Router {
-    let inner = api_routes().with_state(d);
+    let inner = api_routes()
+        .layer(axum::middleware::from_fn_with_state(
+            d.clone(),
+            crate::http::read_barrier,
+        ))
+        .with_state(d);
     Router::new().fallback(move |req: Request| dispatch(inner.clone(), req))
 }
 

@@ -171,6 +171,29 @@ struct AutolockRequest {
 }
 
 /// The native API router.
+/// In a cluster, a read of secrets, configs or services must not be stale: before answering
+/// it, the node confirms with the leader (a raft ReadIndex) and waits until it applied
+/// everything committed so far. Single-node stores skip this (they are always current).
+pub(crate) async fn read_barrier(
+    State(d): App,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let path = req.uri().path();
+    let data_read = req.method() == axum::http::Method::GET
+        && ["/secrets", "/configs", "/services"]
+            .iter()
+            .any(|p| path.contains(p));
+    if data_read
+        && let Ok(store) = d.store()
+        && store.replica.members().len() > 1
+        && let Err(e) = store.replica.linearizable_read().await
+    {
+        return ApiError::from(e).into_response();
+    }
+    next.run(req).await
+}
+
 pub(crate) fn router(d: Arc<Daemon>) -> Router {
     let v1 = Router::new()
         .nest("/secrets", kind_routes(Kind::Secret))
@@ -194,7 +217,11 @@ pub(crate) fn router(d: Arc<Daemon>) -> Router {
                 |State(d): App, ConnectInfo(who): Who, body: Bytes| async move {
                     let req: UnlockRequest = parse_required(&body)
                         .map_err(|_| ApiError::bad_request("invalid key string"))?;
-                    d.unlock(&req.unlock_key, &Caller::uid(who.uid))?;
+                    if req.shares.is_empty() {
+                        d.unlock(&req.unlock_key, &Caller::uid(who.uid))?;
+                    } else {
+                        d.unlock_with_shares(&req.shares, &Caller::uid(who.uid))?;
+                    }
                     Ok::<_, ApiError>(ok_empty(StatusCode::OK))
                 },
             ),
@@ -263,7 +290,8 @@ pub(crate) fn router(d: Arc<Daemon>) -> Router {
         )
         .route("/events", get(events))
         .nest("/services", crate::services::routes())
-        .nest("/workloads", crate::workloads::routes());
+        .nest("/workloads", crate::workloads::routes())
+        .merge(crate::cluster::local_routes());
     Router::new()
         .route(
             "/_ping",
@@ -271,6 +299,10 @@ pub(crate) fn router(d: Arc<Daemon>) -> Router {
         )
         .nest("/v1", v1)
         .fallback(|| async { ApiError::new(404, "page not found") })
+        .layer(axum::middleware::from_fn_with_state(
+            d.clone(),
+            read_barrier,
+        ))
         .with_state(d)
 }
 

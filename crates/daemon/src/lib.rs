@@ -11,6 +11,8 @@
 //! method of [`ops::Daemon`], which the Docker-compatible API reuses.
 #![forbid(unsafe_code)]
 
+mod agent;
+mod cluster;
 mod docker;
 pub mod error;
 mod harden;
@@ -18,6 +20,7 @@ mod http;
 mod listen;
 pub mod ops;
 pub mod paths;
+mod peers;
 mod serve;
 mod services;
 mod workloads;

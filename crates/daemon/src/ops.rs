@@ -68,6 +68,9 @@ pub struct Daemon {
     pub(crate) cluster_id: String,
     pub(crate) events: broadcast::Sender<String>,
     pub(crate) workloads: std::sync::Arc<crate::workloads::Workloads>,
+    /// Set once the node is in a cluster.
+    pub(crate) cluster: RwLock<Option<Arc<crate::cluster::Cluster>>>,
+    pub(crate) agents: crate::agent::Agents,
 }
 
 /// Go's `time.Time` JSON form: RFC 3339 with nanoseconds, trailing zeros trimmed.
@@ -138,6 +141,54 @@ impl Daemon {
         self.events.subscribe()
     }
 
+    /// Appends an audit record (fsynced before this returns).
+    pub(crate) fn audit_event(&self, e: Event) -> Result<AuditRecord, ApiError> {
+        self.audit(e)
+    }
+
+    /// The key mode, `None` while locked.
+    pub(crate) fn key_mode(&self) -> Option<KeyMode> {
+        match self.keys.read().as_deref() {
+            Ok(Keys::Unlocked { mode, .. }) => Some(*mode),
+            _ => None,
+        }
+    }
+
+    /// The raw unlock key of an autolocked, unlocked node.
+    pub(crate) fn unlock_key_bytes(&self) -> Result<Option<Zeroizing<Vec<u8>>>, ApiError> {
+        let keys = self
+            .keys
+            .read()
+            .map_err(|_| ApiError::internal("key state poisoned"))?;
+        match &*keys {
+            Keys::Unlocked { unlock, .. } => {
+                Ok(unlock.as_ref().map(|k| Zeroizing::new(k.raw().to_vec())))
+            }
+            Keys::Locked { .. } => Err(ApiError::locked()),
+        }
+    }
+
+    /// Re-seals the local key ring with an unlock key rotated on another manager.
+    pub(crate) fn adopt_unlock_key(&self, key: UnlockKey) {
+        let Ok(mut keys) = self.keys.write() else {
+            return;
+        };
+        if let Keys::Unlocked { ring, mode, unlock } = &mut *keys {
+            if unlock.as_ref().is_some_and(|k| k.raw() == key.raw()) {
+                return;
+            }
+            if let Err(e) = RingFile::write(&self.ring_path, ring, Some(&key)) {
+                tracing::warn!(
+                    "cannot re-seal the key ring with the cluster's new unlock key: {e}"
+                );
+                return;
+            }
+            *mode = KeyMode::Autolock;
+            *unlock = Some(key);
+            tracing::info!("key ring re-sealed with the cluster's rotated unlock key");
+        }
+    }
+
     fn audit(&self, e: Event) -> Result<AuditRecord, ApiError> {
         let mut log = self
             .audit
@@ -173,7 +224,7 @@ impl Daemon {
     /// follower) and turns a store refusal into an error.
     pub(crate) async fn propose(&self, cmd: Command) -> Result<Response, ApiError> {
         let store = self.store()?;
-        Ok(store.replica.propose(cmd).await?.into_result()?)
+        Ok(store.replica.propose_forwarded(cmd).await?.into_result()?)
     }
 
     /// The replicated store, or 503 on a worker (which holds no store).
@@ -485,6 +536,19 @@ impl Daemon {
         self.audit(e)?;
         self.emit(kind, "handout", &rec.id, &rec.name);
         Ok((rec, v, data))
+    }
+
+    /// `lockbox cluster unlock --shares`: any K of the N shares rebuild the unlock key.
+    pub fn unlock_with_shares(&self, shares: &[String], caller: &Caller) -> Result<(), ApiError> {
+        let parsed = shares
+            .iter()
+            .map(|s| s.parse::<lockbox_keyring::shamir::Share>())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| ApiError::bad_request(e.to_string()))?;
+        let raw = lockbox_keyring::shamir::combine(&parsed)
+            .map_err(|e| ApiError::bad_request(e.to_string()))?;
+        let key = UnlockKey::from_raw(&raw)?;
+        self.unlock(&key.to_text(), caller)
     }
 
     /// `lockbox unlock`.

@@ -164,7 +164,30 @@ pub async fn run(cfg: DaemonConfig) -> Result<(), DaemonError> {
         );
     }
     let locked = matches!(keys, Keys::Locked { .. });
-    let replica = Replica::open(&cfg.data_dir.join("store.redb"), ReplicaConfig::default()).await?;
+    // A cluster member opens its store on the cluster transport (a worker holds none).
+    let membership = crate::cluster::load(&cfg.data_dir)
+        .map_err(DaemonError::Other)?
+        .map(|(node, tls)| (node, crate::peers::TlsState::new(tls)));
+    let store = match &membership {
+        None => {
+            let replica =
+                Replica::open(&cfg.data_dir.join("store.redb"), ReplicaConfig::default()).await?;
+            Some(NodeStore {
+                reader: Reader::new(replica.db()),
+                replica,
+            })
+        }
+        Some((node, _)) if node.role == lockbox_store::NodeRole::Worker => None,
+        Some((node, tls)) => Some(
+            crate::cluster::open_store(
+                &cfg.data_dir,
+                node,
+                tls,
+                lockbox_replication::Bootstrap::Join,
+            )
+            .await?,
+        ),
+    };
     let audit = AuditLog::open(&cfg.data_dir.join("audit.log"))?;
     let torn_tail = audit.torn_tail();
     if torn_tail > 0 {
@@ -177,10 +200,7 @@ pub async fn run(cfg: DaemonConfig) -> Result<(), DaemonError> {
     let cluster_id = read_or_make_id(&cfg.data_dir.join("cluster-id"))?;
     let (events, _) = tokio::sync::broadcast::channel(1024);
     let daemon = Arc::new(Daemon {
-        store: RwLock::new(Some(Arc::new(NodeStore {
-            reader: Reader::new(replica.db()),
-            replica,
-        }))),
+        store: RwLock::new(store.map(Arc::new)),
         keys: RwLock::new(keys),
         audit: Mutex::new(audit),
         ring_path,
@@ -191,6 +211,8 @@ pub async fn run(cfg: DaemonConfig) -> Result<(), DaemonError> {
         cluster_id,
         events,
         workloads: Arc::new(crate::workloads::Workloads::new(&cfg.data_dir)),
+        cluster: RwLock::new(None),
+        agents: crate::agent::Agents::default(),
     });
     daemon
         .audit
@@ -202,6 +224,13 @@ pub async fn run(cfg: DaemonConfig) -> Result<(), DaemonError> {
                 .detail("torn_audit_tail_bytes", &torn_tail.to_string()),
         )?;
 
+    if let Some((node, tls)) = membership {
+        let listen = node.listen_addr.clone();
+        crate::cluster::activate(&daemon, node, tls)
+            .await
+            .map_err(|e| DaemonError::Other(e.message))?;
+        say(&format!("cluster traffic (mutual TLS) on {listen}"));
+    }
     crate::workloads::start(daemon.clone()).await;
     let listener = bind_socket(&cfg.socket)?;
     tracing::info!(

@@ -601,6 +601,7 @@ async fn client_command(cmd: Command, c: &Client) -> anyhow::Result<i32> {
                 "/v1/unlock",
                 &UnlockRequest {
                     unlock_key: key.trim().to_string(),
+                    shares: Vec::new(),
                 },
             )
             .await?;

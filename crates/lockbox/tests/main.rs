@@ -2,6 +2,7 @@
 mod support;
 
 mod api;
+mod cluster;
 mod compose;
 mod crash;
 mod delivery;

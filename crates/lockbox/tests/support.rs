@@ -13,6 +13,9 @@ pub struct Daemon {
     pub dir: tempfile::TempDir,
     pub child: Option<Child>,
     pub log: PathBuf,
+    /// A command the daemon runs under (e.g. `ip netns exec NS`), and extra environment.
+    pub prefix: Vec<String>,
+    pub env: Vec<(String, String)>,
 }
 
 impl Daemon {
@@ -21,11 +24,21 @@ impl Daemon {
     }
 
     pub fn start_with(extra: &[&str]) -> Self {
+        Self::start_in(&[], &[], extra)
+    }
+
+    /// Starts the daemon under `prefix` (e.g. `["ip", "netns", "exec", "ns1"]`) with `env`.
+    pub fn start_in(prefix: &[&str], env: &[(&str, &str)], extra: &[&str]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let mut d = Self {
             log: dir.path().join("daemon.log"),
             dir,
             child: None,
+            prefix: prefix.iter().map(|s| s.to_string()).collect(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
         d.spawn(extra);
         d
@@ -46,7 +59,16 @@ impl Daemon {
             .append(true)
             .open(&self.log)
             .unwrap();
-        let child = Command::new(BIN)
+        let mut cmd = match self.prefix.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(BIN);
+                c
+            }
+            None => Command::new(BIN),
+        };
+        let child = cmd
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .arg("daemon")
             .arg("--data-dir")
             .arg(self.data())
@@ -199,7 +221,7 @@ pub fn http_full(
     ctype: &str,
 ) -> (u16, String, String) {
     let mut s = UnixStream::connect(sock).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     let b = body.unwrap_or("");
     let req = format!(
         "{method} {path} HTTP/1.1\r\nHost: lockbox\r\nConnection: close\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\n\r\n{b}",

@@ -165,8 +165,11 @@ pub struct Info {
 /// Body of `POST /v1/unlock`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UnlockRequest {
-    #[serde(rename = "UnlockKey")]
+    #[serde(rename = "UnlockKey", default)]
     pub unlock_key: String,
+    /// Shamir shares of the unlock key (`lockbox cluster unlock --shares`), instead of the key.
+    #[serde(rename = "Shares", default, skip_serializing_if = "Vec::is_empty")]
+    pub shares: Vec<String>,
 }
 
 /// `{"UnlockKey": "..."}` (as `GET /swarm/unlockkey`).

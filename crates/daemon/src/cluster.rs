@@ -1,0 +1,1889 @@
+//! The cluster: bootstrap (`cluster init`), joining, membership, tokens, autolock across
+//! managers, and the node API that peers reach over mutual TLS.
+//!
+//! How a node joins (the token's CA digest is checked before anything is sent):
+//!
+//! ```text
+//! joiner                                   manager (leader)
+//!  │ TLS, server pinned by token digest ──► /cluster/join {token, CSR, addr}
+//!  │                                        check token (sealed in the store, constant time),
+//!  │                                        issue the certificate, propose PutNode
+//!  │ ◄── {node id, role, certificate, CA} ──┘
+//!  │ writes cluster/, opens its store empty (raft Join), starts its node listener
+//!  │ mutual TLS ─────────────────────────► /cluster/admit
+//!  │                                        managers: add_learner (catch up) + promote;
+//!  │ ◄── managers only: KEK ring, unlock ───┘ the KEK never travels before admission
+//!  │ seals the ring like the first node (autolock: with the cluster's unlock key)
+//! ```
+//!
+//! The store's node records are authoritative: a certificate proves *who* a peer is, the
+//! record says what it may do (its role) and whether the certificate is still its current
+//! one; `node rm` revokes a node's certificates in the replicated cluster record, so every
+//! manager refuses them from then on.
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::OpenOptionsExt as _;
+use std::path::{Path, PathBuf};
+use std::str::FromStr as _;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, Path as UrlPath, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use lockbox_audit::Event;
+use lockbox_cluster::Role;
+use lockbox_cluster::pki::{ClusterCa, NodeKey, PeerIdentity};
+use lockbox_cluster::token::JoinToken;
+use lockbox_keyring::{KeyMode, KeyRing, RingFile, Sealed, UnlockKey, Zeroizing};
+use lockbox_replication::{Bootstrap, Replica, ReplicaConfig};
+use lockbox_store::cluster::{
+    CA_KEY_OBJECT, MANAGER_TOKEN_OBJECT, UNLOCK_KEY_OBJECT, WORKER_TOKEN_OBJECT,
+};
+use lockbox_store::{
+    ClusterRecord, Command, Kind, NodeRecord, NodeRole, Reader, node_id_text, parse_node_id,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::ApiError;
+use crate::http::{Peer, json_response, parse_body};
+use crate::ops::{Caller, Daemon, Keys, NodeStore, rfc3339};
+use crate::peers::{self, NodePeer, Tls, TlsDialer, TlsState};
+
+type Result<T, E = ApiError> = std::result::Result<T, E>;
+
+/// The default port of the node API (raft, join, agents).
+pub(crate) const DEFAULT_PORT: u16 = 4377;
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What a node remembers about its cluster membership (`cluster/node.json`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct NodeConfig {
+    pub(crate) node_id: u64,
+    pub(crate) cluster_id: String,
+    pub(crate) role: NodeRole,
+    pub(crate) listen_addr: String,
+    pub(crate) advertise_addr: String,
+    /// The managers' addresses as last known: where a worker's agent and a restarted node
+    /// look for the cluster.
+    pub(crate) managers: Vec<String>,
+}
+
+/// A node's live cluster state.
+pub(crate) struct Cluster {
+    pub(crate) config: RwLock<NodeConfig>,
+    pub(crate) tls: TlsState,
+    /// Stops the node listener.
+    stop: tokio::sync::watch::Sender<bool>,
+}
+
+impl Cluster {
+    pub(crate) fn config(&self) -> NodeConfig {
+        match self.config.read() {
+            Ok(c) => c.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+    pub(crate) fn stop(&self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+fn dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("cluster")
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let tmp = path.with_extension("tmp");
+    let _ = fs::remove_file(&tmp);
+    let mut f = fs::OpenOptions::new()
+        .create_new(true)
+        .write(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    fs::rename(&tmp, path)?;
+    if let Some(parent) = path.parent() {
+        fs::File::open(parent)?.sync_all()?;
+    }
+    Ok(())
+}
+
+fn io(what: &str) -> impl FnOnce(std::io::Error) -> ApiError + '_ {
+    move |e| ApiError::internal(format!("{what}: {e}"))
+}
+
+/// Saves the node's identity: key (0600), certificate, CA, and `node.json`.
+fn save_files(
+    data_dir: &Path,
+    cfg: &NodeConfig,
+    key_der: &[u8],
+    cert_der: &[u8],
+    ca_der: &[u8],
+) -> Result<()> {
+    let d = dir(data_dir);
+    fs::create_dir_all(&d).map_err(io("cannot create the cluster directory"))?;
+    write_private(&d.join("node.key"), key_der).map_err(io("cannot write the node key"))?;
+    write_private(&d.join("node.crt"), cert_der)
+        .map_err(io("cannot write the node certificate"))?;
+    write_private(&d.join("ca.crt"), ca_der).map_err(io("cannot write the CA certificate"))?;
+    save_config(data_dir, cfg)
+}
+
+fn save_config(data_dir: &Path, cfg: &NodeConfig) -> Result<()> {
+    let json = serde_json::to_vec_pretty(cfg).map_err(|e| ApiError::internal(e.to_string()))?;
+    write_private(&dir(data_dir).join("node.json"), &json)
+        .map_err(io("cannot write cluster/node.json"))
+}
+
+/// Builds the TLS configurations from key, certificate and CA.
+fn tls_from(key_der: &[u8], cert_der: &[u8], ca_der: &[u8]) -> Result<Tls, String> {
+    let identity = PeerIdentity::from_cert_der(cert_der).map_err(|e| e.to_string())?;
+    let chain = vec![cert_der.to_vec(), ca_der.to_vec()];
+    let server = lockbox_cluster::tls::server_config(ca_der, chain.clone(), key_der)
+        .map_err(|e| e.to_string())?;
+    let client =
+        lockbox_cluster::tls::client_config(ca_der, chain, key_der).map_err(|e| e.to_string())?;
+    Ok(Tls {
+        server,
+        client,
+        identity,
+        ca_der: ca_der.to_vec(),
+    })
+}
+
+/// Reads `cluster/` at daemon start: `None` for a node that is in no cluster.
+pub(crate) fn load(data_dir: &Path) -> Result<Option<(NodeConfig, Tls)>, String> {
+    let d = dir(data_dir);
+    let cfg_path = d.join("node.json");
+    let raw = match fs::read(&cfg_path) {
+        Ok(r) => r,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("{}: {e}", cfg_path.display())),
+    };
+    let cfg: NodeConfig =
+        serde_json::from_slice(&raw).map_err(|e| format!("{}: {e}", cfg_path.display()))?;
+    let read = |name: &str| fs::read(d.join(name)).map_err(|e| format!("cluster/{name}: {e}"));
+    let key = Zeroizing::new(read("node.key")?);
+    let tls = tls_from(&key, &read("node.crt")?, &read("ca.crt")?)?;
+    Ok(Some((cfg, tls)))
+}
+
+/// Raft timing. Tests shorten it with `LOCKBOX_RAFT_TIMING=heartbeat,min,max` (ms).
+fn replica_config(cfg: &NodeConfig, bootstrap: Bootstrap) -> ReplicaConfig {
+    let mut rc = ReplicaConfig {
+        node_id: cfg.node_id,
+        advertise_addr: cfg.advertise_addr.clone(),
+        cluster_name: cfg.cluster_id.clone(),
+        bootstrap,
+        heartbeat_interval: Duration::from_millis(100),
+        election_timeout_min: Duration::from_millis(1000),
+        election_timeout_max: Duration::from_millis(2000),
+        ..ReplicaConfig::default()
+    };
+    if let Ok(t) = std::env::var("LOCKBOX_RAFT_TIMING") {
+        let ms: Vec<u64> = t.split(',').filter_map(|x| x.trim().parse().ok()).collect();
+        if let [h, lo, hi] = ms[..] {
+            rc.heartbeat_interval = Duration::from_millis(h);
+            rc.election_timeout_min = Duration::from_millis(lo);
+            rc.election_timeout_max = Duration::from_millis(hi);
+        }
+    }
+    rc
+}
+
+/// Opens this manager's store on the cluster transport.
+pub(crate) async fn open_store(
+    data_dir: &Path,
+    cfg: &NodeConfig,
+    tls: &TlsState,
+    bootstrap: Bootstrap,
+) -> Result<NodeStore, lockbox_replication::ReplicationError> {
+    let replica = Replica::open_with(
+        &data_dir.join("store.redb"),
+        replica_config(cfg, bootstrap),
+        TlsDialer(tls.clone()),
+    )
+    .await?;
+    Ok(NodeStore {
+        reader: Reader::new(replica.db()),
+        replica,
+    })
+}
+
+/// Starts the node listener and installs the cluster state.
+pub(crate) async fn activate(d: &Arc<Daemon>, cfg: NodeConfig, tls: TlsState) -> Result<()> {
+    let listener = tokio::net::TcpListener::bind(&cfg.listen_addr)
+        .await
+        .map_err(|e| {
+            ApiError::bad_request(format!(
+                "cannot listen on {} for cluster traffic: {e}",
+                cfg.listen_addr
+            ))
+        })?;
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(peers::serve(
+        listener,
+        tls.clone(),
+        node_router(d.clone()),
+        stop_rx,
+    ));
+    let cluster = Arc::new(Cluster {
+        config: RwLock::new(cfg),
+        tls,
+        stop,
+    });
+    let role = cluster.config().role;
+    if let Ok(mut c) = d.cluster.write()
+        && let Some(old) = c.replace(cluster)
+    {
+        old.stop();
+    }
+    tokio::spawn(renewal(d.clone()));
+    match role {
+        NodeRole::Manager => drop(tokio::spawn(watch(d.clone()))),
+        NodeRole::Worker => crate::agent::start(d.clone()),
+    }
+    Ok(())
+}
+
+impl Daemon {
+    pub(crate) fn cluster(&self) -> Option<Arc<Cluster>> {
+        self.cluster.read().ok().and_then(|c| c.clone())
+    }
+
+    fn cluster_or_err(&self) -> Result<Arc<Cluster>> {
+        self.cluster().ok_or_else(|| {
+            ApiError::new(
+                503,
+                "This node is not part of a cluster. Use \"lockbox cluster init\" or \"lockbox cluster join\" to connect this node to a cluster and try again.",
+            )
+        })
+    }
+
+    fn cluster_record(&self) -> Result<ClusterRecord> {
+        self.reader()?.cluster()?.ok_or_else(|| {
+            ApiError::new(
+                503,
+                "This node is not part of a cluster. Use \"lockbox cluster init\" or \"lockbox cluster join\" to connect this node to a cluster and try again.",
+            )
+        })
+    }
+
+    fn open_cluster_secret(
+        &self,
+        sealed: &Sealed,
+        object: &str,
+        version: u64,
+    ) -> Result<Zeroizing<Vec<u8>>> {
+        let keys = self
+            .keys
+            .read()
+            .map_err(|_| ApiError::internal("key state poisoned"))?;
+        match &*keys {
+            Keys::Unlocked { ring, .. } => {
+                Ok(sealed.open(ring.get(sealed.kek_id)?, object, version)?)
+            }
+            Keys::Locked { .. } => Err(ApiError::locked()),
+        }
+    }
+
+    fn seal_cluster_secret(&self, data: &[u8], object: &str, version: u64) -> Result<Sealed> {
+        let keys = self
+            .keys
+            .read()
+            .map_err(|_| ApiError::internal("key state poisoned"))?;
+        match &*keys {
+            Keys::Unlocked { ring, .. } => Ok(Sealed::seal(ring.current(), object, version, data)?),
+            Keys::Locked { .. } => Err(ApiError::locked()),
+        }
+    }
+
+    /// The leader's address when this manager is not the leader (for a 421 redirect).
+    fn require_leader(&self) -> Result<Arc<NodeStore>> {
+        let store = self.store()?;
+        match store.replica.leader() {
+            Some((id, _)) if id == store.replica.node_id() => Ok(store),
+            Some((_, addr)) => Err(ApiError::new(
+                421,
+                format!("not the leader; the leader is at {addr}"),
+            )),
+            None => Err(ApiError::new(
+                503,
+                "the cluster has no leader right now (no quorum of managers?); try again",
+            )),
+        }
+    }
+
+    fn join_token(&self, c: &ClusterRecord, role: NodeRole) -> Result<JoinToken> {
+        let (sealed, object) = match role {
+            NodeRole::Worker => (&c.worker_token, WORKER_TOKEN_OBJECT),
+            NodeRole::Manager => (&c.manager_token, MANAGER_TOKEN_OBJECT),
+        };
+        let secret = self.open_cluster_secret(sealed, object, c.token_version)?;
+        let secret: [u8; 16] = secret[..]
+            .try_into()
+            .map_err(|_| ApiError::internal("a sealed join token has the wrong size"))?;
+        Ok(JoinToken {
+            digest: lockbox_cluster::pki::cert_digest(&c.ca_cert),
+            secret,
+        })
+    }
+}
+
+fn now_ns() -> i64 {
+    jiff::Timestamp::now().as_nanosecond() as i64
+}
+
+fn system_time_ns(t: SystemTime) -> i64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}
+
+fn random_secret16() -> Result<[u8; 16]> {
+    let mut b = [0u8; 16];
+    getrandom::fill(&mut b).map_err(|e| ApiError::internal(format!("no randomness: {e}")))?;
+    Ok(b)
+}
+
+fn to_role(r: NodeRole) -> Role {
+    match r {
+        NodeRole::Manager => Role::Manager,
+        NodeRole::Worker => Role::Worker,
+    }
+}
+
+fn hostname() -> String {
+    fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+fn with_port(addr: &str) -> String {
+    if addr
+        .rsplit_once(':')
+        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+    {
+        addr.to_string()
+    } else {
+        format!("{addr}:{DEFAULT_PORT}")
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// cluster init
+
+#[derive(Debug, Default, Deserialize)]
+struct InitRequest {
+    #[serde(rename = "AdvertiseAddr", default)]
+    advertise_addr: Option<String>,
+    #[serde(rename = "ListenAddr", default)]
+    listen_addr: Option<String>,
+    #[serde(rename = "Autolock", default)]
+    autolock: bool,
+    #[serde(rename = "CertExpirySeconds", default)]
+    cert_expiry_s: Option<u64>,
+}
+
+fn addrs(listen: Option<String>, advertise: Option<String>) -> Result<(String, String)> {
+    let listen = with_port(listen.as_deref().unwrap_or("0.0.0.0"));
+    let advertise = match advertise {
+        Some(a) => with_port(&a),
+        None => {
+            let (host, port) = listen.rsplit_once(':').unwrap_or((&listen, ""));
+            if host == "0.0.0.0" || host == "[::]" || host.is_empty() {
+                return Err(ApiError::bad_request(format!(
+                    "could not choose an address to advertise: the listen address {listen} is not a specific IP; use --advertise-addr"
+                )));
+            }
+            format!("{host}:{port}")
+        }
+    };
+    Ok((listen, advertise))
+}
+
+const ALREADY_IN: &str = "This node is already part of a cluster. Use \"lockbox cluster leave\" to leave this cluster and join another one.";
+
+async fn init(d: Arc<Daemon>, who: Peer, body: Bytes) -> Result<Response> {
+    let req: InitRequest = parse_body(&body)?;
+    let caller = Caller::uid(who.uid);
+    if d.cluster().is_some() || d.reader()?.cluster()?.is_some() {
+        return Err(ApiError::bad_request(ALREADY_IN));
+    }
+    d.check_unlocked()?;
+    let validity = Duration::from_secs(req.cert_expiry_s.unwrap_or(90 * 24 * 3600));
+    if validity < Duration::from_secs(3600) {
+        return Err(ApiError::bad_request(
+            "minimum certificate expiry time is: 1h0m0s",
+        ));
+    }
+    let (listen_addr, advertise_addr) = addrs(req.listen_addr, req.advertise_addr)?;
+    let store = d.store()?;
+    let node_id = store.replica.node_id();
+    let cluster_id = d.cluster_id.clone();
+
+    let ca = ClusterCa::generate(&cluster_id).map_err(|e| ApiError::internal(e.to_string()))?;
+    let key = NodeKey::generate().map_err(|e| ApiError::internal(e.to_string()))?;
+    let csr = key
+        .csr_der()
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    let cert = ca
+        .issue(
+            &csr,
+            node_id,
+            Role::Manager,
+            &cluster_id,
+            SystemTime::now(),
+            validity,
+        )
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let ident =
+        PeerIdentity::from_cert_der(&cert).map_err(|e| ApiError::internal(e.to_string()))?;
+
+    // Autolock: the cluster's unlock key is this node's (made now if it has none).
+    let shown_key = if req.autolock && !matches!(d.key_mode(), Some(KeyMode::Autolock)) {
+        d.set_autolock(true, &caller)?
+    } else {
+        None
+    };
+    let unlock_sealed = match d.unlock_key_bytes()? {
+        Some(raw) => Some(d.seal_cluster_secret(&raw[..], UNLOCK_KEY_OBJECT, 1)?),
+        None => None,
+    };
+    let t = now_ns();
+    let record = ClusterRecord {
+        cluster_id: cluster_id.clone(),
+        created_ns: t,
+        updated_ns: t,
+        ca_cert: ca.cert_der().to_vec(),
+        ca_key: d.seal_cluster_secret(&ca.key_der(), CA_KEY_OBJECT, 1)?,
+        ca_version: 1,
+        worker_token: d.seal_cluster_secret(&random_secret16()?, WORKER_TOKEN_OBJECT, 1)?,
+        manager_token: d.seal_cluster_secret(&random_secret16()?, MANAGER_TOKEN_OBJECT, 1)?,
+        token_version: 1,
+        unlock_key: unlock_sealed,
+        unlock_version: 1,
+        keks: Vec::new(),
+        cert_validity_s: validity.as_secs(),
+        revoked: Vec::new(),
+    };
+    let node = NodeRecord {
+        id: node_id,
+        role: NodeRole::Manager,
+        addr: advertise_addr.clone(),
+        hostname: hostname(),
+        labels: BTreeMap::new(),
+        availability: "active".into(),
+        cert_fingerprint: ident.fingerprint.to_vec(),
+        prev_fingerprint: Vec::new(),
+        cert_not_after_ns: system_time_ns(ident.not_after),
+        created_ns: t,
+        updated_ns: t,
+        index: 0,
+    };
+    let cfg = NodeConfig {
+        node_id,
+        cluster_id: cluster_id.clone(),
+        role: NodeRole::Manager,
+        listen_addr,
+        advertise_addr: advertise_addr.clone(),
+        managers: vec![advertise_addr.clone()],
+    };
+    let tls =
+        TlsState::new(tls_from(&key.key_der(), &cert, ca.cert_der()).map_err(ApiError::internal)?);
+    // Bind first: a port in use must fail before anything is committed.
+    let probe = std::net::TcpListener::bind(&cfg.listen_addr).map_err(|e| {
+        ApiError::bad_request(format!(
+            "cannot listen on {} for cluster traffic: {e}",
+            cfg.listen_addr
+        ))
+    })?;
+    drop(probe);
+    d.propose(Command::InitCluster {
+        cluster: record,
+        node,
+    })
+    .await?;
+    save_files(&d.data_dir, &cfg, &key.key_der(), &cert, ca.cert_der())?;
+    // The single-node replica has no transport: reopen the same file on the cluster's.
+    drop(store);
+    reopen_store(&d, &cfg, &tls, Bootstrap::SingleVoter).await?;
+    d.store()?.replica.change_own_addr(&advertise_addr).await?;
+    activate(&d, cfg, tls).await?;
+    d.audit_event(
+        Event::new("cluster-init", &caller.actor)
+            .detail("cluster_id", &cluster_id)
+            .detail("node", &node_id_text(node_id))
+            .detail("addr", &advertise_addr),
+    )?;
+    Ok(json_response(
+        StatusCode::OK,
+        &serde_json::json!({
+            "ClusterID": cluster_id,
+            "NodeID": node_id_text(node_id),
+            "UnlockKey": shown_key.as_ref().map(|k| k.as_str()),
+        }),
+    ))
+}
+
+/// Replaces the daemon's store with `store.redb` opened on the cluster transport.
+async fn reopen_store(
+    d: &Arc<Daemon>,
+    cfg: &NodeConfig,
+    tls: &TlsState,
+    bootstrap: Bootstrap,
+) -> Result<()> {
+    let old = d.store.write().ok().and_then(|mut s| s.take());
+    if let Some(old) = old {
+        crate::serve::close_store(old).await;
+    }
+    let store = open_store(&d.data_dir, cfg, tls, bootstrap).await?;
+    if let Ok(mut s) = d.store.write() {
+        *s = Some(Arc::new(store));
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// join: the joining node's side (local API) and the manager's side (node API)
+
+#[derive(Debug, Default, Deserialize)]
+struct LocalJoinRequest {
+    #[serde(rename = "Token", default)]
+    token: String,
+    #[serde(rename = "RemoteAddr", default)]
+    remote_addr: String,
+    #[serde(rename = "ListenAddr", default)]
+    listen_addr: Option<String>,
+    #[serde(rename = "AdvertiseAddr", default)]
+    advertise_addr: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct JoinRequest {
+    token: String,
+    csr: String,
+    addr: String,
+    hostname: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct JoinResponse {
+    node_id: u64,
+    role: NodeRole,
+    cluster_id: String,
+    cert: String,
+    ca: String,
+    managers: Vec<String>,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct AdmitResponse {
+    /// Managers only: the KEK ring (plaintext key material; only ever inside mutual TLS).
+    ring: Option<String>,
+    /// Managers of an autolocked cluster: the unlock key that seals the ring on disk.
+    unlock_key: Option<String>,
+    managers: Vec<String>,
+}
+
+fn b64(b: &[u8]) -> String {
+    STANDARD.encode(b)
+}
+
+fn unb64(s: &str, what: &str) -> Result<Vec<u8>> {
+    STANDARD
+        .decode(s)
+        .map_err(|_| ApiError::bad_request(format!("{what} is not base64")))
+}
+
+/// Calls the leader: follows one 421 redirect from a follower.
+async fn call_leader(
+    config: Arc<rustls::ClientConfig>,
+    addr: &str,
+    path: &str,
+    body: Vec<u8>,
+) -> Result<(String, peers::Answer)> {
+    let mut target = addr.to_string();
+    for _ in 0..3 {
+        let a = peers::call(config.clone(), &target, path, body.clone(), CALL_TIMEOUT)
+            .await
+            .map_err(|e| ApiError::new(503, e))?;
+        if a.status == 421 {
+            let msg = a.message();
+            if let Some(leader) = msg.rsplit("the leader is at ").next().filter(|l| *l != msg) {
+                target = leader.trim().to_string();
+                continue;
+            }
+        }
+        return Ok((target, a));
+    }
+    Err(ApiError::new(
+        503,
+        "the managers keep redirecting; no stable leader",
+    ))
+}
+
+fn remote_error(a: &peers::Answer) -> ApiError {
+    ApiError::new(a.status, a.message())
+}
+
+async fn local_join(d: Arc<Daemon>, who: Peer, body: Bytes) -> Result<Response> {
+    let req: LocalJoinRequest = parse_body(&body)?;
+    let caller = Caller::uid(who.uid);
+    if d.cluster().is_some() {
+        return Err(ApiError::bad_request(ALREADY_IN));
+    }
+    if req.remote_addr.is_empty() {
+        return Err(ApiError::bad_request(
+            "the address of a manager is required",
+        ));
+    }
+    let token = JoinToken::from_str(req.token.trim())
+        .map_err(|e| ApiError::bad_request(format!("invalid join token: {e}")))?;
+    if let Ok(reader) = d.reader() {
+        let held = reader.count(Kind::Secret)?
+            + reader.count(Kind::Config)?
+            + reader.services()?.len() as u64;
+        if held > 0 {
+            return Err(ApiError::bad_request(format!(
+                "this node holds {held} secrets, configs or services of its own; joining a cluster replaces its store. Back them up ('lockbox backup') and start from an empty data directory, or remove them first"
+            )));
+        }
+    }
+    let (listen_addr, advertise_addr) = addrs(req.listen_addr, req.advertise_addr)?;
+    let remote = with_port(&req.remote_addr);
+    // Bind first: a port in use must fail before the cluster records this node.
+    let probe = std::net::TcpListener::bind(&listen_addr).map_err(|e| {
+        ApiError::bad_request(format!(
+            "cannot listen on {listen_addr} for cluster traffic: {e}"
+        ))
+    })?;
+    drop(probe);
+
+    let key = NodeKey::generate().map_err(|e| ApiError::internal(e.to_string()))?;
+    let csr = key
+        .csr_der()
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    let bootstrap = lockbox_cluster::tls::bootstrap_client_config(token.digest)
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    let ask = serde_json::to_vec(&JoinRequest {
+        token: req.token.trim().to_string(),
+        csr: b64(&csr),
+        addr: advertise_addr.clone(),
+        hostname: hostname(),
+    })
+    .map_err(|e| ApiError::internal(e.to_string()))?;
+    let (leader, answer) = call_leader(bootstrap, &remote, "/cluster/join", ask).await?;
+    if answer.status != 200 {
+        return Err(remote_error(&answer));
+    }
+    let joined: JoinResponse = serde_json::from_slice(&answer.body)
+        .map_err(|e| ApiError::internal(format!("unexpected join answer: {e}")))?;
+    let cert = unb64(&joined.cert, "certificate")?;
+    let ca = unb64(&joined.ca, "CA certificate")?;
+    if lockbox_cluster::pki::cert_digest(&ca) != token.digest {
+        return Err(ApiError::new(
+            502,
+            "the manager sent a CA that does not match the join token",
+        ));
+    }
+    let cfg = NodeConfig {
+        node_id: joined.node_id,
+        cluster_id: joined.cluster_id.clone(),
+        role: joined.role,
+        listen_addr,
+        advertise_addr,
+        managers: joined.managers.clone(),
+    };
+    let tls = TlsState::new(tls_from(&key.key_der(), &cert, &ca).map_err(ApiError::internal)?);
+    save_files(&d.data_dir, &cfg, &key.key_der(), &cert, &ca)?;
+
+    // This node's single-node store is replaced: by an empty cluster store (managers) or by
+    // nothing (workers hold no store).
+    let old = d.store.write().ok().and_then(|mut s| s.take());
+    if let Some(old) = old {
+        crate::serve::close_store(old).await;
+    }
+    let _ = fs::remove_file(d.data_dir.join("store.redb"));
+    if joined.role == NodeRole::Manager {
+        let store = open_store(&d.data_dir, &cfg, &tls, Bootstrap::Join).await?;
+        if let Ok(mut s) = d.store.write() {
+            *s = Some(Arc::new(store));
+        }
+    }
+    activate(&d, cfg.clone(), tls.clone()).await?;
+
+    let (_, answer) = call_leader(
+        tls.get().client.clone(),
+        &leader,
+        "/cluster/admit",
+        b"{}".to_vec(),
+    )
+    .await?;
+    if answer.status != 200 {
+        return Err(remote_error(&answer));
+    }
+    let admitted: AdmitResponse = serde_json::from_slice(&answer.body)
+        .map_err(|e| ApiError::internal(format!("unexpected admit answer: {e}")))?;
+    if let Some(ring) = &admitted.ring {
+        let raw = Zeroizing::new(unb64(ring, "key ring")?);
+        let ring = KeyRing::import(&raw)?;
+        let unlock = match &admitted.unlock_key {
+            Some(k) => Some(UnlockKey::parse(k)?),
+            None => None,
+        };
+        RingFile::write(&d.ring_path, &ring, unlock.as_ref())?;
+        let mode = if unlock.is_some() {
+            KeyMode::Autolock
+        } else {
+            KeyMode::File
+        };
+        if let Ok(mut keys) = d.keys.write() {
+            *keys = Keys::Unlocked { ring, mode, unlock };
+        }
+    }
+    if !admitted.managers.is_empty() {
+        set_managers(&d, admitted.managers);
+    }
+    d.audit_event(
+        Event::new("cluster-join", &caller.actor)
+            .detail("cluster_id", &joined.cluster_id)
+            .detail("node", &node_id_text(joined.node_id))
+            .detail("role", joined.role.as_str()),
+    )?;
+    Ok(json_response(
+        StatusCode::OK,
+        &serde_json::json!({"NodeID": node_id_text(joined.node_id), "Role": joined.role.as_str()}),
+    ))
+}
+
+fn set_managers(d: &Daemon, managers: Vec<String>) {
+    if let Some(c) = d.cluster() {
+        let cfg = {
+            let Ok(mut cfg) = c.config.write() else {
+                return;
+            };
+            if cfg.managers == managers {
+                return;
+            }
+            cfg.managers = managers;
+            cfg.clone()
+        };
+        if let Err(e) = save_config(&d.data_dir, &cfg) {
+            tracing::warn!("cannot record the managers' addresses: {e}");
+        }
+    }
+}
+
+fn manager_addrs(reader: &Reader) -> Vec<String> {
+    reader
+        .nodes()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|n| n.role == NodeRole::Manager)
+        .map(|n| n.addr)
+        .collect()
+}
+
+/// `/cluster/join` on a manager: a node without a certificate presents a token and a CSR.
+async fn join_request(
+    State(d): State<Arc<Daemon>>,
+    ConnectInfo(peer): ConnectInfo<NodePeer>,
+    body: Bytes,
+) -> Result<Response> {
+    let req: JoinRequest = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("malformed join request: {e}")))?;
+    let store = d.require_leader()?;
+    let c = d.cluster_record()?;
+    let refuse = |d: &Daemon, why: &str| {
+        let _ = d.audit_event(
+            Event::new("node-join-refused", &format!("peer:{}", peer.addr))
+                .detail("reason", why)
+                .detail("addr", &req.addr),
+        );
+    };
+    let token = match JoinToken::from_str(req.token.trim()) {
+        Ok(t) => t,
+        Err(e) => {
+            refuse(&d, "malformed token");
+            return Err(ApiError::bad_request(format!("invalid join token: {e}")));
+        }
+    };
+    if token.digest != lockbox_cluster::pki::cert_digest(&c.ca_cert) {
+        refuse(&d, "token for another CA");
+        return Err(ApiError::bad_request(
+            "the join token is for a different cluster (its CA digest does not match this cluster's CA)",
+        ));
+    }
+    let role = if token.secret_matches(&d.join_token(&c, NodeRole::Manager)?.secret) {
+        NodeRole::Manager
+    } else if token.secret_matches(&d.join_token(&c, NodeRole::Worker)?.secret) {
+        NodeRole::Worker
+    } else {
+        refuse(&d, "wrong or rotated token");
+        return Err(ApiError::new(
+            401,
+            "invalid join token: it is not this cluster's current worker or manager token (rotated?)",
+        ));
+    };
+    let csr = unb64(&req.csr, "csr")?;
+    let existing: Vec<u64> = store.reader.nodes()?.iter().map(|n| n.id).collect();
+    let node_id = loop {
+        let mut b = [0u8; 8];
+        getrandom::fill(&mut b).map_err(|e| ApiError::internal(format!("no randomness: {e}")))?;
+        // 53 bits: the ID survives JSON number handling in any client.
+        let id = u64::from_be_bytes(b) >> 11;
+        if id > 1 && !existing.contains(&id) {
+            break id;
+        }
+    };
+    let ca_key = d.open_cluster_secret(&c.ca_key, CA_KEY_OBJECT, c.ca_version)?;
+    let ca = ClusterCa::from_parts(c.ca_cert.clone(), ca_key)
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    let cert = ca
+        .issue(
+            &csr,
+            node_id,
+            to_role(role),
+            &c.cluster_id,
+            SystemTime::now(),
+            Duration::from_secs(c.cert_validity_s),
+        )
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let ident =
+        PeerIdentity::from_cert_der(&cert).map_err(|e| ApiError::internal(e.to_string()))?;
+    let t = now_ns();
+    d.propose(Command::PutNode {
+        node: NodeRecord {
+            id: node_id,
+            role,
+            addr: with_port(&req.addr),
+            hostname: req.hostname.clone(),
+            labels: BTreeMap::new(),
+            availability: "active".into(),
+            cert_fingerprint: ident.fingerprint.to_vec(),
+            prev_fingerprint: Vec::new(),
+            cert_not_after_ns: system_time_ns(ident.not_after),
+            created_ns: t,
+            updated_ns: t,
+            index: 0,
+        },
+    })
+    .await?;
+    d.audit_event(
+        Event::new("node-join", &format!("node:{}", node_id_text(node_id)))
+            .detail("role", role.as_str())
+            .detail("addr", &req.addr)
+            .detail("peer", &peer.addr),
+    )?;
+    Ok(json_response(
+        StatusCode::OK,
+        &JoinResponse {
+            node_id,
+            role,
+            cluster_id: c.cluster_id.clone(),
+            cert: b64(&cert),
+            ca: b64(&c.ca_cert),
+            managers: manager_addrs(&store.reader),
+        },
+    ))
+}
+
+/// Who a node-API caller is, checked against the store.
+pub(crate) struct Authorized {
+    pub(crate) node: NodeRecord,
+}
+
+/// Checks a peer's certificate against the cluster's records: same cluster, not revoked,
+/// the node's current certificate, and (if `manager`) a manager. Refusals of a known
+/// identity are audited.
+pub(crate) fn authorize(d: &Daemon, peer: &NodePeer, manager: bool) -> Result<Authorized> {
+    let Some(id) = &peer.identity else {
+        return Err(ApiError::new(
+            401,
+            "a certificate of this cluster is required (this endpoint needs mutual TLS)",
+        ));
+    };
+    let refuse = |why: &str| {
+        let _ = d.audit_event(
+            Event::new(
+                "node-refused",
+                &format!("node:{}", node_id_text(id.node_id)),
+            )
+            .detail("reason", why)
+            .detail("peer", &peer.addr),
+        );
+        ApiError::new(
+            403,
+            format!("node {} refused: {why}", node_id_text(id.node_id)),
+        )
+    };
+    let c = d.cluster_record()?;
+    if id.cluster_id != c.cluster_id {
+        return Err(refuse("its certificate is for another cluster"));
+    }
+    if c.revoked.iter().any(|r| r[..] == id.fingerprint[..]) {
+        return Err(refuse("its certificate was revoked (the node was removed)"));
+    }
+    let Some(node) = d.reader()?.node(id.node_id)? else {
+        return Err(refuse("it is not a member of this cluster"));
+    };
+    if node.cert_fingerprint[..] != id.fingerprint[..]
+        && node.prev_fingerprint[..] != id.fingerprint[..]
+    {
+        return Err(refuse("its certificate is not the node's current one"));
+    }
+    if manager && node.role != NodeRole::Manager {
+        return Err(refuse("it is not a manager"));
+    }
+    Ok(Authorized { node })
+}
+
+/// Raft traffic: any manager certificate of this cluster that is not revoked. (A joining
+/// manager's store is empty until the leader catches it up, so this cannot require the
+/// leader's node record to be known yet.)
+fn authorize_raft(d: &Daemon, peer: &NodePeer) -> Result<()> {
+    let id = peer
+        .identity
+        .as_ref()
+        .ok_or_else(|| ApiError::new(401, "raft traffic needs a node certificate"))?;
+    let Some(cluster) = d.cluster() else {
+        return Err(ApiError::new(503, "not in a cluster"));
+    };
+    if id.cluster_id != cluster.config().cluster_id || id.role != Role::Manager {
+        return Err(ApiError::new(
+            403,
+            "raft traffic from a node that is not a manager of this cluster",
+        ));
+    }
+    if let Ok(Some(c)) = d.reader().and_then(|r| Ok(r.cluster()?))
+        && c.revoked.iter().any(|r| r[..] == id.fingerprint[..])
+    {
+        return Err(ApiError::new(403, "certificate revoked"));
+    }
+    Ok(())
+}
+
+async fn raft_rpc(
+    State(d): State<Arc<Daemon>>,
+    ConnectInfo(peer): ConnectInfo<NodePeer>,
+    uri: axum::http::Uri,
+    body: Bytes,
+) -> Response {
+    if let Err(e) = authorize_raft(&d, &peer) {
+        return e.into_response();
+    }
+    let handler = match d.store() {
+        Ok(s) => s.replica.rpc_handler(),
+        Err(e) => return e.into_response(),
+    };
+    match lockbox_replication::rpc::serve_rpc(&handler, uri.path(), body).await {
+        Ok(bytes) => (StatusCode::OK, bytes).into_response(),
+        Err(e) => (
+            StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST),
+            e.to_string(),
+        )
+            .into_response(),
+    }
+}
+
+/// `/cluster/admit`: a node that got its certificate asks to be let in. Managers are added to
+/// raft (caught up as a learner, then made a voter) and only then get the keys.
+async fn admit(
+    State(d): State<Arc<Daemon>>,
+    ConnectInfo(peer): ConnectInfo<NodePeer>,
+) -> Result<Response> {
+    let store = d.require_leader()?;
+    let who = authorize(&d, &peer, false)?;
+    let node = who.node;
+    let mut resp = AdmitResponse {
+        managers: manager_addrs(&store.reader),
+        ..AdmitResponse::default()
+    };
+    if node.role == NodeRole::Manager {
+        let members = store.replica.members();
+        if !members.iter().any(|m| m.id == node.id) {
+            store.replica.add_learner(node.id, &node.addr, true).await?;
+        }
+        if !store
+            .replica
+            .members()
+            .iter()
+            .any(|m| m.id == node.id && m.voter)
+        {
+            store.replica.promote(node.id).await?;
+        }
+        let keys = d
+            .keys
+            .read()
+            .map_err(|_| ApiError::internal("key state poisoned"))?;
+        match &*keys {
+            Keys::Unlocked { ring, unlock, .. } => {
+                resp.ring = Some(b64(&ring.export()?));
+                resp.unlock_key = unlock.as_ref().map(|k| k.to_text().to_string());
+            }
+            Keys::Locked { .. } => return Err(ApiError::locked()),
+        }
+        drop(keys);
+        d.audit_event(
+            Event::new("kek-handout", &format!("node:{}", node_id_text(node.id)))
+                .detail("peer", &peer.addr),
+        )?;
+    }
+    d.audit_event(
+        Event::new("node-admit", &format!("node:{}", node_id_text(node.id)))
+            .detail("role", node.role.as_str()),
+    )?;
+    Ok(json_response(StatusCode::OK, &resp))
+}
+
+// ---------------------------------------------------------------------------------------
+// membership changes (leader only; other managers forward them)
+
+#[derive(Debug, Serialize, Deserialize)]
+enum MembershipOp {
+    Promote,
+    Demote,
+    Remove {
+        force: bool,
+    },
+    Update {
+        labels_add: BTreeMap<String, String>,
+        labels_rm: Vec<String>,
+        availability: Option<String>,
+    },
+}
+
+async fn membership(
+    State(d): State<Arc<Daemon>>,
+    ConnectInfo(peer): ConnectInfo<NodePeer>,
+    body: Bytes,
+) -> Result<Response> {
+    let who = authorize(&d, &peer, true)?;
+    let (id, op): (u64, MembershipOp) = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("malformed membership request: {e}")))?;
+    apply_membership(&d, id, op, &format!("node:{}", node_id_text(who.node.id))).await?;
+    Ok(StatusCode::OK.into_response())
+}
+
+async fn apply_membership(d: &Arc<Daemon>, id: u64, op: MembershipOp, actor: &str) -> Result<()> {
+    let store = match d.require_leader() {
+        Ok(s) => s,
+        Err(e) if e.status == 421 => {
+            // Forward to the leader over mutual TLS.
+            let c = d.cluster_or_err()?;
+            let leader = e
+                .message
+                .rsplit("the leader is at ")
+                .next()
+                .unwrap_or("")
+                .to_string();
+            let body =
+                serde_json::to_vec(&(id, op)).map_err(|e| ApiError::internal(e.to_string()))?;
+            let (_, a) = call_leader(
+                c.tls.get().client.clone(),
+                &leader,
+                "/cluster/membership",
+                body,
+            )
+            .await?;
+            return if a.status == 200 {
+                Ok(())
+            } else {
+                Err(remote_error(&a))
+            };
+        }
+        Err(e) => return Err(e),
+    };
+    let mut node = store
+        .reader
+        .node(id)?
+        .ok_or_else(|| ApiError::new(404, format!("node {} not found", node_id_text(id))))?;
+    let nodes = store.reader.nodes()?;
+    let managers = nodes.iter().filter(|n| n.role == NodeRole::Manager).count();
+    let action;
+    match op {
+        MembershipOp::Promote => {
+            action = "node-promote";
+            if node.role == NodeRole::Manager {
+                return Ok(());
+            }
+            node.role = NodeRole::Manager;
+            node.updated_ns = now_ns();
+            // The node notices (its agent watches its own record), opens a store and asks
+            // to be admitted: raft membership follows then.
+            d.propose(Command::PutNode { node: node.clone() }).await?;
+        }
+        MembershipOp::Demote => {
+            action = "node-demote";
+            if node.role == NodeRole::Worker {
+                return Ok(());
+            }
+            if managers <= 1 {
+                return Err(ApiError::bad_request(format!(
+                    "rpc error: code = FailedPrecondition desc = attempting to demote the last manager of the cluster ({})",
+                    node_id_text(id)
+                )));
+            }
+            if id == store.replica.node_id() {
+                return Err(ApiError::bad_request(
+                    "the leader cannot demote itself; run the command on another manager, or stop this one so another takes over",
+                ));
+            }
+            store.replica.remove_node(id).await?;
+            node.role = NodeRole::Worker;
+            node.updated_ns = now_ns();
+            d.propose(Command::PutNode { node: node.clone() }).await?;
+        }
+        MembershipOp::Remove { force } => {
+            action = "node-rm";
+            if node.role == NodeRole::Manager && !force {
+                return Err(ApiError::bad_request(format!(
+                    "rpc error: code = FailedPrecondition desc = node {} is a cluster manager and is a member of the raft cluster. It must be demoted to worker before removal",
+                    node_id_text(id)
+                )));
+            }
+            if id == store.replica.node_id() {
+                return Err(ApiError::bad_request(
+                    "a manager cannot remove itself; use 'lockbox cluster leave --force' on it, or remove it from another manager",
+                ));
+            }
+            if node.role == NodeRole::Manager && managers <= 1 {
+                return Err(ApiError::bad_request("cannot remove the last manager"));
+            }
+            if store.replica.members().iter().any(|m| m.id == id) {
+                store.replica.remove_node(id).await?;
+            }
+            d.propose(Command::RemoveNode {
+                id,
+                time_ns: now_ns(),
+            })
+            .await?;
+        }
+        MembershipOp::Update {
+            labels_add,
+            labels_rm,
+            availability,
+        } => {
+            action = "node-update";
+            for k in &labels_rm {
+                if node.labels.remove(k).is_none() && !labels_add.contains_key(k) {
+                    return Err(ApiError::bad_request(format!(
+                        "key {k} doesn't exist in node's labels"
+                    )));
+                }
+            }
+            node.labels.extend(labels_add);
+            if let Some(a) = availability {
+                if !matches!(a.as_str(), "active" | "pause" | "drain") {
+                    return Err(ApiError::bad_request(format!(
+                        "invalid availability {a:?}: active, pause or drain"
+                    )));
+                }
+                node.availability = a;
+            }
+            node.updated_ns = now_ns();
+            d.propose(Command::PutNode { node: node.clone() }).await?;
+        }
+    }
+    d.audit_event(Event::new(action, actor).detail("node", &node_id_text(id)))?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// local API: tokens, inspect, nodes, leave, unlock key
+
+#[derive(Debug, Default, Deserialize)]
+struct TokenQuery {
+    #[serde(default)]
+    rotate: Option<String>,
+}
+
+fn truthy(v: &Option<String>) -> bool {
+    matches!(v.as_deref(), Some("1" | "true" | "True" | "yes"))
+}
+
+async fn join_token(d: Arc<Daemon>, who: Peer, role: String, q: TokenQuery) -> Result<Response> {
+    let role = match role.as_str() {
+        "worker" => NodeRole::Worker,
+        "manager" => NodeRole::Manager,
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "unknown role {other}: worker or manager"
+            )));
+        }
+    };
+    let cluster = d.cluster_or_err()?;
+    let mut c = d.cluster_record()?;
+    if truthy(&q.rotate) {
+        let expected = c.updated_ns;
+        let version = c.token_version + 1;
+        // Both secrets are re-sealed under the new version; only `role`'s changes.
+        let (w, m) = (
+            d.open_cluster_secret(&c.worker_token, WORKER_TOKEN_OBJECT, c.token_version)?,
+            d.open_cluster_secret(&c.manager_token, MANAGER_TOKEN_OBJECT, c.token_version)?,
+        );
+        let fresh = random_secret16()?;
+        let (w, m): (&[u8], &[u8]) = match role {
+            NodeRole::Worker => (&fresh, &m),
+            NodeRole::Manager => (&w, &fresh),
+        };
+        c.worker_token = d.seal_cluster_secret(w, WORKER_TOKEN_OBJECT, version)?;
+        c.manager_token = d.seal_cluster_secret(m, MANAGER_TOKEN_OBJECT, version)?;
+        c.token_version = version;
+        c.updated_ns = now_ns();
+        d.propose(Command::UpdateCluster {
+            cluster: c.clone(),
+            expected_updated_ns: expected,
+        })
+        .await?;
+        d.audit_event(
+            Event::new("join-token-rotate", &Caller::uid(who.uid).actor)
+                .detail("role", role.as_str()),
+        )?;
+    }
+    let token = d.join_token(&c, role)?;
+    Ok(json_response(
+        StatusCode::OK,
+        &serde_json::json!({"Token": token.to_string(), "Addr": cluster.config().advertise_addr}),
+    ))
+}
+
+fn status_of(d: &Daemon, n: &NodeRecord, store: &NodeStore) -> (&'static str, &'static str) {
+    let st = store.replica.status();
+    match n.role {
+        NodeRole::Manager => {
+            if st.leader == Some(n.id) {
+                ("ready", "Leader")
+            } else if st.voters.contains(&n.id) {
+                let seen = d.peer_seen(n.id);
+                if n.id == st.node_id || seen {
+                    ("ready", "Reachable")
+                } else {
+                    ("down", "Unreachable")
+                }
+            } else {
+                ("unknown", "")
+            }
+        }
+        NodeRole::Worker => {
+            if crate::agent::agent_connected(d, n.id) {
+                ("ready", "")
+            } else {
+                ("down", "")
+            }
+        }
+    }
+}
+
+fn node_json(d: &Daemon, n: &NodeRecord, store: &NodeStore) -> serde_json::Value {
+    let (status, manager_status) = status_of(d, n, store);
+    serde_json::json!({
+        "ID": node_id_text(n.id),
+        "Hostname": n.hostname,
+        "Role": n.role.as_str(),
+        "Addr": n.addr,
+        "Status": status,
+        "Availability": n.availability,
+        "ManagerStatus": manager_status,
+        "Labels": n.labels,
+        "CertNotAfter": rfc3339(n.cert_not_after_ns),
+        "CreatedAt": rfc3339(n.created_ns),
+        "UpdatedAt": rfc3339(n.updated_ns),
+        "Self": n.id == store.replica.node_id(),
+        "Version": {"Index": n.index},
+    })
+}
+
+fn resolve_node(reader: &Reader, input: &str) -> Result<NodeRecord> {
+    let nodes = reader.nodes()?;
+    if let Some(id) = parse_node_id(input)
+        && let Some(n) = nodes.iter().find(|n| n.id == id)
+    {
+        return Ok(n.clone());
+    }
+    let hits: Vec<_> = nodes
+        .iter()
+        .filter(|n| node_id_text(n.id).starts_with(input) || n.hostname == input)
+        .collect();
+    match hits.len() {
+        1 => Ok(hits[0].clone()),
+        0 => Err(ApiError::new(404, format!("node {input} not found"))),
+        n => Err(ApiError::new(
+            400,
+            format!("node {input} is ambiguous ({n} matches found)"),
+        )),
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct NodeUpdate {
+    #[serde(rename = "LabelAdd", default)]
+    label_add: BTreeMap<String, String>,
+    #[serde(rename = "LabelRm", default)]
+    label_rm: Vec<String>,
+    #[serde(rename = "Availability", default)]
+    availability: Option<String>,
+    #[serde(rename = "Role", default)]
+    role: Option<String>,
+}
+
+async fn node_update(d: Arc<Daemon>, who: Peer, input: String, body: Bytes) -> Result<Response> {
+    let u: NodeUpdate = parse_body(&body)?;
+    let actor = Caller::uid(who.uid).actor;
+    let n = resolve_node(&d.reader()?, &input)?;
+    match u.role.as_deref() {
+        None => {}
+        Some("manager") => apply_membership(&d, n.id, MembershipOp::Promote, &actor).await?,
+        Some("worker") => apply_membership(&d, n.id, MembershipOp::Demote, &actor).await?,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "invalid role {other:?}: manager or worker"
+            )));
+        }
+    }
+    if !u.label_add.is_empty() || !u.label_rm.is_empty() || u.availability.is_some() {
+        apply_membership(
+            &d,
+            n.id,
+            MembershipOp::Update {
+                labels_add: u.label_add,
+                labels_rm: u.label_rm,
+                availability: u.availability,
+            },
+            &actor,
+        )
+        .await?;
+    }
+    Ok(StatusCode::OK.into_response())
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct ForceQuery {
+    #[serde(default)]
+    force: Option<String>,
+}
+
+async fn node_rm(d: Arc<Daemon>, who: Peer, input: String, q: ForceQuery) -> Result<Response> {
+    let n = resolve_node(&d.reader()?, &input)?;
+    apply_membership(
+        &d,
+        n.id,
+        MembershipOp::Remove {
+            force: truthy(&q.force),
+        },
+        &Caller::uid(who.uid).actor,
+    )
+    .await?;
+    Ok(StatusCode::OK.into_response())
+}
+
+async fn cluster_inspect(d: Arc<Daemon>) -> Result<Response> {
+    d.cluster_or_err()?;
+    let store = d.store()?;
+    let c = d.cluster_record()?;
+    let nodes = store.reader.nodes()?;
+    let leader = store.replica.leader();
+    let leader_id = leader.as_ref().map(|(id, _)| *id);
+    Ok(json_response(
+        StatusCode::OK,
+        &serde_json::json!({
+            "ID": c.cluster_id,
+            "CreatedAt": rfc3339(c.created_ns),
+            "UpdatedAt": rfc3339(c.updated_ns),
+            "CADigest": format!("sha256:{}", hex_lower(&lockbox_cluster::pki::cert_digest(&c.ca_cert))),
+            "Leader": leader.map(|(id, addr)| serde_json::json!({"ID": node_id_text(id), "Addr": addr})),
+            "Managers": nodes.iter().filter(|n| n.role == NodeRole::Manager).count(),
+            "Workers": nodes.iter().filter(|n| n.role == NodeRole::Worker).count(),
+            "Autolock": c.unlock_key.is_some(),
+            "CertExpirySeconds": c.cert_validity_s,
+            "RaftTerm": store.replica.status().term,
+            "Self": {"ID": node_id_text(store.replica.node_id()), "IsLeader": leader_id == Some(store.replica.node_id())},
+        }),
+    ))
+}
+
+fn hex_lower(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct UnlockKeyQuery {
+    #[serde(default)]
+    rotate: Option<String>,
+    #[serde(default)]
+    split: Option<String>,
+}
+
+fn parse_split(s: &str) -> Result<(u8, u8)> {
+    let bad = || {
+        ApiError::bad_request(format!(
+            "invalid --split {s:?}: use K/N with 2 <= K <= N <= 255"
+        ))
+    };
+    let (k, n) = s.split_once('/').ok_or_else(bad)?;
+    let (k, n): (u8, u8) = (
+        k.trim().parse().map_err(|_| bad())?,
+        n.trim().parse().map_err(|_| bad())?,
+    );
+    if k < 2 || k > n {
+        return Err(bad());
+    }
+    Ok((k, n))
+}
+
+/// `lockbox cluster unlock-key [--rotate] [--split K/N]`: a rotation reaches every manager
+/// through the store (sealed under the KEK); each re-seals its own ring file with it.
+async fn cluster_unlock_key(d: Arc<Daemon>, who: Peer, q: UnlockKeyQuery) -> Result<Response> {
+    let caller = Caller::uid(who.uid);
+    let split = q.split.as_deref().map(parse_split).transpose()?;
+    let key = if truthy(&q.rotate) {
+        let text = d.unlock_key(true, &caller)?;
+        if d.cluster().is_some() {
+            let mut c = d.cluster_record()?;
+            let expected = c.updated_ns;
+            let raw = d
+                .unlock_key_bytes()?
+                .ok_or_else(|| ApiError::internal("no unlock key after rotation"))?;
+            c.unlock_version += 1;
+            c.unlock_key =
+                Some(d.seal_cluster_secret(&raw[..], UNLOCK_KEY_OBJECT, c.unlock_version)?);
+            c.updated_ns = now_ns();
+            d.propose(Command::UpdateCluster {
+                cluster: c,
+                expected_updated_ns: expected,
+            })
+            .await?;
+        }
+        text
+    } else {
+        d.unlock_key(false, &caller)?
+    };
+    let shares = match split {
+        Some((k, n)) => {
+            let parsed = UnlockKey::parse(&key)?;
+            let shares = lockbox_keyring::shamir::split(parsed.raw(), k, n)
+                .map_err(|e| ApiError::bad_request(e.to_string()))?;
+            d.audit_event(
+                Event::new("unlock-key-split", &caller.actor)
+                    .detail("threshold", &k.to_string())
+                    .detail("shares", &n.to_string()),
+            )?;
+            Some(
+                shares
+                    .iter()
+                    .map(|s| s.to_text().to_string())
+                    .collect::<Vec<_>>(),
+            )
+        }
+        None => None,
+    };
+    Ok(json_response(
+        StatusCode::OK,
+        &serde_json::json!({
+            "UnlockKey": if shares.is_some() { None } else { Some(key.as_str()) },
+            "Shares": shares,
+        }),
+    ))
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct LeaveQuery {
+    #[serde(default)]
+    force: Option<String>,
+}
+
+/// `lockbox cluster leave`: the node drops its cluster identity, store and keys and starts
+/// over as a fresh single node.
+async fn leave(d: Arc<Daemon>, who: Peer, q: LeaveQuery) -> Result<Response> {
+    let cluster = d.cluster_or_err()?;
+    let cfg = cluster.config();
+    if cfg.role == NodeRole::Manager && !truthy(&q.force) {
+        return Err(ApiError::bad_request(
+            "You are attempting to leave the cluster on a node that is participating as a manager. Removing this node leaves the remaining managers with fewer members of the raft quorum. Demote it first ('lockbox node demote') or use --force to ignore this message.",
+        ));
+    }
+    cluster.stop();
+    crate::agent::stop(&d);
+    if let Ok(mut c) = d.cluster.write() {
+        *c = None;
+    }
+    let old = d.store.write().ok().and_then(|mut s| s.take());
+    if let Some(old) = old {
+        crate::serve::close_store(old).await;
+    }
+    let _ = fs::remove_file(d.data_dir.join("store.redb"));
+    let _ = fs::remove_dir_all(dir(&d.data_dir));
+    // A fresh key ring: the cluster's KEK stays with the cluster.
+    let ring = KeyRing::generate()?;
+    RingFile::write(&d.ring_path, &ring, None)?;
+    if let Ok(mut keys) = d.keys.write() {
+        *keys = Keys::Unlocked {
+            ring,
+            mode: KeyMode::File,
+            unlock: None,
+        };
+    }
+    let replica = Replica::open(&d.data_dir.join("store.redb"), ReplicaConfig::default()).await?;
+    if let Ok(mut s) = d.store.write() {
+        *s = Some(Arc::new(NodeStore {
+            reader: Reader::new(replica.db()),
+            replica,
+        }));
+    }
+    d.audit_event(
+        Event::new("cluster-leave", &Caller::uid(who.uid).actor)
+            .detail("cluster_id", &cfg.cluster_id)
+            .detail("node", &node_id_text(cfg.node_id)),
+    )?;
+    Ok(StatusCode::OK.into_response())
+}
+
+/// Routes under `/v1/cluster` and `/v1/nodes` (local socket).
+pub(crate) fn local_routes() -> Router<Arc<Daemon>> {
+    type App = State<Arc<Daemon>>;
+    type Who = ConnectInfo<Peer>;
+    Router::new()
+        .route(
+            "/cluster",
+            get(|State(d): App| async move { cluster_inspect(d).await }),
+        )
+        .route(
+            "/cluster/init",
+            post(|State(d): App, ConnectInfo(w): Who, b: Bytes| async move { init(d, w, b).await }),
+        )
+        .route(
+            "/cluster/join",
+            post(|State(d): App, ConnectInfo(w): Who, b: Bytes| async move { local_join(d, w, b).await }),
+        )
+        .route(
+            "/cluster/leave",
+            post(|State(d): App, ConnectInfo(w): Who, Query(q): Query<LeaveQuery>| async move { leave(d, w, q).await }),
+        )
+        .route(
+            "/cluster/join-token/{role}",
+            get(|State(d): App, ConnectInfo(w): Who, UrlPath(role): UrlPath<String>, Query(q): Query<TokenQuery>| async move {
+                join_token(d, w, role, q).await
+            }),
+        )
+        .route(
+            "/cluster/unlock-key",
+            post(|State(d): App, ConnectInfo(w): Who, Query(q): Query<UnlockKeyQuery>| async move {
+                cluster_unlock_key(d, w, q).await
+            }),
+        )
+        .route(
+            "/nodes",
+            get(|State(d): App| async move {
+                let store = d.store()?;
+                let list: Vec<_> = store
+                    .reader
+                    .nodes()?
+                    .iter()
+                    .map(|n| node_json(&d, n, &store))
+                    .collect();
+                Ok::<_, ApiError>(json_response(StatusCode::OK, &list))
+            }),
+        )
+        .route(
+            "/nodes/{id}",
+            get(|State(d): App, UrlPath(id): UrlPath<String>| async move {
+                let store = d.store()?;
+                let n = resolve_node(&store.reader, &id)?;
+                Ok::<_, ApiError>(json_response(StatusCode::OK, &node_json(&d, &n, &store)))
+            })
+            .delete(|State(d): App, ConnectInfo(w): Who, UrlPath(id): UrlPath<String>, Query(q): Query<ForceQuery>| async move {
+                node_rm(d, w, id, q).await
+            }),
+        )
+        .route(
+            "/nodes/{id}/update",
+            post(|State(d): App, ConnectInfo(w): Who, UrlPath(id): UrlPath<String>, b: Bytes| async move {
+                node_update(d, w, id, b).await
+            }),
+        )
+}
+
+/// The node API: what peers reach over mutual TLS.
+fn node_router(d: Arc<Daemon>) -> Router {
+    Router::new()
+        .route("/raft/{op}", post(raft_rpc))
+        .route("/cluster/join", post(join_request))
+        .route("/cluster/admit", post(admit))
+        .route("/cluster/membership", post(membership))
+        .route("/cluster/renew", post(renew))
+        .nest("/agent", crate::agent::node_routes())
+        .fallback(|| async { ApiError::new(404, "page not found") })
+        .with_state(d)
+}
+
+// ---------------------------------------------------------------------------------------
+// the watcher: what a manager does when the replicated cluster state changes
+
+/// Follows applied changes on this node: re-seals the local key ring when the cluster's
+/// unlock key was rotated elsewhere, keeps the managers list current, and turns a demoted
+/// manager into a worker.
+async fn watch(d: Arc<Daemon>) {
+    let mut seen_unlock_version = 0u64;
+    loop {
+        let Some(cluster) = d.cluster() else { return };
+        if *cluster.stop.borrow() || cluster.config().role != NodeRole::Manager {
+            return;
+        }
+        let store = match d.store() {
+            Ok(s) => s,
+            Err(_) => {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+        };
+        if let Ok(Some(c)) = store.reader.cluster() {
+            if c.unlock_version > seen_unlock_version {
+                if let Some(sealed) = &c.unlock_key
+                    && let Ok(raw) =
+                        d.open_cluster_secret(sealed, UNLOCK_KEY_OBJECT, c.unlock_version)
+                    && let Ok(key) = UnlockKey::from_raw(&raw)
+                {
+                    d.adopt_unlock_key(key);
+                    seen_unlock_version = c.unlock_version;
+                } else if c.unlock_key.is_none() {
+                    seen_unlock_version = c.unlock_version;
+                }
+            }
+            let managers = manager_addrs(&store.reader);
+            if !managers.is_empty() {
+                set_managers(&d, managers);
+            }
+            let me = cluster.config().node_id;
+            if let Ok(Some(n)) = store.reader.node(me)
+                && n.role == NodeRole::Worker
+            {
+                tracing::info!(
+                    "this manager was demoted; dropping the store and running as a worker"
+                );
+                become_worker(&d).await;
+                return;
+            }
+        }
+        store.replica.changed(Duration::from_secs(2)).await;
+        drop(store);
+    }
+}
+
+async fn become_worker(d: &Arc<Daemon>) {
+    let old = d.store.write().ok().and_then(|mut s| s.take());
+    if let Some(old) = old {
+        crate::serve::close_store(old).await;
+    }
+    let _ = fs::remove_file(d.data_dir.join("store.redb"));
+    if let Some(c) = d.cluster() {
+        let cfg = {
+            let Ok(mut cfg) = c.config.write() else {
+                return;
+            };
+            cfg.role = NodeRole::Worker;
+            cfg.clone()
+        };
+        let _ = save_config(&d.data_dir, &cfg);
+    }
+    crate::agent::start(d.clone());
+}
+
+/// A worker promoted to manager: open an empty store, ask to be admitted, take the keys.
+pub(crate) async fn become_manager(d: &Arc<Daemon>) -> Result<()> {
+    let c = d.cluster_or_err()?;
+    let mut cfg = c.config();
+    cfg.role = NodeRole::Manager;
+    let store = open_store(&d.data_dir, &cfg, &c.tls, Bootstrap::Join).await?;
+    if let Ok(mut s) = d.store.write() {
+        *s = Some(Arc::new(store));
+    }
+    let mut last = None;
+    for addr in &cfg.managers {
+        match call_leader(
+            c.tls.get().client.clone(),
+            addr,
+            "/cluster/admit",
+            b"{}".to_vec(),
+        )
+        .await
+        {
+            Ok((_, a)) if a.status == 200 => {
+                let admitted: AdmitResponse = serde_json::from_slice(&a.body)
+                    .map_err(|e| ApiError::internal(format!("unexpected admit answer: {e}")))?;
+                if let Some(ring) = &admitted.ring {
+                    let raw = Zeroizing::new(unb64(ring, "key ring")?);
+                    let ring = KeyRing::import(&raw)?;
+                    let unlock = admitted
+                        .unlock_key
+                        .as_deref()
+                        .map(UnlockKey::parse)
+                        .transpose()?;
+                    RingFile::write(&d.ring_path, &ring, unlock.as_ref())?;
+                    let mode = if unlock.is_some() {
+                        KeyMode::Autolock
+                    } else {
+                        KeyMode::File
+                    };
+                    if let Ok(mut keys) = d.keys.write() {
+                        *keys = Keys::Unlocked { ring, mode, unlock };
+                    }
+                }
+                if let Ok(mut w) = c.config.write() {
+                    w.role = NodeRole::Manager;
+                    if !admitted.managers.is_empty() {
+                        w.managers = admitted.managers.clone();
+                    }
+                }
+                save_config(&d.data_dir, &c.config())?;
+                tokio::spawn(watch(d.clone()));
+                return Ok(());
+            }
+            Ok((_, a)) => last = Some(remote_error(&a)),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| ApiError::new(503, "no manager known")))
+}
+
+impl Daemon {
+    /// Whether the leader heard from manager `id` recently (true when this node is not the
+    /// leader and cannot tell).
+    fn peer_seen(&self, id: u64) -> bool {
+        let Ok(store) = self.store() else {
+            return false;
+        };
+        if !store.replica.is_leader() {
+            return true;
+        }
+        store
+            .replica
+            .heartbeat_age(id)
+            .is_some_and(|age| age < Duration::from_secs(5))
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// certificate renewal
+
+#[derive(Debug, Serialize, Deserialize)]
+struct RenewRequest {
+    csr: String,
+}
+
+/// `/cluster/renew`: a node presents its current certificate and a new CSR; the CA issues a
+/// certificate for the same identity, and the node record accepts the old one until it
+/// expires (so connections opened before the swap keep working).
+async fn renew(
+    State(d): State<Arc<Daemon>>,
+    ConnectInfo(peer): ConnectInfo<NodePeer>,
+    body: Bytes,
+) -> Result<Response> {
+    let who = authorize(&d, &peer, false)?;
+    let req: RenewRequest = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("malformed renew request: {e}")))?;
+    let c = d.cluster_record()?;
+    let ca_key = d.open_cluster_secret(&c.ca_key, CA_KEY_OBJECT, c.ca_version)?;
+    let ca = ClusterCa::from_parts(c.ca_cert.clone(), ca_key)
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    let mut node = who.node;
+    let cert = ca
+        .issue(
+            &unb64(&req.csr, "csr")?,
+            node.id,
+            to_role(node.role),
+            &c.cluster_id,
+            SystemTime::now(),
+            Duration::from_secs(c.cert_validity_s),
+        )
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let ident =
+        PeerIdentity::from_cert_der(&cert).map_err(|e| ApiError::internal(e.to_string()))?;
+    node.prev_fingerprint =
+        std::mem::replace(&mut node.cert_fingerprint, ident.fingerprint.to_vec());
+    node.cert_not_after_ns = system_time_ns(ident.not_after);
+    node.updated_ns = now_ns();
+    d.propose(Command::PutNode { node: node.clone() }).await?;
+    d.audit_event(Event::new(
+        "cert-renew",
+        &format!("node:{}", node_id_text(node.id)),
+    ))?;
+    Ok(json_response(
+        StatusCode::OK,
+        &serde_json::json!({"cert": b64(&cert)}),
+    ))
+}
+
+/// Renews this node's certificate at a random point between 50 % and 80 % of its life, then
+/// again for the new one; on failure it retries every minute.
+async fn renewal(d: Arc<Daemon>) {
+    loop {
+        let Some(c) = d.cluster() else { return };
+        if *c.stop.borrow() {
+            return;
+        }
+        let tls = c.tls.get();
+        let at =
+            lockbox_cluster::pki::renew_at_random(tls.identity.not_before, tls.identity.not_after)
+                .unwrap_or_else(|_| SystemTime::now() + Duration::from_secs(3600));
+        let wait = at.duration_since(SystemTime::now()).unwrap_or_default();
+        drop(tls);
+        let mut stop = c.stop.subscribe();
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        match renew_once(&d, &c).await {
+            Ok(()) => tracing::info!("node certificate renewed"),
+            Err(e) => {
+                tracing::warn!("certificate renewal failed: {e}; retrying in a minute");
+                tokio::time::sleep(Duration::from_secs(60)).await;
+            }
+        }
+    }
+}
+
+async fn renew_once(d: &Arc<Daemon>, c: &Cluster) -> Result<()> {
+    let key = NodeKey::generate().map_err(|e| ApiError::internal(e.to_string()))?;
+    let csr = key
+        .csr_der()
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    let body = serde_json::to_vec(&RenewRequest { csr: b64(&csr) })
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    let cfg = c.config();
+    let current = c.tls.get();
+    let mut last = ApiError::new(503, "no manager known");
+    for addr in &cfg.managers {
+        match peers::call(
+            current.client.clone(),
+            addr,
+            "/cluster/renew",
+            body.clone(),
+            CALL_TIMEOUT,
+        )
+        .await
+        {
+            Ok(a) if a.status == 200 => {
+                let v: serde_json::Value = serde_json::from_slice(&a.body)
+                    .map_err(|e| ApiError::internal(e.to_string()))?;
+                let cert = unb64(v["cert"].as_str().unwrap_or(""), "certificate")?;
+                let tls =
+                    tls_from(&key.key_der(), &cert, &current.ca_der).map_err(ApiError::internal)?;
+                save_files(&d.data_dir, &cfg, &key.key_der(), &cert, &current.ca_der)?;
+                c.tls.set(tls);
+                return Ok(());
+            }
+            Ok(a) => last = remote_error(&a),
+            Err(e) => last = ApiError::new(503, e),
+        }
+    }
+    Err(last)
+}

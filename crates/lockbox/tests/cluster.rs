@@ -1,0 +1,526 @@
+//! Cluster tests: real daemons on loopback addresses (and, for partitions, in their own
+//! network namespaces joined by veth pairs to a bridge), real mutual TLS, real raft.
+//!
+//! Raft timing is shortened for tests (`LOCKBOX_RAFT_TIMING`: heartbeat 50 ms, election
+//! 300–600 ms); randomness comes from `LOCKBOX_TEST_SEED` (printed on failure).
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::support::{Daemon, http};
+
+const TIMING: (&str, &str) = ("LOCKBOX_RAFT_TIMING", "50,300,600");
+
+pub(crate) fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub(crate) fn seed() -> u64 {
+    std::env::var("LOCKBOX_TEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+        })
+}
+
+fn json(d: &Daemon, method: &str, path: &str, body: Option<&str>) -> (u16, Value) {
+    let (st, text) = d.http(method, path, body);
+    (
+        st,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+/// One node: its daemon and the address its node API listens on.
+pub(crate) struct Node {
+    pub(crate) d: Daemon,
+    pub(crate) addr: String,
+}
+
+pub(crate) struct Cluster {
+    pub(crate) nodes: Vec<Node>,
+}
+
+impl Cluster {
+    /// `managers` managers (node 0 runs `cluster init`), then `workers` workers.
+    pub(crate) fn start(
+        managers: usize,
+        workers: usize,
+        autolock: bool,
+    ) -> (Cluster, Option<String>) {
+        let mut nodes = Vec::new();
+        for _ in 0..managers + workers {
+            let addr = format!("127.0.0.1:{}", free_port());
+            nodes.push(Node {
+                d: Daemon::start_in(&[], &[TIMING], &[]),
+                addr,
+            });
+        }
+        let mut c = Cluster { nodes };
+        let key = c.init(autolock);
+        for i in 1..managers + workers {
+            let role = if i < managers { "manager" } else { "worker" };
+            c.join(i, role);
+        }
+        (c, key)
+    }
+
+    pub(crate) fn init(&mut self, autolock: bool) -> Option<String> {
+        let n = &self.nodes[0];
+        let body = serde_json::json!({"AdvertiseAddr": n.addr, "ListenAddr": n.addr, "Autolock": autolock});
+        let (st, v) = json(&n.d, "POST", "/v1/cluster/init", Some(&body.to_string()));
+        assert_eq!(st, 200, "cluster init: {v}\n{}", n.d.log_text());
+        v["UnlockKey"].as_str().map(str::to_owned)
+    }
+
+    pub(crate) fn token(&self, role: &str) -> String {
+        let (st, v) = json(
+            &self.nodes[0].d,
+            "GET",
+            &format!("/v1/cluster/join-token/{role}"),
+            None,
+        );
+        assert_eq!(st, 200, "join-token: {v}");
+        v["Token"].as_str().unwrap().to_string()
+    }
+
+    pub(crate) fn join(&mut self, i: usize, role: &str) {
+        let token = self.token(role);
+        let n = &self.nodes[i];
+        let body = serde_json::json!({"Token": token, "RemoteAddr": self.nodes[0].addr, "ListenAddr": n.addr, "AdvertiseAddr": n.addr});
+        let (st, v) = json(&n.d, "POST", "/v1/cluster/join", Some(&body.to_string()));
+        assert_eq!(st, 200, "join node {i}: {v}\n{}", n.d.log_text());
+        assert_eq!(v["Role"], role);
+    }
+
+    /// The index of the node that says it leads, waiting up to `within`.
+    pub(crate) fn leader(&self, within: Duration) -> usize {
+        let deadline = Instant::now() + within;
+        loop {
+            for (i, n) in self.nodes.iter().enumerate() {
+                if n.d.child.is_none() {
+                    continue;
+                }
+                let (st, v) = json(&n.d, "GET", "/v1/cluster", None);
+                if st == 200 && v["Self"]["IsLeader"] == true {
+                    return i;
+                }
+            }
+            assert!(Instant::now() < deadline, "no leader within {within:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub(crate) fn create(&self, i: usize, name: &str, value: &[u8]) -> (u16, String) {
+        let body = serde_json::json!({"Name": name, "Data": base64(value)});
+        self.nodes[i]
+            .d
+            .http("POST", "/v1/secrets/create", Some(&body.to_string()))
+    }
+}
+
+pub(crate) fn base64(b: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(b)
+}
+
+#[test]
+fn three_managers_elect_one_leader_and_replicate_forwarded_writes() {
+    let (c, _) = Cluster::start(3, 0, false);
+    let leader = c.leader(Duration::from_secs(10));
+    let (st, nodes) = json(&c.nodes[0].d, "GET", "/v1/nodes", None);
+    assert_eq!(st, 200);
+    let nodes = nodes.as_array().unwrap().clone();
+    assert_eq!(nodes.len(), 3, "{nodes:?}");
+    assert!(nodes.iter().all(|n| n["Role"] == "manager"));
+    assert_eq!(
+        nodes
+            .iter()
+            .filter(|n| n["ManagerStatus"] == "Leader")
+            .count(),
+        1,
+        "{nodes:?}"
+    );
+    // A write on a follower is forwarded to the leader; a read on any node sees it.
+    let follower = (leader + 1) % 3;
+    let (st, body) = c.create(follower, "db_password", b"s3cr3t");
+    assert_eq!(st, 201, "create on a follower: {body}");
+    for n in &c.nodes {
+        let (st, v) = json(&n.d, "GET", "/v1/secrets/db_password", None);
+        assert_eq!(st, 200, "inspect on {}: {v}", n.addr);
+        assert_eq!(v["Spec"]["Name"], "db_password");
+    }
+    // Every manager holds the cluster's KEK: a config (whose value inspect shows) written on
+    // one manager is readable on another.
+    let body = serde_json::json!({"Name": "app_conf", "Data": base64(b"port=80")});
+    let (st, _) = c.nodes[leader]
+        .d
+        .http("POST", "/v1/configs/create", Some(&body.to_string()));
+    assert_eq!(st, 201);
+    let (st, v) = json(&c.nodes[follower].d, "GET", "/v1/configs/app_conf", None);
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["Spec"]["Data"], base64(b"port=80"));
+}
+
+#[test]
+fn killing_the_leader_resumes_writes_within_five_seconds() {
+    let (mut c, _) = Cluster::start(3, 0, false);
+    let leader = c.leader(Duration::from_secs(10));
+    assert_eq!(c.create(leader, "before", b"v").0, 201);
+    let other = (leader + 1) % 3;
+    c.nodes[leader].d.kill9();
+    let killed = Instant::now();
+    let mut n = 0;
+    let resumed = loop {
+        n += 1;
+        let (st, _) = c.create(other, &format!("after-{n}"), b"v");
+        if st == 201 {
+            break killed.elapsed();
+        }
+        assert!(
+            killed.elapsed() < Duration::from_secs(30),
+            "writes never resumed"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    println!("writes resumed {resumed:?} after kill -9 of the leader (election 300–600 ms)");
+    assert!(resumed < Duration::from_secs(5), "took {resumed:?}");
+    // The old leader comes back as a follower and catches up.
+    c.nodes[leader].d.spawn(&[]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (st, _) = json(
+            &c.nodes[leader].d,
+            "GET",
+            &format!("/v1/secrets/after-{n}"),
+            None,
+        );
+        if st == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "restarted node did not catch up");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn join_tokens_refuse_wrong_rotated_and_foreign() {
+    let (c, _) = Cluster::start(1, 0, false);
+    let old = c.token("worker");
+    let (st, v) = json(
+        &c.nodes[0].d,
+        "GET",
+        "/v1/cluster/join-token/worker?rotate=true",
+        None,
+    );
+    assert_eq!(st, 200);
+    let new = v["Token"].as_str().unwrap().to_string();
+    assert_ne!(old, new);
+    assert_eq!(old[..60], new[..60], "rotation keeps the CA digest part");
+
+    let joiner = Daemon::start_in(&[], &[TIMING], &[]);
+    let addr = format!("127.0.0.1:{}", free_port());
+    let try_join = |token: &str| {
+        let body = serde_json::json!({"Token": token, "RemoteAddr": c.nodes[0].addr, "ListenAddr": addr, "AdvertiseAddr": addr});
+        json(&joiner, "POST", "/v1/cluster/join", Some(&body.to_string()))
+    };
+    let (st, v) = try_join(&old);
+    assert_eq!(st, 401, "rotated token: {v}");
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .contains("invalid join token"),
+        "{v}"
+    );
+    // A token of another cluster: the digest does not match this manager's CA, so the
+    // joining node refuses the server before sending the token.
+    let (other, _) = Cluster::start(1, 0, false);
+    let foreign = other.token("worker");
+    let (st, v) = try_join(&foreign);
+    assert!(st >= 400, "foreign token: {v}");
+    let msg = v["message"].as_str().unwrap().to_lowercase();
+    assert!(msg.contains("digest") || msg.contains("ca"), "{v}");
+    let (st, v) = try_join("LBXTKN-1-nonsense");
+    assert_eq!(st, 400, "{v}");
+    // The manager audited the refused attempt.
+    let audit = std::fs::read_to_string(c.nodes[0].d.data().join("audit.log")).unwrap();
+    assert!(audit.contains("node-join-refused"), "{audit}");
+    // The refused node is still a working single node.
+    assert_eq!(joiner.http("GET", "/v1/secrets", None).0, 200);
+}
+
+#[test]
+fn autolock_shares_unlock_with_k_and_not_with_k_minus_one() {
+    let (mut c, key) = Cluster::start(3, 0, true);
+    let key = key.expect("init --autolock shows the key");
+    assert!(key.starts_with("LBXKEY-1-"));
+    let leader = c.leader(Duration::from_secs(10));
+    assert_eq!(c.create(leader, "s", b"v").0, 201);
+    let (st, v) = json(
+        &c.nodes[0].d,
+        "POST",
+        "/v1/cluster/unlock-key?split=3/5",
+        None,
+    );
+    assert_eq!(st, 200, "{v}");
+    let shares: Vec<String> = v["Shares"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(shares.len(), 5);
+    // Every manager restarts locked.
+    let victim = (leader + 1) % 3;
+    c.nodes[victim].d.restart(&[]);
+    let (st, v) = json(&c.nodes[victim].d, "GET", "/v1/secrets", None);
+    assert_eq!(st, 503, "locked after restart: {v}");
+    let unlock = |s: &[String]| {
+        let body = serde_json::json!({"Shares": s});
+        json(
+            &c.nodes[victim].d,
+            "POST",
+            "/v1/unlock",
+            Some(&body.to_string()),
+        )
+    };
+    let (st, v) = unlock(&shares[..2]);
+    assert!(
+        st == 400 || st == 401,
+        "2 of 3 shares must not unlock: {st} {v}"
+    );
+    assert_eq!(json(&c.nodes[victim].d, "GET", "/v1/secrets", None).0, 503);
+    let (st, v) = unlock(&[shares[4].clone(), shares[1].clone(), shares[2].clone()]);
+    assert_eq!(st, 200, "3 shares unlock: {v}");
+    let (st, v) = json(&c.nodes[victim].d, "GET", "/v1/secrets/s", None);
+    assert_eq!(st, 200, "{v}");
+}
+
+#[test]
+fn node_rm_revokes_and_the_node_is_refused_and_audited() {
+    let (mut c, _) = Cluster::start(1, 1, false);
+    // The worker's agent reaches the manager.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let worker_id = loop {
+        let (_, v) = json(&c.nodes[0].d, "GET", "/v1/nodes", None);
+        if let Some(w) = v
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["Role"] == "worker" && n["Status"] == "ready")
+        {
+            break w["ID"].as_str().unwrap().to_string();
+        }
+        assert!(Instant::now() < deadline, "worker never ready: {v}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    // A worker has no store: cluster state is not served there.
+    let (st, v) = json(&c.nodes[1].d, "GET", "/v1/secrets", None);
+    assert_eq!(st, 503, "{v}");
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .contains("not a lockbox manager")
+    );
+
+    let (st, v) = json(
+        &c.nodes[0].d,
+        "DELETE",
+        &format!("/v1/nodes/{worker_id}"),
+        None,
+    );
+    assert_eq!(st, 200, "{v}");
+    // Its certificate is refused from then on: the agent's reconnects fail, and each
+    // refusal is audited with the node's identity.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let audit = std::fs::read_to_string(c.nodes[0].d.data().join("audit.log")).unwrap();
+        if audit.lines().any(|l| {
+            l.contains("node-refused")
+                && l.contains(&format!("node:{worker_id}"))
+                && l.contains("revoked")
+        }) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no audited refusal:\n{audit}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (_, v) = json(&c.nodes[0].d, "GET", "/v1/nodes", None);
+    assert_eq!(v.as_array().unwrap().len(), 1, "{v}");
+    c.nodes[1].d.stop();
+}
+
+/// Runs `ip` with arguments; panics with its stderr on failure.
+pub(crate) fn ip(args: &[&str]) {
+    let o = Command::new("ip")
+        .args(args)
+        .output()
+        .expect("ip (iproute2) is installed");
+    assert!(
+        o.status.success(),
+        "ip {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// Network namespaces joined by veth pairs to one bridge: `n` hosts 10.77.S.1..n. The
+/// bridge lives in a namespace of its own, so the host's firewall (Docker sets the FORWARD
+/// policy to DROP, which bridged traffic meets under br_netfilter) never sees the traffic.
+pub(crate) struct Net {
+    pub(crate) tag: String,
+    pub(crate) subnet: u8,
+    pub(crate) n: usize,
+}
+
+impl Net {
+    pub(crate) fn new(n: usize) -> Net {
+        let s = seed();
+        let subnet = (s % 200) as u8 + 20;
+        let tag = format!("{:x}", (s >> 8) % 0xfffff);
+        let net = Net { tag, subnet, n };
+        let hub = net.hub();
+        ip(&["netns", "add", &hub]);
+        ip(&["-n", &hub, "link", "add", "br0", "type", "bridge"]);
+        ip(&["-n", &hub, "link", "set", "br0", "up"]);
+        for i in 0..n {
+            let ns = net.ns(i);
+            let (a, b) = (net.hub_if(i), format!("lbp{i}"));
+            ip(&["netns", "add", &ns]);
+            ip(&["link", "add", &a, "type", "veth", "peer", "name", &b]);
+            ip(&["link", "set", &a, "netns", &hub]);
+            ip(&["link", "set", &b, "netns", &ns]);
+            ip(&["-n", &hub, "link", "set", &a, "master", "br0"]);
+            ip(&["-n", &hub, "link", "set", &a, "up"]);
+            let cidr = format!("{}/24", net.addr(i));
+            ip(&["-n", &ns, "addr", "add", &cidr, "dev", &b]);
+            ip(&["-n", &ns, "link", "set", &b, "up"]);
+            ip(&["-n", &ns, "link", "set", "lo", "up"]);
+        }
+        net
+    }
+    fn hub(&self) -> String {
+        format!("lbx{}-hub", self.tag)
+    }
+    pub(crate) fn ns(&self, i: usize) -> String {
+        format!("lbx{}-{i}", self.tag)
+    }
+    fn hub_if(&self, i: usize) -> String {
+        format!("lbv{}{i}", self.tag)
+    }
+    pub(crate) fn addr(&self, i: usize) -> String {
+        format!("10.77.{}.{}", self.subnet, i + 1)
+    }
+    /// Cuts node `i` off the bridge (both directions).
+    pub(crate) fn cut(&self, i: usize) {
+        ip(&["-n", &self.hub(), "link", "set", &self.hub_if(i), "down"]);
+    }
+    pub(crate) fn heal(&self, i: usize) {
+        ip(&["-n", &self.hub(), "link", "set", &self.hub_if(i), "up"]);
+    }
+}
+
+impl Drop for Net {
+    fn drop(&mut self) {
+        // Deleting a namespace deletes the veth ends inside it (and so their peers).
+        for i in 0..self.n {
+            let _ = Command::new("ip")
+                .args(["netns", "del", &self.ns(i)])
+                .status();
+        }
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.hub()])
+            .status();
+    }
+}
+
+/// Three managers, each in its own network namespace.
+pub(crate) fn netns_cluster(net: &Net) -> Cluster {
+    let mut nodes = Vec::new();
+    for i in 0..net.n {
+        let ns = net.ns(i);
+        nodes.push(Node {
+            d: Daemon::start_in(&["ip", "netns", "exec", &ns], &[TIMING], &[]),
+            addr: format!("{}:4377", net.addr(i)),
+        });
+    }
+    let mut c = Cluster { nodes };
+    c.init(false);
+    for i in 1..net.n {
+        c.join(i, "manager");
+    }
+    c
+}
+
+#[test]
+fn a_partitioned_minority_refuses_writes_and_catches_up_after_healing() {
+    let s = seed();
+    println!("LOCKBOX_TEST_SEED={s}");
+    let net = Net::new(3);
+    let c = netns_cluster(&net);
+    let leader = c.leader(Duration::from_secs(10));
+    assert_eq!(c.create(leader, "before", b"v").0, 201);
+    // Cut the leader off: it is the minority of one.
+    net.cut(leader);
+    let t = Instant::now();
+    let (st, body) = c.create(leader, "minority-write", b"v");
+    let refused_after = t.elapsed();
+    assert_eq!(st, 503, "a minority must refuse writes: {body}");
+    println!("minority refused a write after {refused_after:?}: {body}");
+    assert!(
+        refused_after < Duration::from_secs(15),
+        "refusal took {refused_after:?}"
+    );
+    // The majority elects a new leader and goes on.
+    let other = (leader + 1) % 3;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut n = 0;
+    loop {
+        n += 1;
+        if c.create(other, &format!("majority-{n}"), b"v").0 == 201 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the majority never accepted a write"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Reads on the cut-off node fail rather than answer stale data.
+    let (st, _) = c.nodes[leader]
+        .d
+        .http("GET", &format!("/v1/secrets/majority-{n}"), None);
+    assert_eq!(
+        st, 503,
+        "a partitioned node must not serve possibly stale reads"
+    );
+    net.heal(leader);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (st, _) = c.nodes[leader]
+            .d
+            .http("GET", &format!("/v1/secrets/majority-{n}"), None);
+        if st == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "healed node did not catch up");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The write the minority refused never appears.
+    let (st, _) = c.nodes[other]
+        .d
+        .http("GET", "/v1/secrets/minority-write", None);
+    assert_eq!(st, 404);
+    let _ = http;
+}

@@ -1,0 +1,34 @@
+//! What the daemon needs to follow a replica without naming openraft types: wait for the
+//! next applied change, and how long ago the leader heard from a peer.
+use std::time::Duration;
+
+use openraft::Instant as _;
+use openraft::async_runtime::WatchReceiver;
+
+use crate::Replica;
+use crate::types::NodeId;
+
+impl Replica {
+    /// Returns when raft's state changes (an entry applied, a leader change, ...) or after
+    /// `timeout`, whichever comes first.
+    pub async fn changed(&self, timeout: Duration) {
+        let mut rx = self.raft().metrics();
+        let _ = tokio::time::timeout(timeout, rx.changed()).await;
+    }
+
+    /// On the leader: how long ago peer `id` last acknowledged a heartbeat (`None` if never,
+    /// or if this node is not the leader and cannot tell).
+    pub fn heartbeat_age(&self, id: NodeId) -> Option<Duration> {
+        let metrics = self.raft().metrics();
+        let m = metrics.borrow_watched();
+        let beats = m.heartbeat.as_ref()?;
+        beats.get(&id)?.as_ref().map(|t| (**t).elapsed())
+    }
+
+    /// Whether this node currently sees itself as leader.
+    pub fn is_leader(&self) -> bool {
+        let metrics = self.raft().metrics();
+        let m = metrics.borrow_watched();
+        m.current_leader == Some(self.node_id())
+    }
+}
