@@ -1,39 +1,86 @@
 //! The agent: what a worker node runs to stay in touch with the managers, and the managers'
-//! side of it.
+//! side of it, including need-to-know distribution of secrets to workers.
 //!
 //! A worker holds no store. Its agent keeps one watch stream open to a manager (any of them,
-//! trying the next when one fails): the manager sends a line when something concerning this
-//! node changed (its role, a secret it holds) and a heartbeat every few seconds, so a dead
-//! manager is noticed and the agent moves on. A worker whose managers are all unreachable
-//! keeps serving its running workloads from memory.
-use std::collections::HashMap;
+//! trying the next when one fails): the manager sends a heartbeat every few seconds (so a
+//! dead manager is noticed and the agent moves on) and a `rotate` line when a service this
+//! node runs workloads of changed (its references, or a new version of a secret it follows).
+//!
+//! ```text
+//! worker agent                                        manager (node API, mutual TLS)
+//!  │ /agent/watch {Workloads: [(ID, service)]} ──────► registrations of this node (in memory,
+//!  │ ◄── heartbeat, {"Type":"rotate","Service":S} ───┘  gone when the stream ends)
+//!  │ /agent/register {Workloads} (a workload started or ended) ──► replaces them
+//!  │ /agent/fetch {Service, Workload, Have} ─────────► node authorized (certificate vs. record),
+//!  │                                                   service exists, placement admits the node,
+//!  │                                                   a registered workload of it runs there;
+//!  │ ◄── files of the service (values only of the    each value revealed through the audited
+//!  │     versions it does not hold yet) ─────────────┘ hand-out first; refusals audited (403)
+//! ```
+//!
+//! **Invariant (need-to-know):** a worker gets the value of a secret only through a service
+//! whose placement admits it and of which it runs a workload right now; the worker keeps it
+//! in memory only ([`crate::workloads::Handout`]) and drops it with the last workload of the
+//! service. A worker whose managers are all unreachable keeps serving its running workloads
+//! from memory; new workloads fail (503) until a manager answers.
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, State};
-use axum::http::{HeaderValue, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
 use axum::routing::post;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
 use http_body_util::BodyExt as _;
-use lockbox_store::NodeRole;
+use lockbox_audit::Event;
+use lockbox_keyring::Zeroizing;
+use lockbox_store::{Kind, NodeRole, ServiceSecret, node_id_text};
+use serde::{Deserialize, Serialize};
 
 use crate::ApiError;
-use crate::ops::Daemon;
+use crate::http::{json_response, parse_body, parse_required};
+use crate::ops::{Caller, Daemon};
 use crate::peers::{self, NodePeer};
+use crate::workloads::{Delivered, Handout, Pending};
 
 const HEARTBEAT: Duration = Duration::from_secs(2);
 /// A worker not heard from for this long is shown `down`.
 const SEEN_WINDOW: Duration = Duration::from_secs(10);
+const CALL_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// Manager side: when each worker's agent was last heard from, and the agent task of this
-/// node when it is a worker.
+const NO_MANAGER: &str = "no lockbox manager is reachable from this worker: running workloads keep their secrets, but a new workload cannot get its secrets until a manager answers; try again";
+
+/// Both sides of the agent protocol.
 #[derive(Default)]
 pub(crate) struct Agents {
+    /// Manager side: when each worker's agent was last heard from.
     seen: Mutex<HashMap<u64, Instant>>,
+    /// Manager side: per node, what its live watch stream registered.
+    registered: Mutex<HashMap<u64, Registration>>,
+    /// Worker side: the agent task.
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Worker side: the manager the watch stream is open to; `None` while none answers.
+    manager: Mutex<Option<String>>,
+    /// Worker side: one registration in flight at a time, so the manager sees them in order.
+    registering: tokio::sync::Mutex<()>,
 }
+
+/// Manager side: the workloads a node's agent registered on its current watch stream.
+struct Registration {
+    /// The watch stream that owns it (a newer stream of the same node replaces it).
+    stream: u64,
+    /// Workload ID → service name.
+    workloads: BTreeMap<String, String>,
+    /// Per registered service, its state as last announced (see [`fingerprint`]).
+    marks: HashMap<String, String>,
+}
+
+static STREAMS: AtomicU64 = AtomicU64::new(1);
 
 pub(crate) fn agent_connected(d: &Daemon, node: u64) -> bool {
     d.agents
@@ -50,28 +97,267 @@ fn mark_seen(d: &Daemon, node: u64) {
     }
 }
 
-/// `/agent/watch`: a stream of JSON lines for one node.
+/// One registered workload.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Registered {
+    #[serde(rename = "ID")]
+    id: String,
+    #[serde(rename = "Service")]
+    service: String,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct RegisterBody {
+    #[serde(rename = "Workloads", default)]
+    workloads: Vec<Registered>,
+}
+
+/// A version the agent already holds: the manager sends no value for it.
+#[derive(Debug, Serialize, Deserialize)]
+struct Held {
+    #[serde(rename = "SecretID")]
+    secret_id: String,
+    #[serde(rename = "Version")]
+    version: u64,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct FetchRequest {
+    #[serde(rename = "Service")]
+    service: String,
+    #[serde(rename = "Workload")]
+    workload: String,
+    #[serde(rename = "Have", default)]
+    have: Vec<Held>,
+}
+
+/// One file of a fetch answer (`Data` absent for a version the agent holds).
+#[derive(Debug, Deserialize)]
+struct FetchedFile {
+    #[serde(rename = "SecretID")]
+    secret_id: String,
+    #[serde(rename = "Secret")]
+    secret_name: String,
+    #[serde(rename = "Target")]
+    target: String,
+    #[serde(rename = "UID")]
+    uid: u32,
+    #[serde(rename = "GID")]
+    gid: u32,
+    #[serde(rename = "Mode")]
+    mode: u32,
+    #[serde(rename = "Pinned", default)]
+    pinned: Option<u64>,
+    #[serde(rename = "Version")]
+    version: u64,
+    #[serde(rename = "Data", default)]
+    data: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct FetchAnswer {
+    #[serde(rename = "Service")]
+    service: String,
+    #[serde(rename = "OnRotate")]
+    on_rotate: String,
+    #[serde(rename = "Files")]
+    files: Vec<FetchedFile>,
+}
+
+// ---------------------------------------------------------------------------------------
+// manager side
+
+/// Registrations with service names as the store spells them (an ID or an unambiguous
+/// prefix becomes the name; an unknown service stays as given and is refused at fetch).
+fn canonical(d: &Daemon, list: Vec<Registered>) -> BTreeMap<String, String> {
+    list.into_iter()
+        .map(|r| {
+            let name = d.service(&r.service).map(|s| s.name).unwrap_or(r.service);
+            (r.id, name)
+        })
+        .collect()
+}
+
+/// What a registered service's workloads depend on: the service record's index and the
+/// current version of every secret it follows. A change means the agent must re-fetch.
+fn fingerprint(d: &Daemon, service: &str) -> String {
+    let (Ok(s), Ok(reader)) = (d.service(service), d.reader()) else {
+        return "-".into();
+    };
+    let mut fp = s.index.to_string();
+    for r in s.secrets.iter().filter(|r| r.version.is_none()) {
+        let current = reader
+            .resolve(Kind::Secret, &r.secret_id)
+            .map(|rec| rec.current)
+            .unwrap_or(0);
+        fp.push_str(&format!(" {}:{current}", r.secret_id));
+    }
+    fp
+}
+
+/// Replaces node `node`'s registrations (of stream `stream`, or of whichever stream is
+/// live when `None`); services seen for the first time get their baseline now, before the
+/// agent fetches, so a rotation after that fetch is never missed.
+fn set_registrations(
+    d: &Daemon,
+    node: u64,
+    stream: Option<u64>,
+    workloads: BTreeMap<String, String>,
+) -> Result<(), ApiError> {
+    let services: BTreeSet<String> = workloads.values().cloned().collect();
+    let baselines: Vec<(String, String)> = services
+        .iter()
+        .map(|s| (s.clone(), fingerprint(d, s)))
+        .collect();
+    let mut all = d
+        .agents
+        .registered
+        .lock()
+        .map_err(|_| ApiError::internal("agent state poisoned"))?;
+    let reg = match stream {
+        Some(id) => all.entry(node).or_insert_with(|| Registration {
+            stream: id,
+            workloads: BTreeMap::new(),
+            marks: HashMap::new(),
+        }),
+        None => all.get_mut(&node).ok_or_else(|| {
+            ApiError::new(
+                409,
+                format!(
+                    "node {} has no watch stream open to this manager: open /agent/watch first",
+                    node_id_text(node)
+                ),
+            )
+        })?,
+    };
+    if let Some(id) = stream {
+        reg.stream = id;
+    }
+    for (s, fp) in baselines {
+        reg.marks.entry(s).or_insert(fp);
+    }
+    reg.marks.retain(|s, _| services.contains(s));
+    reg.workloads = workloads;
+    Ok(())
+}
+
+/// Ends a node's registrations when the watch stream that owns them ends.
+struct StreamGuard {
+    d: Arc<Daemon>,
+    node: u64,
+    stream: u64,
+}
+
+impl StreamGuard {
+    fn live(&self) -> bool {
+        self.d
+            .agents
+            .registered
+            .lock()
+            .is_ok_and(|m| m.get(&self.node).is_some_and(|r| r.stream == self.stream))
+    }
+
+    /// The registered services whose fingerprint moved since last announced.
+    fn rotated(&self) -> Vec<String> {
+        let services: BTreeSet<String> = match self.d.agents.registered.lock() {
+            Ok(m) => m
+                .get(&self.node)
+                .map(|r| r.workloads.values().cloned().collect())
+                .unwrap_or_default(),
+            Err(_) => return Vec::new(),
+        };
+        let now: Vec<(String, String)> = services
+            .into_iter()
+            .map(|s| {
+                let fp = fingerprint(&self.d, &s);
+                (s, fp)
+            })
+            .collect();
+        let Ok(mut m) = self.d.agents.registered.lock() else {
+            return Vec::new();
+        };
+        let Some(reg) = m.get_mut(&self.node).filter(|r| r.stream == self.stream) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (s, fp) in now {
+            if reg.marks.get(&s).is_some_and(|old| *old != fp) {
+                out.push(s.clone());
+            }
+            reg.marks.insert(s, fp);
+        }
+        out
+    }
+}
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        if let Ok(mut m) = self.d.agents.registered.lock()
+            && m.get(&self.node).is_some_and(|r| r.stream == self.stream)
+        {
+            m.remove(&self.node);
+        }
+    }
+}
+
+fn line(v: &serde_json::Value) -> String {
+    v.to_string() + "\n"
+}
+
+/// `/agent/watch`: a stream of JSON lines for one node. The body registers the workloads
+/// the node runs.
 async fn watch(
     State(d): State<Arc<Daemon>>,
     ConnectInfo(peer): ConnectInfo<NodePeer>,
+    body: Bytes,
 ) -> Result<Response, ApiError> {
     let who = crate::cluster::authorize(&d, &peer, false)?;
     let node_id = who.node.id;
+    let req: RegisterBody = parse_body(&body)?;
+    let stream = STREAMS.fetch_add(1, Ordering::Relaxed);
+    set_registrations(&d, node_id, Some(stream), canonical(&d, req.workloads))?;
     mark_seen(&d, node_id);
-    let stream = futures_util::stream::unfold((d, true), move |(d, first)| async move {
-        if !first {
-            tokio::time::sleep(HEARTBEAT).await;
-        }
-        // The node's record as this manager sees it; a removed node's stream ends.
-        let reader = d.reader().ok()?;
-        let node = reader.node(node_id).ok()??;
-        mark_seen(&d, node_id);
-        let line = serde_json::json!({"Type": "heartbeat", "Role": node.role.as_str()});
-        Some((
-            Ok::<_, std::convert::Infallible>(Bytes::from(line.to_string() + "\n")),
-            (d, false),
-        ))
-    });
+    let guard = StreamGuard {
+        d,
+        node: node_id,
+        stream,
+    };
+    let stream = futures_util::stream::unfold(
+        (guard, Instant::now()),
+        move |(g, heartbeat_due)| async move {
+            loop {
+                // The node's record as this manager sees it; a removed node's stream ends,
+                // and so does one replaced by a newer stream of the same node.
+                let node = g.d.reader().ok()?.node(g.node).ok()??;
+                if !g.live() {
+                    return None;
+                }
+                let rotated = g.rotated();
+                let now = Instant::now();
+                if rotated.is_empty() && now < heartbeat_due {
+                    let store = g.d.store().ok()?;
+                    store.replica.changed(heartbeat_due - now).await;
+                    continue;
+                }
+                let mut out: String = rotated
+                    .iter()
+                    .map(|s| line(&serde_json::json!({"Type": "rotate", "Service": s})))
+                    .collect();
+                let mut due = heartbeat_due;
+                if now >= heartbeat_due {
+                    mark_seen(&g.d, g.node);
+                    out += &line(
+                        &serde_json::json!({"Type": "heartbeat", "Role": node.role.as_str()}),
+                    );
+                    due = now + HEARTBEAT;
+                }
+                return Some((
+                    Ok::<_, std::convert::Infallible>(Bytes::from(out)),
+                    (g, due),
+                ));
+            }
+        },
+    );
     let mut r = Response::new(Body::from_stream(stream));
     r.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -80,8 +366,292 @@ async fn watch(
     Ok(r)
 }
 
+/// `/agent/register`: the node's workloads now (replaces what its watch stream registered).
+async fn register(
+    State(d): State<Arc<Daemon>>,
+    ConnectInfo(peer): ConnectInfo<NodePeer>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let who = crate::cluster::authorize(&d, &peer, false)?;
+    let req: RegisterBody = parse_required(&body)?;
+    set_registrations(&d, who.node.id, None, canonical(&d, req.workloads))?;
+    mark_seen(&d, who.node.id);
+    Ok(json_response(StatusCode::OK, &serde_json::json!({})))
+}
+
+/// `/agent/fetch`: the files of one service for a workload of it on the calling node, if
+/// need-to-know allows (see the module docs). Every refusal is audited.
+async fn fetch(
+    State(d): State<Arc<Daemon>>,
+    ConnectInfo(peer): ConnectInfo<NodePeer>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let req: FetchRequest = parse_required(&body)?;
+    let refuse = |actor: &str, status: u16, why: String| {
+        let _ = d.audit_event(
+            Event::new("handout-refused", actor)
+                .detail("service", &req.service)
+                .detail("workload", &req.workload)
+                .detail("reason", &why)
+                .detail("peer", &peer.addr),
+        );
+        ApiError::new(status, why)
+    };
+    let who = match crate::cluster::authorize(&d, &peer, false) {
+        Ok(w) => w,
+        Err(e) => {
+            let actor = match &peer.identity {
+                Some(id) => format!("node:{}", node_id_text(id.node_id)),
+                None => format!("peer:{}", peer.addr),
+            };
+            return Err(refuse(&actor, e.status, e.message));
+        }
+    };
+    let node = who.node;
+    let actor = format!("node:{}", node_id_text(node.id));
+    let s = match d.service(&req.service) {
+        Ok(s) => s,
+        Err(e) if e.status == 404 => {
+            return Err(refuse(
+                &actor,
+                403,
+                format!(
+                    "need-to-know: node {} may not fetch secrets of service {}: no such service",
+                    node_id_text(node.id),
+                    req.service
+                ),
+            ));
+        }
+        Err(e) => return Err(e),
+    };
+    if let Err(c) = crate::placement::admits(&s.constraints, &node) {
+        let why = crate::placement::refusal(&s, &node, c);
+        return Err(refuse(&actor, 403, format!("need-to-know: {why}")));
+    }
+    let runs = d.agents.registered.lock().is_ok_and(|m| {
+        m.get(&node.id)
+            .and_then(|r| r.workloads.get(&req.workload))
+            .is_some_and(|svc| *svc == s.name)
+    });
+    if !runs {
+        return Err(refuse(
+            &actor,
+            403,
+            format!(
+                "need-to-know: node {} has registered no running workload {} of service {} with this manager",
+                node_id_text(node.id),
+                req.workload,
+                s.name
+            ),
+        ));
+    }
+    let caller = Caller {
+        actor: actor.clone(),
+    };
+    let mut files = Vec::with_capacity(s.secrets.len());
+    for r in &s.secrets {
+        let version = match r.version {
+            Some(v) => v,
+            None => d.reader()?.resolve(Kind::Secret, &r.secret_id)?.current,
+        };
+        let held = req
+            .have
+            .iter()
+            .any(|h| h.secret_id == r.secret_id && h.version == version);
+        let data = if held {
+            Zeroizing::new(Vec::new())
+        } else {
+            let detail = [
+                ("service", s.name.as_str()),
+                ("workload", req.workload.as_str()),
+                ("target", r.target.as_str()),
+                ("node", &actor[5..]),
+            ];
+            // Audited (on disk) before the value comes back, so before it is sent.
+            d.reveal(Kind::Secret, &r.secret_id, Some(version), &caller, &detail)?
+                .2
+        };
+        let x = Delivered {
+            r: r.clone(),
+            version,
+            data,
+        };
+        let mut v = crate::workloads::file_json(&x, !held);
+        v["SecretID"] = r.secret_id.clone().into();
+        if let Some(p) = r.version {
+            v["Pinned"] = p.into();
+        }
+        files.push(v);
+    }
+    let v = serde_json::json!({"Service": s.name, "OnRotate": s.on_rotate, "Files": files});
+    let mut resp = Response::new(Body::from(crate::workloads::json_line_zeroized(&v)));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    Ok(resp)
+}
+
 pub(crate) fn node_routes() -> Router<Arc<Daemon>> {
-    Router::new().route("/watch", post(watch))
+    Router::new()
+        .route("/watch", post(watch))
+        .route("/register", post(register))
+        .route("/fetch", post(fetch))
+}
+
+// ---------------------------------------------------------------------------------------
+// worker side
+
+fn current_manager(d: &Daemon) -> Option<String> {
+    d.agents.manager.lock().ok()?.clone()
+}
+
+fn set_manager(d: &Daemon, addr: Option<String>) {
+    if let Ok(mut m) = d.agents.manager.lock() {
+        *m = addr;
+    }
+}
+
+fn registrations_body(d: &Daemon) -> Vec<u8> {
+    let body = RegisterBody {
+        workloads: d
+            .workloads
+            .registrations()
+            .into_iter()
+            .map(|(id, service)| Registered { id, service })
+            .collect(),
+    };
+    serde_json::to_vec(&body).unwrap_or_default()
+}
+
+/// One call to manager `addr` with this node's certificate; a non-200 answer is the error.
+async fn call(d: &Daemon, addr: &str, path: &str, body: Vec<u8>) -> Result<Bytes, ApiError> {
+    let cluster = d.cluster().ok_or_else(|| ApiError::new(503, NO_MANAGER))?;
+    let a = peers::call(
+        cluster.tls.get().client.clone(),
+        addr,
+        path,
+        body,
+        CALL_TIMEOUT,
+    )
+    .await
+    .map_err(|e| ApiError::new(503, format!("{NO_MANAGER} ({e})")))?;
+    if a.status != 200 {
+        return Err(ApiError::new(a.status, a.message()));
+    }
+    Ok(a.body)
+}
+
+/// Sends this node's registrations to manager `addr`.
+async fn register_with(d: &Daemon, addr: &str) -> Result<(), ApiError> {
+    let _one = d.agents.registering.lock().await;
+    call(d, addr, "/agent/register", registrations_body(d)).await?;
+    Ok(())
+}
+
+/// Fetches service `service`'s files for `workload`, sending no value the agent holds in
+/// `prev` again.
+async fn fetch_from(
+    d: &Daemon,
+    addr: &str,
+    service: &str,
+    workload: &str,
+    prev: Option<&Handout>,
+) -> Result<Arc<Handout>, ApiError> {
+    let have = prev
+        .map(|h| {
+            h.files
+                .iter()
+                .map(|x| Held {
+                    secret_id: x.r.secret_id.clone(),
+                    version: x.version,
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let req = FetchRequest {
+        service: service.to_owned(),
+        workload: workload.to_owned(),
+        have,
+    };
+    let body = serde_json::to_vec(&req).map_err(|e| ApiError::internal(e.to_string()))?;
+    let raw = Zeroizing::new(call(d, addr, "/agent/fetch", body).await?.to_vec());
+    let answer: FetchAnswer = serde_json::from_slice(&raw)
+        .map_err(|e| ApiError::internal(format!("unexpected fetch answer: {e}")))?;
+    let mut files = Vec::with_capacity(answer.files.len());
+    for f in answer.files {
+        let data = match f.data.map(Zeroizing::new) {
+            Some(b64) => Zeroizing::new(
+                STANDARD
+                    .decode(b64.as_bytes())
+                    .map_err(|_| ApiError::internal("undecodable value from the manager"))?,
+            ),
+            None => prev
+                .into_iter()
+                .flat_map(|h| &h.files)
+                .find(|x| x.r.secret_id == f.secret_id && x.version == f.version)
+                .map(|x| x.data.clone())
+                .ok_or_else(|| ApiError::internal("the manager sent no value for a new version"))?,
+        };
+        files.push(Delivered {
+            r: ServiceSecret {
+                secret_id: f.secret_id,
+                secret_name: f.secret_name,
+                target: f.target,
+                uid: f.uid,
+                gid: f.gid,
+                mode: f.mode,
+                version: f.pinned,
+            },
+            version: f.version,
+            data,
+        });
+    }
+    Ok(Arc::new(Handout {
+        service: answer.service,
+        on_rotate: answer.on_rotate,
+        files,
+    }))
+}
+
+/// A workload of `service` starts on this worker: registers it with the manager and fetches
+/// the service's files. The [`Pending`] keeps the registration until the workload is in the
+/// table (or undoes it when dropped otherwise).
+pub(crate) async fn acquire(
+    d: &Arc<Daemon>,
+    workload: &str,
+    service: &str,
+) -> Result<(Arc<Handout>, Pending), ApiError> {
+    let addr = current_manager(d).ok_or_else(|| ApiError::new(503, NO_MANAGER))?;
+    let pending = d.workloads.pending(workload, service);
+    register_with(d, &addr).await?;
+    let h = fetch_from(d, &addr, service, workload, None).await?;
+    d.workloads.put_handout(h.clone());
+    Ok((h, pending))
+}
+
+/// Re-fetches `service` (a rotation, or a reconnect that may have missed one) and moves its
+/// workloads to the new files.
+async fn refresh(d: Arc<Daemon>, addr: String, service: String) {
+    let Some((workload, _)) = d
+        .workloads
+        .registrations()
+        .into_iter()
+        .find(|(_, s)| *s == service)
+    else {
+        return;
+    };
+    let prev = d.workloads.handout(&service);
+    match fetch_from(&d, &addr, &service, &workload, prev.as_deref()).await {
+        Ok(h) => {
+            d.workloads.put_handout(h);
+            d.workloads.sync_service(&d, &service).await;
+        }
+        Err(e) => tracing::warn!(
+            service,
+            "cannot re-fetch the service's secrets: {e}; its workloads keep what they have"
+        ),
+    }
 }
 
 /// Starts this worker's agent (once).
@@ -119,7 +689,9 @@ async fn run(d: Arc<Daemon>) {
         }
         let addr = cfg.managers[i % cfg.managers.len()].clone();
         i += 1;
-        match follow(&d, &cluster, &addr).await {
+        let followed = follow(&d, &cluster, &addr).await;
+        set_manager(&d, None);
+        match followed {
             Ok(Promoted) => {
                 tracing::info!("this worker was promoted; becoming a manager");
                 if let Err(e) = crate::cluster::become_manager(&d).await {
@@ -144,13 +716,17 @@ async fn follow(
     cluster: &crate::cluster::Cluster,
     addr: &str,
 ) -> Result<Promoted, String> {
-    let (status, mut body) = peers::open_stream(
-        cluster.tls.get().client.clone(),
-        addr,
-        "/agent/watch",
-        Vec::new(),
-    )
-    .await?;
+    let (status, mut body) = {
+        // No registration may overtake the one this stream carries.
+        let _one = d.agents.registering.lock().await;
+        peers::open_stream(
+            cluster.tls.get().client.clone(),
+            addr,
+            "/agent/watch",
+            registrations_body(d),
+        )
+        .await?
+    };
     if status != 200 {
         let bytes = body
             .collect()
@@ -162,12 +738,22 @@ async fn follow(
             String::from_utf8_lossy(&bytes).trim()
         ));
     }
-    let _ = d;
+    set_manager(d, Some(addr.to_owned()));
+    tracing::info!(manager = addr, "agent: following the manager");
+    // Rotations may have happened while no manager was followed.
+    for (_, service) in d.workloads.registrations() {
+        tokio::spawn(refresh(d.clone(), addr.to_owned(), service));
+    }
     let mut buf = Vec::new();
     loop {
-        let frame = tokio::time::timeout(HEARTBEAT * 3, body.frame())
-            .await
-            .map_err(|_| "no heartbeat from the manager".to_string())?;
+        let frame = tokio::select! {
+            f = tokio::time::timeout(HEARTBEAT * 3, body.frame()) => f,
+            () = d.workloads.changed.notified() => {
+                register_with(d, addr).await.map_err(|e| e.to_string())?;
+                continue;
+            }
+        };
+        let frame = frame.map_err(|_| "no heartbeat from the manager".to_string())?;
         let Some(frame) = frame else {
             return Err("the manager ended the watch".into());
         };
@@ -181,6 +767,11 @@ async fn follow(
             let v: serde_json::Value = serde_json::from_slice(&line).unwrap_or_default();
             if v["Role"] == "manager" {
                 return Ok(Promoted);
+            }
+            if v["Type"] == "rotate"
+                && let Some(service) = v["Service"].as_str()
+            {
+                tokio::spawn(refresh(d.clone(), addr.to_owned(), service.to_owned()));
             }
         }
     }

@@ -21,6 +21,7 @@ mod listen;
 pub mod ops;
 pub mod paths;
 mod peers;
+mod placement;
 mod serve;
 mod services;
 mod workloads;

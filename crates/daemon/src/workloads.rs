@@ -122,10 +122,38 @@ struct Persisted {
     inline: Vec<ServiceSecret>,
 }
 
-struct Delivered {
-    r: ServiceSecret,
-    version: u64,
-    data: Zeroizing<Vec<u8>>,
+/// One file as a consumer gets it: reference, version and value.
+#[derive(Clone)]
+pub(crate) struct Delivered {
+    pub(crate) r: ServiceSecret,
+    pub(crate) version: u64,
+    pub(crate) data: Zeroizing<Vec<u8>>,
+}
+
+/// On a worker: what a manager handed out for one service placed on this node (in memory
+/// only; dropped when the last workload of the service ends).
+pub(crate) struct Handout {
+    pub(crate) service: String,
+    pub(crate) on_rotate: String,
+    pub(crate) files: Vec<Delivered>,
+}
+
+/// Where a workload's references and values come from: the local store on a manager (or a
+/// single node), the agent's hand-outs on a worker, which holds no store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    Local,
+    Agent,
+}
+
+impl Source {
+    fn of(d: &Daemon) -> Self {
+        if d.store().is_ok() {
+            Source::Local
+        } else {
+            Source::Agent
+        }
+    }
 }
 
 struct State_ {
@@ -152,6 +180,39 @@ pub(crate) struct Workloads {
     root: PathBuf,
     state_path: PathBuf,
     map: Mutex<HashMap<String, Arc<Workload>>>,
+    /// Worker only: hand-outs per service name.
+    handouts: Mutex<HashMap<String, Arc<Handout>>>,
+    /// Worker only: workloads being started (workload ID → service), already registered
+    /// with the manager but not in `map` yet.
+    pending: Mutex<HashMap<String, String>>,
+    /// Notified whenever a workload ends, so the agent re-registers without it.
+    pub(crate) changed: tokio::sync::Notify,
+}
+
+/// A workload being started on a worker: drops its pending registration; unless
+/// [`Pending::started`] was called, the start failed and the agent re-registers without it.
+pub(crate) struct Pending {
+    ws: Arc<Workloads>,
+    id: String,
+    started: bool,
+}
+
+impl Pending {
+    fn started(mut self) {
+        self.started = true;
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if let Ok(mut p) = self.ws.pending.lock() {
+            p.remove(&self.id);
+        }
+        if !self.started {
+            self.ws.forget_unused();
+            self.ws.changed.notify_one();
+        }
+    }
 }
 
 impl Workloads {
@@ -252,6 +313,56 @@ impl Workloads {
             root: data_dir.join("workloads"),
             state_path: data_dir.join("workloads.json"),
             map: Mutex::new(HashMap::new()),
+            handouts: Mutex::new(HashMap::new()),
+            pending: Mutex::new(HashMap::new()),
+            changed: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// (workload ID, service) of every workload of a service on this node, running or
+    /// being started: what the agent registers with the manager.
+    pub(crate) fn registrations(&self) -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> = self
+            .all()
+            .into_iter()
+            .filter_map(|w| Some((w.id.clone(), w.service.clone()?)))
+            .collect();
+        if let Ok(p) = self.pending.lock() {
+            out.extend(p.iter().map(|(id, s)| (id.clone(), s.clone())));
+        }
+        out.sort();
+        out
+    }
+
+    /// Marks workload `id` of `service` as being started (see [`Pending`]).
+    pub(crate) fn pending(self: &Arc<Self>, id: &str, service: &str) -> Pending {
+        if let Ok(mut p) = self.pending.lock() {
+            p.insert(id.to_owned(), service.to_owned());
+        }
+        Pending {
+            ws: self.clone(),
+            id: id.to_owned(),
+            started: false,
+        }
+    }
+
+    pub(crate) fn handout(&self, service: &str) -> Option<Arc<Handout>> {
+        self.handouts.lock().ok()?.get(service).cloned()
+    }
+
+    /// Keeps a hand-out, unless no workload of its service is left.
+    pub(crate) fn put_handout(&self, h: Arc<Handout>) {
+        let used = self.registrations().iter().any(|(_, s)| *s == h.service);
+        if used && let Ok(mut m) = self.handouts.lock() {
+            m.insert(h.service.clone(), h);
+        }
+    }
+
+    /// Drops the values of services no workload on this node uses any more.
+    fn forget_unused(&self) {
+        let used: Vec<String> = self.registrations().into_iter().map(|(_, s)| s).collect();
+        if let Ok(mut m) = self.handouts.lock() {
+            m.retain(|s, _| used.contains(s));
         }
     }
 
@@ -324,6 +435,8 @@ impl Workloads {
             st.tx = None;
             drop(st);
             tracing::info!(workload = id, "workload ended");
+            self.forget_unused();
+            self.changed.notify_one();
             if w.container {
                 self.persist().await;
             }
@@ -348,63 +461,29 @@ impl Workloads {
     /// writes the files if anything changed, then runs the rotation policy.
     async fn sync(&self, d: &Daemon, w: &Workload, initial: bool) -> Result<(), ApiError> {
         let mut st = w.state.lock().await;
-        if let Some(name) = &w.service {
-            // A removed service leaves its workloads with what they had.
-            if let Ok(s) = d.service(name) {
-                let extra: Vec<_> = w
-                    .adhoc
-                    .iter()
-                    .filter(|a| !s.secrets.contains(a))
-                    .cloned()
-                    .collect();
-                st.refs = s.secrets.into_iter().chain(extra).collect();
-                st.on_rotate = s.on_rotate;
-            }
-        }
         let old = st.delivered.take();
-        let mut new = Vec::with_capacity(st.refs.len());
-        let caller = Caller {
-            actor: format!("workload:{}", w.id),
-        };
-        for r in &st.refs {
-            let prev = old
-                .iter()
-                .flatten()
-                .find(|x| x.r.secret_id == r.secret_id && x.r.target == r.target);
-            let version = match r.version {
-                Some(v) => v,
-                None => match d.reader()?.resolve(Kind::Secret, &r.secret_id) {
-                    Ok(rec) => rec.current,
-                    // Removed (an ad-hoc reference): the consumer keeps what it has.
-                    Err(_) => match prev {
-                        Some(p) => p.version,
-                        None => continue,
-                    },
-                },
-            };
-            let reuse = old
-                .iter()
-                .flatten()
-                .find(|x| x.r.secret_id == r.secret_id && x.version == version);
-            let data = match reuse {
-                Some(x) => x.data.clone(),
-                None => {
-                    let detail = [
-                        ("service", w.service.as_deref().unwrap_or("")),
-                        ("workload", w.id.as_str()),
-                        ("target", r.target.as_str()),
-                    ];
-                    // Audited (on disk) before the value comes back, so before any write.
-                    d.reveal(Kind::Secret, &r.secret_id, Some(version), &caller, &detail)?
-                        .2
+        let new = match (Source::of(d), &w.service) {
+            (Source::Local, _) => local_files(d, w, &mut st, old.as_deref())?,
+            (Source::Agent, None) => Vec::new(),
+            (Source::Agent, Some(name)) => match self.handout(name) {
+                Some(h) => {
+                    st.refs = h.files.iter().map(|x| x.r.clone()).collect();
+                    st.on_rotate = h.on_rotate.clone();
+                    h.files.clone()
                 }
-            };
-            new.push(Delivered {
-                r: r.clone(),
-                version,
-                data,
-            });
-        }
+                None if initial => {
+                    return Err(ApiError::new(
+                        503,
+                        format!("the secrets of service {name} are not held on this node"),
+                    ));
+                }
+                // Dropped or not fetched: the consumer keeps what it has.
+                None => {
+                    st.delivered = old;
+                    return Ok(());
+                }
+            },
+        };
         let same = old.as_ref().is_some_and(|o| {
             o.len() == new.len()
                 && o.iter()
@@ -550,18 +629,76 @@ impl Workloads {
     }
 }
 
+/// On a manager or single node: the files a workload should have now, from the store. Only
+/// what changed is revealed (audited, with service, workload and target).
+fn local_files(
+    d: &Daemon,
+    w: &Workload,
+    st: &mut State_,
+    old: Option<&[Delivered]>,
+) -> Result<Vec<Delivered>, ApiError> {
+    if let Some(name) = &w.service {
+        // A removed service leaves its workloads with what they had.
+        if let Ok(s) = d.service(name) {
+            let extra: Vec<_> = w
+                .adhoc
+                .iter()
+                .filter(|a| !s.secrets.contains(a))
+                .cloned()
+                .collect();
+            st.refs = s.secrets.into_iter().chain(extra).collect();
+            st.on_rotate = s.on_rotate;
+        }
+    }
+    let mut new = Vec::with_capacity(st.refs.len());
+    let caller = Caller {
+        actor: format!("workload:{}", w.id),
+    };
+    for r in &st.refs {
+        let prev = old
+            .into_iter()
+            .flatten()
+            .find(|x| x.r.secret_id == r.secret_id && x.r.target == r.target);
+        let version = match r.version {
+            Some(v) => v,
+            None => match d.reader()?.resolve(Kind::Secret, &r.secret_id) {
+                Ok(rec) => rec.current,
+                // Removed (an ad-hoc reference): the consumer keeps what it has.
+                Err(_) => match prev {
+                    Some(p) => p.version,
+                    None => continue,
+                },
+            },
+        };
+        let reuse = old
+            .into_iter()
+            .flatten()
+            .find(|x| x.r.secret_id == r.secret_id && x.version == version);
+        let data = match reuse {
+            Some(x) => x.data.clone(),
+            None => {
+                let detail = [
+                    ("service", w.service.as_deref().unwrap_or("")),
+                    ("workload", w.id.as_str()),
+                    ("target", r.target.as_str()),
+                ];
+                // Audited (on disk) before the value comes back, so before any write.
+                d.reveal(Kind::Secret, &r.secret_id, Some(version), &caller, &detail)?
+                    .2
+            }
+        };
+        new.push(Delivered {
+            r: r.clone(),
+            version,
+            data,
+        });
+    }
+    Ok(new)
+}
+
 /// One line of a process workload's stream. The buffer is zeroized when hyper drops it.
 fn files_line(files: &[Delivered], on_rotate: &str, initial: bool, id: &str) -> Bytes {
-    let list: Vec<serde_json::Value> = files
-        .iter()
-        .map(|x| {
-            serde_json::json!({
-                "Target": x.r.target, "UID": x.r.uid, "GID": x.r.gid, "Mode": x.r.mode,
-                "Secret": x.r.secret_name, "Version": x.version,
-                "Data": STANDARD.encode(&x.data[..]),
-            })
-        })
-        .collect();
+    let list: Vec<serde_json::Value> = files.iter().map(|x| file_json(x, true)).collect();
     // The policy travels parsed, so the supervisor needs no signal table of its own.
     let (policy, signal) = match OnRotate::parse(on_rotate).unwrap_or(OnRotate::None) {
         OnRotate::None => ("none", 0),
@@ -571,10 +708,27 @@ fn files_line(files: &[Delivered], on_rotate: &str, initial: bool, id: &str) -> 
     let v = serde_json::json!({
         "Workload": id, "Initial": initial, "Policy": policy, "Signal": signal, "Files": list,
     });
-    let mut buf = Zeroizing::new(serde_json::to_vec(&v).unwrap_or_default());
-    buf.push(b'\n');
     // The JSON value above held base64 copies too; serde_json's strings are freed, not wiped,
     // which is the one place plaintext-derived bytes outlive this call unzeroized.
+    json_line_zeroized(&v)
+}
+
+/// One delivered file as JSON (`Data` in base64 when `with_data`).
+pub(crate) fn file_json(x: &Delivered, with_data: bool) -> serde_json::Value {
+    let mut v = serde_json::json!({
+        "Target": x.r.target, "UID": x.r.uid, "GID": x.r.gid, "Mode": x.r.mode,
+        "Secret": x.r.secret_name, "Version": x.version,
+    });
+    if with_data {
+        v["Data"] = STANDARD.encode(&x.data[..]).into();
+    }
+    v
+}
+
+/// `v` as one JSON line in a buffer that is zeroized when hyper drops it.
+pub(crate) fn json_line_zeroized(v: &serde_json::Value) -> Bytes {
+    let mut buf = Zeroizing::new(serde_json::to_vec(v).unwrap_or_default());
+    buf.push(b'\n');
     Bytes::from_owner(ZeroOwner(buf))
 }
 
@@ -599,8 +753,31 @@ fn stream_response(rx: mpsc::UnboundedReceiver<Bytes>) -> Response {
     r
 }
 
+const ON_A_WORKER: &str = "on a worker, secrets come through a service placed on this node: use --service (a --secret reference outside the service needs a manager)";
+
+/// Whether a reference given with a request is `r` (same secret name, target, owner, mode
+/// and pin): on a worker, which cannot resolve names, only such repeats are accepted.
+fn same_ref(a: &RefRequest, r: &ServiceSecret) -> bool {
+    let f = a.file.as_ref();
+    let id = |s: Option<&String>| match s.map(String::as_str) {
+        None | Some("") => Some(0),
+        Some(v) => v.parse::<u32>().ok(),
+    };
+    a.secret_name == r.secret_name
+        && f.is_some_and(|f| f.name == r.target)
+        && id(f.map(|f| &f.uid)) == Some(r.uid)
+        && id(f.map(|f| &f.gid)) == Some(r.gid)
+        && f.and_then(|f| f.mode)
+            .unwrap_or(lockbox_proto::reference::DEFAULT_MODE)
+            == r.mode
+        && a.version == r.version
+}
+
 async fn create(d: Arc<Daemon>, who: Peer, body: Bytes) -> Result<Response, ApiError> {
-    d.check_unlocked()?;
+    let source = Source::of(&d);
+    if source == Source::Local {
+        d.check_unlocked()?;
+    }
     if who.uid != Some(0) {
         return Err(ApiError::new(
             403,
@@ -617,17 +794,56 @@ async fn create(d: Arc<Daemon>, who: Peer, body: Bytes) -> Result<Response, ApiE
             )));
         }
     };
-    let adhoc = d.resolve_refs(&req.secrets)?;
-    let (refs, on_rotate, service) = match &req.service {
-        Some(name) => {
+    let ws = d.workloads.clone();
+    let id = match &req.reattach {
+        Some(id) if !container && valid_id(id) => id.clone(),
+        Some(id) => {
+            return Err(ApiError::bad_request(format!(
+                "cannot re-attach workload {id:?}"
+            )));
+        }
+        None => new_workload_id()?,
+    };
+    let mut pending = None;
+    let (adhoc, refs, on_rotate, service) = match (source, &req.service) {
+        (Source::Local, Some(name)) => {
+            let adhoc = d.resolve_refs(&req.secrets)?;
             let s = d.service(name)?;
+            crate::placement::check_here(&d, &s)?;
             // The same reference given again on the command line (e.g. by --secret-env) is
             // one file, not a conflict.
             let extra = adhoc.iter().filter(|a| !s.secrets.contains(a)).cloned();
             let refs: Vec<_> = s.secrets.iter().cloned().chain(extra).collect();
-            (refs, s.on_rotate, Some(s.name))
+            (adhoc, refs, s.on_rotate, Some(s.name))
         }
-        None => (adhoc.clone(), "none".to_string(), None),
+        (Source::Local, None) => {
+            let adhoc = d.resolve_refs(&req.secrets)?;
+            (adhoc.clone(), adhoc, "none".to_string(), None)
+        }
+        (Source::Agent, None) if !req.secrets.is_empty() => {
+            return Err(ApiError::bad_request(ON_A_WORKER));
+        }
+        (Source::Agent, None) => (Vec::new(), Vec::new(), "none".to_string(), None),
+        (Source::Agent, Some(name)) => {
+            let (h, p) = crate::agent::acquire(&d, &id, name).await?;
+            pending = Some(p);
+            // A reference repeated on the command line (--secret-env) must be one of the
+            // service's: anything else would need the store.
+            let refs: Vec<ServiceSecret> = h.files.iter().map(|x| x.r.clone()).collect();
+            if !req
+                .secrets
+                .iter()
+                .all(|a| refs.iter().any(|r| same_ref(a, r)))
+            {
+                return Err(ApiError::bad_request(ON_A_WORKER));
+            }
+            (
+                Vec::new(),
+                refs,
+                h.on_rotate.clone(),
+                Some(h.service.clone()),
+            )
+        }
     };
     if !container && !req.inline.is_empty() {
         return Err(ApiError::bad_request(
@@ -659,16 +875,6 @@ async fn create(d: Arc<Daemon>, who: Peer, body: Bytes) -> Result<Response, ApiE
         .chain(inline.iter().map(|i| i.r.clone()))
         .collect();
     crate::services::check_conflicts(&all)?;
-    let ws = d.workloads.clone();
-    let id = match &req.reattach {
-        Some(id) if !container && valid_id(id) => id.clone(),
-        Some(id) => {
-            return Err(ApiError::bad_request(format!(
-                "cannot re-attach workload {id:?}"
-            )));
-        }
-        None => new_workload_id()?,
-    };
     let staging =
         if container {
             Some(Staging::create(&ws.root, &id).map_err(|e| {
@@ -694,6 +900,9 @@ async fn create(d: Arc<Daemon>, who: Peer, body: Bytes) -> Result<Response, ApiE
     });
     if let Ok(mut m) = ws.map.lock() {
         m.insert(id.clone(), w.clone());
+    }
+    if let Some(p) = pending {
+        p.started();
     }
     if let Err(e) = ws.sync(&d, &w, true).await {
         ws.remove(&id).await;

@@ -32,7 +32,7 @@ pub(crate) fn seed() -> u64 {
         })
 }
 
-fn json(d: &Daemon, method: &str, path: &str, body: Option<&str>) -> (u16, Value) {
+pub(crate) fn json(d: &Daemon, method: &str, path: &str, body: Option<&str>) -> (u16, Value) {
     let (st, text) = d.http(method, path, body);
     (
         st,
@@ -117,6 +117,24 @@ impl Cluster {
             }
             assert!(Instant::now() < deadline, "no leader within {within:?}");
             std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The ID of a worker whose agent reaches node 0 (waits up to 15 s).
+    pub(crate) fn ready_worker(&self) -> String {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let (_, v) = json(&self.nodes[0].d, "GET", "/v1/nodes", None);
+            if let Some(w) = v
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|n| n["Role"] == "worker" && n["Status"] == "ready")
+            {
+                return w["ID"].as_str().unwrap().to_string();
+            }
+            assert!(Instant::now() < deadline, "worker never ready: {v}");
+            std::thread::sleep(Duration::from_millis(200));
         }
     }
 
@@ -309,21 +327,7 @@ fn autolock_shares_unlock_with_k_and_not_with_k_minus_one() {
 #[test]
 fn node_rm_revokes_and_the_node_is_refused_and_audited() {
     let (mut c, _) = Cluster::start(1, 1, false);
-    // The worker's agent reaches the manager.
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let worker_id = loop {
-        let (_, v) = json(&c.nodes[0].d, "GET", "/v1/nodes", None);
-        if let Some(w) = v
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|n| n["Role"] == "worker" && n["Status"] == "ready")
-        {
-            break w["ID"].as_str().unwrap().to_string();
-        }
-        assert!(Instant::now() < deadline, "worker never ready: {v}");
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let worker_id = c.ready_worker();
     // A worker has no store: cluster state is not served there.
     let (st, v) = json(&c.nodes[1].d, "GET", "/v1/secrets", None);
     assert_eq!(st, 503, "{v}");

@@ -1,6 +1,7 @@
 //! End-to-end tests: the real `lockbox` binary against a real daemon on a temp socket.
 mod support;
 
+mod agent;
 mod api;
 mod cluster;
 mod compose;

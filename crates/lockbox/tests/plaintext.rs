@@ -5,7 +5,7 @@ use base64::Engine as _;
 use crate::keys::walk;
 use crate::support::{Daemon, marker};
 
-fn encodings(m: &str) -> Vec<Vec<u8>> {
+pub(crate) fn encodings(m: &str) -> Vec<Vec<u8>> {
     let b = m.as_bytes();
     let utf16: Vec<u8> = m.encode_utf16().flat_map(|u| u.to_le_bytes()).collect();
     vec![
@@ -24,7 +24,7 @@ fn encodings(m: &str) -> Vec<Vec<u8>> {
     ]
 }
 
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
+pub(crate) fn contains(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
 }
 

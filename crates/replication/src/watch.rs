@@ -9,10 +9,14 @@ use crate::Replica;
 use crate::types::NodeId;
 
 impl Replica {
-    /// Returns when raft's state changes (an entry applied, a leader change, ...) or after
-    /// `timeout`, whichever comes first.
+    /// Returns when raft's state changes (an entry applied, a leader change, ...) after this
+    /// call, or after `timeout`, whichever comes first.
     pub async fn changed(&self, timeout: Duration) {
         let mut rx = self.raft().metrics();
+        // A clone starts at the version raft's own receiver last saw (the first one), so
+        // without this `changed` would return at once, every time: callers looping on it
+        // would spin without ever yielding.
+        rx.borrow_and_update();
         let _ = tokio::time::timeout(timeout, rx.changed()).await;
     }
 
