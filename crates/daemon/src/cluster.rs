@@ -721,16 +721,35 @@ async fn local_join(d: Arc<Daemon>, who: Peer, body: Bytes) -> Result<Response> 
     }
     activate(&d, cfg.clone(), tls.clone()).await?;
 
-    let (_, answer) = call_leader(
-        tls.get().client.clone(),
-        &leader,
-        "/cluster/admit",
-        b"{}".to_vec(),
-    )
-    .await?;
-    if answer.status != 200 {
-        return Err(remote_error(&answer));
+    // Admission is idempotent; a leader change while the new node catches up makes the
+    // leader give up, so ask again (the new leader resumes where the old one stopped).
+    let mut answer = None;
+    let mut last_err = None;
+    for attempt in 0..4 {
+        let targets: Vec<String> = std::iter::once(leader.clone())
+            .chain(joined.managers.iter().cloned())
+            .collect();
+        let target = &targets[attempt % targets.len()];
+        match call_leader(
+            tls.get().client.clone(),
+            target,
+            "/cluster/admit",
+            b"{}".to_vec(),
+        )
+        .await
+        {
+            Ok((_, a)) if a.status == 200 => {
+                answer = Some(a);
+                break;
+            }
+            Ok((_, a)) => last_err = Some(remote_error(&a)),
+            Err(e) => last_err = Some(e),
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
+    let Some(answer) = answer else {
+        return Err(last_err.unwrap_or_else(|| ApiError::new(503, "admission failed")));
+    };
     let admitted: AdmitResponse = serde_json::from_slice(&answer.body)
         .map_err(|e| ApiError::internal(format!("unexpected admit answer: {e}")))?;
     if let Some(ring) = &admitted.ring {
@@ -1658,6 +1677,7 @@ async fn watch(d: Arc<Daemon>) {
                     seen_unlock_version = c.unlock_version;
                 }
             }
+            d.adopt_keks(&c.keks);
             let managers = manager_addrs(&store.reader);
             if !managers.is_empty() {
                 set_managers(&d, managers);

@@ -168,6 +168,45 @@ impl Daemon {
         }
     }
 
+    /// Adds KEKs rotated in on another manager (each sealed under its predecessor) to the
+    /// local ring, and persists it.
+    pub(crate) fn adopt_keks(&self, sealed: &[(u32, Sealed)]) {
+        let Ok(mut keys) = self.keys.write() else {
+            return;
+        };
+        let Keys::Unlocked { ring, unlock, .. } = &mut *keys else {
+            return;
+        };
+        let mut changed = false;
+        // In order: each may be sealed under the one before it.
+        for (id, s) in sealed {
+            if ring.has(*id) {
+                continue;
+            }
+            let opened = ring.get(s.kek_id).ok().and_then(|kek| {
+                s.open(kek, lockbox_store::cluster::KEK_OBJECT, u64::from(*id))
+                    .ok()
+            });
+            let Some(bytes) = opened else {
+                tracing::warn!(kek = id, "cannot open a KEK rotated in on another manager");
+                continue;
+            };
+            let Ok(key) = <[u8; 32]>::try_from(&bytes[..]) else {
+                continue;
+            };
+            let newest = *id > ring.current().id();
+            ring.insert(*id, Zeroizing::new(key), newest);
+            changed = true;
+        }
+        if changed {
+            if let Err(e) = RingFile::write(&self.ring_path, ring, unlock.as_ref()) {
+                tracing::warn!("cannot persist the key ring after a cluster KEK rotation: {e}");
+            } else {
+                tracing::info!("added the cluster's rotated KEK to the local key ring");
+            }
+        }
+    }
+
     /// Re-seals the local key ring with an unlock key rotated on another manager.
     pub(crate) fn adopt_unlock_key(&self, key: UnlockKey) {
         let Ok(mut keys) = self.keys.write() else {
@@ -250,7 +289,23 @@ impl Daemon {
         version: u64,
     ) -> Result<Zeroizing<Vec<u8>>, ApiError> {
         let sealed = self.reader()?.sealed(rec, version)?;
-        self.with_ring(|ring| Ok(sealed.open(ring.get(sealed.kek_id)?, &rec.id, version)?))
+        let open = || {
+            self.with_ring(|ring| Ok(sealed.open(ring.get(sealed.kek_id)?, &rec.id, version)?))
+        };
+        match open() {
+            // A KEK rotated in on another manager that this one has not adopted yet.
+            Err(_) if !self.ring_has(sealed.kek_id) => {
+                if let Some(c) = self.reader()?.cluster()? {
+                    self.adopt_keks(&c.keks);
+                }
+                open()
+            }
+            other => other,
+        }
+    }
+
+    fn ring_has(&self, id: u32) -> bool {
+        matches!(self.keys.read().as_deref(), Ok(Keys::Unlocked { ring, .. }) if ring.has(id))
     }
 
     /// The object as Docker shows it; configs carry their data, secrets never do.
@@ -676,6 +731,26 @@ impl Daemon {
             RingFile::write(&self.ring_path, ring, unlock.as_ref())?;
             (old, new)
         };
+        // 1b. In a cluster the other managers learn the new KEK from the store, sealed under
+        //     the old one, before any data key depends on it.
+        if let Some(c) = self.reader()?.cluster()? {
+            let sealed = self.with_ring(|ring| {
+                Ok(Sealed::seal(
+                    ring.get(old_id)?,
+                    lockbox_store::cluster::KEK_OBJECT,
+                    u64::from(new_id),
+                    &ring.kek_bytes(new_id)?[..],
+                )?)
+            })?;
+            let mut next = c.clone();
+            next.keks.push((new_id, sealed));
+            next.updated_ns = now_ns();
+            self.propose(Command::UpdateCluster {
+                cluster: next,
+                expected_updated_ns: c.updated_ns,
+            })
+            .await?;
+        }
         // 2. Rewrap every data key under the new KEK, through the log.
         let all = self.reader()?.all_sealed()?;
         let entries = self.with_ring(|ring| {
@@ -695,7 +770,36 @@ impl Daemon {
         })?;
         let n = entries.len();
         self.propose(Command::Rewrap { entries }).await?;
-        // 3. Only now drop the old KEK.
+        // 2b. The cluster's own secrets (CA key, join tokens, unlock key) move too.
+        if let Some(c) = self.reader()?.cluster()? {
+            let next = self.with_ring(|ring| {
+                let new = ring.get(new_id)?;
+                let reseal = |s: &Sealed, object: &str, version: u64| -> Result<Sealed, ApiError> {
+                    let plain = s.open(ring.get(s.kek_id)?, object, version)?;
+                    Ok(Sealed::seal(new, object, version, &plain)?)
+                };
+                use lockbox_store::cluster as k;
+                let mut n = c.clone();
+                n.ca_key = reseal(&c.ca_key, k::CA_KEY_OBJECT, c.ca_version)?;
+                n.worker_token = reseal(&c.worker_token, k::WORKER_TOKEN_OBJECT, c.token_version)?;
+                n.manager_token =
+                    reseal(&c.manager_token, k::MANAGER_TOKEN_OBJECT, c.token_version)?;
+                n.unlock_key = c
+                    .unlock_key
+                    .as_ref()
+                    .map(|u| reseal(u, k::UNLOCK_KEY_OBJECT, c.unlock_version))
+                    .transpose()?;
+                n.updated_ns = now_ns();
+                Ok(n)
+            })?;
+            self.propose(Command::UpdateCluster {
+                cluster: next,
+                expected_updated_ns: c.updated_ns,
+            })
+            .await?;
+        }
+        // 3. Only now drop the old KEK. (Other managers keep it: harmless, and a KEK
+        //    rotation racing on two managers cannot strand either.)
         {
             let mut keys = self
                 .keys
