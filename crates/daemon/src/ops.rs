@@ -1,11 +1,11 @@
 //! Everything a request can do, independent of how it arrived (native API, Docker API).
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use lockbox_audit::{AuditLog, Event};
+use lockbox_audit::{Event, GroupCommit};
 use lockbox_keyring::{KeyMode, KeyRing, RingFile, Sealed, UnlockKey, Zeroizing};
 use lockbox_proto::{
     AuditRecord, AuditVerify, Driver, IdResponse, Info, Object, ObjectVersion, Spec, VersionInfo,
@@ -59,7 +59,7 @@ pub struct Daemon {
     /// `None` on a worker node, which holds no store.
     pub(crate) store: RwLock<Option<Arc<NodeStore>>>,
     pub(crate) keys: RwLock<Keys>,
-    pub(crate) audit: Mutex<AuditLog>,
+    pub(crate) audit: GroupCommit,
     pub(crate) ring_path: PathBuf,
     pub(crate) data_dir: PathBuf,
     pub(crate) socket: PathBuf,
@@ -229,12 +229,16 @@ impl Daemon {
     }
 
     fn audit(&self, e: Event) -> Result<AuditRecord, ApiError> {
-        let mut log = self
-            .audit
-            .lock()
-            .map_err(|_| ApiError::internal("audit log poisoned"))?;
-        log.append(e)
-            .map_err(|e| ApiError::internal(format!("cannot write the audit log: {e}")))
+        // The append blocks until its group's fdatasync returns; tell the runtime, so other
+        // requests keep running (and join the same group commit) meanwhile.
+        let append = || self.audit.append(e);
+        let result = match tokio::runtime::Handle::try_current() {
+            Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(append)
+            }
+            _ => append(),
+        };
+        result.map_err(|e| ApiError::internal(format!("cannot write the audit log: {e}")))
     }
 
     /// Runs `f` with the unlocked key ring, or answers 503 while locked.
@@ -833,7 +837,7 @@ impl Daemon {
                 self.ring_path.display()
             )
         });
-        let audit_records = self.audit.lock().map(|l| l.len()).unwrap_or(0);
+        let audit_records = self.audit.len();
         Ok(Info {
             version: env!("CARGO_PKG_VERSION").to_string(),
             data_dir: self.data_dir.display().to_string(),
@@ -860,23 +864,13 @@ impl Daemon {
             .map(parse_since)
             .transpose()
             .map_err(ApiError::bad_request)?;
-        let path = self
-            .audit
-            .lock()
-            .map_err(|_| ApiError::internal("audit log poisoned"))?
-            .path()
-            .to_owned();
+        let path = self.audit.path().to_owned();
         lockbox_audit::read(&path, since).map_err(|e| ApiError::internal(e.to_string()))
     }
 
     /// `lockbox audit verify`.
     pub fn audit_verify(&self) -> Result<AuditVerify, ApiError> {
-        let path = self
-            .audit
-            .lock()
-            .map_err(|_| ApiError::internal("audit log poisoned"))?
-            .path()
-            .to_owned();
+        let path = self.audit.path().to_owned();
         lockbox_audit::verify(&path).map_err(|e| ApiError::internal(e.to_string()))
     }
 
