@@ -977,7 +977,18 @@ fn authorize_raft(d: &Daemon, peer: &NodePeer) -> Result<()> {
     let Some(cluster) = d.cluster() else {
         return Err(ApiError::new(503, "not in a cluster"));
     };
-    if id.cluster_id != cluster.config().cluster_id || id.role != Role::Manager {
+    // The store's role wins over the certificate's (a promoted worker keeps its worker
+    // certificate until it renews).
+    let record_role = d
+        .reader()
+        .ok()
+        .and_then(|r| r.node(id.node_id).ok().flatten())
+        .map(|n| n.role);
+    let manager = match record_role {
+        Some(role) => role == NodeRole::Manager,
+        None => id.role == Role::Manager,
+    };
+    if id.cluster_id != cluster.config().cluster_id || !manager {
         return Err(ApiError::new(
             403,
             "raft traffic from a node that is not a manager of this cluster",
@@ -1764,6 +1775,10 @@ pub(crate) async fn become_manager(d: &Arc<Daemon>) -> Result<()> {
                     }
                 }
                 save_config(&d.data_dir, &c.config())?;
+                // A certificate that says what the node now is.
+                if let Err(e) = renew_once(d, &c).await {
+                    tracing::warn!("could not renew the certificate after promotion: {e}");
+                }
                 tokio::spawn(watch(d.clone()));
                 return Ok(());
             }

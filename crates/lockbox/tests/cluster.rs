@@ -572,3 +572,73 @@ fn a_partitioned_minority_refuses_writes_and_catches_up_after_healing() {
     assert_eq!(st, 404);
     let _ = http;
 }
+
+fn wait_until(what: &str, within: Duration, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !ok() {
+        assert!(Instant::now() < deadline, "{what} within {within:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn workers_promoted_become_voting_managers_and_a_demoted_one_drops_its_store() {
+    let (c, _) = Cluster::start(1, 2, false);
+    let (_, v) = json(&c.nodes[0].d, "GET", "/v1/nodes", None);
+    let workers: Vec<String> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["Role"] == "worker")
+        .map(|n| n["ID"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(workers.len(), 2, "{v}");
+    for id in &workers {
+        let (st, v) = json(
+            &c.nodes[0].d,
+            "POST",
+            &format!("/v1/nodes/{id}/update"),
+            Some(r#"{"Role":"manager"}"#),
+        );
+        assert_eq!(st, 200, "promote {id}: {v}");
+    }
+    // Each promoted node opens a store, is admitted, caught up and made a voter.
+    for i in 1..3 {
+        wait_until(
+            "a promoted worker serves the store",
+            Duration::from_secs(30),
+            || c.nodes[i].d.http("GET", "/v1/secrets", None).0 == 200,
+        );
+    }
+    wait_until("three voting managers", Duration::from_secs(20), || {
+        let (_, v) = json(&c.nodes[0].d, "GET", "/v1/nodes", None);
+        v.as_array()
+            .unwrap()
+            .iter()
+            .filter(|n| n["Role"] == "manager" && n["Status"] == "ready")
+            .count()
+            == 3
+    });
+    // A write through a promoted node, visible on the first.
+    assert_eq!(c.create(1, "via-promoted", b"v").0, 201);
+    assert_eq!(
+        c.nodes[0].d.http("GET", "/v1/secrets/via-promoted", None).0,
+        200
+    );
+    // Demote one: it leaves raft and drops its store.
+    let leader = c.leader(Duration::from_secs(10));
+    let victim = if leader == 1 { 2 } else { 1 };
+    let (st, v) = json(
+        &c.nodes[leader].d,
+        "POST",
+        &format!("/v1/nodes/{}/update", workers[victim - 1]),
+        Some(r#"{"Role":"worker"}"#),
+    );
+    assert_eq!(st, 200, "demote: {v}");
+    wait_until(
+        "the demoted node stops serving the store",
+        Duration::from_secs(20),
+        || c.nodes[victim].d.http("GET", "/v1/secrets", None).0 == 503,
+    );
+    assert_eq!(c.create(leader, "after-demote", b"v").0, 201);
+}
