@@ -79,6 +79,12 @@ pub(crate) enum Command {
     /// Find the secret leaks the Docker guides warn about (Compose, Dockerfiles, scripts, content, images)
     #[command(after_help = lockbox_scan::cli::SCAN_AFTER_HELP)]
     Scan(lockbox_scan::cli::ScanArgs),
+    /// Manage the cluster: init, join, leave, join tokens, the managers' unlock key
+    #[command(subcommand)]
+    Cluster(crate::cluster::ClusterCmd),
+    /// Manage the cluster's nodes (on a manager)
+    #[command(subcommand)]
+    Node(crate::cluster::NodeCmd),
     /// Manage services: named sets of secret references with a rotation policy
     #[command(subcommand)]
     Service(crate::delivery::ServiceCmd),
@@ -139,7 +145,7 @@ pub(crate) enum LogFormat {
     Json,
 }
 
-fn label(raw: &str) -> Result<(String, String), String> {
+pub(crate) fn label(raw: &str) -> Result<(String, String), String> {
     let (k, v) = raw.split_once('=').unwrap_or((raw, ""));
     if k.is_empty() {
         return Err(format!("invalid label '{raw}': empty name"));
