@@ -1333,6 +1333,32 @@ fn node_json(d: &Daemon, n: &NodeRecord, store: &NodeStore) -> serde_json::Value
     })
 }
 
+/// `docker node ls` filters: id, name (hostname), role, label / node.label (`K` or `K=V`).
+fn node_filters(json: Option<&str>) -> Result<lockbox_store::Filters> {
+    let f = lockbox_store::validate::parse_filter_map(json)?;
+    for k in f.keys() {
+        if !matches!(k.as_str(), "id" | "name" | "role" | "label" | "node.label") {
+            return Err(ApiError::bad_request(format!("Invalid filter '{k}'")));
+        }
+    }
+    Ok(f)
+}
+
+fn node_matches(n: &NodeRecord, f: &lockbox_store::Filters) -> bool {
+    let label_ok = |v: &String| match v.split_once('=') {
+        Some((k, want)) => n.labels.get(k).is_some_and(|have| have == want),
+        None => n.labels.contains_key(v.as_str()),
+    };
+    f.iter().all(|(k, vals)| match k.as_str() {
+        "id" => vals
+            .iter()
+            .any(|v| node_id_text(n.id).starts_with(v.as_str())),
+        "name" => vals.iter().any(|v| n.hostname.starts_with(v.as_str())),
+        "role" => vals.iter().any(|v| v == n.role.as_str()),
+        _ => vals.iter().all(label_ok),
+    })
+}
+
 fn resolve_node(reader: &Reader, input: &str) -> Result<NodeRecord> {
     let nodes = reader.nodes()?;
     if let Some(id) = parse_node_id(input)
@@ -1418,6 +1444,7 @@ async fn node_rm(d: Arc<Daemon>, who: Peer, input: String, q: ForceQuery) -> Res
 
 async fn cluster_inspect(d: Arc<Daemon>) -> Result<Response> {
     d.cluster_or_err()?;
+    d.check_unlocked()?;
     let store = d.store()?;
     let c = d.cluster_record()?;
     let nodes = store.reader.nodes()?;
@@ -1612,12 +1639,15 @@ pub(crate) fn local_routes() -> Router<Arc<Daemon>> {
         )
         .route(
             "/nodes",
-            get(|State(d): App| async move {
+            get(|State(d): App, Query(q): Query<BTreeMap<String, String>>| async move {
+                d.check_unlocked()?;
                 let store = d.store()?;
+                let filters = node_filters(q.get("filters").map(String::as_str))?;
                 let list: Vec<_> = store
                     .reader
                     .nodes()?
                     .iter()
+                    .filter(|n| node_matches(n, &filters))
                     .map(|n| node_json(&d, n, &store))
                     .collect();
                 Ok::<_, ApiError>(json_response(StatusCode::OK, &list))
@@ -1626,6 +1656,7 @@ pub(crate) fn local_routes() -> Router<Arc<Daemon>> {
         .route(
             "/nodes/{id}",
             get(|State(d): App, UrlPath(id): UrlPath<String>| async move {
+                d.check_unlocked()?;
                 let store = d.store()?;
                 let n = resolve_node(&store.reader, &id)?;
                 Ok::<_, ApiError>(json_response(StatusCode::OK, &node_json(&d, &n, &store)))
