@@ -488,7 +488,8 @@ fn restore(txn: &WriteTransaction, index: u64, dump: &[u8]) -> Result<Response, 
             ALL.len()
         )));
     }
-    let mut rows: Vec<(TableDefinition<'static, &[u8], &[u8]>, Vec<u8>, Vec<u8>)> = Vec::new();
+    type Table = TableDefinition<'static, &'static [u8], &'static [u8]>;
+    let mut rows: Vec<(Table, Vec<u8>, Vec<u8>)> = Vec::new();
     for (t, table) in ALL.iter().zip(tables) {
         if t.name() == CLUSTER.name() {
             continue;
