@@ -43,7 +43,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ApiError;
 use crate::http::Peer;
-use crate::ops::{Caller, Daemon, Keys};
+use crate::ops::{Caller, Daemon, Keys, NodeStore};
 
 /// How a restored key ring is kept.
 pub use lockbox_keyring::KeyMode;
@@ -282,32 +282,28 @@ impl Daemon {
     /// before the bytes leave.
     pub fn backup(&self, caller: &Caller) -> Result<Backup, ApiError> {
         let store = self.store()?;
-        // The ring and the store are read under the key lock, so a concurrent KEK rotation
-        // (which writes the ring under the write lock before and after its rewrap) cannot
-        // leave a store whose data keys the exported ring does not hold.
-        let (ring_bytes, dump, unlock) = {
-            let keys = self
-                .keys
-                .read()
-                .map_err(|_| ApiError::internal("key state poisoned"))?;
-            let Keys::Unlocked { ring, unlock, .. } = &*keys else {
-                return Err(ApiError::locked());
-            };
-            let ring_bytes = ring.export()?;
-            let txn = store
-                .replica
-                .db()
-                .begin_read()
-                .map_err(|e| ApiError::internal(format!("cannot read the store: {e}")))?;
-            let dump = Store::export(&txn)
-                .map_err(|e| ApiError::internal(format!("cannot read the store: {e}")))?;
-            let unlock = unlock.as_ref().map(|k| UnlockKey::from_raw(k.raw()));
-            (ring_bytes, dump, unlock.transpose()?)
+        let (ring_bytes, dump, unlock, counts) = {
+            let mut attempt = 0;
+            loop {
+                attempt += 1;
+                // In a cluster, a KEK rotated in on another manager may not be in the local
+                // ring yet: adopt it first (the dump leaves the cluster record behind).
+                if let Some(c) = store.reader.cluster()? {
+                    self.adopt_keks(&c.keks);
+                }
+                let (ring_bytes, dump, unlock) = self.snapshot(&store)?;
+                let ring = KeyRing::import(&ring_bytes)?;
+                match count_dump(&dump, &ring) {
+                    Ok(counts) => break (ring_bytes, dump, unlock, counts),
+                    Err(_) if attempt < 3 => continue,
+                    Err(e) => {
+                        return Err(ApiError::internal(format!(
+                            "refusing to write a bad backup: {e}"
+                        )));
+                    }
+                }
+            }
         };
-        let ring = KeyRing::import(&ring_bytes)?;
-        let counts = count_dump(&dump, &ring)
-            .map_err(|e| ApiError::internal(format!("refusing to write a bad backup: {e}")))?;
-        drop(ring);
 
         let (key, kind, new_key) = match unlock {
             Some(k) => (k, KEY_UNLOCK, None),
@@ -347,19 +343,14 @@ impl Daemon {
         let crc = crc32(&bytes);
         bytes.extend_from_slice(&crc.to_be_bytes());
 
-        let mut log = self
-            .audit
-            .lock()
-            .map_err(|_| ApiError::internal("audit log poisoned"))?;
-        log.append(
+        self.audit_event(
             Event::new("backup", &caller.actor)
                 .detail("key", kind)
                 .detail("secrets", &counts.secrets.to_string())
                 .detail("configs", &counts.configs.to_string())
                 .detail("services", &counts.services.to_string())
                 .detail("bytes", &bytes.len().to_string()),
-        )
-        .map_err(|e| ApiError::internal(format!("cannot write the audit log: {e}")))?;
+        )?;
         Ok(Backup {
             bytes,
             header,
@@ -367,6 +358,36 @@ impl Daemon {
         })
     }
 }
+
+impl Daemon {
+    /// The key ring's export, the store's dump and a copy of the unlock key, read under the
+    /// key lock: a KEK rotation writes the ring under the write lock before and after its
+    /// rewrap, so the exported ring holds every KEK the dump's data keys name.
+    fn snapshot(&self, store: &NodeStore) -> Result<Snapshot, ApiError> {
+        let keys = self
+            .keys
+            .read()
+            .map_err(|_| ApiError::internal("key state poisoned"))?;
+        let Keys::Unlocked { ring, unlock, .. } = &*keys else {
+            return Err(ApiError::locked());
+        };
+        let ring_bytes = ring.export()?;
+        let txn = store
+            .replica
+            .db()
+            .begin_read()
+            .map_err(|e| ApiError::internal(format!("cannot read the store: {e}")))?;
+        let dump = Store::export(&txn)
+            .map_err(|e| ApiError::internal(format!("cannot read the store: {e}")))?;
+        let unlock = unlock
+            .as_ref()
+            .map(|k| UnlockKey::from_raw(k.raw()))
+            .transpose()?;
+        Ok((ring_bytes, dump, unlock))
+    }
+}
+
+type Snapshot = (Zeroizing<Vec<u8>>, Vec<u8>, Option<UnlockKey>);
 
 /// `POST /v1/backup`: root callers only (a backup holds every secret, sealed, and the keys
 /// that open them).
@@ -376,9 +397,7 @@ pub(crate) async fn handler(
 ) -> Response {
     let caller = Caller::uid(who.uid);
     if who.uid != Some(0) {
-        if let Ok(mut log) = d.audit.lock() {
-            let _ = log.append(Event::new("backup-denied", &caller.actor));
-        }
+        let _ = d.audit_event(Event::new("backup-denied", &caller.actor));
         return ApiError::new(
             403,
             "backup needs root: a backup holds every secret (sealed) and the keys that open them; run lockbox backup as root",

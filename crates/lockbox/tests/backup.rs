@@ -21,6 +21,8 @@ fn unstarted() -> Daemon {
         log: dir.path().join("daemon.log"),
         dir,
         child: None,
+        prefix: Vec::new(),
+        env: Vec::new(),
     }
 }
 
@@ -517,5 +519,36 @@ fn autolock_backups_use_the_unlock_key_and_need_root() {
         "unlock",
     );
     assert_eq!(values(&r, &[("s", 1)]), "s v1 autolocked-value\n");
+    assert_eq!(r.lb(&["audit", "verify"]).code, 0);
+}
+
+#[test]
+fn a_cluster_backup_restores_as_a_single_node_that_can_init_again() {
+    let (c, _) = crate::cluster::Cluster::start(1, 0, false);
+    let d = &c.nodes[0].d;
+    d.create("cl_pw", b"cluster-value-1");
+    let (st, v) = d.http("GET", "/v1/cluster", None);
+    assert_eq!(st, 200, "{v}");
+    let out = tempfile::tempdir().unwrap();
+    let file = out.path().join("c.lbx");
+    let o = backup(d, &file, &[]);
+    assert_eq!(o.code, 0, "{o:?}");
+    let key = key_from(&o.stderr).unwrap();
+
+    let mut r = unstarted();
+    let o = restore(&file, &r.data(), &key);
+    assert_eq!(o.code, 0, "{o:?}");
+    assert!(!r.data().join("cluster").exists());
+    r.spawn(&[]);
+    let (st, body) = r.http("GET", "/v1/cluster", None);
+    assert_eq!(st, 503, "{body}");
+    assert!(body.contains("not part of a cluster"), "{body}");
+    assert_eq!(values(&r, &[("cl_pw", 1)]), "cl_pw v1 cluster-value-1\n");
+    // A new cluster from the restored node.
+    let addr = format!("127.0.0.1:{}", crate::cluster::free_port());
+    let body = format!(r#"{{"AdvertiseAddr":"{addr}","ListenAddr":"{addr}"}}"#);
+    let (st, v) = r.http("POST", "/v1/cluster/init", Some(&body));
+    assert_eq!(st, 200, "cluster init after restore: {v}\n{}", r.log_text());
+    assert_eq!(values(&r, &[("cl_pw", 1)]), "cl_pw v1 cluster-value-1\n");
     assert_eq!(r.lb(&["audit", "verify"]).code, 0);
 }
