@@ -289,6 +289,7 @@ pub(crate) fn router(d: Arc<Daemon>) -> Router {
             }),
         )
         .route("/events", get(events))
+        .route("/backup", post(crate::backup::handler))
         .nest("/services", crate::services::routes())
         .nest("/workloads", crate::workloads::routes())
         .merge(crate::cluster::local_routes());

@@ -97,6 +97,12 @@ pub(crate) enum Command {
     Compose(crate::compose::ComposeArgs),
     /// Build an image with lockbox secrets for RUN --mount=type=secret: 'lockbox build --secret id=ID -- <docker build arguments>'
     Build(crate::build::BuildArgs),
+    /// Write an encrypted, integrity-checked snapshot of the secrets, configs, services and keys (root only)
+    #[command(after_help = crate::backup::BACKUP_AFTER_HELP)]
+    Backup(crate::backup::BackupArgs),
+    /// Restore a backup into a new data directory, offline (no daemon runs on it)
+    #[command(after_help = crate::backup::RESTORE_AFTER_HELP)]
+    Restore(crate::backup::RestoreArgs),
     /// Print a shell completion script
     #[command(
         after_help = "Examples:\n  lockbox completion bash > /etc/bash_completion.d/lockbox\n  lockbox completion zsh > \"${fpath[1]}/_lockbox\"\n  lockbox completion fish > ~/.config/fish/completions/lockbox.fish"

@@ -2,6 +2,7 @@
 //! daemon's logic lives in `lockbox-daemon`, the scanner in `lockbox-scan`.
 #![forbid(unsafe_code)]
 
+mod backup;
 mod build;
 mod cli;
 mod client;
@@ -118,6 +119,8 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Node(cmd) => runtime()?.block_on(cluster::node(&Client::new(&socket), cmd)),
         Command::Compose(a) => runtime()?.block_on(compose::compose(&socket, a)),
         Command::Build(a) => runtime()?.block_on(build::build(&socket, a)),
+        Command::Backup(a) => runtime()?.block_on(backup::backup(&socket, a)),
+        Command::Restore(a) => runtime()?.block_on(backup::restore(a)),
         other => {
             let c = Client::new(&socket);
             runtime()?.block_on(client_command(other, &c))
@@ -721,7 +724,9 @@ async fn client_command(cmd: Command, c: &Client) -> anyhow::Result<i32> {
         | Command::Run(_)
         | Command::Docker(_)
         | Command::Compose(_)
-        | Command::Build(_) => {
+        | Command::Build(_)
+        | Command::Backup(_)
+        | Command::Restore(_) => {
             unreachable!("handled before connecting")
         }
     }

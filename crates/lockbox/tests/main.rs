@@ -2,6 +2,7 @@
 mod support;
 
 mod api;
+mod backup;
 mod cluster;
 mod compose;
 mod crash;
