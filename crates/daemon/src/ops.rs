@@ -344,9 +344,16 @@ impl Daemon {
 
     /// `GET /secrets/{id}`.
     pub fn inspect(&self, kind: Kind, input: &str) -> Result<Object, ApiError> {
+        self.inspect_current(kind, input).map(|(o, _)| o)
+    }
+
+    /// [`Daemon::inspect`] and the number of the version the object shows (its current one),
+    /// read from the same record: the native API answers both, so a client can tell which
+    /// version a config's `Data` is without a second, non-atomic `versions` call.
+    pub fn inspect_current(&self, kind: Kind, input: &str) -> Result<(Object, u64), ApiError> {
         self.check_unlocked()?;
         let rec = self.reader()?.resolve(kind, input)?;
-        self.to_object(&rec)
+        Ok((self.to_object(&rec)?, rec.current))
     }
 
     /// `POST /secrets/{id}/update?version=N`: labels only, Docker's checks in Docker's order.
