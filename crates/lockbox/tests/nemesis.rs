@@ -430,8 +430,10 @@ fn check_no_lost_write(
 /// Direct check: no completed read returns an older version of an object than a read that
 /// completed before it began.
 fn check_monotonic_reads(ops: &[Op]) -> Vec<String> {
+    /// (call, ret, version, value) of a successful read.
+    type Seen = (u64, u64, u64, u64);
     let mut problems = Vec::new();
-    let mut reads: HashMap<(&str, u64), Vec<(u64, u64, u64, u64)>> = HashMap::new();
+    let mut reads: HashMap<(&str, u64), Vec<Seen>> = HashMap::new();
     for o in ops {
         if let Some(SecretOutput::Value {
             version,
