@@ -287,6 +287,21 @@ impl Daemon {
         Ok(self.store()?.reader.clone())
     }
 
+    /// A reader that sees every write committed before this call, for a write that resolves
+    /// a name before proposing (remove, rotate, rollback, update): in a cluster this node's
+    /// tables may lag the leader's, and a name resolved against them can miss an object whose
+    /// creation was already acknowledged (a rotate or delete answering 404 after a create
+    /// returned 201) or find one already deleted. So, as `http::read_barrier` does for reads,
+    /// confirm a raft read index with the leader and wait until this node applied it. Nothing
+    /// is proposed if that fails (503, no quorum).
+    pub(crate) async fn fresh_reader(&self) -> Result<Reader, ApiError> {
+        let store = self.store()?;
+        if store.replica.members().len() > 1 {
+            store.replica.linearizable_read().await?;
+        }
+        Ok(store.reader.clone())
+    }
+
     fn open_version(
         &self,
         rec: &ObjectRecord,
@@ -403,9 +418,16 @@ impl Daemon {
 
     /// `GET /secrets/{id}`.
     pub fn inspect(&self, kind: Kind, input: &str) -> Result<Object, ApiError> {
+        self.inspect_current(kind, input).map(|(o, _)| o)
+    }
+
+    /// [`Daemon::inspect`] and the number of the version the object shows (its current one),
+    /// read from the same record: the native API answers both, so a client can tell which
+    /// version a config's `Data` is without a second, non-atomic `versions` call.
+    pub fn inspect_current(&self, kind: Kind, input: &str) -> Result<(Object, u64), ApiError> {
         self.check_unlocked()?;
         let rec = self.reader()?.resolve(kind, input)?;
-        self.to_object(&rec)
+        Ok((self.to_object(&rec)?, rec.current))
     }
 
     /// `POST /secrets/{id}/update?version=N`: labels only, Docker's checks in Docker's order.
@@ -421,7 +443,7 @@ impl Daemon {
         let expected: u64 = version
             .and_then(|v| v.parse().ok())
             .ok_or_else(|| ApiError::bad_request(format!("invalid {} version", kind.as_str())))?;
-        let rec = self.reader()?.resolve(kind, input)?;
+        let rec = self.fresh_reader().await?.resolve(kind, input)?;
         if spec.name != rec.name {
             return Err(StoreError::OnlyLabels.into());
         }
@@ -451,7 +473,7 @@ impl Daemon {
     /// `DELETE /secrets/{id}`.
     pub async fn remove(&self, kind: Kind, input: &str, caller: &Caller) -> Result<(), ApiError> {
         self.check_unlocked()?;
-        let rec = self.reader()?.resolve(kind, input)?;
+        let rec = self.fresh_reader().await?.resolve(kind, input)?;
         self.propose(Command::Remove {
             kind,
             id: rec.id.clone(),
@@ -474,7 +496,7 @@ impl Daemon {
     ) -> Result<(ObjectRecord, u64), ApiError> {
         validate::size(kind, data.len())?;
         for _ in 0..16 {
-            let rec = self.reader()?.resolve(kind, input)?;
+            let rec = self.fresh_reader().await?.resolve(kind, input)?;
             let number = rec.next;
             let sealed =
                 self.with_ring(|ring| Ok(Sealed::seal(ring.current(), &rec.id, number, data)?))?;
@@ -536,7 +558,7 @@ impl Daemon {
         caller: &Caller,
     ) -> Result<VersionResponse, ApiError> {
         self.check_unlocked()?;
-        let rec = self.reader()?.resolve(kind, input)?;
+        let rec = self.fresh_reader().await?.resolve(kind, input)?;
         let data = self.open_version(&rec, to)?;
         let (rec, version) = self
             .add_version(kind, &rec.id, &data, Some(to), None, caller)

@@ -9,6 +9,7 @@ mod crash;
 mod delivery;
 mod docker_cli;
 mod keys;
+mod nemesis;
 mod no_plaintext_all;
 mod plaintext;
 mod scan_cli;
