@@ -7,14 +7,14 @@
 #   OUT=file.jsonl bench/cluster/lockbox.sh  # also append client.py's JSON lines to file
 #   LOCKBOX=target/release/lockbox CLIENTS=1,64 WARMUP=2 LB_PORT_BASE=32470 BENCH_TMP=/var/tmp
 #
-# Exit 3 (and a message) when the binary has no cluster CLI yet. The interface used:
-#   lockbox daemon --data-dir D -H S/lockbox.sock --docker-api S/docker.sock \
-#       --listen-addr 127.0.0.1:P --advertise-addr 127.0.0.1:P
-#   lockbox -H unix://S1/lockbox.sock cluster init
+# Exit 3 (and a message) when the binary has no cluster CLI. The interface used:
+#   lockbox daemon --data-dir D -H S/lockbox.sock --docker-api S/docker.sock
+#   lockbox -H unix://S1/lockbox.sock cluster init --listen-addr 127.0.0.1:P1 --advertise-addr 127.0.0.1:P1
 #   lockbox -H unix://S1/lockbox.sock cluster join-token manager -q
-#   lockbox -H unix://Si/lockbox.sock cluster join --token T 127.0.0.1:P1     (i = 2, 3)
+#   lockbox -H unix://Si/lockbox.sock cluster join --token T --listen-addr 127.0.0.1:Pi \
+#       --advertise-addr 127.0.0.1:Pi 127.0.0.1:P1                           (i = 2, 3)
 #   lockbox -H … node ls [--format '{{.ManagerStatus}}']   (3 managers)
-#   lockbox -H … info --format json                        (the leader, if it says)
+#   GET /v1/cluster on each node's socket                    (Self.IsLeader: the leader)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -35,9 +35,6 @@ LB=$LOCKBOX
 
 missing=()
 "$LB" cluster --help >/dev/null 2>&1 || missing+=("'lockbox cluster'")
-dhelp=$("$LB" daemon --help 2>&1 || true)
-grep -q -- '--listen-addr' <<<"$dhelp" || missing+=("'lockbox daemon --listen-addr'")
-grep -q -- '--advertise-addr' <<<"$dhelp" || missing+=("'lockbox daemon --advertise-addr'")
 if [[ ${#missing[@]} -gt 0 ]]; then
     echo "lockbox.sh: $LB ($("$LB" --version 2>/dev/null)) has no cluster CLI yet: missing ${missing[*]}." >&2
     echo "lockbox.sh: the lockbox column is pending; rebuild once the cluster CLI lands (or set LOCKBOX=path)." >&2
@@ -73,7 +70,6 @@ for i in 1 2 3; do
     addr=127.0.0.1:$((BASE + i))
     "$LB" daemon --data-dir "$work/n$i/data" -H "$work/n$i/lockbox.sock" \
         --docker-api "$work/n$i/docker.sock" \
-        --listen-addr "$addr" --advertise-addr "$addr" \
         --log-level warn >"$work/n$i/daemon.log" 2>&1 &
     pids+=($!)
 done
@@ -87,11 +83,13 @@ for i in 1 2 3; do
     [[ $up = 1 ]] || die "daemon n$i did not answer 'info'"
 done
 
-lbx 1 cluster init >"$work/init.out" 2>&1 || { cat "$work/init.out" >&2; die "cluster init failed on n1"; }
+a1=127.0.0.1:$((BASE + 1))
+lbx 1 cluster init --listen-addr "$a1" --advertise-addr "$a1" >"$work/init.out" 2>&1 || { cat "$work/init.out" >&2; die "cluster init failed on n1"; }
 token=$(lbx 1 cluster join-token manager -q) || die "cluster join-token manager -q failed on n1"
 [[ -n $token ]] || die "empty manager join token"
 for i in 2 3; do
-    lbx "$i" cluster join --token "$token" "127.0.0.1:$((BASE + 1))" >"$work/join$i.out" 2>&1 ||
+    ai=127.0.0.1:$((BASE + i))
+    lbx "$i" cluster join --token "$token" --listen-addr "$ai" --advertise-addr "$ai" "$a1" >"$work/join$i.out" 2>&1 ||
         { cat "$work/join$i.out" >&2; die "cluster join failed on n$i"; }
 done
 
@@ -111,36 +109,24 @@ for _ in $(seq 1 300); do
 done
 [[ $n -ge 3 ]] || { lbx 1 node ls >&2 || true; die "node ls shows $n managers after 30 s, not 3"; }
 
-# The leader: whatever 'info --format json' says about it (a field named like *Leader*),
-# matched against each node's advertise address and node id; else node 1, which
-# initialised the cluster and so led it right after init.
-for i in 1 2 3; do lbx "$i" info --format json >"$work/info$i.json" 2>/dev/null || echo '{}' >"$work/info$i.json"; done
-leader=$(python3 - "$work" "$BASE" <<'PY'
-import json, sys
-work, base = sys.argv[1], int(sys.argv[2])
-infos = {i: json.load(open(f"{work}/info{i}.json")) for i in (1, 2, 3)}
-
-def walk(v, path=""):
-    if isinstance(v, dict):
-        for k, x in v.items():
-            yield from walk(x, f"{path}.{k}")
-    else:
-        yield path, v
-
-for i, info in infos.items():
-    for path, v in walk(info):
-        last = path.rsplit(".", 1)[-1].lower()
-        if last in ("isleader", "leader") and v is True:
-            print(f"{i} self-reported ({path})"); sys.exit()
-for i0, info in infos.items():
-    for path, v in walk(info):
-        last = path.rsplit(".", 1)[-1].lower()
-        if "leader" in last and v not in (None, "", False, True):
-            for i, other in infos.items():
-                ids = {f"127.0.0.1:{base + i}", str(other.get("NodeID", "")), str(other.get("node_id", ""))} - {""}
-                if str(v) in ids or any(str(v).endswith(x) for x in ids):
-                    print(f"{i} per n{i0} info {path}={v}"); sys.exit()
-print("1 assumed: node 1 ran 'cluster init' (info names no leader)")
+# The leader: the node whose GET /v1/cluster says Self.IsLeader.
+leader=$(python3 - "$work" <<'PY'
+import http.client, json, socket, sys
+work = sys.argv[1]
+class Unix(http.client.HTTPConnection):
+    def __init__(self, path):
+        super().__init__("lockbox")
+        self.path_ = path
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX)
+        self.sock.connect(self.path_)
+for i in (1, 2, 3):
+    c = Unix(f"{work}/n{i}/lockbox.sock")
+    c.request("GET", "/v1/cluster")
+    v = json.loads(c.getresponse().read() or b"{}")
+    if v.get("Self", {}).get("IsLeader"):
+        print(f"{i} (GET /v1/cluster)"); sys.exit()
+print("1 assumed: no node said it leads")
 PY
 )
 leader_n=${leader%% *}

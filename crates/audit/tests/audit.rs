@@ -152,3 +152,39 @@ fn a_torn_last_record_is_dropped_and_a_corrupt_complete_one_refused() {
     let e = AuditLog::open(&path).unwrap_err();
     assert!(e.to_string().contains("line 4"), "{e}");
 }
+
+#[test]
+fn group_commit_from_many_threads_keeps_one_valid_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.log");
+    let log = AuditLog::open(&path).unwrap();
+    let gc = std::sync::Arc::new(lockbox_audit::GroupCommit::start(log));
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let gc = gc.clone();
+            std::thread::spawn(move || {
+                (0..50)
+                    .map(|i| {
+                        gc.append(Event::new("create", &format!("uid:{t}-{i}")))
+                            .unwrap()
+                            .seq
+                    })
+                    .collect::<Vec<u64>>()
+            })
+        })
+        .collect();
+    let mut seqs: Vec<u64> = threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
+    seqs.sort_unstable();
+    assert_eq!(
+        seqs,
+        (1..=400).collect::<Vec<u64>>(),
+        "every append got its own sequence number"
+    );
+    assert_eq!(gc.len(), 400);
+    let v = lockbox_audit::verify(&path).unwrap();
+    assert!(v.ok, "{v:?}");
+    assert_eq!(v.records, 400);
+}

@@ -721,16 +721,35 @@ async fn local_join(d: Arc<Daemon>, who: Peer, body: Bytes) -> Result<Response> 
     }
     activate(&d, cfg.clone(), tls.clone()).await?;
 
-    let (_, answer) = call_leader(
-        tls.get().client.clone(),
-        &leader,
-        "/cluster/admit",
-        b"{}".to_vec(),
-    )
-    .await?;
-    if answer.status != 200 {
-        return Err(remote_error(&answer));
+    // Admission is idempotent; a leader change while the new node catches up makes the
+    // leader give up, so ask again (the new leader resumes where the old one stopped).
+    let mut answer = None;
+    let mut last_err = None;
+    for attempt in 0..4 {
+        let targets: Vec<String> = std::iter::once(leader.clone())
+            .chain(joined.managers.iter().cloned())
+            .collect();
+        let target = &targets[attempt % targets.len()];
+        match call_leader(
+            tls.get().client.clone(),
+            target,
+            "/cluster/admit",
+            b"{}".to_vec(),
+        )
+        .await
+        {
+            Ok((_, a)) if a.status == 200 => {
+                answer = Some(a);
+                break;
+            }
+            Ok((_, a)) => last_err = Some(remote_error(&a)),
+            Err(e) => last_err = Some(e),
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
+    let Some(answer) = answer else {
+        return Err(last_err.unwrap_or_else(|| ApiError::new(503, "admission failed")));
+    };
     let admitted: AdmitResponse = serde_json::from_slice(&answer.body)
         .map_err(|e| ApiError::internal(format!("unexpected admit answer: {e}")))?;
     if let Some(ring) = &admitted.ring {
@@ -958,7 +977,18 @@ fn authorize_raft(d: &Daemon, peer: &NodePeer) -> Result<()> {
     let Some(cluster) = d.cluster() else {
         return Err(ApiError::new(503, "not in a cluster"));
     };
-    if id.cluster_id != cluster.config().cluster_id || id.role != Role::Manager {
+    // The store's role wins over the certificate's (a promoted worker keeps its worker
+    // certificate until it renews).
+    let record_role = d
+        .reader()
+        .ok()
+        .and_then(|r| r.node(id.node_id).ok().flatten())
+        .map(|n| n.role);
+    let manager = match record_role {
+        Some(role) => role == NodeRole::Manager,
+        None => id.role == Role::Manager,
+    };
+    if id.cluster_id != cluster.config().cluster_id || !manager {
         return Err(ApiError::new(
             403,
             "raft traffic from a node that is not a manager of this cluster",
@@ -1303,6 +1333,32 @@ fn node_json(d: &Daemon, n: &NodeRecord, store: &NodeStore) -> serde_json::Value
     })
 }
 
+/// `docker node ls` filters: id, name (hostname), role, label / node.label (`K` or `K=V`).
+fn node_filters(json: Option<&str>) -> Result<lockbox_store::Filters> {
+    let f = lockbox_store::validate::parse_filter_map(json)?;
+    for k in f.keys() {
+        if !matches!(k.as_str(), "id" | "name" | "role" | "label" | "node.label") {
+            return Err(ApiError::bad_request(format!("Invalid filter '{k}'")));
+        }
+    }
+    Ok(f)
+}
+
+fn node_matches(n: &NodeRecord, f: &lockbox_store::Filters) -> bool {
+    let label_ok = |v: &String| match v.split_once('=') {
+        Some((k, want)) => n.labels.get(k).is_some_and(|have| have == want),
+        None => n.labels.contains_key(v.as_str()),
+    };
+    f.iter().all(|(k, vals)| match k.as_str() {
+        "id" => vals
+            .iter()
+            .any(|v| node_id_text(n.id).starts_with(v.as_str())),
+        "name" => vals.iter().any(|v| n.hostname.starts_with(v.as_str())),
+        "role" => vals.iter().any(|v| v == n.role.as_str()),
+        _ => vals.iter().all(label_ok),
+    })
+}
+
 fn resolve_node(reader: &Reader, input: &str) -> Result<NodeRecord> {
     let nodes = reader.nodes()?;
     if let Some(id) = parse_node_id(input)
@@ -1388,6 +1444,7 @@ async fn node_rm(d: Arc<Daemon>, who: Peer, input: String, q: ForceQuery) -> Res
 
 async fn cluster_inspect(d: Arc<Daemon>) -> Result<Response> {
     d.cluster_or_err()?;
+    d.check_unlocked()?;
     let store = d.store()?;
     let c = d.cluster_record()?;
     let nodes = store.reader.nodes()?;
@@ -1582,12 +1639,15 @@ pub(crate) fn local_routes() -> Router<Arc<Daemon>> {
         )
         .route(
             "/nodes",
-            get(|State(d): App| async move {
+            get(|State(d): App, Query(q): Query<BTreeMap<String, String>>| async move {
+                d.check_unlocked()?;
                 let store = d.store()?;
+                let filters = node_filters(q.get("filters").map(String::as_str))?;
                 let list: Vec<_> = store
                     .reader
                     .nodes()?
                     .iter()
+                    .filter(|n| node_matches(n, &filters))
                     .map(|n| node_json(&d, n, &store))
                     .collect();
                 Ok::<_, ApiError>(json_response(StatusCode::OK, &list))
@@ -1596,6 +1656,7 @@ pub(crate) fn local_routes() -> Router<Arc<Daemon>> {
         .route(
             "/nodes/{id}",
             get(|State(d): App, UrlPath(id): UrlPath<String>| async move {
+                d.check_unlocked()?;
                 let store = d.store()?;
                 let n = resolve_node(&store.reader, &id)?;
                 Ok::<_, ApiError>(json_response(StatusCode::OK, &node_json(&d, &n, &store)))
@@ -1658,6 +1719,7 @@ async fn watch(d: Arc<Daemon>) {
                     seen_unlock_version = c.unlock_version;
                 }
             }
+            d.adopt_keks(&c.keks);
             let managers = manager_addrs(&store.reader);
             if !managers.is_empty() {
                 set_managers(&d, managers);
@@ -1744,6 +1806,10 @@ pub(crate) async fn become_manager(d: &Arc<Daemon>) -> Result<()> {
                     }
                 }
                 save_config(&d.data_dir, &c.config())?;
+                // A certificate that says what the node now is.
+                if let Err(e) = renew_once(d, &c).await {
+                    tracing::warn!("could not renew the certificate after promotion: {e}");
+                }
                 tokio::spawn(watch(d.clone()));
                 return Ok(());
             }

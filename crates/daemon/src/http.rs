@@ -113,6 +113,19 @@ async fn remove(kind: Kind, d: &Daemon, who: Peer, id: &str) -> Result<Response>
     Ok(ok_empty(StatusCode::NO_CONTENT))
 }
 
+/// The native inspect answer: Docker's object plus `CurrentVersion`, the number of the version
+/// whose value a config's `Spec.Data` shows. Docker's `Version.Index` is the raft index of the
+/// object's last write, not a version number; `GET {id}/versions` names the current one but in
+/// a second request, which a rotation can overtake. Clients that deserialize into `Object` (the
+/// CLI) ignore the extra field; the Docker API (docker.rs) does not carry it.
+#[derive(Serialize)]
+struct NativeObject {
+    #[serde(flatten)]
+    object: lockbox_proto::Object,
+    #[serde(rename = "CurrentVersion")]
+    current_version: u64,
+}
+
 /// Routes shared by both kinds, generated per kind so the two stay identical.
 fn kind_routes(kind: Kind) -> Router<Arc<Daemon>> {
     Router::new()
@@ -124,7 +137,9 @@ fn kind_routes(kind: Kind) -> Router<Arc<Daemon>> {
         .route(
             "/{id}",
             get(move |State(d): App, Path(id): Path<String>| async move {
-                d.inspect(kind, &id).map(|o| json_response(StatusCode::OK, &o))
+                d.inspect_current(kind, &id).map(|(object, current_version)| {
+                    json_response(StatusCode::OK, &NativeObject { object, current_version })
+                })
             })
             .delete(move |State(d): App, ConnectInfo(who): Who, Path(id): Path<String>| async move {
                 remove(kind, &d, who, &id).await
@@ -289,6 +304,7 @@ pub(crate) fn router(d: Arc<Daemon>) -> Router {
             }),
         )
         .route("/events", get(events))
+        .route("/backup", post(crate::backup::handler))
         .nest("/services", crate::services::routes())
         .nest("/workloads", crate::workloads::routes())
         .merge(crate::cluster::local_routes());

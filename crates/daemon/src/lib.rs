@@ -12,6 +12,7 @@
 #![forbid(unsafe_code)]
 
 mod agent;
+pub mod backup;
 mod cluster;
 mod docker;
 pub mod error;

@@ -1,11 +1,11 @@
 //! Everything a request can do, independent of how it arrived (native API, Docker API).
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use lockbox_audit::{AuditLog, Event};
+use lockbox_audit::{Event, GroupCommit};
 use lockbox_keyring::{KeyMode, KeyRing, RingFile, Sealed, UnlockKey, Zeroizing};
 use lockbox_proto::{
     AuditRecord, AuditVerify, Driver, IdResponse, Info, Object, ObjectVersion, Spec, VersionInfo,
@@ -59,7 +59,7 @@ pub struct Daemon {
     /// `None` on a worker node, which holds no store.
     pub(crate) store: RwLock<Option<Arc<NodeStore>>>,
     pub(crate) keys: RwLock<Keys>,
-    pub(crate) audit: Mutex<AuditLog>,
+    pub(crate) audit: GroupCommit,
     pub(crate) ring_path: PathBuf,
     pub(crate) data_dir: PathBuf,
     pub(crate) socket: PathBuf,
@@ -168,6 +168,45 @@ impl Daemon {
         }
     }
 
+    /// Adds KEKs rotated in on another manager (each sealed under its predecessor) to the
+    /// local ring, and persists it.
+    pub(crate) fn adopt_keks(&self, sealed: &[(u32, Sealed)]) {
+        let Ok(mut keys) = self.keys.write() else {
+            return;
+        };
+        let Keys::Unlocked { ring, unlock, .. } = &mut *keys else {
+            return;
+        };
+        let mut changed = false;
+        // In order: each may be sealed under the one before it.
+        for (id, s) in sealed {
+            if ring.has(*id) {
+                continue;
+            }
+            let opened = ring.get(s.kek_id).ok().and_then(|kek| {
+                s.open(kek, lockbox_store::cluster::KEK_OBJECT, u64::from(*id))
+                    .ok()
+            });
+            let Some(bytes) = opened else {
+                tracing::warn!(kek = id, "cannot open a KEK rotated in on another manager");
+                continue;
+            };
+            let Ok(key) = <[u8; 32]>::try_from(&bytes[..]) else {
+                continue;
+            };
+            let newest = *id > ring.current().id();
+            ring.insert(*id, Zeroizing::new(key), newest);
+            changed = true;
+        }
+        if changed {
+            if let Err(e) = RingFile::write(&self.ring_path, ring, unlock.as_ref()) {
+                tracing::warn!("cannot persist the key ring after a cluster KEK rotation: {e}");
+            } else {
+                tracing::info!("added the cluster's rotated KEK to the local key ring");
+            }
+        }
+    }
+
     /// Re-seals the local key ring with an unlock key rotated on another manager.
     pub(crate) fn adopt_unlock_key(&self, key: UnlockKey) {
         let Ok(mut keys) = self.keys.write() else {
@@ -190,12 +229,16 @@ impl Daemon {
     }
 
     fn audit(&self, e: Event) -> Result<AuditRecord, ApiError> {
-        let mut log = self
-            .audit
-            .lock()
-            .map_err(|_| ApiError::internal("audit log poisoned"))?;
-        log.append(e)
-            .map_err(|e| ApiError::internal(format!("cannot write the audit log: {e}")))
+        // The append blocks until its group's fdatasync returns; tell the runtime, so other
+        // requests keep running (and join the same group commit) meanwhile.
+        let append = || self.audit.append(e);
+        let result = match tokio::runtime::Handle::try_current() {
+            Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(append)
+            }
+            _ => append(),
+        };
+        result.map_err(|e| ApiError::internal(format!("cannot write the audit log: {e}")))
     }
 
     /// Runs `f` with the unlocked key ring, or answers 503 while locked.
@@ -244,13 +287,44 @@ impl Daemon {
         Ok(self.store()?.reader.clone())
     }
 
+    /// A reader that sees every write committed before this call, for a write that resolves
+    /// a name before proposing (remove, rotate, rollback, update): in a cluster this node's
+    /// tables may lag the leader's, and a name resolved against them can miss an object whose
+    /// creation was already acknowledged (a rotate or delete answering 404 after a create
+    /// returned 201) or find one already deleted. So, as `http::read_barrier` does for reads,
+    /// confirm a raft read index with the leader and wait until this node applied it. Nothing
+    /// is proposed if that fails (503, no quorum).
+    pub(crate) async fn fresh_reader(&self) -> Result<Reader, ApiError> {
+        let store = self.store()?;
+        if store.replica.members().len() > 1 {
+            store.replica.linearizable_read().await?;
+        }
+        Ok(store.reader.clone())
+    }
+
     fn open_version(
         &self,
         rec: &ObjectRecord,
         version: u64,
     ) -> Result<Zeroizing<Vec<u8>>, ApiError> {
         let sealed = self.reader()?.sealed(rec, version)?;
-        self.with_ring(|ring| Ok(sealed.open(ring.get(sealed.kek_id)?, &rec.id, version)?))
+        let open = || {
+            self.with_ring(|ring| Ok(sealed.open(ring.get(sealed.kek_id)?, &rec.id, version)?))
+        };
+        match open() {
+            // A KEK rotated in on another manager that this one has not adopted yet.
+            Err(_) if !self.ring_has(sealed.kek_id) => {
+                if let Some(c) = self.reader()?.cluster()? {
+                    self.adopt_keks(&c.keks);
+                }
+                open()
+            }
+            other => other,
+        }
+    }
+
+    fn ring_has(&self, id: u32) -> bool {
+        matches!(self.keys.read().as_deref(), Ok(Keys::Unlocked { ring, .. }) if ring.has(id))
     }
 
     /// The object as Docker shows it; configs carry their data, secrets never do.
@@ -344,9 +418,16 @@ impl Daemon {
 
     /// `GET /secrets/{id}`.
     pub fn inspect(&self, kind: Kind, input: &str) -> Result<Object, ApiError> {
+        self.inspect_current(kind, input).map(|(o, _)| o)
+    }
+
+    /// [`Daemon::inspect`] and the number of the version the object shows (its current one),
+    /// read from the same record: the native API answers both, so a client can tell which
+    /// version a config's `Data` is without a second, non-atomic `versions` call.
+    pub fn inspect_current(&self, kind: Kind, input: &str) -> Result<(Object, u64), ApiError> {
         self.check_unlocked()?;
         let rec = self.reader()?.resolve(kind, input)?;
-        self.to_object(&rec)
+        Ok((self.to_object(&rec)?, rec.current))
     }
 
     /// `POST /secrets/{id}/update?version=N`: labels only, Docker's checks in Docker's order.
@@ -362,7 +443,7 @@ impl Daemon {
         let expected: u64 = version
             .and_then(|v| v.parse().ok())
             .ok_or_else(|| ApiError::bad_request(format!("invalid {} version", kind.as_str())))?;
-        let rec = self.reader()?.resolve(kind, input)?;
+        let rec = self.fresh_reader().await?.resolve(kind, input)?;
         if spec.name != rec.name {
             return Err(StoreError::OnlyLabels.into());
         }
@@ -392,7 +473,7 @@ impl Daemon {
     /// `DELETE /secrets/{id}`.
     pub async fn remove(&self, kind: Kind, input: &str, caller: &Caller) -> Result<(), ApiError> {
         self.check_unlocked()?;
-        let rec = self.reader()?.resolve(kind, input)?;
+        let rec = self.fresh_reader().await?.resolve(kind, input)?;
         self.propose(Command::Remove {
             kind,
             id: rec.id.clone(),
@@ -415,7 +496,7 @@ impl Daemon {
     ) -> Result<(ObjectRecord, u64), ApiError> {
         validate::size(kind, data.len())?;
         for _ in 0..16 {
-            let rec = self.reader()?.resolve(kind, input)?;
+            let rec = self.fresh_reader().await?.resolve(kind, input)?;
             let number = rec.next;
             let sealed =
                 self.with_ring(|ring| Ok(Sealed::seal(ring.current(), &rec.id, number, data)?))?;
@@ -477,7 +558,7 @@ impl Daemon {
         caller: &Caller,
     ) -> Result<VersionResponse, ApiError> {
         self.check_unlocked()?;
-        let rec = self.reader()?.resolve(kind, input)?;
+        let rec = self.fresh_reader().await?.resolve(kind, input)?;
         let data = self.open_version(&rec, to)?;
         let (rec, version) = self
             .add_version(kind, &rec.id, &data, Some(to), None, caller)
@@ -676,6 +757,26 @@ impl Daemon {
             RingFile::write(&self.ring_path, ring, unlock.as_ref())?;
             (old, new)
         };
+        // 1b. In a cluster the other managers learn the new KEK from the store, sealed under
+        //     the old one, before any data key depends on it.
+        if let Some(c) = self.reader()?.cluster()? {
+            let sealed = self.with_ring(|ring| {
+                Ok(Sealed::seal(
+                    ring.get(old_id)?,
+                    lockbox_store::cluster::KEK_OBJECT,
+                    u64::from(new_id),
+                    &ring.kek_bytes(new_id)?[..],
+                )?)
+            })?;
+            let mut next = c.clone();
+            next.keks.push((new_id, sealed));
+            next.updated_ns = now_ns();
+            self.propose(Command::UpdateCluster {
+                cluster: next,
+                expected_updated_ns: c.updated_ns,
+            })
+            .await?;
+        }
         // 2. Rewrap every data key under the new KEK, through the log.
         let all = self.reader()?.all_sealed()?;
         let entries = self.with_ring(|ring| {
@@ -695,7 +796,36 @@ impl Daemon {
         })?;
         let n = entries.len();
         self.propose(Command::Rewrap { entries }).await?;
-        // 3. Only now drop the old KEK.
+        // 2b. The cluster's own secrets (CA key, join tokens, unlock key) move too.
+        if let Some(c) = self.reader()?.cluster()? {
+            let next = self.with_ring(|ring| {
+                let new = ring.get(new_id)?;
+                let reseal = |s: &Sealed, object: &str, version: u64| -> Result<Sealed, ApiError> {
+                    let plain = s.open(ring.get(s.kek_id)?, object, version)?;
+                    Ok(Sealed::seal(new, object, version, &plain)?)
+                };
+                use lockbox_store::cluster as k;
+                let mut n = c.clone();
+                n.ca_key = reseal(&c.ca_key, k::CA_KEY_OBJECT, c.ca_version)?;
+                n.worker_token = reseal(&c.worker_token, k::WORKER_TOKEN_OBJECT, c.token_version)?;
+                n.manager_token =
+                    reseal(&c.manager_token, k::MANAGER_TOKEN_OBJECT, c.token_version)?;
+                n.unlock_key = c
+                    .unlock_key
+                    .as_ref()
+                    .map(|u| reseal(u, k::UNLOCK_KEY_OBJECT, c.unlock_version))
+                    .transpose()?;
+                n.updated_ns = now_ns();
+                Ok(n)
+            })?;
+            self.propose(Command::UpdateCluster {
+                cluster: next,
+                expected_updated_ns: c.updated_ns,
+            })
+            .await?;
+        }
+        // 3. Only now drop the old KEK. (Other managers keep it: harmless, and a KEK
+        //    rotation racing on two managers cannot strand either.)
         {
             let mut keys = self
                 .keys
@@ -729,7 +859,7 @@ impl Daemon {
                 self.ring_path.display()
             )
         });
-        let audit_records = self.audit.lock().map(|l| l.len()).unwrap_or(0);
+        let audit_records = self.audit.len();
         Ok(Info {
             version: env!("CARGO_PKG_VERSION").to_string(),
             data_dir: self.data_dir.display().to_string(),
@@ -756,23 +886,13 @@ impl Daemon {
             .map(parse_since)
             .transpose()
             .map_err(ApiError::bad_request)?;
-        let path = self
-            .audit
-            .lock()
-            .map_err(|_| ApiError::internal("audit log poisoned"))?
-            .path()
-            .to_owned();
+        let path = self.audit.path().to_owned();
         lockbox_audit::read(&path, since).map_err(|e| ApiError::internal(e.to_string()))
     }
 
     /// `lockbox audit verify`.
     pub fn audit_verify(&self) -> Result<AuditVerify, ApiError> {
-        let path = self
-            .audit
-            .lock()
-            .map_err(|_| ApiError::internal("audit log poisoned"))?
-            .path()
-            .to_owned();
+        let path = self.audit.path().to_owned();
         lockbox_audit::verify(&path).map_err(|e| ApiError::internal(e.to_string()))
     }
 

@@ -2,7 +2,7 @@
 use std::fs;
 use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 
 use lockbox_audit::{AuditLog, Event};
 use lockbox_keyring::{KeyMode, KeyRing, RingFile, UnlockKey};
@@ -202,7 +202,7 @@ pub async fn run(cfg: DaemonConfig) -> Result<(), DaemonError> {
     let daemon = Arc::new(Daemon {
         store: RwLock::new(store.map(Arc::new)),
         keys: RwLock::new(keys),
-        audit: Mutex::new(audit),
+        audit: lockbox_audit::GroupCommit::start(audit),
         ring_path,
         data_dir: cfg.data_dir.clone(),
         socket: cfg.socket.clone(),
@@ -214,15 +214,11 @@ pub async fn run(cfg: DaemonConfig) -> Result<(), DaemonError> {
         cluster: RwLock::new(None),
         agents: crate::agent::Agents::default(),
     });
-    daemon
-        .audit
-        .lock()
-        .map_err(|_| DaemonError::Other("audit log poisoned".into()))?
-        .append(
-            Event::new("daemon-start", "daemon")
-                .detail("pid", &std::process::id().to_string())
-                .detail("torn_audit_tail_bytes", &torn_tail.to_string()),
-        )?;
+    daemon.audit.append(
+        Event::new("daemon-start", "daemon")
+            .detail("pid", &std::process::id().to_string())
+            .detail("torn_audit_tail_bytes", &torn_tail.to_string()),
+    )?;
 
     if let Some((node, tls)) = membership {
         let listen = node.listen_addr.clone();

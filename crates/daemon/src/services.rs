@@ -250,11 +250,7 @@ impl Daemon {
         caller: &Caller,
         s: &ServiceRecord,
     ) -> Result<(), ApiError> {
-        self.audit
-            .lock()
-            .map_err(|_| ApiError::internal("audit log poisoned"))?
-            .append(Event::new(action, &caller.actor).object("service", &s.id, &s.name))
-            .map_err(|e| ApiError::internal(format!("cannot write the audit log: {e}")))?;
+        self.audit_event(Event::new(action, &caller.actor).object("service", &s.id, &s.name))?;
         Ok(())
     }
 

@@ -154,6 +154,17 @@ impl KeyRing {
         Self::from_plain(&p, Path::new("<import>"))
     }
 
+    /// Whether the ring holds KEK `id`.
+    pub fn has(&self, id: u32) -> bool {
+        self.keks.contains_key(&id)
+    }
+
+    /// The raw bytes of KEK `id`, to hand it to the other managers sealed under its
+    /// predecessor (a cluster KEK rotation).
+    pub fn kek_bytes(&self, id: u32) -> Result<Zeroizing<[u8; 32]>, KeyringError> {
+        Ok(Zeroizing::new(*self.get(id)?.key()))
+    }
+
     /// Adds a KEK received from another manager (a cluster KEK rotation); it becomes current
     /// if `make_current`. An ID already held with the same key is a no-op.
     pub fn insert(&mut self, id: u32, key: Zeroizing<[u8; 32]>, make_current: bool) {

@@ -79,6 +79,12 @@ pub(crate) enum Command {
     /// Find the secret leaks the Docker guides warn about (Compose, Dockerfiles, scripts, content, images)
     #[command(after_help = lockbox_scan::cli::SCAN_AFTER_HELP)]
     Scan(lockbox_scan::cli::ScanArgs),
+    /// Manage the cluster: init, join, leave, join tokens, the managers' unlock key
+    #[command(subcommand)]
+    Cluster(crate::cluster::ClusterCmd),
+    /// Manage the cluster's nodes (on a manager)
+    #[command(subcommand)]
+    Node(crate::cluster::NodeCmd),
     /// Manage services: named sets of secret references with a rotation policy
     #[command(subcommand)]
     Service(crate::delivery::ServiceCmd),
@@ -91,6 +97,12 @@ pub(crate) enum Command {
     Compose(crate::compose::ComposeArgs),
     /// Build an image with lockbox secrets for RUN --mount=type=secret: 'lockbox build --secret id=ID -- <docker build arguments>'
     Build(crate::build::BuildArgs),
+    /// Write an encrypted, integrity-checked snapshot of the secrets, configs, services and keys (root only)
+    #[command(after_help = crate::backup::BACKUP_AFTER_HELP)]
+    Backup(crate::backup::BackupArgs),
+    /// Restore a backup into a new data directory, offline (no daemon runs on it)
+    #[command(after_help = crate::backup::RESTORE_AFTER_HELP)]
+    Restore(crate::backup::RestoreArgs),
     /// Print a shell completion script
     #[command(
         after_help = "Examples:\n  lockbox completion bash > /etc/bash_completion.d/lockbox\n  lockbox completion zsh > \"${fpath[1]}/_lockbox\"\n  lockbox completion fish > ~/.config/fish/completions/lockbox.fish"
@@ -139,7 +151,7 @@ pub(crate) enum LogFormat {
     Json,
 }
 
-fn label(raw: &str) -> Result<(String, String), String> {
+pub(crate) fn label(raw: &str) -> Result<(String, String), String> {
     let (k, v) = raw.split_once('=').unwrap_or((raw, ""));
     if k.is_empty() {
         return Err(format!("invalid label '{raw}': empty name"));

@@ -2,9 +2,11 @@
 //! daemon's logic lives in `lockbox-daemon`, the scanner in `lockbox-scan`.
 #![forbid(unsafe_code)]
 
+mod backup;
 mod build;
 mod cli;
 mod client;
+mod cluster;
 mod compose;
 mod delivery;
 mod format;
@@ -113,8 +115,12 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             runtime()?.block_on(delivery::docker_run(&socket, a))
         }
         Command::Service(cmd) => runtime()?.block_on(delivery::service(&Client::new(&socket), cmd)),
+        Command::Cluster(cmd) => runtime()?.block_on(cluster::cluster(&Client::new(&socket), cmd)),
+        Command::Node(cmd) => runtime()?.block_on(cluster::node(&Client::new(&socket), cmd)),
         Command::Compose(a) => runtime()?.block_on(compose::compose(&socket, a)),
         Command::Build(a) => runtime()?.block_on(build::build(&socket, a)),
+        Command::Backup(a) => runtime()?.block_on(backup::backup(&socket, a)),
+        Command::Restore(a) => runtime()?.block_on(backup::restore(a)),
         other => {
             let c = Client::new(&socket);
             runtime()?.block_on(client_command(other, &c))
@@ -429,6 +435,26 @@ async fn rm(c: &Client, kind: &str, names: &[String]) -> anyhow::Result<i32> {
     Ok(code)
 }
 
+/// `lockbox unlock` and `lockbox cluster unlock`: reads the key (prompting on a terminal)
+/// and sends it.
+async fn unlock(c: &Client) -> anyhow::Result<i32> {
+    let mut key = Zeroizing::new(String::new());
+    if std::io::stdin().is_terminal() {
+        eprint!("Enter unlock key: ");
+        let _ = std::io::stderr().flush();
+    }
+    std::io::stdin().read_line(&mut key)?;
+    c.post_empty(
+        "/v1/unlock",
+        &UnlockRequest {
+            unlock_key: key.trim().to_string(),
+            shares: Vec::new(),
+        },
+    )
+    .await?;
+    Ok(0)
+}
+
 async fn client_command(cmd: Command, c: &Client) -> anyhow::Result<i32> {
     match cmd {
         Command::Secret(s) => match s {
@@ -590,23 +616,7 @@ async fn client_command(cmd: Command, c: &Client) -> anyhow::Result<i32> {
                 }
             }
         },
-        Command::Unlock => {
-            let mut key = Zeroizing::new(String::new());
-            if std::io::stdin().is_terminal() {
-                eprint!("Enter unlock key: ");
-                let _ = std::io::stderr().flush();
-            }
-            std::io::stdin().read_line(&mut key)?;
-            c.post_empty(
-                "/v1/unlock",
-                &UnlockRequest {
-                    unlock_key: key.trim().to_string(),
-                    shares: Vec::new(),
-                },
-            )
-            .await?;
-            Ok(0)
-        }
+        Command::Unlock => unlock(c).await,
         Command::UnlockKey { rotate, quiet } => {
             let r: UnlockKeyResponse = if rotate {
                 c.post("/v1/unlockkey/rotate", &serde_json::json!({}))
@@ -709,10 +719,14 @@ async fn client_command(cmd: Command, c: &Client) -> anyhow::Result<i32> {
         | Command::Completion { .. }
         | Command::Scan(_)
         | Command::Service(_)
+        | Command::Cluster(_)
+        | Command::Node(_)
         | Command::Run(_)
         | Command::Docker(_)
         | Command::Compose(_)
-        | Command::Build(_) => {
+        | Command::Build(_)
+        | Command::Backup(_)
+        | Command::Restore(_) => {
             unreachable!("handled before connecting")
         }
     }

@@ -3,12 +3,14 @@ mod support;
 
 mod agent;
 mod api;
+mod backup;
 mod cluster;
 mod compose;
 mod crash;
 mod delivery;
 mod docker_cli;
 mod keys;
+mod nemesis;
 mod no_plaintext_all;
 mod plaintext;
 mod scan_cli;

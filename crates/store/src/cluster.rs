@@ -53,10 +53,10 @@ pub struct ClusterRecord {
     /// re-seals its own key ring file with it.
     pub unlock_key: Option<Sealed>,
     pub unlock_version: u64,
-    /// KEKs added by a cluster KEK rotation, each sealed under its predecessor (object
-    /// [`KEK_OBJECT`], version = the new KEK's id), so managers that were not the proposer
-    /// can add it to their rings.
-    pub keks: Vec<Sealed>,
+    /// KEKs added by a cluster KEK rotation: (new KEK id, the KEK sealed under its
+    /// predecessor as object [`KEK_OBJECT`], version = the id), so managers that were not the
+    /// proposer can add it to their rings.
+    pub keks: Vec<(u32, Sealed)>,
     /// Node certificate lifetime in seconds.
     pub cert_validity_s: u64,
     /// SHA-256 fingerprints of certificates that must be refused (removed nodes).

@@ -6,7 +6,10 @@
 use std::collections::BTreeMap;
 
 use lockbox_keyring::Sealed;
-use redb::{ReadTransaction, ReadableTable as _, TableDefinition, WriteTransaction};
+use redb::{
+    ReadTransaction, ReadableTable as _, ReadableTableMetadata as _, TableDefinition,
+    TableHandle as _, WriteTransaction,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::StoreError;
@@ -116,6 +119,11 @@ pub enum Command {
     PutNode { node: NodeRecord },
     /// Removes a node record and revokes its certificates.
     RemoveNode { id: u64, time_ns: i64 },
+    /// `lockbox restore`: fills an empty store from a dump made by [`Store::export`]. The
+    /// cluster table is left empty (the restored node is a single node again), and every
+    /// object and service gets this entry's index as its `Version.Index`, so indexes stay
+    /// monotonic in the new log. Refused, writing nothing, unless every table is empty.
+    Restore { dump: Vec<u8> },
 }
 
 /// One data key wrapped under a new KEK.
@@ -458,7 +466,53 @@ fn apply_inner(txn: &WriteTransaction, index: u64, cmd: &Command) -> Result<Resp
             table.remove(node_key(*id).as_slice())?;
             Ok(Response::Ok)
         }
+        Command::Restore { dump } => restore(txn, index, dump),
     }
+}
+
+/// [`Command::Restore`]: every check (empty store, decodable dump and records) runs before
+/// the first write.
+fn restore(txn: &WriteTransaction, index: u64, dump: &[u8]) -> Result<Response, StoreError> {
+    for t in ALL {
+        if !txn.open_table(t)?.is_empty()? {
+            return Err(StoreError::Invalid(
+                "cannot restore into a store that already holds data".into(),
+            ));
+        }
+    }
+    let tables: Vec<Vec<(Vec<u8>, Vec<u8>)>> = decode(dump)?;
+    if tables.len() > ALL.len() {
+        return Err(StoreError::Internal(format!(
+            "the dump has {} tables; this version knows {}",
+            tables.len(),
+            ALL.len()
+        )));
+    }
+    type Table = TableDefinition<'static, &'static [u8], &'static [u8]>;
+    let mut rows: Vec<(Table, Vec<u8>, Vec<u8>)> = Vec::new();
+    for (t, table) in ALL.iter().zip(tables) {
+        if t.name() == CLUSTER.name() {
+            continue;
+        }
+        for (k, v) in table {
+            let v = if t.name() == OBJECTS.name() {
+                let mut rec: ObjectRecord = decode(&v)?;
+                rec.index = index;
+                encode(&rec)
+            } else if t.name() == SERVICES.name() {
+                let mut rec: ServiceRecord = decode(&v)?;
+                rec.index = index;
+                encode(&rec)
+            } else {
+                v
+            };
+            rows.push((*t, k, v));
+        }
+    }
+    for (t, k, v) in rows {
+        txn.open_table(t)?.insert(k.as_slice(), v.as_slice())?;
+    }
+    Ok(Response::Ok)
 }
 
 fn push_version(
