@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::post;
 use base64::Engine as _;
@@ -43,7 +43,7 @@ use lockbox_store::{Kind, NodeRole, ServiceSecret, node_id_text};
 use serde::{Deserialize, Serialize};
 
 use crate::ApiError;
-use crate::http::{json_response, parse_body, parse_required};
+use crate::http::{json_body, json_response, parse_body, parse_required};
 use crate::ops::{Caller, Daemon};
 use crate::peers::{self, NodePeer};
 use crate::workloads::{Delivered, Handout, Pending};
@@ -358,12 +358,7 @@ async fn watch(
             }
         },
     );
-    let mut r = Response::new(Body::from_stream(stream));
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    Ok(r)
+    Ok(json_body(Body::from_stream(stream)))
 }
 
 /// `/agent/register`: the node's workloads now (replaces what its watch stream registered).
@@ -387,6 +382,9 @@ async fn fetch(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let req: FetchRequest = parse_required(&body)?;
+    // Decide on everything committed before the request (a revocation, a placement change
+    // or a rotation acknowledged elsewhere), not on what this manager has applied so far.
+    d.fresh_reader().await?;
     let refuse = |actor: &str, status: u16, why: String| {
         let _ = d.audit_event(
             Event::new("handout-refused", actor)
@@ -484,12 +482,9 @@ async fn fetch(
         files.push(v);
     }
     let v = serde_json::json!({"Service": s.name, "OnRotate": s.on_rotate, "Files": files});
-    let mut resp = Response::new(Body::from(crate::workloads::json_line_zeroized(&v)));
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    Ok(resp)
+    Ok(json_body(Body::from(crate::workloads::json_line_zeroized(
+        &v,
+    ))))
 }
 
 pub(crate) fn node_routes() -> Router<Arc<Daemon>> {

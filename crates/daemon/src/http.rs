@@ -40,6 +40,16 @@ pub(crate) fn json_response<T: Serialize>(status: StatusCode, v: &T) -> Response
     r
 }
 
+/// A 200 with `body` (one JSON document, or a stream of JSON lines) typed as JSON.
+pub(crate) fn json_body(body: axum::body::Body) -> Response {
+    let mut r = Response::new(body);
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);

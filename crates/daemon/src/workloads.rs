@@ -30,7 +30,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, Path as UrlPath, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use base64::Engine as _;
@@ -745,12 +745,7 @@ fn stream_response(rx: mpsc::UnboundedReceiver<Bytes>) -> Response {
             .await
             .map(|b| (Ok::<_, std::convert::Infallible>(b), rx))
     });
-    let mut r = Response::new(Body::from_stream(stream));
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    r
+    crate::http::json_body(Body::from_stream(stream))
 }
 
 const ON_A_WORKER: &str = "on a worker, secrets come through a service placed on this node: use --service (a --secret reference outside the service needs a manager)";

@@ -6,35 +6,14 @@
 //! Real daemons on loopback, real mutual TLS: the direct `/agent/fetch` calls below present
 //! the worker's own certificate and key from its data directory.
 use std::io::{Read as _, Write as _};
-use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::cluster::{Cluster, json};
+use crate::delivery::{spawn_bg, wait_until};
 use crate::keys::walk;
-use crate::plaintext::{contains, encodings};
-use crate::support::{BIN, Daemon, marker};
-
-/// Kills a background `lockbox run` when dropped.
-struct Bg(std::process::Child);
-
-impl Drop for Bg {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if f() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("timed out waiting for {what}");
-}
+use crate::plaintext::assert_no_markers;
+use crate::support::{Daemon, marker, parse_response};
 
 /// One request to `addr`'s node API over mutual TLS with the certificate and key in `from`'s
 /// data directory (`cluster/node.key`, `node.crt`, `ca.crt`, all DER).
@@ -60,14 +39,8 @@ fn node_call(from: &Daemon, addr: &str, path: &str, body: &str) -> (u16, String)
     let mut resp = Vec::new();
     // The server may close without close_notify: what was read is the answer.
     let _ = tls.read_to_end(&mut resp);
-    let text = String::from_utf8_lossy(&resp).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    (status, body.to_string())
+    let (status, _, body) = parse_response(&resp);
+    (status, body)
 }
 
 fn audit(d: &Daemon) -> String {
@@ -195,14 +168,7 @@ fn a_worker_gets_only_secrets_of_services_placed_on_it_and_refusals_are_audited(
         "while true; do cat /run/secrets/s1 >> {l}; echo >> {l}; sleep 0.05; done",
         l = log.display()
     );
-    let _bg = Bg(Command::new(BIN)
-        .arg("-H")
-        .arg(w.sock())
-        .args(["run", "--service", "web", "--", "sh", "-c", &script])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap());
+    let bg = spawn_bg(w, &["run", "--service", "web", "--", "sh", "-c", &script]);
     let seen = || std::fs::read_to_string(&log).unwrap_or_default();
     wait_until("the workload reads s1", Duration::from_secs(15), || {
         seen().contains(&v1)
@@ -228,7 +194,7 @@ fn a_worker_gets_only_secrets_of_services_placed_on_it_and_refusals_are_audited(
         o.stderr.contains("no lockbox manager is reachable"),
         "{o:?}"
     );
-    drop(_bg);
+    drop(bg);
 
     // Nothing of a value on the worker's disk or in its log.
     let mut places: Vec<(String, Vec<u8>)> = walk(&w.data())
@@ -236,15 +202,5 @@ fn a_worker_gets_only_secrets_of_services_placed_on_it_and_refusals_are_audited(
         .map(|p| (p.display().to_string(), std::fs::read(&p).unwrap()))
         .collect();
     places.push(("worker log".into(), w.log_text().into_bytes()));
-    for mk in [&v1, &v2, &v3] {
-        for enc in encodings(mk) {
-            for (place, bytes) in &places {
-                assert!(
-                    !contains(bytes, &enc),
-                    "marker found in {place} as {:?}",
-                    String::from_utf8_lossy(&enc)
-                );
-            }
-        }
-    }
+    assert_no_markers(&places, &[v1, v2, v3]);
 }

@@ -77,7 +77,7 @@ impl Drop for Containers {
 }
 
 /// Kills a background `lockbox run` when dropped.
-struct Bg(Child);
+pub(crate) struct Bg(Child);
 
 impl Drop for Bg {
     fn drop(&mut self) {
@@ -100,7 +100,7 @@ fn ok(o: Out, what: &str) -> String {
     o.stdout
 }
 
-fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+pub(crate) fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
         if f() {
@@ -734,7 +734,7 @@ fn docker_run_cleanup_on_every_exit_path() {
     assert_clean(&d, "CLI killed");
 }
 
-fn spawn_bg(d: &Daemon, args: &[&str]) -> Bg {
+pub(crate) fn spawn_bg(d: &Daemon, args: &[&str]) -> Bg {
     Bg(Command::new(crate::support::BIN)
         .arg("-H")
         .arg(d.sock())

@@ -5,7 +5,7 @@ use base64::Engine as _;
 use crate::keys::walk;
 use crate::support::{Daemon, marker};
 
-pub(crate) fn encodings(m: &str) -> Vec<Vec<u8>> {
+fn encodings(m: &str) -> Vec<Vec<u8>> {
     let b = m.as_bytes();
     let utf16: Vec<u8> = m.encode_utf16().flat_map(|u| u.to_le_bytes()).collect();
     vec![
@@ -24,8 +24,23 @@ pub(crate) fn encodings(m: &str) -> Vec<Vec<u8>> {
     ]
 }
 
-pub(crate) fn contains(hay: &[u8], needle: &[u8]) -> bool {
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Panics naming the place and encoding if any marker shows up in any of `places`.
+pub(crate) fn assert_no_markers(places: &[(String, Vec<u8>)], markers: &[String]) {
+    for m in markers {
+        for enc in encodings(m) {
+            for (place, bytes) in places {
+                assert!(
+                    !contains(bytes, &enc),
+                    "marker found in {place} as {:?}",
+                    String::from_utf8_lossy(&enc)
+                );
+            }
+        }
+    }
 }
 
 #[test]
@@ -81,17 +96,7 @@ fn markers_appear_nowhere_on_disk_in_logs_or_process_metadata() {
     places.push(("daemon environ".into(), environ));
     places.push(("daemon cmdline".into(), cmdline));
     assert!(places.iter().any(|(p, _)| p.ends_with("store.redb")));
-    for m in &markers[..3] {
-        for enc in encodings(m) {
-            for (place, bytes) in &places {
-                assert!(
-                    !contains(bytes, &enc),
-                    "marker found in {place} as {:?}",
-                    String::from_utf8_lossy(&enc)
-                );
-            }
-        }
-    }
+    assert_no_markers(&places, &markers[..3]);
     // The trace log was actually written (so the check above looked at something).
     assert!(d.log_text().len() > 1000);
 }

@@ -230,7 +230,12 @@ pub fn http_full(
     s.write_all(req.as_bytes()).unwrap();
     let mut resp = Vec::new();
     s.read_to_end(&mut resp).unwrap();
-    let text = String::from_utf8_lossy(&resp).into_owned();
+    parse_response(&resp)
+}
+
+/// An HTTP/1.1 response read to its end: status, head and body.
+pub fn parse_response(resp: &[u8]) -> (u16, String, String) {
+    let text = String::from_utf8_lossy(resp).into_owned();
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     let status = head
         .split_whitespace()
