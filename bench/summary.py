@@ -2,13 +2,19 @@
 
 Reads the RESULTS.md files the benchmark scripts wrote (bench/*/RESULTS.md); prints a
 Markdown table. Ratios are lockbox / anchor for times (below 1 is better) and anchor /
-lockbox-style speed-ups where the row says so.
+lockbox-style speed-ups where the row says so; every row has an anchor and a ratio (a run
+not recorded yet says "pending"). Then draws the curves (bench/plots/plot.py: SVG files in
+bench/plots/) and prints the Markdown that embeds them.
 """
 import re
 import sys
 from pathlib import Path
 
 root = Path(__file__).resolve().parent
+sys.dont_write_bytecode = True
+sys.path.insert(0, str(root / "plots"))
+import plot  # noqa: E402  (bench/plots/plot.py)
+
 rows = []
 
 
@@ -58,14 +64,17 @@ if dl.exists():
     t = dl.read_text()
     c = table(t, "overhead (median of per-pair ratios")
     if c:
-        rows.append(("delivery: `lockbox docker run` + 10 secrets vs `docker run`", c[1], "plain `docker run` (same run)", c[1] + " wall"))
+        v = num(c[1])
+        ratio = f"{1 + v / 100:.2f}x wall ({c[1]})" if v is not None else c[1] + " wall"
+        rows.append(("delivery: `lockbox docker run` + 10 secrets vs `docker run`", c[1], "plain `docker run` (same run)", ratio))
     c = table(t, "lockbox, relative target")
     if c:
         v = num(c[2])
         rows.append(("delivery: rotation seen by a running container, p50", f"{v} ms", "Swarm recipe 11.8 s", f"{v / 11800:.4f}x"))
     c = table(t, "overhead (median of per-pair differences")
     if c:
-        rows.append(("delivery: `lockbox run -- true` overhead", c[1], "`true` (same run); target 10 ms", "—"))
+        v = num(c[1])
+        rows.append(("delivery: `lockbox run -- true` overhead", c[1], "`true` (same run); target 10 ms", f"{v / 10:.2f}x of the target"))
 
 sc = root / "scan/RESULTS.md"
 if sc.exists():
@@ -73,8 +82,32 @@ if sc.exists():
     lb = table(t, "lockbox scan")
     ds = table(t, "detect-secrets")
     if lb and ds:
-        rows.append(("scan: CPython stdlib wall time", f"{num(lb[1])} s", f"detect-secrets {num(ds[1])} s", f"{num(ds[1]) / num(lb[1]):.0f}x faster"))
-        rows.append(("scan: corpus recall / false positives", f"{lb[5]} / {lb[6]}", f"detect-secrets {ds[5]} / {ds[6]}", "—"))
+        # The speed-up as the benchmark computed it (from unrounded times), else from the table.
+        m = re.search(r"Speed-up on the stdlib: \*\*([\d.]+)x wall", t)
+        speedup = float(m.group(1)) if m else num(ds[1]) / num(lb[1])
+        rows.append(("scan: CPython stdlib wall time", f"{num(lb[1])} s", f"detect-secrets {num(ds[1])} s", f"{speedup:.0f}x faster"))
+
+        def recall(cell):
+            m = re.match(r"\s*(\d+)/(\d+)", cell)
+            return int(m.group(1)) / int(m.group(2)) if m and int(m.group(2)) else None
+
+        rl, rd = recall(lb[5]), recall(ds[5])
+        ratio = f"{rl / rd:.2f}x the recall" if rl is not None and rd else "—"
+        rows.append(("scan: corpus recall / false positives", f"{lb[5]} / {lb[6]}", f"detect-secrets {ds[5]} / {ds[6]}",
+                     f"{ratio}; false positives {num(lb[6]):.0f} vs {num(ds[6]):.0f}"))
+
+cl = plot.cluster_runs(root / "cluster/RESULTS.md")
+if cl:
+    lbr, etr = cl.get("lockbox", {}), cl.get("etcd", {})
+    for label, clients, key, unit, d in [
+        ("cluster: write p50, 1 client (3 managers)", 1, "p50_ms", " ms", 2),
+        ("cluster: writes/s, 64 clients", 64, "writes_per_s", "/s", 0),
+    ]:
+        e, l = etr.get(clients, {}).get(key), lbr.get(clients, {}).get(key)
+        anchor = f"etcd 3.4, 3 members: {e:,.{d}f}{unit} (same run)" if e else "etcd 3.4, 3 members: not recorded"
+        value = f"{l:,.{d}f}{unit}" if l else "pending"
+        ratio = f"{l / e:.2f}x" if l and e else "pending"
+        rows.append((label, value, anchor, ratio))
 
 print("| figure | lockbox | anchor | ratio |")
 print("|---|---|---|---|")
@@ -82,3 +115,12 @@ for r in rows:
     print("| " + " | ".join(r) + " |")
 if not rows:
     print("| (no results yet) | | | |", file=sys.stdout)
+
+images = plot.main()
+if images:
+    print()
+    print("Curves (drawn by `bench/plots/plot.py` from the raw runs in bench/cluster/RESULTS.md):")
+    print()
+    for line in images:
+        print(line)
+        print()
