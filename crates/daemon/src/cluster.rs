@@ -1008,8 +1008,20 @@ async fn raft_rpc(
     uri: axum::http::Uri,
     body: Bytes,
 ) -> Response {
-    if let Err(e) = authorize_raft(&d, &peer) {
-        return e.into_response();
+    let now = std::time::Instant::now();
+    let cached = peer
+        .raft_ok_until
+        .lock()
+        .ok()
+        .and_then(|t| *t)
+        .is_some_and(|until| now < until);
+    if !cached {
+        if let Err(e) = authorize_raft(&d, &peer) {
+            return e.into_response();
+        }
+        if let Ok(mut t) = peer.raft_ok_until.lock() {
+            *t = Some(now + peers::RAFT_AUTH_TTL);
+        }
     }
     let handler = match d.store() {
         Ok(s) => s.replica.rpc_handler(),
@@ -1735,8 +1747,13 @@ async fn watch(d: Arc<Daemon>) {
                 return;
             }
         }
-        store.replica.changed(Duration::from_secs(2)).await;
         drop(store);
+        // Debounced: raft's state changes several times per write, and none of what this
+        // loop follows is urgent (a KEK a value needs is also adopted on demand).
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        if let Ok(store) = d.store() {
+            store.replica.changed(Duration::from_secs(2)).await;
+        }
     }
 }
 

@@ -171,6 +171,10 @@ impl Daemon {
     /// Adds KEKs rotated in on another manager (each sealed under its predecessor) to the
     /// local ring, and persists it.
     pub(crate) fn adopt_keks(&self, sealed: &[(u32, Sealed)]) {
+        // The common case (nothing new) under the read lock only.
+        if sealed.iter().all(|(id, _)| self.ring_has(*id)) {
+            return;
+        }
         let Ok(mut keys) = self.keys.write() else {
             return;
         };

@@ -64,7 +64,15 @@ pub(crate) struct NodePeer {
     /// the client presented none (a joining node).
     pub(crate) identity: Option<PeerIdentity>,
     pub(crate) addr: String,
+    /// Until when this connection's raft traffic is known to be authorized: raft sends
+    /// thousands of requests a second down one connection, and re-reading the cluster's
+    /// records for each costs more than the request. A revocation takes effect on the next
+    /// check (at most [`RAFT_AUTH_TTL`] later; raft membership is changed first anyway).
+    pub(crate) raft_ok_until: Arc<std::sync::Mutex<Option<std::time::Instant>>>,
 }
+
+/// How long one raft authorization of a connection holds.
+pub(crate) const RAFT_AUTH_TTL: Duration = Duration::from_secs(1);
 
 async fn connect_tls(
     config: Arc<rustls::ClientConfig>,
@@ -209,7 +217,11 @@ pub(crate) async fn serve(
                         Err(_) => return,
                     };
                     let identity = lockbox_cluster::tls::peer_identity(stream.get_ref().1);
-                    let peer = NodePeer { identity, addr: addr.to_string() };
+                    let peer = NodePeer {
+                        identity,
+                        addr: addr.to_string(),
+                        raft_ok_until: Default::default(),
+                    };
                     let svc = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
                         req.extensions_mut().insert(ConnectInfo(peer.clone()));
                         app.clone().oneshot(req.map(axum::body::Body::new))
