@@ -12,7 +12,13 @@ pub enum InterpolationError {
     Required { var: String, message: String },
     /// `${`, `${}`, `${1x}`… : the text that is not an expression.
     Invalid(String),
+    /// `${A-${B-${C-…}}}` nested deeper than [`MAX_NESTING`]: refused rather than risk the
+    /// stack (a fuzzer found a 320 KB value that overflowed it).
+    TooDeep,
 }
+
+/// How deeply `${…}` expressions may nest inside each other's defaults.
+pub const MAX_NESTING: usize = 64;
 
 impl fmt::Display for InterpolationError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -24,6 +30,10 @@ impl fmt::Display for InterpolationError {
                 write!(f, "required variable {var} is missing a value: {message}")
             }
             InterpolationError::Invalid(s) => write!(f, "invalid interpolation format for {s:?}"),
+            InterpolationError::TooDeep => write!(
+                f,
+                "invalid interpolation: expressions nested more than {MAX_NESTING} levels deep"
+            ),
         }
     }
 }
@@ -47,6 +57,7 @@ pub fn interpolate(
     let mut p = Parser {
         chars: &chars,
         i: 0,
+        depth: 0,
         lookup,
         unset,
         whole: input,
@@ -57,6 +68,8 @@ pub fn interpolate(
 struct Parser<'a> {
     chars: &'a [char],
     i: usize,
+    /// How many `${` are open around the current position.
+    depth: usize,
     lookup: &'a dyn Fn(&str) -> Option<String>,
     unset: &'a mut dyn FnMut(&str),
     whole: &'a str,
@@ -86,7 +99,13 @@ impl Parser<'_> {
                 }
                 Some('{') => {
                     self.i += 2;
-                    out.push_str(&self.braced()?);
+                    if self.depth >= MAX_NESTING {
+                        return Err(InterpolationError::TooDeep);
+                    }
+                    self.depth += 1;
+                    let value = self.braced();
+                    self.depth -= 1;
+                    out.push_str(&value?);
                 }
                 Some(&n) if is_name_start(n) => {
                     self.i += 1;

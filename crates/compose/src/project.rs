@@ -164,11 +164,15 @@ fn find_files(
             .get("COMPOSE_PATH_SEPARATOR")
             .and_then(|s| s.chars().next())
             .unwrap_or(':');
-        return Ok(list
+        let files: Vec<PathBuf> = list
             .split(sep)
             .filter(|s| !s.is_empty())
             .map(|f| absolute(&opts.working_dir, Path::new(f)))
-            .collect());
+            .collect();
+        // `COMPOSE_FILE=:` names no file: look for the default names, as if it were unset.
+        if !files.is_empty() {
+            return Ok(files);
+        }
     }
     let mut dir = Some(opts.working_dir.as_path());
     while let Some(d) = dir {
