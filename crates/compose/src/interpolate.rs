@@ -18,7 +18,7 @@ pub enum InterpolationError {
 }
 
 /// How deeply `${…}` expressions may nest inside each other's defaults.
-pub const MAX_NESTING: usize = 64;
+pub(crate) const MAX_NESTING: usize = 64;
 
 impl fmt::Display for InterpolationError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
