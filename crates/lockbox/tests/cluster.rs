@@ -646,3 +646,60 @@ fn workers_promoted_become_voting_managers_and_a_demoted_one_drops_its_store() {
     );
     assert_eq!(c.create(leader, "after-demote", b"v").0, 201);
 }
+
+#[test]
+fn node_certificates_renew_and_the_cluster_keeps_working() {
+    // Node 1 renews two seconds after it starts (test knob), i.e. repeatedly.
+    let a = format!("127.0.0.1:{}", free_port());
+    let b = format!("127.0.0.1:{}", free_port());
+    let mut c = Cluster {
+        nodes: vec![
+            Node {
+                d: Daemon::start_in(&[], &[TIMING], &[]),
+                addr: a,
+            },
+            Node {
+                d: Daemon::start_in(&[], &[TIMING, ("LOCKBOX_CERT_RENEW_AFTER_MS", "2000")], &[]),
+                addr: b,
+            },
+        ],
+    };
+    c.init(false);
+    c.join(1, "manager");
+    let fingerprint = || std::fs::read(c.nodes[1].d.data().join("cluster/node.crt")).unwrap();
+    let first = fingerprint();
+    wait_until(
+        "the node renews its certificate",
+        Duration::from_secs(20),
+        || fingerprint() != first,
+    );
+    let audit = std::fs::read_to_string(c.nodes[0].d.data().join("audit.log")).unwrap();
+    assert!(audit.contains("cert-renew"), "{audit}");
+    // Raft and forwarded writes run over the new certificate.
+    assert_eq!(c.create(1, "after-renewal", b"v").0, 201);
+    assert_eq!(
+        c.nodes[0]
+            .d
+            .http("GET", "/v1/secrets/after-renewal", None)
+            .0,
+        200
+    );
+    // And after a restart, which reads the renewed files.
+    c.nodes[1].d.restart(&[]);
+    wait_until(
+        "writes through the restarted node",
+        Duration::from_secs(20),
+        || {
+            c.create(1, &format!("after-restart-{}", fastrand_ish()), b"v")
+                .0
+                == 201
+        },
+    );
+}
+
+fn fastrand_ish() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+}
