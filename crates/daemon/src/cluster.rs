@@ -57,6 +57,9 @@ use crate::peers::{self, NodePeer, Tls, TlsDialer, TlsState};
 
 type Result<T, E = ApiError> = std::result::Result<T, E>;
 
+/// Serializes raft membership changes made by this node (as leader).
+static MEMBERSHIP: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// The default port of the node API (raft, join, agents).
 pub(crate) const DEFAULT_PORT: u16 = 4377;
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
@@ -1051,6 +1054,9 @@ async fn admit(
         ..AdmitResponse::default()
     };
     if node.role == NodeRole::Manager {
+        // One membership change at a time: raft refuses a change while another is in
+        // flight, and two nodes may ask to be admitted at once.
+        let _serial = MEMBERSHIP.lock().await;
         let members = store.replica.members();
         if !members.iter().any(|m| m.id == node.id) {
             store.replica.add_learner(node.id, &node.addr, true).await?;
@@ -1180,10 +1186,31 @@ async fn apply_membership(d: &Arc<Daemon>, id: u64, op: MembershipOp, actor: &st
                     "the leader cannot demote itself; run the command on another manager, or stop this one so another takes over",
                 ));
             }
-            store.replica.remove_node(id).await?;
+            // The record first, while the node still receives the log: its watcher sees the
+            // new role and drops its store; then it leaves raft.
             node.role = NodeRole::Worker;
             node.updated_ns = now_ns();
-            d.propose(Command::PutNode { node: node.clone() }).await?;
+            let (index, response) = store
+                .replica
+                .propose_forwarded_indexed(Command::PutNode { node: node.clone() })
+                .await?;
+            response.into_result()?;
+            // Give the node a moment to *apply* it, not only receive it: a follower learns
+            // that an entry is committed from the next append it gets, so wait until it holds
+            // an entry proposed after this one. (A node out of reach learns its new role from
+            // its agent later, once it reconnects as a worker.)
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+            let reached = |at: u64| store.replica.matched_index(id).is_some_and(|m| m >= at);
+            while !reached(index) && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            if let Ok((after, _)) = store.replica.propose_forwarded_indexed(Command::Noop).await {
+                while !reached(after) && tokio::time::Instant::now() < deadline {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+            let _serial = MEMBERSHIP.lock().await;
+            store.replica.remove_node(id).await?;
         }
         MembershipOp::Remove { force } => {
             action = "node-rm";
@@ -1202,6 +1229,7 @@ async fn apply_membership(d: &Arc<Daemon>, id: u64, op: MembershipOp, actor: &st
                 return Err(ApiError::bad_request("cannot remove the last manager"));
             }
             if store.replica.members().iter().any(|m| m.id == id) {
+                let _serial = MEMBERSHIP.lock().await;
                 store.replica.remove_node(id).await?;
             }
             d.propose(Command::RemoveNode {
@@ -1709,6 +1737,7 @@ async fn watch(d: Arc<Daemon>) {
     loop {
         let Some(cluster) = d.cluster() else { return };
         if *cluster.stop.borrow() || cluster.config().role != NodeRole::Manager {
+            tracing::debug!("cluster watcher ends (not a manager, or stopped)");
             return;
         }
         let store = match d.store() {
@@ -1737,6 +1766,10 @@ async fn watch(d: Arc<Daemon>) {
                 set_managers(&d, managers);
             }
             let me = cluster.config().node_id;
+            tracing::debug!(
+                role = ?store.reader.node(me).ok().flatten().map(|n| n.role),
+                "cluster watcher: own record"
+            );
             if let Ok(Some(n)) = store.reader.node(me)
                 && n.role == NodeRole::Worker
             {
@@ -1781,9 +1814,12 @@ pub(crate) async fn become_manager(d: &Arc<Daemon>) -> Result<()> {
     let c = d.cluster_or_err()?;
     let mut cfg = c.config();
     cfg.role = NodeRole::Manager;
-    let store = open_store(&d.data_dir, &cfg, &c.tls, Bootstrap::Join).await?;
-    if let Ok(mut s) = d.store.write() {
-        *s = Some(Arc::new(store));
+    // A retry after a failed admission reuses the store it opened.
+    if d.store().is_err() {
+        let store = open_store(&d.data_dir, &cfg, &c.tls, Bootstrap::Join).await?;
+        if let Ok(mut s) = d.store.write() {
+            *s = Some(Arc::new(store));
+        }
     }
     let mut last = None;
     for addr in &cfg.managers {
@@ -1823,11 +1859,17 @@ pub(crate) async fn become_manager(d: &Arc<Daemon>) -> Result<()> {
                     }
                 }
                 save_config(&d.data_dir, &c.config())?;
-                // A certificate that says what the node now is.
-                if let Err(e) = renew_once(d, &c).await {
-                    tracing::warn!("could not renew the certificate after promotion: {e}");
-                }
                 tokio::spawn(watch(d.clone()));
+                // A certificate that says what the node now is (in the background: the
+                // node already works with the one it has).
+                let d2 = d.clone();
+                tokio::spawn(async move {
+                    if let Some(c) = d2.cluster()
+                        && let Err(e) = renew_once(&d2, &c).await
+                    {
+                        tracing::warn!("could not renew the certificate after promotion: {e}");
+                    }
+                });
                 return Ok(());
             }
             Ok((_, a)) => last = Some(remote_error(&a)),

@@ -36,3 +36,12 @@ impl Replica {
         m.current_leader == Some(self.node_id())
     }
 }
+
+impl Replica {
+    /// On the leader: the highest log index peer `id` is known to hold (`None` if unknown).
+    pub fn matched_index(&self, id: NodeId) -> Option<u64> {
+        let metrics = self.raft().metrics();
+        let m = metrics.borrow_watched();
+        m.replication.as_ref()?.get(&id)?.as_ref().map(|l| l.index)
+    }
+}
