@@ -357,6 +357,31 @@ fn random_secret16() -> Result<[u8; 16]> {
     Ok(b)
 }
 
+/// A node's first record, for the certificate just issued to it.
+fn new_node(
+    id: u64,
+    role: NodeRole,
+    addr: &str,
+    hostname: &str,
+    cert: &PeerIdentity,
+    t: i64,
+) -> NodeRecord {
+    NodeRecord {
+        id,
+        role,
+        addr: addr.to_string(),
+        hostname: hostname.to_string(),
+        labels: BTreeMap::new(),
+        availability: "active".into(),
+        cert_fingerprint: cert.fingerprint.to_vec(),
+        prev_fingerprint: Vec::new(),
+        cert_not_after_ns: system_time_ns(cert.not_after),
+        created_ns: t,
+        updated_ns: t,
+        index: 0,
+    }
+}
+
 fn to_role(r: NodeRole) -> Role {
     match r {
         NodeRole::Manager => Role::Manager,
@@ -478,20 +503,14 @@ async fn init(d: Arc<Daemon>, who: Peer, body: Bytes) -> Result<Response> {
         cert_validity_s: validity.as_secs(),
         revoked: Vec::new(),
     };
-    let node = NodeRecord {
-        id: node_id,
-        role: NodeRole::Manager,
-        addr: advertise_addr.clone(),
-        hostname: hostname(),
-        labels: BTreeMap::new(),
-        availability: "active".into(),
-        cert_fingerprint: ident.fingerprint.to_vec(),
-        prev_fingerprint: Vec::new(),
-        cert_not_after_ns: system_time_ns(ident.not_after),
-        created_ns: t,
-        updated_ns: t,
-        index: 0,
-    };
+    let node = new_node(
+        node_id,
+        NodeRole::Manager,
+        &advertise_addr,
+        &hostname(),
+        &ident,
+        t,
+    );
     let cfg = NodeConfig {
         node_id,
         cluster_id: cluster_id.clone(),
@@ -753,25 +772,7 @@ async fn local_join(d: Arc<Daemon>, who: Peer, body: Bytes) -> Result<Response> 
     let Some(answer) = answer else {
         return Err(last_err.unwrap_or_else(|| ApiError::new(503, "admission failed")));
     };
-    let admitted: AdmitResponse = serde_json::from_slice(&answer.body)
-        .map_err(|e| ApiError::internal(format!("unexpected admit answer: {e}")))?;
-    if let Some(ring) = &admitted.ring {
-        let raw = Zeroizing::new(unb64(ring, "key ring")?);
-        let ring = KeyRing::import(&raw)?;
-        let unlock = match &admitted.unlock_key {
-            Some(k) => Some(UnlockKey::parse(k)?),
-            None => None,
-        };
-        RingFile::write(&d.ring_path, &ring, unlock.as_ref())?;
-        let mode = if unlock.is_some() {
-            KeyMode::Autolock
-        } else {
-            KeyMode::File
-        };
-        if let Ok(mut keys) = d.keys.write() {
-            *keys = Keys::Unlocked { ring, mode, unlock };
-        }
-    }
+    let admitted = install_keys(&d, &answer.body)?;
     if !admitted.managers.is_empty() {
         set_managers(&d, admitted.managers);
     }
@@ -785,6 +786,32 @@ async fn local_join(d: Arc<Daemon>, who: Peer, body: Bytes) -> Result<Response> 
         StatusCode::OK,
         &serde_json::json!({"NodeID": node_id_text(joined.node_id), "Role": joined.role.as_str()}),
     ))
+}
+
+/// Takes an admission answer: a manager seals the cluster's KEK ring on its own disk exactly
+/// like the first manager (under autolock, with the cluster's unlock key) and unlocks with it.
+fn install_keys(d: &Daemon, body: &[u8]) -> Result<AdmitResponse> {
+    let admitted: AdmitResponse = serde_json::from_slice(body)
+        .map_err(|e| ApiError::internal(format!("unexpected admit answer: {e}")))?;
+    if let Some(ring) = &admitted.ring {
+        let raw = Zeroizing::new(unb64(ring, "key ring")?);
+        let ring = KeyRing::import(&raw)?;
+        let unlock = admitted
+            .unlock_key
+            .as_deref()
+            .map(UnlockKey::parse)
+            .transpose()?;
+        RingFile::write(&d.ring_path, &ring, unlock.as_ref())?;
+        let mode = if unlock.is_some() {
+            KeyMode::Autolock
+        } else {
+            KeyMode::File
+        };
+        if let Ok(mut keys) = d.keys.write() {
+            *keys = Keys::Unlocked { ring, mode, unlock };
+        }
+    }
+    Ok(admitted)
 }
 
 fn set_managers(d: &Daemon, managers: Vec<String>) {
@@ -884,20 +911,14 @@ async fn join_request(
         PeerIdentity::from_cert_der(&cert).map_err(|e| ApiError::internal(e.to_string()))?;
     let t = now_ns();
     d.propose(Command::PutNode {
-        node: NodeRecord {
-            id: node_id,
+        node: new_node(
+            node_id,
             role,
-            addr: with_port(&req.addr),
-            hostname: req.hostname.clone(),
-            labels: BTreeMap::new(),
-            availability: "active".into(),
-            cert_fingerprint: ident.fingerprint.to_vec(),
-            prev_fingerprint: Vec::new(),
-            cert_not_after_ns: system_time_ns(ident.not_after),
-            created_ns: t,
-            updated_ns: t,
-            index: 0,
-        },
+            &with_port(&req.addr),
+            &req.hostname,
+            &ident,
+            t,
+        ),
     })
     .await?;
     d.audit_event(
@@ -1832,26 +1853,7 @@ pub(crate) async fn become_manager(d: &Arc<Daemon>) -> Result<()> {
         .await
         {
             Ok((_, a)) if a.status == 200 => {
-                let admitted: AdmitResponse = serde_json::from_slice(&a.body)
-                    .map_err(|e| ApiError::internal(format!("unexpected admit answer: {e}")))?;
-                if let Some(ring) = &admitted.ring {
-                    let raw = Zeroizing::new(unb64(ring, "key ring")?);
-                    let ring = KeyRing::import(&raw)?;
-                    let unlock = admitted
-                        .unlock_key
-                        .as_deref()
-                        .map(UnlockKey::parse)
-                        .transpose()?;
-                    RingFile::write(&d.ring_path, &ring, unlock.as_ref())?;
-                    let mode = if unlock.is_some() {
-                        KeyMode::Autolock
-                    } else {
-                        KeyMode::File
-                    };
-                    if let Ok(mut keys) = d.keys.write() {
-                        *keys = Keys::Unlocked { ring, mode, unlock };
-                    }
-                }
+                let admitted = install_keys(d, &a.body)?;
                 if let Ok(mut w) = c.config.write() {
                     w.role = NodeRole::Manager;
                     if !admitted.managers.is_empty() {

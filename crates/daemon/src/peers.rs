@@ -120,6 +120,31 @@ impl Answer {
     }
 }
 
+/// Sends one POST over a fresh TLS connection and returns the response, body unread.
+async fn send(
+    config: Arc<rustls::ClientConfig>,
+    addr: &str,
+    path: &str,
+    body: Vec<u8>,
+) -> Result<hyper::Response<Incoming>, String> {
+    let tls = connect_tls(config, addr)
+        .await
+        .map_err(|e| format!("cannot reach {addr}: {e}"))?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .map_err(|e| format!("{addr}: {e}"))?;
+    tokio::spawn(conn);
+    let req = hyper::Request::post(path)
+        .header(hyper::header::HOST, "lockbox-node")
+        .header(hyper::header::CONTENT_TYPE, "application/json")
+        .body(Full::new(Bytes::from(body)))
+        .map_err(|e| e.to_string())?;
+    sender
+        .send_request(req)
+        .await
+        .map_err(|e| format!("{addr}: {e}"))
+}
+
 /// One request to another node over TLS (`config` decides whether it is mutual).
 pub(crate) async fn call(
     config: Arc<rustls::ClientConfig>,
@@ -129,22 +154,7 @@ pub(crate) async fn call(
     timeout: Duration,
 ) -> Result<Answer, String> {
     let work = async {
-        let tls = connect_tls(config, addr)
-            .await
-            .map_err(|e| format!("cannot reach {addr}: {e}"))?;
-        let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-            .await
-            .map_err(|e| format!("{addr}: {e}"))?;
-        tokio::spawn(conn);
-        let req = hyper::Request::post(path)
-            .header(hyper::header::HOST, "lockbox-node")
-            .header(hyper::header::CONTENT_TYPE, "application/json")
-            .body(Full::new(Bytes::from(body)))
-            .map_err(|e| e.to_string())?;
-        let resp = send
-            .send_request(req)
-            .await
-            .map_err(|e| format!("{addr}: {e}"))?;
+        let resp = send(config, addr, path, body).await?;
         let status = resp.status().as_u16();
         let body = resp
             .into_body()
@@ -166,21 +176,9 @@ pub(crate) async fn open_stream(
     path: &str,
     body: Vec<u8>,
 ) -> Result<(u16, Incoming), String> {
-    let tls = connect_tls(config, addr)
+    let resp = tokio::time::timeout(HANDSHAKE_TIMEOUT, send(config, addr, path, body))
         .await
-        .map_err(|e| format!("cannot reach {addr}: {e}"))?;
-    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-        .await
-        .map_err(|e| format!("{addr}: {e}"))?;
-    tokio::spawn(conn);
-    let req = hyper::Request::post(path)
-        .header(hyper::header::HOST, "lockbox-node")
-        .body(Full::new(Bytes::from(body)))
-        .map_err(|e| e.to_string())?;
-    let resp = tokio::time::timeout(HANDSHAKE_TIMEOUT, send.send_request(req))
-        .await
-        .map_err(|_| format!("{addr} did not answer"))?
-        .map_err(|e| format!("{addr}: {e}"))?;
+        .map_err(|_| format!("{addr} did not answer"))??;
     Ok((resp.status().as_u16(), resp.into_body()))
 }
 
