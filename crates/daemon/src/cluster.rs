@@ -1755,6 +1755,9 @@ fn node_router(d: Arc<Daemon>) -> Router {
 /// manager into a worker.
 async fn watch(d: Arc<Daemon>) {
     let mut seen_unlock_version = 0u64;
+    // A node promoted a moment ago still reads its old (worker) record until its store has
+    // caught up: only a worker record seen *after* a manager record is a demotion.
+    let mut seen_as_manager = false;
     loop {
         let Some(cluster) = d.cluster() else { return };
         if *cluster.stop.borrow() || cluster.config().role != NodeRole::Manager {
@@ -1787,13 +1790,9 @@ async fn watch(d: Arc<Daemon>) {
                 set_managers(&d, managers);
             }
             let me = cluster.config().node_id;
-            tracing::debug!(
-                role = ?store.reader.node(me).ok().flatten().map(|n| n.role),
-                "cluster watcher: own record"
-            );
-            if let Ok(Some(n)) = store.reader.node(me)
-                && n.role == NodeRole::Worker
-            {
+            let role = store.reader.node(me).ok().flatten().map(|n| n.role);
+            seen_as_manager |= role == Some(NodeRole::Manager);
+            if seen_as_manager && role == Some(NodeRole::Worker) {
                 tracing::info!(
                     "this manager was demoted; dropping the store and running as a worker"
                 );
