@@ -1,6 +1,6 @@
 //! The no-plaintext audit (hardening issue): the whole product runs with secrets holding
 //! random markers — daemon, `lockbox run`, `lockbox docker run`, `lockbox compose`,
-//! `lockbox build`, rotation — and then every marker is searched for, raw, base64, hex and
+//! `lockbox build`, rotation, backup — and then every marker is searched for, raw, base64, hex and
 //! UTF-16, in the data directory, the daemon's logs, `/var/lib/docker` (container configs,
 //! layers, image history), `docker inspect`/`history`/`save` output, every process's
 //! environment and command line, and the host's mount table. Zero hits are allowed: the
@@ -268,6 +268,12 @@ fn no_marker_survives_anywhere_outside_consumer_tmpfs() {
         "host mountinfo".into(),
         std::fs::read("/proc/self/mountinfo").unwrap(),
     ));
+    // A backup of everything above: ciphertext only.
+    let bak_dir = tempfile::tempdir().unwrap();
+    let bak = bak_dir.path().join("all.lbxbak");
+    let o = d.lb(&["backup", bak.to_str().unwrap()]);
+    assert_eq!(o.code, 0, "lockbox backup: {o:?}");
+    places.push(("backup file".into(), std::fs::read(&bak).unwrap()));
     d.stop();
     places.push(("daemon log".into(), d.log_text().into_bytes()));
 
