@@ -52,7 +52,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ApiError;
 use crate::http::{Peer, json_response, parse_body};
-use crate::ops::{Caller, Daemon, Keys, NodeStore, rfc3339};
+use crate::ops::{Caller, Daemon, Keys, NodeStore, now_ns, rfc3339};
 use crate::peers::{self, NodePeer, Tls, TlsDialer, TlsState};
 
 type Result<T, E = ApiError> = std::result::Result<T, E>;
@@ -341,20 +341,14 @@ impl Daemon {
     }
 }
 
-fn now_ns() -> i64 {
-    jiff::Timestamp::now().as_nanosecond() as i64
-}
-
 fn system_time_ns(t: SystemTime) -> i64 {
     t.duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_nanos() as i64)
         .unwrap_or(0)
 }
 
-fn random_secret16() -> Result<[u8; 16]> {
-    let mut b = [0u8; 16];
-    getrandom::fill(&mut b).map_err(|e| ApiError::internal(format!("no randomness: {e}")))?;
-    Ok(b)
+fn random_secret16() -> Result<Zeroizing<[u8; 16]>> {
+    Ok(lockbox_keyring::random_bytes::<16>()?)
 }
 
 /// A node's first record, for the certificate just issued to it.
@@ -494,8 +488,8 @@ async fn init(d: Arc<Daemon>, who: Peer, body: Bytes) -> Result<Response> {
         ca_cert: ca.cert_der().to_vec(),
         ca_key: d.seal_cluster_secret(&ca.key_der(), CA_KEY_OBJECT, 1)?,
         ca_version: 1,
-        worker_token: d.seal_cluster_secret(&random_secret16()?, WORKER_TOKEN_OBJECT, 1)?,
-        manager_token: d.seal_cluster_secret(&random_secret16()?, MANAGER_TOKEN_OBJECT, 1)?,
+        worker_token: d.seal_cluster_secret(&random_secret16()?[..], WORKER_TOKEN_OBJECT, 1)?,
+        manager_token: d.seal_cluster_secret(&random_secret16()?[..], MANAGER_TOKEN_OBJECT, 1)?,
         token_version: 1,
         unlock_key: unlock_sealed,
         unlock_version: 1,
@@ -577,7 +571,7 @@ async fn reopen_store(
 // ---------------------------------------------------------------------------------------
 // join: the joining node's side (local API) and the manager's side (node API)
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Default, Deserialize)]
 struct LocalJoinRequest {
     #[serde(rename = "Token", default)]
     token: String,
@@ -589,7 +583,7 @@ struct LocalJoinRequest {
     advertise_addr: Option<String>,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Serialize, Deserialize)]
 struct JoinRequest {
     token: String,
     csr: String,
@@ -607,13 +601,23 @@ struct JoinResponse {
     managers: Vec<String>,
 }
 
-#[derive(Debug, Default, Serialize, Deserialize)]
+/// No `Debug`: it carries the KEK ring and the unlock key (like the two join requests, which
+/// carry a token), so no log line or panic message can print it by accident.
+#[derive(Default, Serialize, Deserialize)]
 struct AdmitResponse {
     /// Managers only: the KEK ring (plaintext key material; only ever inside mutual TLS).
     ring: Option<String>,
     /// Managers of an autolocked cluster: the unlock key that seals the ring on disk.
     unlock_key: Option<String>,
     managers: Vec<String>,
+}
+
+impl Drop for AdmitResponse {
+    /// The base64 ring and the unlock key are key material: wiped when the answer goes.
+    fn drop(&mut self) {
+        drop(Zeroizing::new(self.ring.take().unwrap_or_default()));
+        drop(Zeroizing::new(self.unlock_key.take().unwrap_or_default()));
+    }
 }
 
 fn b64(b: &[u8]) -> String {
@@ -668,8 +672,8 @@ async fn local_join(d: Arc<Daemon>, who: Peer, body: Bytes) -> Result<Response> 
             "the address of a manager is required",
         ));
     }
-    let token = JoinToken::from_str(req.token.trim())
-        .map_err(|e| ApiError::bad_request(format!("invalid join token: {e}")))?;
+    let token =
+        JoinToken::from_str(req.token.trim()).map_err(|e| ApiError::bad_request(e.to_string()))?;
     if let Ok(reader) = d.reader() {
         let held = reader.count(Kind::Secret)?
             + reader.count(Kind::Config)?
@@ -774,7 +778,7 @@ async fn local_join(d: Arc<Daemon>, who: Peer, body: Bytes) -> Result<Response> 
     };
     let admitted = install_keys(&d, &answer.body)?;
     if !admitted.managers.is_empty() {
-        set_managers(&d, admitted.managers);
+        set_managers(&d, admitted.managers.clone());
     }
     d.audit_event(
         Event::new("cluster-join", &caller.actor)
@@ -863,7 +867,7 @@ async fn join_request(
         Ok(t) => t,
         Err(e) => {
             refuse(&d, "malformed token");
-            return Err(ApiError::bad_request(format!("invalid join token: {e}")));
+            return Err(ApiError::bad_request(e.to_string()));
         }
     };
     if token.digest != lockbox_cluster::pki::cert_digest(&c.ca_cert) {
@@ -886,10 +890,8 @@ async fn join_request(
     let csr = unb64(&req.csr, "csr")?;
     let existing: Vec<u64> = store.reader.nodes()?.iter().map(|n| n.id).collect();
     let node_id = loop {
-        let mut b = [0u8; 8];
-        getrandom::fill(&mut b).map_err(|e| ApiError::internal(format!("no randomness: {e}")))?;
         // 53 bits: the ID survives JSON number handling in any client.
-        let id = u64::from_be_bytes(b) >> 11;
+        let id = u64::from_be_bytes(*lockbox_keyring::random_bytes::<8>()?) >> 11;
         if id > 1 && !existing.contains(&id) {
             break id;
         }
@@ -1070,10 +1072,8 @@ async fn admit(
     let store = d.require_leader()?;
     let who = authorize(&d, &peer, false)?;
     let node = who.node;
-    let mut resp = AdmitResponse {
-        managers: manager_addrs(&store.reader),
-        ..AdmitResponse::default()
-    };
+    let mut resp = AdmitResponse::default();
+    resp.managers = manager_addrs(&store.reader);
     if node.role == NodeRole::Manager {
         // One membership change at a time: raft refuses a change while another is in
         // flight, and two nodes may ask to be admitted at once.
@@ -1324,8 +1324,8 @@ async fn join_token(d: Arc<Daemon>, who: Peer, role: String, q: TokenQuery) -> R
         );
         let fresh = random_secret16()?;
         let (w, m): (&[u8], &[u8]) = match role {
-            NodeRole::Worker => (&fresh, &m),
-            NodeRole::Manager => (&w, &fresh),
+            NodeRole::Worker => (&fresh[..], &m),
+            NodeRole::Manager => (&w, &fresh[..]),
         };
         c.worker_token = d.seal_cluster_secret(w, WORKER_TOKEN_OBJECT, version)?;
         c.manager_token = d.seal_cluster_secret(m, MANAGER_TOKEN_OBJECT, version)?;

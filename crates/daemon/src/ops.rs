@@ -80,7 +80,8 @@ pub fn rfc3339(ns: i64) -> String {
         .unwrap_or_default()
 }
 
-fn now_ns() -> i64 {
+/// Now, in nanoseconds since the epoch (times proposed in commands).
+pub(crate) fn now_ns() -> i64 {
     jiff::Timestamp::now().as_nanosecond() as i64
 }
 
@@ -300,7 +301,7 @@ impl Daemon {
     /// is proposed if that fails (503, no quorum).
     pub(crate) async fn fresh_reader(&self) -> Result<Reader, ApiError> {
         let store = self.store()?;
-        if store.replica.members().len() > 1 {
+        if store.replica.has_peers() {
             store.replica.linearizable_read().await?;
         }
         Ok(store.reader.clone())

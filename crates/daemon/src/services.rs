@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ApiError;
 use crate::http::{Peer, json_response, parse_body, parse_required};
-use crate::ops::{Caller, Daemon, rfc3339};
+use crate::ops::{Caller, Daemon, now_ns, rfc3339};
 
 const INVALID: &str = "rpc error: code = InvalidArgument desc = ";
 
@@ -290,10 +290,6 @@ pub(crate) fn to_ref(r: &ServiceSecret) -> lockbox_proto::reference::SecretRef {
         mode: r.mode,
         version: r.version,
     }
-}
-
-fn now_ns() -> i64 {
-    jiff::Timestamp::now().as_nanosecond() as i64
 }
 
 /// Docker's service shape, trimmed to what lockbox services have.

@@ -29,6 +29,16 @@ impl Replica {
         beats.get(&id)?.as_ref().map(|t| (**t).elapsed())
     }
 
+    /// Whether the membership holds any node besides this one (then reads need a read index).
+    /// Cheap: no allocation, for the per-request path.
+    pub fn has_peers(&self) -> bool {
+        let metrics = self.raft().metrics();
+        let m = metrics.borrow_watched();
+        m.membership_config
+            .nodes()
+            .any(|(id, _)| *id != self.node_id())
+    }
+
     /// Whether this node currently sees itself as leader.
     pub fn is_leader(&self) -> bool {
         let metrics = self.raft().metrics();
