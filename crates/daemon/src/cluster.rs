@@ -1454,6 +1454,7 @@ struct NodeUpdate {
 }
 
 async fn node_update(d: Arc<Daemon>, who: Peer, input: String, body: Bytes) -> Result<Response> {
+    d.cluster_or_err()?;
     let u: NodeUpdate = parse_body(&body)?;
     let actor = Caller::uid(who.uid).actor;
     let n = resolve_node(&d.reader()?, &input)?;
@@ -1490,6 +1491,7 @@ struct ForceQuery {
 }
 
 async fn node_rm(d: Arc<Daemon>, who: Peer, input: String, q: ForceQuery) -> Result<Response> {
+    d.cluster_or_err()?;
     let n = resolve_node(&d.reader()?, &input)?;
     apply_membership(
         &d,
@@ -1701,6 +1703,7 @@ pub(crate) fn local_routes() -> Router<Arc<Daemon>> {
         .route(
             "/nodes",
             get(|State(d): App, Query(q): Query<BTreeMap<String, String>>| async move {
+                d.cluster_or_err()?;
                 d.check_unlocked()?;
                 let store = d.store()?;
                 let filters = node_filters(q.get("filters").map(String::as_str))?;
@@ -1717,6 +1720,7 @@ pub(crate) fn local_routes() -> Router<Arc<Daemon>> {
         .route(
             "/nodes/{id}",
             get(|State(d): App, UrlPath(id): UrlPath<String>| async move {
+                d.cluster_or_err()?;
                 d.check_unlocked()?;
                 let store = d.store()?;
                 let n = resolve_node(&store.reader, &id)?;

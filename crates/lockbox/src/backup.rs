@@ -4,12 +4,12 @@ use std::io::{IsTerminal as _, Read as _, Write as _};
 use std::path::{Path, PathBuf};
 
 use clap::Args;
-use http_body_util::{BodyExt as _, Full};
+
+use hyper::Method;
 use hyper::body::Bytes;
-use hyper::{Method, Request};
-use hyper_util::rt::TokioIo;
+
 use lockbox_daemon::backup::{self as core, BackupHeader, KEY_BACKUP, KEY_HEADER};
-use lockbox_proto::{ErrorBody, exit_codes};
+use lockbox_proto::exit_codes;
 use zeroize::Zeroizing;
 
 use crate::Exit;
@@ -50,41 +50,13 @@ fn usage(msg: impl Into<String>) -> anyhow::Error {
 
 /// `POST /v1/backup`: the file's bytes and, without autolock, the new backup key.
 async fn fetch(socket: &Path) -> Result<(Bytes, Option<Zeroizing<String>>), ClientError> {
-    let stream = tokio::net::UnixStream::connect(socket)
-        .await
-        .map_err(|_| ClientError::Unreachable(socket.to_owned()))?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| ClientError::Other(format!("cannot talk to the daemon: {e}")))?;
-    tokio::spawn(conn);
-    let req = Request::builder()
-        .method(Method::POST)
-        .uri("/v1/backup")
-        .header("Host", "lockbox")
-        .body(Full::new(Bytes::new()))
-        .map_err(|e| ClientError::Other(e.to_string()))?;
-    let resp = sender
-        .send_request(req)
-        .await
-        .map_err(|e| ClientError::Other(format!("daemon: {e}")))?;
-    let status = resp.status().as_u16();
-    let key = resp
-        .headers()
+    let (_, headers, bytes) = crate::client::Client::new(socket)
+        .raw_with_headers(Method::POST, "/v1/backup", None)
+        .await?;
+    let key = headers
         .get(KEY_HEADER)
         .and_then(|v| v.to_str().ok())
         .map(|v| Zeroizing::new(v.to_string()));
-    let bytes = resp
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| ClientError::Other(format!("daemon: {e}")))?
-        .to_bytes();
-    if status >= 400 {
-        let message = serde_json::from_slice::<ErrorBody>(&bytes)
-            .map(|e| e.message)
-            .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).trim().to_string());
-        return Err(ClientError::Api { status, message });
-    }
     Ok((bytes, key))
 }
 

@@ -81,6 +81,17 @@ impl Client {
         path: &str,
         body: Option<Vec<u8>>,
     ) -> Result<(u16, Bytes), ClientError> {
+        let (status, _, bytes) = self.raw_with_headers(method, path, body).await?;
+        Ok((status, bytes))
+    }
+
+    /// [`Client::raw`], also returning the answer's headers.
+    pub(crate) async fn raw_with_headers(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<(u16, hyper::HeaderMap, Bytes), ClientError> {
         let stream = tokio::net::UnixStream::connect(&self.socket)
             .await
             .map_err(|_| ClientError::Unreachable(self.socket.clone()))?;
@@ -103,6 +114,7 @@ impl Client {
             .await
             .map_err(|e| ClientError::Other(format!("daemon: {e}")))?;
         let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
         let bytes = resp
             .into_body()
             .collect()
@@ -115,7 +127,7 @@ impl Client {
                 .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).trim().to_string());
             return Err(ClientError::Api { status, message });
         }
-        Ok((status, bytes))
+        Ok((status, headers, bytes))
     }
 
     pub(crate) async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {

@@ -4,7 +4,7 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::support::{BIN, Daemon, http};
+use crate::support::{BIN, Daemon, http, seed};
 
 /// xorshift64*: enough randomness for kill timing, reproducible from the printed seed.
 struct Rng(u64);
@@ -15,19 +15,6 @@ impl Rng {
         self.0 ^= self.0 >> 27;
         self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
     }
-}
-
-fn seed() -> u64 {
-    std::env::var("LOCKBOX_TEST_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-                | 1
-        })
 }
 
 #[test]

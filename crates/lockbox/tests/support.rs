@@ -257,3 +257,18 @@ pub fn marker() -> String {
         b.iter().map(|x| format!("{x:02x}")).collect::<String>()
     )
 }
+
+/// The seed of a randomized test: `LOCKBOX_TEST_SEED`, else the clock (odd, so never 0).
+/// Tests print it so that a failure can be replayed.
+pub fn seed() -> u64 {
+    std::env::var("LOCKBOX_TEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+                | 1
+        })
+}
