@@ -11,9 +11,11 @@ use std::time::{Duration, Instant};
 
 use std::sync::Arc;
 
-use lockbox_keyring::Sealed;
 use lockbox_replication::{Replica, ReplicaConfig};
-use lockbox_store::{Command, Kind, NewVersion, Response};
+use lockbox_store::Response;
+
+mod common;
+use common::create;
 use redb::{Durability, TableDefinition};
 
 fn percentiles(name: &str, mut samples: Vec<Duration>) {
@@ -27,32 +29,6 @@ fn percentiles(name: &str, mut samples: Vec<Duration>) {
         at(0.99),
         samples[samples.len() - 1]
     );
-}
-
-/// A secret create as the daemon proposes it (the sealed bytes are opaque to the store).
-fn create(n: u64) -> Command {
-    let mut random = [0u8; 16];
-    random[8..].copy_from_slice(&n.to_be_bytes());
-    Command::Create {
-        kind: Kind::Secret,
-        id: lockbox_store::object_id(random),
-        name: format!("bench-{n}"),
-        labels: Default::default(),
-        time_ns: n as i64,
-        driver: None,
-        templating: None,
-        value: Some(NewVersion {
-            number: 1,
-            sealed: Sealed {
-                kek_id: 1,
-                wrapped_dek: vec![1; 72],
-                ciphertext: vec![(n % 251) as u8; 1024 + 40],
-            },
-            size: 1024,
-            created_by: "bench".to_string(),
-            rollback_of: None,
-        }),
-    }
 }
 
 async fn create_ok(replica: &Replica, n: u64) -> Result<(), Box<dyn std::error::Error>> {
