@@ -93,6 +93,7 @@ mod replica;
 pub mod rpc;
 pub mod storage;
 pub mod types;
+mod wal;
 mod watch;
 
 pub use error::ReplicationError;

@@ -56,7 +56,8 @@ pub struct ReplicaConfig {
     /// its state machine up with the log.
     pub ready_timeout: Duration,
     /// After a crash (kill -9, power loss), let redb roll back a commit that was in flight
-    /// when the process died. Default `true`.
+    /// when the process died, and cut off a raft log append that was (an incomplete or
+    /// checksum-failing final record of the newest WAL segment). Default `true`.
     ///
     /// redb's default commit writes pages and header and then fsyncs once, so a process that
     /// dies *during* a commit can leave a newest commit that fails its checksum; redb then
@@ -297,11 +298,58 @@ impl Replica {
             );
         }
 
+        let log_dir = crate::wal::dir_for(path);
+        let wal =
+            storage::open_log(&db, &log_dir, cfg.allow_torn_commit_rollback).map_err(|source| {
+                if source.kind() == io::ErrorKind::InvalidData {
+                    ReplicationError::Corrupt {
+                        path: log_dir.clone(),
+                        reason: source.to_string(),
+                    }
+                } else {
+                    ReplicationError::Storage {
+                        path: log_dir.clone(),
+                        source,
+                    }
+                }
+            })?;
+        // Applied entries come from the durable log, so the log must reach at least as far
+        // as the state machine; if not, the log directory was lost or replaced.
+        let applied = {
+            let txn = db.begin_read().map_err(|e| ReplicationError::Storage {
+                path: path.to_path_buf(),
+                source: io::Error::other(e.to_string()),
+            })?;
+            storage::read_applied(&txn)
+                .map_err(|source| ReplicationError::Storage {
+                    path: path.to_path_buf(),
+                    source,
+                })?
+                .0
+        };
+        let logged = wal.last_index();
+        let rolled_back_torn_commit = rolled_back_torn_commit || wal.cut_torn_tail();
+        if let Some(applied) = applied
+            && logged.is_none_or(|l| l < applied.index())
+        {
+            return Err(ReplicationError::Corrupt {
+                path: log_dir,
+                reason: format!(
+                    "the store file applied the raft log up to entry {}, but the log {}; \
+                     was the log directory deleted or replaced?",
+                    applied.index(),
+                    match logged {
+                        Some(l) => format!("ends at entry {l}"),
+                        None => "is empty".to_string(),
+                    }
+                ),
+            });
+        }
         let raft = Raft::new(
             cfg.node_id,
             raft_config,
             Network::new(cfg.node_id, dialer.clone()),
-            LogStore::new(db.clone()),
+            LogStore::new(db.clone(), wal),
             StateMachine::new(db.clone()),
         )
         .await
@@ -1078,7 +1126,8 @@ fn open_database(
     let (db, rolled_back) = open_existing(path, allow_torn_commit_rollback)?;
 
     match storage::read_format(&db).map_err(storage_err)? {
-        Some(storage::FORMAT_VERSION) => {}
+        // Format 1 had the raft log in redb; `storage::open_log` moves it to the WAL.
+        Some(1 | storage::FORMAT_VERSION) => {}
         Some(other) => {
             return Err(ReplicationError::UnsupportedFormat {
                 path: path.to_path_buf(),

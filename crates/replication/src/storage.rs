@@ -1,17 +1,15 @@
-//! openraft storage on redb: the raft log, the vote, and the state machine, all in the one
-//! redb `Database` that also holds the store's tables.
+//! openraft storage: the raft log in a write-ahead log beside the redb file (`crate::wal`),
+//! and the vote and the state machine in the one redb `Database` that also holds the store's
+//! tables.
 //!
 //! # Tables
 //!
 //! | table                    | key                | value                                   |
 //! |--------------------------|--------------------|-----------------------------------------|
-//! | `replication.log`        | log index (`u64`)  | postcard [`Entry`]                      |
-//! | `replication.meta`       | name               | postcard: vote, last purged, format, node id |
+//! | `replication.log`        | log index (`u64`)  | empty; the log before format 2 (moved to the WAL on open) |
+//! | `replication.meta`       | name               | postcard: vote, format, node id         |
 //! | `replication.sm`         | name               | postcard: last applied, membership      |
-//! | `replication.snapshot`   | name               | postcard [`SnapshotMeta`], export bytes |
-//!
-//! redb's `u64` key type compares numerically, so the log table iterates in index order
-//! without the big-endian byte trick a byte-ordered store (RocksDB) needs.
+//! | `replication.snapshot`   | name               | postcard [`SnapshotMeta`] of the last snapshot point |
 //!
 //! # Durability: what is fsync'd, and why that is enough
 //!
@@ -19,25 +17,25 @@
 //! comes back as of the *last durable commit*, with every earlier commit, durable or not,
 //! included. Only the writes raft needs on disk before it answers pay an fsync:
 //!
-//! * [`LogStore::append`] commits with `Durability::Immediate` and only then reports the
+//! * [`LogStore::append`] appends to the WAL and `fdatasync`s it, and only then reports the
 //!   entries flushed. In a one-voter cluster an entry is committed (and a `propose`
 //!   acknowledged) only after that flush, so every acknowledged entry is in the durable log.
-//! * [`LogStore::save_vote`] and [`LogStore::truncate_after`] are `Immediate`: raft's safety
-//!   rests on a vote never going backwards and on a truncated (conflicting) entry never
-//!   coming back.
+//! * [`LogStore::save_vote`] is an `Immediate` redb commit and [`LogStore::truncate_after`]
+//!   fsyncs the cut: raft's safety rests on a vote never going backwards and on a truncated
+//!   (conflicting) entry never coming back.
 //! * [`StateMachine::apply`] commits with `Durability::None`: the store's changes,
-//!   `last_applied` and the membership go in one transaction, which the *next* durable
-//!   append makes durable as a side effect. A crash can lose only a suffix of applies, and
+//!   `last_applied` and the membership go in one transaction, which the next durable redb
+//!   commit (a snapshot, at least every `snapshot_every` entries, or a vote) makes durable as
+//!   a side effect. A crash can lose only a suffix of applies, and
 //!   because state and `last_applied` live in one transaction the state machine then simply
 //!   reports an older `last_applied`; on restart openraft re-applies the missing entries from
 //!   the durable log (they are there, see above), and [`crate::Replica::open`] waits for that
 //!   before it returns. `Store::apply` is deterministic, so re-applying gives the same bytes.
-//!   This saves one fsync per proposal, the difference between ~1 and ~2 fsyncs per secret
-//!   create.
-//! * `purge` is `None` as well: losing it leaves entries that a snapshot already covers.
-//! * Snapshots (built or installed) are `Immediate`: they are rare, and a purge must never
-//!   become durable before the snapshot that justifies it (redb's ordering already
-//!   guarantees that, the fsync just keeps `get_current_snapshot` simple to reason about).
+//!   The log keeps every entry after the last snapshot, and a snapshot is an `Immediate`
+//!   commit, so the entries to re-apply are always still there.
+//! * Snapshots (built or installed) are `Immediate` and come before the purge they justify:
+//!   openraft purges only up to a snapshot it has built or installed, which is durable by
+//!   then, so the durable state machine never lags behind the start of the log.
 //!
 //! # Why `committed` is not saved
 //!
@@ -56,7 +54,8 @@
 use std::fmt::Debug;
 use std::io;
 use std::ops::{Bound, RangeBounds};
-use std::sync::Arc;
+use std::path::Path;
+use std::sync::{Arc, Mutex, RwLock};
 
 use futures_util::{Stream, TryStreamExt};
 use lockbox_store::Store;
@@ -68,8 +67,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::types::{Entry, LogId, Snapshot, SnapshotMeta, StoredMembership, TypeConfig, Vote};
+use crate::wal::{Entries, Wal};
 
-/// The raft log: index → entry.
+/// The raft log before format 2 (index → entry); emptied when it moves to the WAL.
 pub(crate) const LOG: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("replication.log");
 /// Raft's own small state: vote, last purged, format version.
 pub(crate) const META: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("replication.meta");
@@ -82,11 +82,15 @@ pub(crate) const SNAPSHOT: TableDefinition<'_, &str, &[u8]> =
 pub(crate) const KEY_VOTE: &str = "vote";
 /// The raft node id this file belongs to, stamped at the first open.
 pub(crate) const KEY_NODE_ID: &str = "node_id";
+/// Set once the store's raft log directory exists: from then on, its absence is damage.
+pub(crate) const KEY_HAS_WAL: &str = "has_wal";
+/// Format 1 only: the last purged log id (the WAL keeps its own).
 pub(crate) const KEY_LAST_PURGED: &str = "last_purged";
 /// On-disk format of this crate's tables. Bump it (and say `DataChange:` in the commit) when
 /// the encoding of anything above changes; [`crate::Replica::open`] refuses other versions.
 pub(crate) const KEY_FORMAT: &str = "format";
-pub(crate) const FORMAT_VERSION: u32 = 1;
+/// Format 2 keeps the raft log in the WAL; format 1 (log in `replication.log`) is migrated.
+pub(crate) const FORMAT_VERSION: u32 = 2;
 pub(crate) const KEY_LAST_APPLIED: &str = "last_applied";
 pub(crate) const KEY_MEMBERSHIP: &str = "membership";
 const KEY_SNAPSHOT_META: &str = "meta";
@@ -157,16 +161,17 @@ pub(crate) fn init_tables(txn: &redb::WriteTransaction) -> io::Result<()> {
     Ok(())
 }
 
-/// Creates every table (this crate's and the store's) in `db` if missing, and returns the
-/// log store and state machine over it. [`crate::Replica::open`] does this itself; this is
+/// Creates every table (this crate's and the store's) in `db` if missing, opens the raft log
+/// in `log_dir`, and returns the log store and state machine over them. [`crate::Replica::open`] does this itself; this is
 /// for tests that drive the storage directly (openraft's conformance suite) and for the
 /// cluster work.
-pub fn new_storage(db: Arc<Database>) -> io::Result<(LogStore, StateMachine)> {
+pub fn new_storage(db: Arc<Database>, log_dir: &Path) -> io::Result<(LogStore, StateMachine)> {
     let txn = db.begin_write().map_err(io_err)?;
     init_tables(&txn)?;
     Store::init_tables(&txn).map_err(io_err)?;
     commit(txn, Durability::Immediate)?;
-    Ok((LogStore::new(db.clone()), StateMachine::new(db)))
+    let wal = open_log(&db, log_dir, false)?;
+    Ok((LogStore::new(db.clone(), wal), StateMachine::new(db)))
 }
 
 /// Reads the format version stamped by [`init_tables`] (`None` for a file that is not ours).
@@ -197,11 +202,14 @@ pub(crate) fn read_applied(
     Ok((last_applied, membership))
 }
 
-/// The raft log and vote, on redb. Cheap to clone (it is an `Arc` to the database); the
-/// clone is also the log reader the replication tasks use.
+/// The raft log (in the WAL) and the vote (in redb). Cheap to clone; the clone is also the
+/// log reader the replication tasks use, which reads the WAL's in-memory entries and so never
+/// waits for an append's fsync.
 #[derive(Clone)]
 pub struct LogStore {
     db: Arc<Database>,
+    wal: Arc<Mutex<Wal>>,
+    entries: Arc<RwLock<Entries>>,
 }
 
 impl Debug for LogStore {
@@ -211,9 +219,15 @@ impl Debug for LogStore {
 }
 
 impl LogStore {
-    /// Wraps a database whose tables `init_tables` has created (see [`new_storage`]).
-    pub(crate) fn new(db: Arc<Database>) -> Self {
-        Self { db }
+    /// Wraps a database whose tables `init_tables` has created, and the log opened by
+    /// [`open_log`].
+    pub(crate) fn new(db: Arc<Database>, wal: Wal) -> Self {
+        let entries = wal.entries();
+        Self {
+            db,
+            wal: Arc::new(Mutex::new(wal)),
+            entries,
+        }
     }
 
     fn read_meta<T: DeserializeOwned>(&self, key: &str) -> io::Result<Option<T>> {
@@ -221,21 +235,91 @@ impl LogStore {
         read_value(&txn, META, key)
     }
 
-    fn write_meta<T: Serialize>(
-        &self,
-        key: &str,
-        value: &T,
-        durability: Durability,
-    ) -> io::Result<()> {
-        let txn = self.db.begin_write().map_err(io_err)?;
-        write_value(&txn, META, key, value)?;
-        commit(txn, durability)
+    fn entries(&self) -> std::sync::RwLockReadGuard<'_, Entries> {
+        self.entries.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn wal(&self) -> std::sync::MutexGuard<'_, Wal> {
+        self.wal.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
-/// Turns any `RangeBounds<u64>` into a pair redb's `range` accepts.
-fn bounds(range: &impl RangeBounds<u64>) -> (Bound<u64>, Bound<u64>) {
-    (range.start_bound().cloned(), range.end_bound().cloned())
+/// Opens the raft log in `dir`. A store file of format 1 kept its log in the
+/// `replication.log` table: that is moved into a new WAL first (built aside and renamed into
+/// place, so a crash midway leaves the table as the only copy), then the table is emptied and
+/// the file stamped format 2.
+pub(crate) fn open_log(db: &Database, dir: &Path, allow_torn_tail: bool) -> io::Result<Wal> {
+    let txn = db.begin_read().map_err(io_err)?;
+    let format: Option<u32> = read_value(&txn, META, KEY_FORMAT)?;
+    let has_log: Option<bool> = read_value(&txn, META, KEY_HAS_WAL)?;
+    drop(txn);
+    if has_log == Some(true) && !dir.exists() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "its raft log {} is missing (was the log directory deleted or replaced?)",
+                dir.display()
+            ),
+        ));
+    }
+    if format == Some(1) && !dir.exists() {
+        migrate_log(db, dir)?;
+    }
+    let wal = Wal::open(dir, allow_torn_tail).map_err(io::Error::from)?;
+    if format == Some(1) || has_log != Some(true) {
+        let txn = db.begin_write().map_err(io_err)?;
+        {
+            let mut log = txn.open_table(LOG).map_err(io_err)?;
+            log.retain(|_, _| false).map_err(io_err)?;
+            let mut meta = txn.open_table(META).map_err(io_err)?;
+            meta.remove(KEY_LAST_PURGED).map_err(io_err)?;
+            meta.insert(KEY_FORMAT, encode(&FORMAT_VERSION)?.as_slice())
+                .map_err(io_err)?;
+            meta.insert(KEY_HAS_WAL, encode(&true)?.as_slice())
+                .map_err(io_err)?;
+        }
+        commit(txn, Durability::Immediate)?;
+        if format == Some(1) {
+            tracing::info!(dir = %dir.display(), "moved the raft log from the redb file into its WAL (format 1 -> 2)");
+        }
+    }
+    Ok(wal)
+}
+
+/// The entries in the raft log of a closed store file (test hook: the purge, crash and
+/// migration tests look at the log without opening raft).
+#[doc(hidden)]
+pub fn closed_log(store: &Path) -> io::Result<Vec<Entry>> {
+    let wal = Wal::open(&crate::wal::dir_for(store), false).map_err(io::Error::from)?;
+    let entries = wal.entries();
+    let e = entries.read().unwrap_or_else(|e| e.into_inner());
+    Ok(e.entries.iter().cloned().collect())
+}
+
+fn migrate_log(db: &Database, dir: &Path) -> io::Result<()> {
+    let tmp = dir.with_extension("wal.tmp");
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp)?;
+    }
+    let txn = db.begin_read().map_err(io_err)?;
+    let last_purged: Option<LogId> = read_value(&txn, META, KEY_LAST_PURGED)?;
+    let table = txn.open_table(LOG).map_err(io_err)?;
+    let mut entries = Vec::new();
+    for item in table.iter().map_err(io_err)? {
+        let (_, v) = item.map_err(io_err)?;
+        entries.push(decode::<Entry>("log entry", v.value())?);
+    }
+    let mut wal = Wal::open(&tmp, false).map_err(io::Error::from)?;
+    if let Some(p) = last_purged {
+        wal.purge(p)?;
+    }
+    wal.append(entries)?;
+    drop(wal);
+    std::fs::rename(&tmp, dir)?;
+    if let Some(parent) = dir.parent() {
+        std::fs::File::open(parent)?.sync_all()?;
+    }
+    Ok(())
 }
 
 impl RaftLogReader<TypeConfig> for LogStore {
@@ -243,25 +327,17 @@ impl RaftLogReader<TypeConfig> for LogStore {
         &mut self,
         range: RB,
     ) -> Result<Vec<Entry>, io::Error> {
-        let txn = self.db.begin_read().map_err(io_err)?;
-        let table = txn.open_table(LOG).map_err(io_err)?;
-        let mut out = Vec::new();
-        for item in table.range::<u64>(bounds(&range)).map_err(io_err)? {
-            let (k, v) = item.map_err(io_err)?;
-            let entry: Entry = decode("log entry", v.value())?;
-            if entry.index() != k.value() {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!(
-                        "log entry stored at index {} claims index {}",
-                        k.value(),
-                        entry.index()
-                    ),
-                ));
-            }
-            out.push(entry);
-        }
-        Ok(out)
+        let from = match range.start_bound() {
+            Bound::Included(&i) => i,
+            Bound::Excluded(&i) => i.saturating_add(1),
+            Bound::Unbounded => 0,
+        };
+        let to = match range.end_bound() {
+            Bound::Included(&i) => i.saturating_add(1),
+            Bound::Excluded(&i) => i,
+            Bound::Unbounded => u64::MAX,
+        };
+        Ok(self.entries().range(from, to))
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote>, io::Error> {
@@ -273,16 +349,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     type LogReader = Self;
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, io::Error> {
-        let txn = self.db.begin_read().map_err(io_err)?;
-        let last_purged: Option<LogId> = read_value(&txn, META, KEY_LAST_PURGED)?;
-        let table = txn.open_table(LOG).map_err(io_err)?;
-        let last = match table.last().map_err(io_err)? {
-            Some((_, v)) => Some(decode::<Entry>("log entry", v.value())?.log_id()),
-            None => None,
-        };
+        let e = self.entries();
         Ok(LogState {
-            last_log_id: last.or(last_purged),
-            last_purged_log_id: last_purged,
+            last_log_id: e.last_log_id(),
+            last_purged_log_id: e.last_purged,
         })
     }
 
@@ -291,7 +361,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), io::Error> {
-        self.write_meta(KEY_VOTE, vote, Durability::Immediate)
+        let txn = self.db.begin_write().map_err(io_err)?;
+        write_value(&txn, META, KEY_VOTE, vote)?;
+        commit(txn, Durability::Immediate)
     }
 
     // `save_committed` / `read_committed` keep openraft's no-op defaults on purpose: see
@@ -306,44 +378,19 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let txn = self.db.begin_write().map_err(io_err)?;
-        {
-            let mut table = txn.open_table(LOG).map_err(io_err)?;
-            for entry in entries {
-                let bytes = encode(&entry)?;
-                table
-                    .insert(entry.index(), bytes.as_slice())
-                    .map_err(io_err)?;
-            }
-        }
         // The one fsync per proposal. The callback (which lets raft count this entry as
         // flushed, commit it and answer the proposer) runs only after it.
-        commit(txn, Durability::Immediate)?;
+        self.wal().append(entries.into_iter().collect())?;
         callback.io_completed(Ok(()));
         Ok(())
     }
 
     async fn truncate_after(&mut self, last_log_id: Option<LogId>) -> Result<(), io::Error> {
-        let from = last_log_id.map_or(0, |id| id.index() + 1);
-        let txn = self.db.begin_write().map_err(io_err)?;
-        {
-            let mut table = txn.open_table(LOG).map_err(io_err)?;
-            table.retain_in(from.., |_, _| false).map_err(io_err)?;
-        }
-        commit(txn, Durability::Immediate)
+        self.wal().truncate_after(last_log_id.map(|id| id.index()))
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), io::Error> {
-        let txn = self.db.begin_write().map_err(io_err)?;
-        {
-            let mut table = txn.open_table(LOG).map_err(io_err)?;
-            table
-                .retain_in(..=log_id.index(), |_, _| false)
-                .map_err(io_err)?;
-        }
-        write_value(&txn, META, KEY_LAST_PURGED, &log_id)?;
-        // Non-durable on purpose: see the module docs.
-        commit(txn, Durability::None)
+        self.wal().purge(log_id)
     }
 }
 
@@ -367,65 +414,62 @@ impl StateMachine {
         Self { db }
     }
 
+    /// The current snapshot: the state machine as it is now, exported from one read
+    /// transaction with the `last_applied` and membership of that same transaction. `None`
+    /// until a snapshot was first built or installed (openraft then has nothing to send).
     fn read_snapshot(&self) -> io::Result<Option<Snapshot>> {
         let txn = self.db.begin_read().map_err(io_err)?;
-        let Some(meta) = read_value::<SnapshotMeta>(&txn, SNAPSHOT, KEY_SNAPSHOT_META)? else {
+        if read_value::<SnapshotMeta>(&txn, SNAPSHOT, KEY_SNAPSHOT_META)?.is_none() {
             return Ok(None);
-        };
-        let table = txn.open_table(SNAPSHOT).map_err(io_err)?;
-        let data = table
-            .get(KEY_SNAPSHOT_DATA)
-            .map_err(io_err)?
-            .map(|v| v.value().to_vec())
-            .ok_or_else(|| {
-                io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    "snapshot metadata present but its data is missing",
-                )
-            })?;
+        }
+        let (last_log_id, last_membership) = read_applied(&txn)?;
+        let data = Store::export(&txn).map_err(io_err)?;
         Ok(Some(Snapshot {
-            meta,
+            meta: SnapshotMeta {
+                last_log_id,
+                last_membership,
+            },
             snapshot: data,
         }))
     }
 }
 
-fn store_snapshot(
-    txn: &redb::WriteTransaction,
-    meta: &SnapshotMeta,
-    data: &[u8],
-) -> io::Result<()> {
+/// Records `meta` as the newest snapshot point; a stored export from before lazy snapshots
+/// is dropped.
+fn store_snapshot_meta(txn: &redb::WriteTransaction, meta: &SnapshotMeta) -> io::Result<()> {
     write_value(txn, SNAPSHOT, KEY_SNAPSHOT_META, meta)?;
     let mut t = txn.open_table(SNAPSHOT).map_err(io_err)?;
-    t.insert(KEY_SNAPSHOT_DATA, data).map_err(io_err)?;
+    t.remove(KEY_SNAPSHOT_DATA).map_err(io_err)?;
     Ok(())
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
     type SnapshotData = Vec<u8>;
 
+    /// A snapshot here is a durability point, not a copy: the redb tables *are* the state
+    /// machine, so "building" one makes them durable up to `last_applied` (an `Immediate`
+    /// commit, after which openraft may purge the log behind it) and records that point.
+    /// The export a follower needs is made when it is asked for ([`Self::read_snapshot`]),
+    /// which is rare, instead of every `snapshot_every` entries on every node: exporting a
+    /// large store and writing it into redb each time cost throughput and stalled applies
+    /// (one redb writer). openraft uses only the metadata of what this returns (it sends
+    /// snapshots from `get_current_snapshot`), so the data is left empty.
     async fn build_snapshot(&mut self) -> Result<Snapshot, io::Error> {
-        // One read transaction: the export and the (last_applied, membership) it is labelled
-        // with are the same point in time, even while apply keeps committing.
-        let (meta, data) = {
+        let meta = {
             let txn = self.db.begin_read().map_err(io_err)?;
             let (last_log_id, last_membership) = read_applied(&txn)?;
-            let data = Store::export(&txn).map_err(io_err)?;
-            (
-                SnapshotMeta {
-                    last_log_id,
-                    last_membership,
-                },
-                data,
-            )
+            SnapshotMeta {
+                last_log_id,
+                last_membership,
+            }
         };
         let txn = self.db.begin_write().map_err(io_err)?;
-        store_snapshot(&txn, &meta, &data)?;
+        store_snapshot_meta(&txn, &meta)?;
         commit(txn, Durability::Immediate)?;
-        tracing::info!(last_log_id = ?meta.last_log_id, bytes = data.len(), "built snapshot");
+        tracing::debug!(last_log_id = ?meta.last_log_id, "snapshot point made durable");
         Ok(Snapshot {
             meta,
-            snapshot: data,
+            snapshot: Vec::new(),
         })
     }
 }
@@ -510,7 +554,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             sm.insert(KEY_MEMBERSHIP, bytes.as_slice())
                 .map_err(io_err)?;
         }
-        store_snapshot(&txn, meta, &snapshot)?;
+        store_snapshot_meta(&txn, meta)?;
         commit(txn, Durability::Immediate)?;
         tracing::info!(last_log_id = ?meta.last_log_id, bytes = snapshot.len(), "installed snapshot");
         Ok(())

@@ -17,13 +17,15 @@ use openraft::StorageError;
 use openraft::async_runtime::WatchReceiver;
 use openraft::testing::log::{StoreBuilder, Suite};
 use openraft::type_config::TypeConfigExt;
-use redb::{ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{ReadableDatabase, ReadableTableMetadata, TableDefinition};
 use tempfile::TempDir;
 
 mod cluster;
 
-/// The log table, as the storage module names it (read directly to check the purge).
+/// The log table, as the storage module names it (a foreign file that has it is refused).
 const LOG: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("replication.log");
+/// The replication meta table (the format-1 migration test rewinds it).
+const META: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("replication.meta");
 
 fn tmpdir() -> TempDir {
     tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("create temp dir")
@@ -33,14 +35,29 @@ fn store_path(dir: &TempDir) -> PathBuf {
     dir.path().join("lockbox.redb")
 }
 
-/// `(first, last)` index in the raft log table of a closed store file.
+/// `(first, last)` index in the raft log of a closed store file.
 fn log_bounds(path: &Path) -> (Option<u64>, Option<u64>) {
-    let db = redb::Database::open(path).expect("open closed store file with redb");
-    let txn = db.begin_read().unwrap();
-    let table = txn.open_table(LOG).unwrap();
-    let first = table.first().unwrap().map(|(k, _)| k.value());
-    let last = table.last().unwrap().map(|(k, _)| k.value());
-    (first, last)
+    let log = lockbox_replication::storage::closed_log(path).expect("read the closed raft log");
+    (
+        log.first().map(|e| e.log_id.index()),
+        log.last().map(|e| e.log_id.index()),
+    )
+}
+
+/// The raft log directory beside a store file (`x.redb` → `x.wal`).
+fn wal_dir(path: &Path) -> PathBuf {
+    path.with_extension("wal")
+}
+
+/// Copies a closed store: the redb file as `bytes`, and its raft log directory.
+fn write_store_copy(copy: &Path, bytes: &[u8], from: &Path) {
+    std::fs::write(copy, bytes).unwrap();
+    let (src, dst) = (wal_dir(from), wal_dir(copy));
+    std::fs::create_dir_all(&dst).unwrap();
+    for item in std::fs::read_dir(&src).unwrap() {
+        let item = item.unwrap();
+        std::fs::copy(item.path(), dst.join(item.file_name())).unwrap();
+    }
 }
 
 async fn propose_noops(replica: &Replica, n: usize) -> Vec<u64> {
@@ -493,7 +510,7 @@ async fn truncated_file_is_refused() {
 
     for (name, new_len) in [("half", len / 2), ("header only", 400), ("empty", 0)] {
         let copy = dir.path().join(format!("truncated-{new_len}.redb"));
-        std::fs::copy(&path, &copy).unwrap();
+        write_store_copy(&copy, &std::fs::read(&path).unwrap(), &path);
         std::fs::OpenOptions::new()
             .write(true)
             .open(&copy)
@@ -533,7 +550,7 @@ async fn bit_flipped_file_is_refused() {
         let copy = dir.path().join(format!("flipped-{at}.redb"));
         let mut damaged = bytes.clone();
         damaged[at + 3] ^= 0x01;
-        std::fs::write(&copy, &damaged).unwrap();
+        write_store_copy(&copy, &damaged, &path);
         match Replica::open(&copy, ReplicaConfig::default()).await {
             Err(e @ ReplicationError::Corrupt { .. }) => {
                 assert!(e.to_string().contains("is corrupt"), "{e}");
@@ -569,88 +586,156 @@ async fn bit_flipped_file_is_refused() {
         .unwrap();
 }
 
-/// After a kill -9 the file needs redb's crash recovery, which (unlike the open of a cleanly
-/// closed file) falls back to the previous commit when the newest fails its checksum. A bit
-/// flip in the newest commit's pages of a crashed file looks exactly like a commit torn by
-/// the crash: with `allow_torn_commit_rollback` off it is refused, with the default it is
-/// rolled back and *reported*, never served silently. Damage anywhere else is refused either
-/// way.
+/// The newest segment of a store's raft log, and the offsets of its records (the documented
+/// WAL format: u32 LE length, u32 LE CRC-32, payload).
+fn newest_segment(path: &Path) -> (PathBuf, Vec<usize>) {
+    let mut segs: Vec<PathBuf> = std::fs::read_dir(wal_dir(path))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "seg"))
+        .collect();
+    segs.sort();
+    let seg = segs.pop().expect("a log segment");
+    let bytes = std::fs::read(&seg).unwrap();
+    let mut offsets = Vec::new();
+    let mut at = 0;
+    while at + 8 <= bytes.len() {
+        offsets.push(at);
+        at += 8 + u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+    }
+    assert_eq!(at, bytes.len(), "the segment is whole records");
+    (seg, offsets)
+}
+
+/// After a kill -9 the log may end in an append that was in flight: an incomplete final
+/// record, never acknowledged (its fsync did not return). With the default it is cut off and
+/// *reported*, never served silently; with `allow_torn_commit_rollback` off it is refused.
+/// Damage anywhere but the final record (a bit flip in an earlier one) is refused either way,
+/// as is a log directory that is missing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bit_flip_after_a_crash_is_refused_or_reported() {
+async fn torn_or_damaged_log_after_a_crash_is_refused_or_reported() {
     let dir = tmpdir();
     let path = store_path(&dir);
-    let marker = "lockbox-crash-flip-marker-19c4";
-    let acked = run_and_kill(&path, marker, 20, Duration::from_millis(5));
+    let acked = run_and_kill(&path, "crash-log-test", 20, Duration::from_millis(5));
     let highest = acked.last().expect("some proposals acknowledged").0;
     let bytes = std::fs::read(&path).unwrap();
-    let hits: Vec<usize> = bytes
-        .windows(marker.len())
-        .enumerate()
-        .filter(|(_, w)| *w == marker.as_bytes())
-        .map(|(i, _)| i)
-        .collect();
-    assert!(!hits.is_empty(), "marker found in the store file");
+    let (seg, offsets) = newest_segment(&path);
+    let seg_bytes = std::fs::read(&seg).unwrap();
+    let seg_name = seg.file_name().unwrap().to_owned();
+    assert!(
+        offsets.len() >= 3,
+        "records in the newest segment: {offsets:?}"
+    );
     let strict = ReplicaConfig {
         allow_torn_commit_rollback: false,
         ..ReplicaConfig::default()
     };
-    let mut refused_rollback = 0;
-    let mut reported_rollback = 0;
-    for &at in &hits {
-        let copy = dir.path().join(format!("crash-flipped-{at}.redb"));
-        let mut damaged = bytes.clone();
-        damaged[at + 3] ^= 0x01;
-        std::fs::write(&copy, &damaged).unwrap();
-        match Replica::open(&copy, strict.clone()).await {
-            Err(e @ ReplicationError::Corrupt { .. }) => {
-                eprintln!("bit flip at {} after a crash (strict): {e}", at + 3);
-                if !e.to_string().contains("roll back to the previous commit") {
-                    continue;
-                }
-                refused_rollback += 1;
-                // The default accepts redb's rollback, and says so.
-                match Replica::open(&copy, ReplicaConfig::default()).await {
-                    Ok(replica) => {
-                        assert!(
-                            replica.rolled_back_torn_commit(),
-                            "a rollback must be reported"
-                        );
-                        reported_rollback += 1;
-                        replica.shutdown().await.unwrap();
-                    }
-                    Err(ReplicationError::Corrupt { reason, .. }) => {
-                        eprintln!("  previous commit damaged too: {reason}");
-                    }
-                    Err(other) => panic!("default config: unexpected {other:?}"),
-                }
-            }
-            Err(other) => panic!("bit flip at {}: expected Corrupt, got {other:?}", at + 3),
-            Ok(replica) => {
-                // Only a free page was hit: everything acknowledged must be there.
-                assert!(!replica.rolled_back_torn_commit());
-                assert!(replica.applied_index().unwrap() >= Some(highest));
-                replica.shutdown().await.unwrap();
-            }
-        }
+
+    // A torn final append: half of a new record after the last one.
+    let torn = dir.path().join("torn.redb");
+    write_store_copy(&torn, &bytes, &path);
+    let last = *offsets.last().unwrap();
+    let mut with_tail = seg_bytes.clone();
+    with_tail.extend_from_slice(&seg_bytes[last..last + (seg_bytes.len() - last) / 2]);
+    std::fs::write(wal_dir(&torn).join(&seg_name), &with_tail).unwrap();
+    let msg = expect_corrupt(
+        Replica::open(&torn, strict.clone()).await,
+        "torn tail, strict",
+    );
+    assert!(msg.contains("torn"), "{msg}");
+    let replica = Replica::open(&torn, ReplicaConfig::default())
+        .await
+        .unwrap();
+    assert!(
+        replica.rolled_back_torn_commit(),
+        "the cut must be reported"
+    );
+    assert!(replica.applied_index().unwrap() >= Some(highest));
+    replica.shutdown().await.unwrap();
+
+    // A bit flip in a record that is not the last one: acknowledged data, refused.
+    let flipped = dir.path().join("flipped.redb");
+    write_store_copy(&flipped, &bytes, &path);
+    let mut damaged = seg_bytes.clone();
+    damaged[offsets[offsets.len() / 2] + 9] ^= 0x01;
+    std::fs::write(wal_dir(&flipped).join(&seg_name), &damaged).unwrap();
+    for cfg in [strict.clone(), ReplicaConfig::default()] {
+        let msg = expect_corrupt(Replica::open(&flipped, cfg).await, "flipped record");
+        assert!(msg.contains("checksum mismatch"), "{msg}");
     }
-    // This also pins the redb behaviour the detection relies on (its repair progress
-    // callback): if a redb upgrade changes it, this fails instead of lockbox silently
-    // serving a rolled-back file.
-    assert!(
-        refused_rollback > 0,
-        "no flip of the newest commit was detected as a rollback ({} hits)",
-        hits.len()
+
+    // The log directory gone while the store file says entries were applied.
+    let lost = dir.path().join("lost.redb");
+    std::fs::write(&lost, &bytes).unwrap();
+    let msg = expect_corrupt(
+        Replica::open(&lost, ReplicaConfig::default()).await,
+        "no log",
     );
-    assert!(
-        reported_rollback > 0,
-        "no rollback was accepted and reported"
-    );
-    // The undamaged crashed file recovers with everything acknowledged.
+    assert!(msg.contains("is missing"), "{msg}");
+
+    // The undamaged crashed store recovers with everything acknowledged.
     let replica = Replica::open(&path, ReplicaConfig::default())
         .await
         .unwrap();
     assert!(replica.applied_index().unwrap() >= Some(highest));
     replica.shutdown().await.unwrap();
+}
+
+/// A store file of format 1 kept the raft log in its `replication.log` table; opening it
+/// moves the log into the WAL and loses nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_format_1_store_moves_its_log_into_the_wal() {
+    let dir = tmpdir();
+    let path = store_path(&dir);
+    let replica = Replica::open(&path, ReplicaConfig::default())
+        .await
+        .unwrap();
+    let indexes = propose_noops(&replica, 30).await;
+    replica.shutdown().await.unwrap();
+    let log = lockbox_replication::storage::closed_log(&path).unwrap();
+    {
+        // Rewind the file to format 1: the log in the table, no WAL.
+        let db = redb::Database::open(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let mut table = txn.open_table(LOG).unwrap();
+            for entry in &log {
+                let bytes = postcard::to_stdvec(entry).unwrap();
+                table
+                    .insert(entry.log_id.index(), bytes.as_slice())
+                    .unwrap();
+            }
+            let mut meta = txn.open_table(META).unwrap();
+            meta.insert("format", postcard::to_stdvec(&1u32).unwrap().as_slice())
+                .unwrap();
+            meta.remove("has_wal").unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    std::fs::remove_dir_all(wal_dir(&path)).unwrap();
+
+    let replica = Replica::open(&path, ReplicaConfig::default())
+        .await
+        .unwrap();
+    assert!(replica.applied_index().unwrap() >= indexes.last().copied());
+    let more = propose_noops(&replica, 3).await;
+    replica.shutdown().await.unwrap();
+    let (first, last) = log_bounds(&path);
+    assert_eq!(
+        first,
+        log.first().map(|e| e.log_id.index()),
+        "nothing dropped"
+    );
+    assert!(
+        last >= more.last().copied(),
+        "new entries appended after the moved ones"
+    );
+    let db = redb::Database::open(&path).unwrap();
+    let txn = db.begin_read().unwrap();
+    assert!(
+        txn.open_table(LOG).unwrap().is_empty().unwrap(),
+        "the table is emptied"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -787,7 +872,7 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachine, TempDir> for RedbBuilder {
         let dir = tmpdir();
         let db = redb::Database::create(dir.path().join("suite.redb"))
             .map_err(|e| StorageError::write(TypeConfig::err_from_error(&e)))?;
-        let (log, sm) = new_storage(Arc::new(db))
+        let (log, sm) = new_storage(Arc::new(db), &dir.path().join("suite.wal"))
             .map_err(|e| StorageError::write(TypeConfig::err_from_error(&e)))?;
         Ok((dir, log, sm))
     }
