@@ -396,7 +396,26 @@ pub struct GroupCommit {
     len: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
-type Reply = std::sync::mpsc::SyncSender<Result<AuditRecord, AuditError>>;
+/// Where the writer sends a record once it is on disk: a blocked thread ([`GroupCommit::append`])
+/// or a task ([`GroupCommit::submit`]).
+enum Reply {
+    Thread(std::sync::mpsc::SyncSender<Result<AuditRecord, AuditError>>),
+    Task(tokio::sync::oneshot::Sender<Result<AuditRecord, AuditError>>),
+}
+
+impl Reply {
+    fn send(self, r: Result<AuditRecord, AuditError>) {
+        match self {
+            Reply::Thread(tx) => {
+                let _ = tx.send(r);
+            }
+            Reply::Task(tx) => {
+                let _ = tx.send(r);
+            }
+        }
+    }
+}
+
 struct Pending(Event, Reply);
 
 impl std::fmt::Debug for GroupCommit {
@@ -428,13 +447,13 @@ impl GroupCommit {
                         Ok(records) => {
                             counter.store(log.len(), std::sync::atomic::Ordering::Relaxed);
                             for (r, reply) in records.into_iter().zip(replies) {
-                                let _ = reply.send(Ok(r));
+                                reply.send(Ok(r));
                             }
                         }
                         Err(e) => {
                             let msg = e.to_string();
                             for reply in replies {
-                                let _ = reply.send(Err(AuditError::Io {
+                                reply.send(Err(AuditError::Io {
                                     path: log.path.clone(),
                                     source: std::io::Error::other(msg.clone()),
                                 }));
@@ -461,19 +480,42 @@ impl GroupCommit {
         self.len() == 0
     }
 
-    /// Appends `e` and returns its record once it is on disk. Blocks the calling thread.
-    pub fn append(&self, e: Event) -> Result<AuditRecord, AuditError> {
-        let gone = || AuditError::Io {
+    fn writer_gone(&self) -> AuditError {
+        AuditError::Io {
             path: self.path.clone(),
             source: std::io::Error::other("the audit writer stopped"),
-        };
-        let (reply, wait) = std::sync::mpsc::sync_channel(1);
+        }
+    }
+
+    fn send(&self, e: Event, reply: Reply) -> Result<(), AuditError> {
         self.tx
             .lock()
-            .map_err(|_| gone())?
+            .map_err(|_| self.writer_gone())?
             .send(Pending(e, reply))
-            .map_err(|_| gone())?;
-        wait.recv().map_err(|_| gone())?
+            .map_err(|_| self.writer_gone())
+    }
+
+    /// Appends `e` and returns its record once it is on disk. Blocks the calling thread.
+    pub fn append(&self, e: Event) -> Result<AuditRecord, AuditError> {
+        let (reply, wait) = std::sync::mpsc::sync_channel(1);
+        self.send(e, Reply::Thread(reply))?;
+        wait.recv().map_err(|_| self.writer_gone())?
+    }
+
+    /// Queues `e` at once and resolves to its record once it is on disk, without blocking a
+    /// thread: a caller can do other work (propose the write the record is about) while the
+    /// record's fdatasync runs.
+    pub fn submit(
+        &self,
+        e: Event,
+    ) -> impl std::future::Future<Output = Result<AuditRecord, AuditError>> + use<> {
+        let (reply, wait) = tokio::sync::oneshot::channel();
+        let queued = self.send(e, Reply::Task(reply));
+        let gone = self.writer_gone();
+        async move {
+            queued?;
+            wait.await.map_err(|_| gone)?
+        }
     }
 
     /// The log's path.

@@ -246,6 +246,41 @@ impl Daemon {
         result.map_err(|e| ApiError::internal(format!("cannot write the audit log: {e}")))
     }
 
+    /// Proposes `cmd` while `event`, its audit record, is written: the raft commit's fsyncs
+    /// and the audit log's fdatasync overlap instead of adding up on the request's path.
+    /// Should the write then fail, a second record says so (`outcome: failed` and the
+    /// error), so the chain never claims a write that was refused. A record with no such
+    /// follow-up whose object does not exist means the daemon stopped before the write
+    /// committed. (Hand-outs of secret values are different: their record is on disk before
+    /// any byte leaves; see `audit`.)
+    pub(crate) async fn propose_audited(
+        &self,
+        cmd: Command,
+        event: Event,
+    ) -> Result<Response, ApiError> {
+        let audit_error = |e: lockbox_audit::AuditError| {
+            ApiError::internal(format!("cannot write the audit log: {e}"))
+        };
+        let (proposed, audited) = tokio::join!(self.propose(cmd), self.audit.submit(event.clone()));
+        match proposed {
+            Ok(response) => {
+                audited.map_err(audit_error)?;
+                Ok(response)
+            }
+            Err(e) => {
+                if audited.is_ok() {
+                    let failed = event
+                        .detail("outcome", "failed")
+                        .detail("error", &e.message);
+                    if let Err(ae) = self.audit.submit(failed).await {
+                        tracing::error!("cannot record a failed write in the audit log: {ae}");
+                    }
+                }
+                Err(e)
+            }
+        }
+    }
+
     /// Runs `f` with the unlocked key ring, or answers 503 while locked.
     fn with_ring<T>(&self, f: impl FnOnce(&KeyRing) -> Result<T, ApiError>) -> Result<T, ApiError> {
         let keys = self
@@ -400,12 +435,13 @@ impl Daemon {
             templating,
             value: Some(value),
         };
-        self.propose(cmd).await?;
-        self.audit(
+        self.propose_audited(
+            cmd,
             Event::new("create", &caller.actor)
                 .object(kind.as_str(), &id, &spec.name)
                 .version(1),
-        )?;
+        )
+        .await?;
         self.emit(kind, "create", &id, &spec.name);
         Ok(IdResponse { id })
     }
@@ -469,8 +505,11 @@ impl Daemon {
             labels: spec.labels,
             time_ns: now_ns(),
         };
-        self.propose(cmd).await?;
-        self.audit(Event::new("update", &caller.actor).object(kind.as_str(), &rec.id, &rec.name))?;
+        self.propose_audited(
+            cmd,
+            Event::new("update", &caller.actor).object(kind.as_str(), &rec.id, &rec.name),
+        )
+        .await?;
         self.emit(kind, "update", &rec.id, &rec.name);
         Ok(())
     }
@@ -479,12 +518,14 @@ impl Daemon {
     pub async fn remove(&self, kind: Kind, input: &str, caller: &Caller) -> Result<(), ApiError> {
         self.check_unlocked()?;
         let rec = self.fresh_reader().await?.resolve(kind, input)?;
-        self.propose(Command::Remove {
-            kind,
-            id: rec.id.clone(),
-        })
+        self.propose_audited(
+            Command::Remove {
+                kind,
+                id: rec.id.clone(),
+            },
+            Event::new("remove", &caller.actor).object(kind.as_str(), &rec.id, &rec.name),
+        )
         .await?;
-        self.audit(Event::new("remove", &caller.actor).object(kind.as_str(), &rec.id, &rec.name))?;
         self.emit(kind, "remove", &rec.id, &rec.name);
         Ok(())
     }
