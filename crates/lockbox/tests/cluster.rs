@@ -1098,7 +1098,7 @@ fn ca_rotation_moves_every_node_to_the_new_root_then_refuses_the_old_one() {
 }
 
 #[test]
-fn a_ca_rotation_waits_for_a_node_that_is_down_and_a_second_rotation_replaces_the_first() {
+fn ca_rotation_held_by_a_down_node_replaced_by_a_second_joined_and_kek_rotated_meanwhile() {
     let (mut c, _) = Cluster::start(1, 1, false);
     let worker = c.ready_worker();
     let before = ca_of(&c.nodes[0].d);
@@ -1127,6 +1127,24 @@ fn a_ca_rotation_waits_for_a_node_that_is_down_and_a_second_rotation_replaces_th
     assert_eq!(
         json(m, "GET", "/v1/cluster", None).1["RootRotationInProgress"],
         true
+    );
+    // A node joining meanwhile, with the token of the old root (still the cluster's), pins
+    // the old root in the manager's chain [leaf, cross-signed new root, old root] and gets
+    // its certificate from the new root straight away.
+    let addr = format!("127.0.0.1:{}", free_port());
+    c.nodes.push(Node {
+        d: Daemon::start_in(&[], &[TIMING], &[]),
+        addr,
+    });
+    c.join(2, "worker");
+    let m = &c.nodes[0].d;
+    wait_until(
+        "the manager and the new node are on the new root, the stopped worker is not",
+        Duration::from_secs(10),
+        || {
+            let v = ca_of(m);
+            v["Rotation"]["Nodes"] == 3 && v["Rotation"]["Waiting"] == serde_json::json!([worker])
+        },
     );
     // A KEK rotation meanwhile re-seals the new root's key too (the old KEK is dropped):
     // the new root keeps issuing, during the rotation and after it.
