@@ -1170,3 +1170,28 @@ fn ca_rotation_held_by_a_down_node_replaced_by_a_second_joined_and_kek_rotated_m
     // Both nodes end trusting the new root alone, which took one more certificate from it.
     wait_for_new_root_only(&c, &after);
 }
+
+#[test]
+fn ca_rotation_needs_an_unlocked_manager_and_works_on_a_single_one() {
+    let (mut c, key) = Cluster::start(1, 0, true);
+    c.nodes[0].d.restart(&[]);
+    let d = &c.nodes[0].d;
+    let before = ca_pem_on_disk(d);
+    let o = d.lb(&["cluster", "ca", "--rotate"]);
+    assert_eq!(o.code, 4, "a locked manager: {o:?}");
+    assert!(o.stderr.contains("unlock"), "{o:?}");
+    let body = serde_json::json!({"UnlockKey": key.unwrap()});
+    let (st, v) = json(d, "POST", "/v1/unlock", Some(&body.to_string()));
+    assert_eq!(st, 200, "unlock: {v}");
+    let o = d.lb(&["cluster", "ca", "--rotate", "-q", "--timeout", "30s"]);
+    assert_eq!(o.code, 0, "{o:?}");
+    assert_eq!(o.stderr, "", "-q: no progress");
+    assert_ne!(o.stdout, before);
+    assert_eq!(ca_of(d)["Cert"], o.stdout.as_str());
+}
+
+/// The root CA PEM, read from the node's files (the API answers 503 while it is locked).
+fn ca_pem_on_disk(d: &Daemon) -> String {
+    let der = std::fs::read(d.data().join("cluster/ca.crt")).unwrap();
+    lockbox_cluster::pki::pem_encode("CERTIFICATE", &der)
+}
