@@ -378,15 +378,19 @@ impl Daemon {
         ClusterCa::from_parts(cert.clone(), key).map_err(|e| ApiError::internal(e.to_string()))
     }
 
-    /// Records a node whose certificate [`Daemon::issuing_ca`] just issued; during a
-    /// rotation the same entry counts it as rotated.
-    async fn put_issued(&self, node: NodeRecord, rotation: Option<&CaRotation>) -> Result<()> {
-        self.propose(match rotation {
-            Some(r) => Command::PutRotatedNode {
-                node,
-                rotation_started_ns: r.started_ns,
-            },
-            None => Command::PutNode { node },
+    /// Records a node whose certificate [`Daemon::issuing_ca`] just issued from `c` and
+    /// `rotation`; during a rotation the same entry counts it as rotated. Refused if the
+    /// cluster's CA changed meanwhile (this node's tables may lag the leader's).
+    async fn put_issued(
+        &self,
+        node: NodeRecord,
+        c: &ClusterRecord,
+        rotation: Option<&CaRotation>,
+    ) -> Result<()> {
+        self.propose(Command::PutIssuedNode {
+            node,
+            ca_version: c.ca_version,
+            rotation_started_ns: rotation.map(|r| r.started_ns),
         })
         .await?;
         Ok(())
@@ -1036,7 +1040,7 @@ async fn join_request(
         &ident,
         t,
     );
-    d.put_issued(node, rotation.as_ref()).await?;
+    d.put_issued(node, &c, rotation.as_ref()).await?;
     d.audit_event(
         Event::new("node-join", &format!("node:{}", node_id_text(node_id)))
             .detail("role", role.as_str())
@@ -2210,7 +2214,7 @@ async fn renew(
     node.cert_not_after_ns = system_time_ns(ident.not_after);
     node.updated_ns = now_ns();
     let id = node.id;
-    d.put_issued(node, rotation.as_ref()).await?;
+    d.put_issued(node, &c, rotation.as_ref()).await?;
     let trust = Trust::of(&c, rotation.as_ref());
     d.audit_event(
         Event::new("cert-renew", &format!("node:{}", node_id_text(id))).detail("ca", &trust.issuer),

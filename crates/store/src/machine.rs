@@ -137,12 +137,16 @@ pub enum Command {
         rotation: CaRotation,
         expected_ca_version: u64,
     },
-    /// [`Command::PutNode`] for a certificate issued by the new root of the rotation that
-    /// started at `rotation_started_ns`: also counts the node as rotated (in one entry, so a
-    /// crash cannot leave a node rotated but uncounted). Without that rotation, a plain put.
-    PutRotatedNode {
+    /// [`Command::PutNode`] for a certificate just issued while the cluster's CA was at
+    /// `ca_version`, by the new root of the rotation that started at `rotation_started_ns`
+    /// if that is set. Refused if the CA version moved since (a rotation finished: the
+    /// certificate may be from the root that was just dropped). Counts the node as rotated
+    /// when that rotation is still the one in progress (in the same entry, so a crash cannot
+    /// leave a node rotated but uncounted).
+    PutIssuedNode {
         node: NodeRecord,
-        rotation_started_ns: i64,
+        ca_version: u64,
+        rotation_started_ns: Option<i64>,
     },
     /// Ends the rotation that started at `rotation_started_ns`: the new root becomes the
     /// cluster's (`ca_version` + 1). Refused while a node's current certificate is not from
@@ -508,17 +512,23 @@ fn apply_inner(txn: &WriteTransaction, index: u64, cmd: &Command) -> Result<Resp
             table.insert(CA_ROTATION_KEY, encode(&r).as_slice())?;
             Ok(Response::Ok)
         }
-        Command::PutRotatedNode {
+        Command::PutIssuedNode {
             node,
+            ca_version,
             rotation_started_ns,
         } => {
             let mut table = txn.open_table(CLUSTER)?;
-            cluster_in(&table)?;
+            if cluster_in(&table)?.ca_version != *ca_version {
+                return Err(StoreError::Invalid(
+                    "the cluster's root CA changed while the certificate was being issued; try again"
+                        .into(),
+                ));
+            }
             let rotation: Option<CaRotation> = rotation_in(&table)?;
             let mut n = node.clone();
             n.index = index;
             table.insert(node_key(n.id).as_slice(), encode(&n).as_slice())?;
-            if let Some(mut r) = rotation.filter(|r| r.started_ns == *rotation_started_ns) {
+            if let Some(mut r) = rotation.filter(|r| Some(r.started_ns) == *rotation_started_ns) {
                 r.rotated.insert(n.id, n.cert_fingerprint.clone());
                 table.insert(CA_ROTATION_KEY, encode(&r).as_slice())?;
             }

@@ -533,9 +533,10 @@ fn a_ca_rotation_finishes_only_when_every_node_has_a_new_root_certificate() {
     ));
     let r1 = rotation(10, b"new root");
     assert_eq!(f.apply(start(r1.clone(), 1)), Response::Ok);
-    f.apply(Command::PutRotatedNode {
+    f.apply(Command::PutIssuedNode {
         node: node_record(1, b"n1-new"),
-        rotation_started_ns: 10,
+        ca_version: 1,
+        rotation_started_ns: Some(10),
     });
     // Re-sealing the same rotation keeps its progress; node 2 still holds it open.
     assert_eq!(f.apply(start(r1, 1)), Response::Ok);
@@ -546,23 +547,26 @@ fn a_ca_rotation_finishes_only_when_every_node_has_a_new_root_certificate() {
         other => panic!("{other:?}"),
     }
     // Renewed from another (replaced) rotation: not counted.
-    f.apply(Command::PutRotatedNode {
+    f.apply(Command::PutIssuedNode {
         node: node_record(2, b"n2-new"),
-        rotation_started_ns: 9,
+        ca_version: 1,
+        rotation_started_ns: Some(9),
     });
     assert!(matches!(f.apply(finish(10)), Response::Failed(_)));
     // Counted only while it is the node's current certificate.
-    f.apply(Command::PutRotatedNode {
+    f.apply(Command::PutIssuedNode {
         node: node_record(2, b"n2-new"),
-        rotation_started_ns: 10,
+        ca_version: 1,
+        rotation_started_ns: Some(10),
     });
     f.apply(Command::PutNode {
         node: node_record(2, b"n2-other"),
     });
     assert!(matches!(f.apply(finish(10)), Response::Failed(_)));
-    f.apply(Command::PutRotatedNode {
+    f.apply(Command::PutIssuedNode {
         node: node_record(2, b"n2-new"),
-        rotation_started_ns: 10,
+        ca_version: 1,
+        rotation_started_ns: Some(10),
     });
     assert_eq!(
         f.apply(finish(9)),
@@ -575,6 +579,20 @@ fn a_ca_rotation_finishes_only_when_every_node_has_a_new_root_certificate() {
     assert_eq!(
         (c.ca_cert.as_slice(), c.ca_version, c.updated_ns),
         (&b"new root"[..], 2, 99)
+    );
+    // A certificate issued before the finish, recorded after it, is refused: it may be
+    // from the root just dropped.
+    assert!(matches!(
+        f.apply(Command::PutIssuedNode {
+            node: node_record(2, b"n2-late"),
+            ca_version: 1,
+            rotation_started_ns: None,
+        }),
+        Response::Failed(StoreError::Invalid(_))
+    ));
+    assert_eq!(
+        f.reader().node(2).unwrap().unwrap().cert_fingerprint,
+        b"n2-new"
     );
     // A new rotation starts from nobody.
     assert_eq!(f.apply(start(rotation(20, b"newer"), 2)), Response::Ok);
