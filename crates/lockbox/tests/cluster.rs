@@ -1174,6 +1174,8 @@ fn ca_rotation_held_by_a_down_node_replaced_by_a_second_joined_and_kek_rotated_m
 #[test]
 fn ca_rotation_needs_an_unlocked_manager_and_works_on_a_single_one() {
     let (mut c, key) = Cluster::start(1, 0, true);
+    // A node from before rotations has no trust.json: it trusts ca.crt alone, and rotates.
+    std::fs::remove_file(c.nodes[0].d.data().join("cluster/trust.json")).unwrap();
     c.nodes[0].d.restart(&[]);
     let d = &c.nodes[0].d;
     let before = ca_pem_on_disk(d);
@@ -1188,6 +1190,7 @@ fn ca_rotation_needs_an_unlocked_manager_and_works_on_a_single_one() {
     assert_eq!(o.stderr, "", "-q: no progress");
     assert_ne!(o.stdout, before);
     assert_eq!(ca_of(d)["Cert"], o.stdout.as_str());
+    wait_for_new_root_only(&c, &ca_of(d));
 }
 
 /// The root CA PEM, read from the node's files (the API answers 503 while it is locked).
