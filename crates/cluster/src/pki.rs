@@ -46,29 +46,46 @@ impl ClusterCa {
     /// A fresh self-signed root: `CN=lockbox-ca, O=<cluster_id>`, valid 7300 days from 1 h
     /// ago, usable only to sign certificates (path length 0: node certificates are leaves).
     pub fn generate(cluster_id: &str) -> Result<ClusterCa> {
-        check_cluster_id(cluster_id)?;
         let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)
             .map_err(|e| Error::Generate(e.to_string()))?;
         let now = SystemTime::now();
-        let mut params = CertificateParams::default();
-        let mut dn = DistinguishedName::new();
-        dn.push(DnType::CommonName, CA_COMMON_NAME);
-        dn.push(DnType::OrganizationName, cluster_id);
-        params.distinguished_name = dn;
-        params.not_before = (now - BACKDATE).into();
-        params.not_after = (now + CA_VALIDITY).into();
-        params.serial_number = Some(random_serial()?);
-        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        let cert = params
+        let cert = root_params(cluster_id, now - BACKDATE, now + CA_VALIDITY)?
             .self_signed(&key)
             .map_err(|e| Error::Generate(e.to_string()))?;
         let key_der = Zeroizing::new(key.serialize_der());
         Self::from_parts(cert.der().to_vec(), key_der)
+    }
+
+    /// A certificate for `new`'s subject and key signed by this (older) root: during a root
+    /// rotation nodes present `[leaf from new, cross-signed new]`, so a peer that still
+    /// trusts only this root builds leaf → cross-signed → this root and accepts them. It
+    /// ends when the earlier of the two roots ends (a certificate cannot outlive its
+    /// issuer's usefulness). Refuses `new` if it is not a root of `cluster_id`.
+    pub fn cross_sign(&self, new: &ClusterCa, cluster_id: &str) -> Result<Vec<u8>> {
+        let new_key = KeyPair::from_pkcs8_der_and_sign_algo(
+            &PrivatePkcs8KeyDer::from(&new.key_der[..]),
+            &PKCS_ECDSA_P256_SHA256,
+        )
+        .map_err(|e| Error::BadCa(format!("the new root's key: {e}")))?;
+        let (_, x509) = x509_parser::parse_x509_certificate(&new.cert_der)
+            .map_err(|e| Error::BadCa(format!("the new root does not parse: {e}")))?;
+        let not_before = to_system_time(x509.validity().not_before.timestamp());
+        let params = root_params(cluster_id, not_before, new.not_after.min(self.not_after))?;
+        let cert = params
+            .signed_by(&new_key, &self.issuer)
+            .map_err(|e| Error::Generate(e.to_string()))?;
+        // Path building matches names: the cross-signed certificate must carry exactly the
+        // new root's subject, or a leaf issued by the new root would not chain through it.
+        let (_, cross) = x509_parser::parse_x509_certificate(cert.der())
+            .map_err(|e| Error::Generate(e.to_string()))?;
+        if x509.subject().as_raw() != x509.issuer().as_raw()
+            || cross.subject().as_raw() != x509.subject().as_raw()
+        {
+            return Err(Error::BadCa(
+                "the new root is not a self-signed root of this cluster".into(),
+            ));
+        }
+        Ok(cert.der().to_vec())
     }
 
     /// A CA from its certificate DER and PKCS#8 key DER (as stored). Refuses a key that is
@@ -348,6 +365,31 @@ pub fn renew_at_random(not_before: SystemTime, not_after: SystemTime) -> Result<
     // 53 random bits -> [0, 1).
     let fraction = (r >> 11) as f64 / (1u64 << 53) as f64;
     Ok(renew_at(not_before, not_after, fraction))
+}
+
+/// A root's fields: `CN=lockbox-ca, O=<cluster_id>`, usable only to sign certificates (path
+/// length 0: node certificates are leaves).
+fn root_params(
+    cluster_id: &str,
+    not_before: SystemTime,
+    not_after: SystemTime,
+) -> Result<CertificateParams> {
+    check_cluster_id(cluster_id)?;
+    let mut params = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, CA_COMMON_NAME);
+    dn.push(DnType::OrganizationName, cluster_id);
+    params.distinguished_name = dn;
+    params.not_before = not_before.into();
+    params.not_after = not_after.into();
+    params.serial_number = Some(random_serial()?);
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    Ok(params)
 }
 
 fn check_cluster_id(cluster_id: &str) -> Result<()> {

@@ -7,7 +7,8 @@
 //!   the name [`SERVER_NAME`].
 //! * [`bootstrap_client_config`]: for a node that has only a join token. It accepts the
 //!   server only if the chain it presents holds a certificate whose SHA-256 is the token's
-//!   digest *and* the leaf verifies under that certificate as the root. Anything else fails
+//!   digest *and* the leaf verifies under that certificate as the root (directly, or through
+//!   the other certificates of the chain: the cross-signed new root during a CA rotation). Anything else fails
 //!   the handshake ("… does not match the join token"), before the node sends a byte.
 //!   [`pinned_ca`] (or [`fetch_ca`]) then gives the CA certificate that was pinned.
 use std::fmt;
@@ -36,11 +37,13 @@ fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::aws_lc_rs::default_provider())
 }
 
-fn roots(ca_der: &[u8]) -> Result<Arc<RootCertStore>> {
+fn roots(cas: &[&[u8]]) -> Result<Arc<RootCertStore>> {
     let mut roots = RootCertStore::empty();
-    roots
-        .add(CertificateDer::from(ca_der.to_vec()))
-        .map_err(|e| Error::Tls(format!("the CA certificate is not usable as a root: {e}")))?;
+    for ca_der in cas {
+        roots
+            .add(CertificateDer::from(ca_der.to_vec()))
+            .map_err(|e| Error::Tls(format!("the CA certificate is not usable as a root: {e}")))?;
+    }
     Ok(Arc::new(roots))
 }
 
@@ -66,8 +69,19 @@ pub fn server_config(
     chain: Vec<Vec<u8>>,
     key_der: &[u8],
 ) -> Result<Arc<ServerConfig>> {
+    server_config_roots(&[ca_der], chain, key_der)
+}
+
+/// [`server_config`] trusting several roots: during a CA rotation both the old and the new
+/// root, and `chain` is `[node cert, cross-signed new root, old root]` (see
+/// [`crate::pki::ClusterCa::cross_sign`]).
+pub fn server_config_roots(
+    cas: &[&[u8]],
+    chain: Vec<Vec<u8>>,
+    key_der: &[u8],
+) -> Result<Arc<ServerConfig>> {
     let provider = provider();
-    let verifier = WebPkiClientVerifier::builder_with_provider(roots(ca_der)?, provider.clone())
+    let verifier = WebPkiClientVerifier::builder_with_provider(roots(cas)?, provider.clone())
         .allow_unauthenticated()
         .build()
         .map_err(tls_err)?;
@@ -89,11 +103,20 @@ pub fn client_config(
     chain: Vec<Vec<u8>>,
     key_der: &[u8],
 ) -> Result<Arc<ClientConfig>> {
+    client_config_roots(&[ca_der], chain, key_der)
+}
+
+/// [`client_config`] trusting several roots (a CA rotation, as [`server_config_roots`]).
+pub fn client_config_roots(
+    cas: &[&[u8]],
+    chain: Vec<Vec<u8>>,
+    key_der: &[u8],
+) -> Result<Arc<ClientConfig>> {
     let (chain, key) = chain_and_key(chain, key_der);
     let mut config = ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(tls_err)?
-        .with_root_certificates(roots(ca_der)?)
+        .with_root_certificates(roots(cas)?)
         .with_client_auth_cert(chain, key)
         .map_err(tls_err)?;
     config.alpn_protocols = vec![ALPN.to_vec()];
@@ -219,8 +242,10 @@ impl ServerCertVerifier for PinnedCaVerifier {
             WebPkiServerVerifier::builder_with_provider(Arc::new(roots), self.provider.clone())
                 .build()
                 .map_err(|e| rustls::Error::General(e.to_string()))?;
-        // The CA itself is the trust anchor: the other certificates are not needed.
-        inner.verify_server_cert(end_entity, &[], server_name, ocsp_response, now)
+        // The pinned CA is the only trust anchor; the other certificates may be needed as
+        // intermediates: during a CA rotation the leaf is the new root's and chains through
+        // the cross-signed new root to the pinned (old) one.
+        inner.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
     }
 
     fn verify_tls12_signature(

@@ -5,8 +5,8 @@ use std::time::{Duration, SystemTime};
 use lockbox_cluster::Role;
 use lockbox_cluster::pki::{ClusterCa, NODE_CERT_VALIDITY, NodeKey, PeerIdentity};
 use lockbox_cluster::tls::{
-    bootstrap_client_config, client_config, fetch_ca, peer_identity, pinned_ca, server_config,
-    server_name,
+    bootstrap_client_config, client_config, client_config_roots, fetch_ca, peer_identity,
+    pinned_ca, server_config, server_config_roots, server_name,
 };
 use rustls::{ClientConfig, ServerConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -264,4 +264,86 @@ async fn bootstrap_refuses_an_impostor_that_copied_the_ca_certificate() {
         "{err}"
     );
     let _ = timeout(srv).await;
+}
+
+/// A CA rotation's middle: `a` has a certificate from the new root and presents it with the
+/// cross-signed new root; `b` still has the old root's and trusts only the old root.
+struct Rotation {
+    old: ClusterCa,
+    new: ClusterCa,
+    a: Creds,
+    b: Creds,
+}
+
+fn rotation() -> Rotation {
+    let old = ClusterCa::generate("c1").unwrap();
+    let new = ClusterCa::generate("c1").unwrap();
+    let cross = old.cross_sign(&new, "c1").unwrap();
+    let now = SystemTime::now();
+    let mut a = node(&new, 1, Role::Manager, now);
+    a.chain = vec![a.chain[0].clone(), cross, old.cert_der().to_vec()];
+    let b = node(&old, 2, Role::Worker, now);
+    Rotation { old, new, a, b }
+}
+
+#[tokio::test]
+async fn during_a_ca_rotation_new_and_old_certificates_accept_each_other() {
+    let r = rotation();
+    let both = [r.old.cert_der(), r.new.cert_der()];
+    // a (new certificate, trusts both) serves b (old certificate, trusts only the old root).
+    let config = server_config_roots(&both, r.a.chain.clone(), &r.a.key).unwrap();
+    let (addr, srv) = serve_one(config).await;
+    let (server_id, answer) = timeout(talk(addr, client(&r.old, &r.b))).await.unwrap();
+    assert_eq!((server_id.unwrap().node_id, answer), (1, b"ok".to_vec()));
+    assert_eq!(timeout(srv).await.unwrap().unwrap().0.unwrap().node_id, 2);
+    // And the other way round: b serves, a is the client with its cross-signed chain.
+    let (addr, srv) = serve_one(server(&r.old, &r.b)).await;
+    let config = client_config_roots(&both, r.a.chain.clone(), &r.a.key).unwrap();
+    let (server_id, _) = timeout(talk(addr, config)).await.unwrap();
+    assert_eq!(server_id.unwrap().node_id, 2);
+    assert_eq!(timeout(srv).await.unwrap().unwrap().0.unwrap().node_id, 1);
+}
+
+#[tokio::test]
+async fn a_joiner_pinned_to_the_old_root_accepts_a_rotated_server() {
+    let r = rotation();
+    let both = [r.old.cert_der(), r.new.cert_der()];
+    let (addr, _srv) =
+        serve_one(server_config_roots(&both, r.a.chain.clone(), &r.a.key).unwrap()).await;
+    assert_eq!(
+        timeout(fetch_ca(addr, r.old.digest())).await.unwrap(),
+        r.old.cert_der()
+    );
+}
+
+#[tokio::test]
+async fn after_a_ca_rotation_an_old_root_certificate_is_refused() {
+    let r = rotation();
+    // Finalized: a trusts only the new root and presents [leaf, new root].
+    let chain = vec![r.a.chain[0].clone(), r.new.cert_der().to_vec()];
+    let (addr, srv) =
+        serve_one(server_config_roots(&[r.new.cert_der()], chain, &r.a.key).unwrap()).await;
+    // The client trusts both roots, so it is the server that refuses.
+    let both = [r.old.cert_der(), r.new.cert_der()];
+    let config = client_config_roots(&both, r.b.chain.clone(), &r.b.key).unwrap();
+    let _ = timeout(talk(addr, config)).await;
+    let err = timeout(srv).await.unwrap().unwrap_err();
+    assert!(foreign_ca(&err), "{err}");
+}
+
+#[test]
+fn cross_signing_keeps_the_new_roots_subject_and_key() {
+    let old = ClusterCa::generate("c1").unwrap();
+    let new = ClusterCa::generate("c1").unwrap();
+    let cross = old.cross_sign(&new, "c1").unwrap();
+    let (_, c) = x509_parser::parse_x509_certificate(&cross).unwrap();
+    let (_, n) = x509_parser::parse_x509_certificate(new.cert_der()).unwrap();
+    let (_, o) = x509_parser::parse_x509_certificate(old.cert_der()).unwrap();
+    assert_eq!(c.subject().as_raw(), n.subject().as_raw());
+    assert_eq!(c.public_key().raw, n.public_key().raw);
+    assert_eq!(c.issuer().as_raw(), o.subject().as_raw());
+    assert!(c.is_ca());
+    // A root of another cluster is not cross-signed under this cluster's name.
+    let other = ClusterCa::generate("c2").unwrap();
+    assert!(old.cross_sign(&other, "c1").is_err());
 }

@@ -346,9 +346,13 @@ async fn watch(
                 let mut due = heartbeat_due;
                 if now >= heartbeat_due {
                     mark_seen(&g.d, g.node);
-                    out += &line(
-                        &serde_json::json!({"Type": "heartbeat", "Role": node.role.as_str()}),
-                    );
+                    // The trust the node should have: a worker whose own differs (the
+                    // cluster's CA is rotating) re-issues its certificate.
+                    out += &line(&serde_json::json!({
+                        "Type": "heartbeat",
+                        "Role": node.role.as_str(),
+                        "Trust": crate::cluster::target_trust_tag(&g.d),
+                    }));
                     due = now + HEARTBEAT;
                 }
                 return Some((
@@ -762,6 +766,16 @@ async fn follow(
             let v: serde_json::Value = serde_json::from_slice(&line).unwrap_or_default();
             if v["Role"] == "manager" {
                 return Ok(Promoted);
+            }
+            if let Some(target) = v["Trust"].as_str()
+                && cluster.tls.get().trust.tag() != target
+            {
+                let (d, target) = (d.clone(), target.to_owned());
+                tokio::spawn(async move {
+                    if let Some(c) = d.cluster() {
+                        crate::cluster::ensure_trust(&d, &c, &target).await;
+                    }
+                });
             }
             if v["Type"] == "rotate"
                 && let Some(service) = v["Service"].as_str()

@@ -46,7 +46,8 @@ use lockbox_store::cluster::{
     CA_KEY_OBJECT, MANAGER_TOKEN_OBJECT, UNLOCK_KEY_OBJECT, WORKER_TOKEN_OBJECT,
 };
 use lockbox_store::{
-    ClusterRecord, Command, Kind, NodeRecord, NodeRole, Reader, node_id_text, parse_node_id,
+    CaRotation, ClusterRecord, Command, Kind, NodeRecord, NodeRole, Reader, node_id_text,
+    parse_node_id,
 };
 use serde::{Deserialize, Serialize};
 
@@ -81,6 +82,9 @@ pub(crate) struct NodeConfig {
 pub(crate) struct Cluster {
     pub(crate) config: RwLock<NodeConfig>,
     pub(crate) tls: TlsState,
+    /// Held while the node's certificate is being renewed (by its schedule or because the
+    /// cluster's CA is rotating): one renewal at a time.
+    renewing: tokio::sync::Mutex<()>,
     /// Stops the node listener.
     stop: tokio::sync::watch::Sender<bool>,
 }
@@ -123,20 +127,24 @@ fn io(what: &str) -> impl FnOnce(std::io::Error) -> ApiError + '_ {
     move |e| ApiError::internal(format!("{what}: {e}"))
 }
 
-/// Saves the node's identity: key (0600), certificate, CA, and `node.json`.
+/// Saves the node's identity: key (0600), certificate, the cluster's root (`ca.crt`), what
+/// it trusts and presents (`trust.json`), and `node.json`.
 fn save_files(
     data_dir: &Path,
     cfg: &NodeConfig,
     key_der: &[u8],
     cert_der: &[u8],
-    ca_der: &[u8],
+    trust: &Trust,
 ) -> Result<()> {
     let d = dir(data_dir);
     fs::create_dir_all(&d).map_err(io("cannot create the cluster directory"))?;
     write_private(&d.join("node.key"), key_der).map_err(io("cannot write the node key"))?;
     write_private(&d.join("node.crt"), cert_der)
         .map_err(io("cannot write the node certificate"))?;
-    write_private(&d.join("ca.crt"), ca_der).map_err(io("cannot write the CA certificate"))?;
+    let roots = trust.roots()?;
+    write_private(&d.join("ca.crt"), &roots[0]).map_err(io("cannot write the CA certificate"))?;
+    let json = serde_json::to_vec_pretty(trust).map_err(|e| ApiError::internal(e.to_string()))?;
+    write_private(&d.join("trust.json"), &json).map_err(io("cannot write cluster/trust.json"))?;
     save_config(data_dir, cfg)
 }
 
@@ -146,19 +154,86 @@ fn save_config(data_dir: &Path, cfg: &NodeConfig) -> Result<()> {
         .map_err(io("cannot write cluster/node.json"))
 }
 
-/// Builds the TLS configurations from key, certificate and CA.
-fn tls_from(key_der: &[u8], cert_der: &[u8], ca_der: &[u8]) -> Result<Tls, String> {
+/// The roots a node accepts peers under, the certificates it presents after its own, and
+/// which root issued its own. Outside a CA rotation: the cluster's root, and the same root
+/// after the leaf. During one: both roots, and `[cross-signed new root, old root]` after a
+/// leaf from the new root, so that a peer trusting only the old root still builds a path
+/// (leaf → cross-signed → old), and a node joining with a token (which pins the old root's
+/// digest) finds the pinned root in the chain. Certificates as base64 DER, as on the wire
+/// and in `cluster/trust.json`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Trust {
+    roots: Vec<String>,
+    chain: Vec<String>,
+    /// SHA-256 (hex) of the root that issued the node's certificate.
+    issuer: String,
+}
+
+impl Trust {
+    /// What a certificate issued now goes with: see [`Trust`].
+    fn of(c: &ClusterRecord, rotation: Option<&CaRotation>) -> Trust {
+        match rotation {
+            None => Trust::single(&c.ca_cert),
+            Some(r) => Trust {
+                roots: vec![b64(&c.ca_cert), b64(&r.new_cert)],
+                chain: vec![b64(&r.cross_cert), b64(&c.ca_cert)],
+                issuer: hex_lower(&lockbox_cluster::pki::cert_digest(&r.new_cert)),
+            },
+        }
+    }
+
+    /// One root, no rotation (also what a node that predates rotations has on disk).
+    fn single(ca_der: &[u8]) -> Trust {
+        Trust {
+            roots: vec![b64(ca_der)],
+            chain: vec![b64(ca_der)],
+            issuer: hex_lower(&lockbox_cluster::pki::cert_digest(ca_der)),
+        }
+    }
+
+    fn roots(&self) -> Result<Vec<Vec<u8>>> {
+        let roots: Vec<Vec<u8>> = self
+            .roots
+            .iter()
+            .map(|r| unb64(r, "a root certificate"))
+            .collect::<Result<_>>()?;
+        if roots.is_empty() {
+            return Err(ApiError::internal("the trust list has no root"));
+        }
+        Ok(roots)
+    }
+
+    fn chain(&self) -> Result<Vec<Vec<u8>>> {
+        self.chain
+            .iter()
+            .map(|r| unb64(r, "a chain certificate"))
+            .collect()
+    }
+
+    /// A short name for this trust: equal tags, equal trust. Workers get the managers'
+    /// current one with every heartbeat and renew when theirs differs.
+    pub(crate) fn tag(&self) -> String {
+        let json = serde_json::to_vec(self).unwrap_or_default();
+        hex_lower(&lockbox_cluster::pki::cert_digest(&json))
+    }
+}
+
+/// Builds the TLS configurations from key, certificate and trust.
+fn tls_from(key_der: &[u8], cert_der: &[u8], trust: &Trust) -> Result<Tls, String> {
     let identity = PeerIdentity::from_cert_der(cert_der).map_err(|e| e.to_string())?;
-    let chain = vec![cert_der.to_vec(), ca_der.to_vec()];
-    let server = lockbox_cluster::tls::server_config(ca_der, chain.clone(), key_der)
+    let roots = trust.roots().map_err(|e| e.message)?;
+    let roots: Vec<&[u8]> = roots.iter().map(Vec::as_slice).collect();
+    let mut chain = vec![cert_der.to_vec()];
+    chain.extend(trust.chain().map_err(|e| e.message)?);
+    let server = lockbox_cluster::tls::server_config_roots(&roots, chain.clone(), key_der)
         .map_err(|e| e.to_string())?;
-    let client =
-        lockbox_cluster::tls::client_config(ca_der, chain, key_der).map_err(|e| e.to_string())?;
+    let client = lockbox_cluster::tls::client_config_roots(&roots, chain, key_der)
+        .map_err(|e| e.to_string())?;
     Ok(Tls {
         server,
         client,
         identity,
-        ca_der: ca_der.to_vec(),
+        trust: trust.clone(),
     })
 }
 
@@ -175,7 +250,13 @@ pub(crate) fn load(data_dir: &Path) -> Result<Option<(NodeConfig, Tls)>, String>
         serde_json::from_slice(&raw).map_err(|e| format!("{}: {e}", cfg_path.display()))?;
     let read = |name: &str| fs::read(d.join(name)).map_err(|e| format!("cluster/{name}: {e}"));
     let key = Zeroizing::new(read("node.key")?);
-    let tls = tls_from(&key, &read("node.crt")?, &read("ca.crt")?)?;
+    // Written since CA rotations exist; before, `ca.crt` was all a node trusted.
+    let trust = match fs::read(d.join("trust.json")) {
+        Ok(raw) => serde_json::from_slice(&raw).map_err(|e| format!("cluster/trust.json: {e}"))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Trust::single(&read("ca.crt")?),
+        Err(e) => return Err(format!("cluster/trust.json: {e}")),
+    };
+    let tls = tls_from(&key, &read("node.crt")?, &trust)?;
     Ok(Some((cfg, tls)))
 }
 
@@ -241,6 +322,7 @@ pub(crate) async fn activate(d: &Arc<Daemon>, cfg: NodeConfig, tls: TlsState) ->
     let cluster = Arc::new(Cluster {
         config: RwLock::new(cfg),
         tls,
+        renewing: tokio::sync::Mutex::new(()),
         stop,
     });
     let role = cluster.config().role;
@@ -263,21 +345,55 @@ impl Daemon {
     }
 
     fn cluster_or_err(&self) -> Result<Arc<Cluster>> {
-        self.cluster().ok_or_else(|| {
-            ApiError::new(
-                503,
-                "This node is not part of a cluster. Use \"lockbox cluster init\" or \"lockbox cluster join\" to connect this node to a cluster and try again.",
-            )
-        })
+        self.cluster()
+            .ok_or_else(|| ApiError::new(503, NOT_IN_CLUSTER))
     }
 
     fn cluster_record(&self) -> Result<ClusterRecord> {
-        self.reader()?.cluster()?.ok_or_else(|| {
-            ApiError::new(
-                503,
-                "This node is not part of a cluster. Use \"lockbox cluster init\" or \"lockbox cluster join\" to connect this node to a cluster and try again.",
-            )
+        self.reader()?
+            .cluster()?
+            .ok_or_else(|| ApiError::new(503, NOT_IN_CLUSTER))
+    }
+
+    /// The cluster record with the CA rotation in progress, if any.
+    fn cluster_and_rotation(&self) -> Result<(ClusterRecord, Option<CaRotation>)> {
+        self.reader()?
+            .cluster_and_rotation()?
+            .ok_or_else(|| ApiError::new(503, NOT_IN_CLUSTER))
+    }
+
+    /// The CA that issues node certificates now: the new root while a rotation is in
+    /// progress (its key is sealed for the CA version it will have), else the cluster's.
+    fn issuing_ca(&self, c: &ClusterRecord, rotation: Option<&CaRotation>) -> Result<ClusterCa> {
+        let (cert, key) = match rotation {
+            Some(r) => (
+                &r.new_cert,
+                self.open_cluster_secret(&r.new_key, CA_KEY_OBJECT, c.ca_version + 1)?,
+            ),
+            None => (
+                &c.ca_cert,
+                self.open_cluster_secret(&c.ca_key, CA_KEY_OBJECT, c.ca_version)?,
+            ),
+        };
+        ClusterCa::from_parts(cert.clone(), key).map_err(|e| ApiError::internal(e.to_string()))
+    }
+
+    /// Records a node whose certificate [`Daemon::issuing_ca`] just issued from `c` and
+    /// `rotation`; during a rotation the same entry counts it as rotated. Refused if the
+    /// cluster's CA changed meanwhile (this node's tables may lag the leader's).
+    async fn put_issued(
+        &self,
+        node: NodeRecord,
+        c: &ClusterRecord,
+        rotation: Option<&CaRotation>,
+    ) -> Result<()> {
+        self.propose(Command::PutIssuedNode {
+            node,
+            ca_version: c.ca_version,
+            rotation_started_ns: rotation.map(|r| r.started_ns),
         })
+        .await?;
+        Ok(())
     }
 
     fn open_cluster_secret(
@@ -432,6 +548,8 @@ fn addrs(listen: Option<String>, advertise: Option<String>) -> Result<(String, S
     Ok((listen, advertise))
 }
 
+const NOT_IN_CLUSTER: &str = "This node is not part of a cluster. Use \"lockbox cluster init\" or \"lockbox cluster join\" to connect this node to a cluster and try again.";
+
 const ALREADY_IN: &str = "This node is already part of a cluster. Use \"lockbox cluster leave\" to leave this cluster and join another one.";
 
 async fn init(d: Arc<Daemon>, who: Peer, body: Bytes) -> Result<Response> {
@@ -513,8 +631,8 @@ async fn init(d: Arc<Daemon>, who: Peer, body: Bytes) -> Result<Response> {
         advertise_addr: advertise_addr.clone(),
         managers: vec![advertise_addr.clone()],
     };
-    let tls =
-        TlsState::new(tls_from(&key.key_der(), &cert, ca.cert_der()).map_err(ApiError::internal)?);
+    let trust = Trust::single(ca.cert_der());
+    let tls = TlsState::new(tls_from(&key.key_der(), &cert, &trust).map_err(ApiError::internal)?);
     // Bind first: a port in use must fail before anything is committed.
     let probe = std::net::TcpListener::bind(&cfg.listen_addr).map_err(|e| {
         ApiError::bad_request(format!(
@@ -528,7 +646,7 @@ async fn init(d: Arc<Daemon>, who: Peer, body: Bytes) -> Result<Response> {
         node,
     })
     .await?;
-    save_files(&d.data_dir, &cfg, &key.key_der(), &cert, ca.cert_der())?;
+    save_files(&d.data_dir, &cfg, &key.key_der(), &cert, &trust)?;
     // The single-node replica has no transport: reopen the same file on the cluster's.
     drop(store);
     reopen_store(&d, &cfg, &tls, Bootstrap::SingleVoter).await?;
@@ -598,6 +716,9 @@ struct JoinResponse {
     cluster_id: String,
     cert: String,
     ca: String,
+    /// What the node trusts and presents (see [`Trust`]); `ca` alone from older managers.
+    #[serde(default)]
+    trust: Option<Trust>,
     managers: Vec<String>,
 }
 
@@ -729,8 +850,9 @@ async fn local_join(d: Arc<Daemon>, who: Peer, body: Bytes) -> Result<Response> 
         advertise_addr,
         managers: joined.managers.clone(),
     };
-    let tls = TlsState::new(tls_from(&key.key_der(), &cert, &ca).map_err(ApiError::internal)?);
-    save_files(&d.data_dir, &cfg, &key.key_der(), &cert, &ca)?;
+    let trust = joined.trust.clone().unwrap_or_else(|| Trust::single(&ca));
+    let tls = TlsState::new(tls_from(&key.key_der(), &cert, &trust).map_err(ApiError::internal)?);
+    save_files(&d.data_dir, &cfg, &key.key_der(), &cert, &trust)?;
 
     // This node's single-node store is replaced: by an empty cluster store (managers) or by
     // nothing (workers hold no store).
@@ -855,7 +977,7 @@ async fn join_request(
     let req: JoinRequest = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("malformed join request: {e}")))?;
     let store = d.require_leader()?;
-    let c = d.cluster_record()?;
+    let (c, rotation) = d.cluster_and_rotation()?;
     let refuse = |d: &Daemon, why: &str| {
         let _ = d.audit_event(
             Event::new("node-join-refused", &format!("peer:{}", peer.addr))
@@ -873,7 +995,7 @@ async fn join_request(
     if token.digest != lockbox_cluster::pki::cert_digest(&c.ca_cert) {
         refuse(&d, "token for another CA");
         return Err(ApiError::bad_request(
-            "the join token is for a different cluster (its CA digest does not match this cluster's CA)",
+            "the join token is for a different cluster (its CA digest does not match this cluster's CA; if the cluster's CA was rotated, get the current token with 'lockbox cluster join-token')",
         ));
     }
     let role = if token.secret_matches(&d.join_token(&c, NodeRole::Manager)?.secret) {
@@ -896,9 +1018,7 @@ async fn join_request(
             break id;
         }
     };
-    let ca_key = d.open_cluster_secret(&c.ca_key, CA_KEY_OBJECT, c.ca_version)?;
-    let ca = ClusterCa::from_parts(c.ca_cert.clone(), ca_key)
-        .map_err(|e| ApiError::internal(e.to_string()))?;
+    let ca = d.issuing_ca(&c, rotation.as_ref())?;
     let cert = ca
         .issue(
             &csr,
@@ -912,17 +1032,15 @@ async fn join_request(
     let ident =
         PeerIdentity::from_cert_der(&cert).map_err(|e| ApiError::internal(e.to_string()))?;
     let t = now_ns();
-    d.propose(Command::PutNode {
-        node: new_node(
-            node_id,
-            role,
-            &with_port(&req.addr),
-            &req.hostname,
-            &ident,
-            t,
-        ),
-    })
-    .await?;
+    let node = new_node(
+        node_id,
+        role,
+        &with_port(&req.addr),
+        &req.hostname,
+        &ident,
+        t,
+    );
+    d.put_issued(node, &c, rotation.as_ref()).await?;
     d.audit_event(
         Event::new("node-join", &format!("node:{}", node_id_text(node_id)))
             .detail("role", role.as_str())
@@ -937,6 +1055,7 @@ async fn join_request(
             cluster_id: c.cluster_id.clone(),
             cert: b64(&cert),
             ca: b64(&c.ca_cert),
+            trust: Some(Trust::of(&c, rotation.as_ref())),
             managers: manager_addrs(&store.reader),
         },
     ))
@@ -1509,7 +1628,7 @@ async fn cluster_inspect(d: Arc<Daemon>) -> Result<Response> {
     d.cluster_or_err()?;
     d.check_unlocked()?;
     let store = d.store()?;
-    let c = d.cluster_record()?;
+    let (c, rotation) = d.cluster_and_rotation()?;
     let nodes = store.reader.nodes()?;
     let leader = store.replica.leader();
     let leader_id = leader.as_ref().map(|(id, _)| *id);
@@ -1519,7 +1638,8 @@ async fn cluster_inspect(d: Arc<Daemon>) -> Result<Response> {
             "ID": c.cluster_id,
             "CreatedAt": rfc3339(c.created_ns),
             "UpdatedAt": rfc3339(c.updated_ns),
-            "CADigest": format!("sha256:{}", hex_lower(&lockbox_cluster::pki::cert_digest(&c.ca_cert))),
+            "CADigest": sha256_text(&c.ca_cert),
+            "RootRotationInProgress": rotation.is_some(),
             "Leader": leader.map(|(id, addr)| serde_json::json!({"ID": node_id_text(id), "Addr": addr})),
             "Managers": nodes.iter().filter(|n| n.role == NodeRole::Manager).count(),
             "Workers": nodes.iter().filter(|n| n.role == NodeRole::Worker).count(),
@@ -1529,6 +1649,84 @@ async fn cluster_inspect(d: Arc<Daemon>) -> Result<Response> {
             "Self": {"ID": node_id_text(store.replica.node_id()), "IsLeader": leader_id == Some(store.replica.node_id())},
         }),
     ))
+}
+
+/// `GET /v1/cluster/ca`: the cluster's root CA certificate (PEM) and the rotation in
+/// progress, with which nodes it still waits for.
+async fn ca_inspect(d: Arc<Daemon>) -> Result<Response> {
+    d.cluster_or_err()?;
+    d.check_unlocked()?;
+    let (c, rotation) = d.cluster_and_rotation()?;
+    let nodes = d.reader()?.nodes()?;
+    let rotation = rotation.map(|r| {
+        let waiting: Vec<String> = nodes
+            .iter()
+            .filter(|n| !r.has_rotated(n))
+            .map(|n| node_id_text(n.id))
+            .collect();
+        serde_json::json!({
+            "Digest": sha256_text(&r.new_cert),
+            "StartedAt": rfc3339(r.started_ns),
+            "Nodes": nodes.len(),
+            "Rotated": nodes.len() - waiting.len(),
+            "Waiting": waiting,
+        })
+    });
+    Ok(json_response(
+        StatusCode::OK,
+        &serde_json::json!({
+            "Cert": lockbox_cluster::pki::pem_encode("CERTIFICATE", &c.ca_cert),
+            "Digest": sha256_text(&c.ca_cert),
+            "Version": c.ca_version,
+            "Rotation": rotation,
+        }),
+    ))
+}
+
+/// `POST /v1/cluster/ca/rotate`: starts a root CA rotation (see ARCHITECTURE.md, "CA
+/// rotation"). A rotation in progress is replaced, as Docker does: its new root was never
+/// anything but a second trusted root, and nodes that moved to it move again.
+async fn ca_rotate(d: Arc<Daemon>, who: Peer) -> Result<Response> {
+    d.cluster_or_err()?;
+    d.check_unlocked()?;
+    let (c, previous) = d.cluster_and_rotation()?;
+    let current = d.issuing_ca(&c, None)?;
+    let internal = |e: lockbox_cluster::Error| ApiError::internal(e.to_string());
+    let new = ClusterCa::generate(&c.cluster_id).map_err(internal)?;
+    let rotation = CaRotation {
+        new_cert: new.cert_der().to_vec(),
+        new_key: d.seal_cluster_secret(&new.key_der(), CA_KEY_OBJECT, c.ca_version + 1)?,
+        cross_cert: current.cross_sign(&new, &c.cluster_id).map_err(internal)?,
+        started_ns: now_ns(),
+        rotated: BTreeMap::new(),
+    };
+    d.propose(Command::StartCaRotation {
+        rotation,
+        expected_ca_version: c.ca_version,
+    })
+    .await?;
+    let mut event = Event::new("ca-rotate", &Caller::uid(who.uid).actor)
+        .detail("from", &sha256_text(&c.ca_cert))
+        .detail("to", &sha256_text(new.cert_der()));
+    if let Some(p) = &previous {
+        event = event.detail("replaces", &sha256_text(&p.new_cert));
+    }
+    d.audit_event(event)?;
+    Ok(json_response(
+        StatusCode::OK,
+        &serde_json::json!({
+            "Digest": sha256_text(new.cert_der()),
+            "Replaced": previous.map(|p| sha256_text(&p.new_cert)),
+        }),
+    ))
+}
+
+/// A certificate's digest as users see it: `sha256:<hex>`.
+fn sha256_text(der: &[u8]) -> String {
+    format!(
+        "sha256:{}",
+        hex_lower(&lockbox_cluster::pki::cert_digest(der))
+    )
 }
 
 fn hex_lower(b: &[u8]) -> String {
@@ -1689,6 +1887,14 @@ pub(crate) fn local_routes() -> Router<Arc<Daemon>> {
             post(|State(d): App, ConnectInfo(w): Who, Query(q): Query<LeaveQuery>| async move { leave(d, w, q).await }),
         )
         .route(
+            "/cluster/ca",
+            get(|State(d): App| async move { ca_inspect(d).await }),
+        )
+        .route(
+            "/cluster/ca/rotate",
+            post(|State(d): App, ConnectInfo(w): Who| async move { ca_rotate(d, w).await }),
+        )
+        .route(
             "/cluster/join-token/{role}",
             get(|State(d): App, ConnectInfo(w): Who, UrlPath(role): UrlPath<String>, Query(q): Query<TokenQuery>| async move {
                 join_token(d, w, role, q).await
@@ -1762,6 +1968,7 @@ async fn watch(d: Arc<Daemon>) {
     // A node promoted a moment ago still reads its old (worker) record until its store has
     // caught up: only a worker record seen *after* a manager record is a demotion.
     let mut seen_as_manager = false;
+    let mut retry_trust_at = tokio::time::Instant::now();
     loop {
         let Some(cluster) = d.cluster() else { return };
         if *cluster.stop.borrow() || cluster.config().role != NodeRole::Manager {
@@ -1775,7 +1982,16 @@ async fn watch(d: Arc<Daemon>) {
                 continue;
             }
         };
-        if let Ok(Some(c)) = store.reader.cluster() {
+        if let Ok(Some((c, rotation))) = store.reader.cluster_and_rotation() {
+            follow_ca_rotation(
+                &d,
+                &cluster,
+                &store,
+                &c,
+                rotation.as_ref(),
+                &mut retry_trust_at,
+            )
+            .await;
             if c.unlock_version > seen_unlock_version {
                 if let Some(sealed) = &c.unlock_key
                     && let Ok(raw) =
@@ -1811,6 +2027,56 @@ async fn watch(d: Arc<Daemon>) {
         if let Ok(store) = d.store() {
             store.replica.changed(Duration::from_secs(2)).await;
         }
+    }
+}
+
+/// The watcher's part of a CA rotation: this manager re-issues its own certificate when its
+/// trust is not what the cluster's state asks for (a rotation started, was replaced, or
+/// finished), and the leader finishes the rotation once every node's current certificate
+/// is from the new root.
+async fn follow_ca_rotation(
+    d: &Arc<Daemon>,
+    cluster: &Arc<Cluster>,
+    store: &NodeStore,
+    c: &ClusterRecord,
+    rotation: Option<&CaRotation>,
+    retry_at: &mut tokio::time::Instant,
+) {
+    let target = Trust::of(c, rotation).tag();
+    let now = tokio::time::Instant::now();
+    if cluster.tls.get().trust.tag() != target && now >= *retry_at {
+        // In the background: the renewal goes through a manager, maybe this one, whose
+        // proposals must not wait for this loop.
+        *retry_at = now + Duration::from_secs(2);
+        let (d, cluster) = (d.clone(), cluster.clone());
+        tokio::spawn(async move { ensure_trust(&d, &cluster, &target).await });
+    }
+    let Some(r) = rotation else { return };
+    if !store.replica.is_leader() {
+        return;
+    }
+    let Ok(nodes) = store.reader.nodes() else {
+        return;
+    };
+    if !nodes.iter().all(|n| r.has_rotated(n)) {
+        return;
+    }
+    let finish = Command::FinishCaRotation {
+        rotation_started_ns: r.started_ns,
+        time_ns: now_ns(),
+    };
+    match d.propose(finish).await {
+        Ok(_) => {
+            let _ = d.audit_event(
+                Event::new(
+                    "ca-rotate-finish",
+                    &format!("node:{}", node_id_text(store.replica.node_id())),
+                )
+                .detail("ca", &sha256_text(&r.new_cert))
+                .detail("nodes", &nodes.len().to_string()),
+            );
+        }
+        Err(e) => tracing::info!("the CA rotation cannot finish yet: {e}"),
     }
 }
 
@@ -1909,6 +2175,14 @@ struct RenewRequest {
     csr: String,
 }
 
+#[derive(Debug, Deserialize)]
+struct RenewResponse {
+    cert: String,
+    /// Absent from managers that predate CA rotations: the node keeps its trust.
+    #[serde(default)]
+    trust: Option<Trust>,
+}
+
 /// `/cluster/renew`: a node presents its current certificate and a new CSR; the CA issues a
 /// certificate for the same identity, and the node record accepts the old one until it
 /// expires (so connections opened before the swap keep working).
@@ -1920,10 +2194,8 @@ async fn renew(
     let who = authorize(&d, &peer, false)?;
     let req: RenewRequest = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("malformed renew request: {e}")))?;
-    let c = d.cluster_record()?;
-    let ca_key = d.open_cluster_secret(&c.ca_key, CA_KEY_OBJECT, c.ca_version)?;
-    let ca = ClusterCa::from_parts(c.ca_cert.clone(), ca_key)
-        .map_err(|e| ApiError::internal(e.to_string()))?;
+    let (c, rotation) = d.cluster_and_rotation()?;
+    let ca = d.issuing_ca(&c, rotation.as_ref())?;
     let mut node = who.node;
     let cert = ca
         .issue(
@@ -1941,14 +2213,15 @@ async fn renew(
         std::mem::replace(&mut node.cert_fingerprint, ident.fingerprint.to_vec());
     node.cert_not_after_ns = system_time_ns(ident.not_after);
     node.updated_ns = now_ns();
-    d.propose(Command::PutNode { node: node.clone() }).await?;
-    d.audit_event(Event::new(
-        "cert-renew",
-        &format!("node:{}", node_id_text(node.id)),
-    ))?;
+    let id = node.id;
+    d.put_issued(node, &c, rotation.as_ref()).await?;
+    let trust = Trust::of(&c, rotation.as_ref());
+    d.audit_event(
+        Event::new("cert-renew", &format!("node:{}", node_id_text(id))).detail("ca", &trust.issuer),
+    )?;
     Ok(json_response(
         StatusCode::OK,
-        &serde_json::json!({"cert": b64(&cert)}),
+        &serde_json::json!({"cert": b64(&cert), "trust": trust}),
     ))
 }
 
@@ -1990,6 +2263,32 @@ async fn renewal(d: Arc<Daemon>) {
 }
 
 async fn renew_once(d: &Arc<Daemon>, c: &Cluster) -> Result<()> {
+    let _one = c.renewing.lock().await;
+    renew_locked(d, c).await
+}
+
+/// Renews now if this node's trust is not `target` (the tag of [`Trust::of`] the cluster's
+/// state: a CA rotation started or finished), unless a renewal is already running.
+pub(crate) async fn ensure_trust(d: &Arc<Daemon>, c: &Cluster, target: &str) {
+    let Ok(_one) = c.renewing.try_lock() else {
+        return;
+    };
+    if c.tls.get().trust.tag() == target {
+        return;
+    }
+    match renew_locked(d, c).await {
+        Ok(()) => tracing::info!("node certificate re-issued: the cluster's CA is rotating"),
+        Err(e) => tracing::warn!("certificate re-issue for the CA rotation failed: {e}"),
+    }
+}
+
+/// The tag of the trust a node of this cluster should have now (`None` off a manager).
+pub(crate) fn target_trust_tag(d: &Daemon) -> Option<String> {
+    let (c, rotation) = d.cluster_and_rotation().ok()?;
+    Some(Trust::of(&c, rotation.as_ref()).tag())
+}
+
+async fn renew_locked(d: &Arc<Daemon>, c: &Cluster) -> Result<()> {
     let key = NodeKey::generate().map_err(|e| ApiError::internal(e.to_string()))?;
     let csr = key
         .csr_der()
@@ -2010,12 +2309,12 @@ async fn renew_once(d: &Arc<Daemon>, c: &Cluster) -> Result<()> {
         .await
         {
             Ok(a) if a.status == 200 => {
-                let v: serde_json::Value = serde_json::from_slice(&a.body)
-                    .map_err(|e| ApiError::internal(e.to_string()))?;
-                let cert = unb64(v["cert"].as_str().unwrap_or(""), "certificate")?;
-                let tls =
-                    tls_from(&key.key_der(), &cert, &current.ca_der).map_err(ApiError::internal)?;
-                save_files(&d.data_dir, &cfg, &key.key_der(), &cert, &current.ca_der)?;
+                let renewed: RenewResponse = serde_json::from_slice(&a.body)
+                    .map_err(|e| ApiError::internal(format!("unexpected renew answer: {e}")))?;
+                let cert = unb64(&renewed.cert, "certificate")?;
+                let trust = renewed.trust.unwrap_or_else(|| current.trust.clone());
+                let tls = tls_from(&key.key_der(), &cert, &trust).map_err(ApiError::internal)?;
+                save_files(&d.data_dir, &cfg, &key.key_der(), &cert, &trust)?;
                 c.tls.set(tls);
                 return Ok(());
             }

@@ -870,6 +870,23 @@ impl Daemon {
             })
             .await?;
         }
+        // 2c. And the new root's key of a CA rotation in progress.
+        if let Some((c, Some(r))) = self.reader()?.cluster_and_rotation()? {
+            let version = c.ca_version + 1;
+            let mut next = r.clone();
+            next.new_key = self.with_ring(|ring| {
+                let object = lockbox_store::cluster::CA_KEY_OBJECT;
+                let plain = r
+                    .new_key
+                    .open(ring.get(r.new_key.kek_id)?, object, version)?;
+                Ok(Sealed::seal(ring.get(new_id)?, object, version, &plain)?)
+            })?;
+            self.propose(Command::StartCaRotation {
+                rotation: next,
+                expected_ca_version: c.ca_version,
+            })
+            .await?;
+        }
         // 3. Only now drop the old KEK. (Other managers keep it: harmless, and a KEK
         //    rotation racing on two managers cannot strand either.)
         {

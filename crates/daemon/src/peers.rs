@@ -32,7 +32,7 @@ pub(crate) struct Tls {
     pub(crate) server: Arc<rustls::ServerConfig>,
     pub(crate) client: Arc<rustls::ClientConfig>,
     pub(crate) identity: PeerIdentity,
-    pub(crate) ca_der: Vec<u8>,
+    pub(crate) trust: crate::cluster::Trust,
 }
 
 /// The current [`Tls`], replaced on certificate renewal.

@@ -55,6 +55,12 @@ pub(crate) enum ClusterCmd {
         #[arg(short, long)]
         format: Option<String>,
     },
+    /// Print the cluster's root CA certificate, or rotate the root CA
+    #[command(
+        long_about = "Print the cluster's root CA certificate (PEM), or rotate the root CA.\n\nWith --rotate a manager makes a new root CA and a copy of it cross-signed by the current root. Every node then re-issues its certificate from the new root and presents it with the cross-signed copy, so nodes that still trust only the current root keep accepting it. Once every node's certificate is from the new root, the new root replaces the old one: nodes stop trusting the old root, certificates it issued are refused, and the join tokens change (their CA digest does; get them again with 'lockbox cluster join-token'). A node that is down holds the rotation until it is back, or removed with 'lockbox node rm'. Rotating again while a rotation is in progress replaces it.",
+        after_help = "Examples:\n  lockbox cluster ca > ca.pem\n  lockbox cluster ca --rotate                  # waits, showing progress; Ctrl-C leaves it running\n  lockbox cluster ca --rotate --detach         # returns at once\n  lockbox cluster ca --rotate --timeout 10m    # gives up waiting (not rotating) after 10 minutes"
+    )]
+    Ca(CaArgs),
     /// Show the managers' unlock key, rotate it, or split it into shares
     #[command(
         name = "unlock-key",
@@ -146,6 +152,22 @@ pub(crate) struct JoinArgs {
     /// A manager's address
     #[arg(value_name = "HOST:PORT")]
     pub(crate) remote_addr: String,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct CaArgs {
+    /// Rotate the root CA (see above), then print the new root certificate
+    #[arg(long)]
+    pub(crate) rotate: bool,
+    /// With --rotate: return once the rotation has started instead of waiting for it
+    #[arg(short, long, requires = "rotate")]
+    pub(crate) detach: bool,
+    /// With --rotate: print no progress
+    #[arg(short, long, requires = "rotate")]
+    pub(crate) quiet: bool,
+    /// With --rotate: stop waiting after this long (e.g. 10m) and say which nodes the rotation waits for; it carries on
+    #[arg(long, value_name = "DURATION", value_parser = duration_secs, requires = "rotate", conflicts_with = "detach")]
+    pub(crate) timeout: Option<u64>,
 }
 
 #[derive(Debug, Args)]
@@ -671,6 +693,105 @@ fn render_cluster(c: &Value, format: Option<&str>) -> Result<String, String> {
 // ---------------------------------------------------------------------------------------------
 // Handlers
 
+#[derive(Debug, Deserialize)]
+struct CaResponse {
+    #[serde(rename = "Cert")]
+    cert: String,
+    #[serde(rename = "Digest")]
+    digest: String,
+    #[serde(rename = "Rotation")]
+    rotation: Option<CaProgress>,
+}
+
+#[derive(Debug, Deserialize)]
+struct CaProgress {
+    #[serde(rename = "Digest")]
+    digest: String,
+    #[serde(rename = "Nodes")]
+    nodes: usize,
+    #[serde(rename = "Rotated")]
+    rotated: usize,
+    #[serde(rename = "Waiting")]
+    waiting: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct CaRotateResponse {
+    #[serde(rename = "Digest")]
+    digest: String,
+    #[serde(rename = "Replaced")]
+    replaced: Option<String>,
+}
+
+/// Where a rotation to the root `want` stands, as `cluster ca --rotate` reports it.
+#[derive(Debug, PartialEq, Eq)]
+enum CaState {
+    /// In progress: the progress line.
+    Rotating(String),
+    Done,
+    /// Another rotation replaced this one (its new root's digest).
+    Replaced(String),
+}
+
+fn ca_state(want: &str, r: &CaResponse) -> CaState {
+    match &r.rotation {
+        Some(p) if p.digest == want => CaState::Rotating(format!(
+            "rotated TLS certificates: {}/{} nodes",
+            p.rotated, p.nodes
+        )),
+        Some(p) => CaState::Replaced(p.digest.clone()),
+        None if r.digest == want => CaState::Done,
+        None => CaState::Replaced(r.digest.clone()),
+    }
+}
+
+/// `cluster ca --rotate` without `--detach`: polls the daemon, printing each new progress
+/// line, until the rotation finished, was replaced, or `timeout` passed.
+async fn wait_for_ca(
+    c: &Client,
+    want: &str,
+    quiet: bool,
+    timeout: Option<u64>,
+) -> anyhow::Result<CaResponse> {
+    let deadline = timeout.map(|s| std::time::Instant::now() + std::time::Duration::from_secs(s));
+    let mut shown = String::new();
+    loop {
+        let r: CaResponse = c.get("/v1/cluster/ca").await?;
+        match ca_state(want, &r) {
+            CaState::Done => {
+                if !quiet {
+                    eprintln!("rotated CA certificates: done (the old root is no longer trusted)");
+                }
+                return Ok(r);
+            }
+            CaState::Replaced(other) => {
+                return Err(Exit(
+                    exit_codes::FAILURE,
+                    format!("the CA rotation to {want} was replaced by another one (to {other})"),
+                )
+                .into());
+            }
+            CaState::Rotating(line) => {
+                if !quiet && line != shown {
+                    eprintln!("{line}");
+                    shown = line;
+                }
+            }
+        }
+        if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+            let waiting = r.rotation.map(|p| p.waiting.join(", ")).unwrap_or_default();
+            return Err(Exit(
+                exit_codes::FAILURE,
+                format!(
+                    "timed out waiting for the CA rotation; it carries on in the background. Waiting for node(s): {waiting} (a node that is down holds the rotation until it is back or removed with 'lockbox node rm')"
+                ),
+            )
+            .into());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+}
+
 fn usage(e: String) -> Exit {
     Exit(exit_codes::USAGE, e)
 }
@@ -769,6 +890,33 @@ pub(crate) async fn cluster(c: &Client, cmd: ClusterCmd) -> anyhow::Result<i32> 
         ClusterCmd::Inspect { format } => {
             let info: Value = c.get("/v1/cluster").await?;
             print(&render_cluster(&info, format.as_deref()).map_err(usage)?)?;
+            Ok(0)
+        }
+        ClusterCmd::Ca(a) if !a.rotate => {
+            let r: CaResponse = c.get("/v1/cluster/ca").await?;
+            print(&r.cert)?;
+            Ok(0)
+        }
+        ClusterCmd::Ca(a) => {
+            let started: CaRotateResponse = c
+                .post("/v1/cluster/ca/rotate", &serde_json::json!({}))
+                .await?;
+            if !a.quiet {
+                if let Some(old) = &started.replaced {
+                    eprintln!("replaced the CA rotation in progress (to {old})");
+                }
+                eprintln!("desired root digest: {}", started.digest);
+            }
+            if a.detach {
+                if !a.quiet {
+                    eprintln!(
+                        "the rotation continues in the background; 'lockbox cluster ca' prints the new root once it is done"
+                    );
+                }
+                return Ok(0);
+            }
+            let done = wait_for_ca(c, &started.digest, a.quiet, a.timeout).await?;
+            print(&done.cert)?;
             Ok(0)
         }
         ClusterCmd::UnlockKey(a) => {
@@ -1160,6 +1308,7 @@ mod tests {
             &["cluster", "join"],
             &["cluster", "leave"],
             &["cluster", "inspect"],
+            &["cluster", "ca"],
             &["cluster", "unlock-key"],
             &["cluster", "unlock"],
             &["node", "ls"],
@@ -1197,6 +1346,9 @@ mod tests {
             &["cluster", "unlock-key", "--split", "2/256"],
             &["cluster", "unlock-key", "--split", "three"],
             &["cluster", "init", "--cert-expiry", "90"],
+            &["cluster", "ca", "--detach"],
+            &["cluster", "ca", "--rotate", "--detach", "--timeout", "1m"],
+            &["cluster", "ca", "--rotate", "--timeout", "soon"],
             &["node", "update", "--availability", "gone", "1"],
             &["node", "update", "--role", "boss", "1"],
             &["node", "update", "--label-add", "=v", "1"],
@@ -1226,6 +1378,36 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn ca_rotation_progress() {
+        let r = |digest: &str, rotation: Option<(&str, usize, usize)>| CaResponse {
+            cert: String::new(),
+            digest: digest.into(),
+            rotation: rotation.map(|(d, nodes, rotated)| CaProgress {
+                digest: d.into(),
+                nodes,
+                rotated,
+                waiting: Vec::new(),
+            }),
+        };
+        assert_eq!(
+            ca_state("sha256:new", &r("sha256:old", Some(("sha256:new", 3, 2)))),
+            CaState::Rotating("rotated TLS certificates: 2/3 nodes".into())
+        );
+        assert_eq!(
+            ca_state("sha256:new", &r("sha256:new", None)),
+            CaState::Done
+        );
+        assert_eq!(
+            ca_state("sha256:new", &r("sha256:old", Some(("sha256:newer", 3, 0)))),
+            CaState::Replaced("sha256:newer".into())
+        );
+        assert_eq!(
+            ca_state("sha256:new", &r("sha256:newer", None)),
+            CaState::Replaced("sha256:newer".into())
+        );
     }
 
     #[test]

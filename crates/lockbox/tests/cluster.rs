@@ -880,3 +880,321 @@ fn cluster_and_node_requests_refuse_bad_input_with_clear_messages() {
     assert_eq!(nodes[0]["Availability"], "active");
     assert_eq!(nodes[0]["Labels"], serde_json::json!({}));
 }
+
+/// `GET /v1/cluster/ca` on `d`.
+fn ca_of(d: &Daemon) -> Value {
+    let (st, v) = json(d, "GET", "/v1/cluster/ca", None);
+    assert_eq!(st, 200, "cluster ca: {v}");
+    v
+}
+
+/// What node `d` trusts and presents (`cluster/trust.json`).
+fn trust_of(d: &Daemon) -> Value {
+    let raw = std::fs::read(d.data().join("cluster/trust.json")).unwrap_or_default();
+    serde_json::from_slice(&raw).unwrap_or_default()
+}
+
+/// One POST to a node API over mutual TLS, presenting `cert` (with no intermediates) and
+/// trusting `roots`: the status, or how the connection failed.
+fn node_request(
+    addr: &str,
+    roots: &[&[u8]],
+    cert: &[u8],
+    key: &[u8],
+    path: &str,
+) -> Result<u16, String> {
+    use std::io::{Read as _, Write as _};
+    let config = lockbox_cluster::tls::client_config_roots(roots, vec![cert.to_vec()], key)
+        .map_err(|e| e.to_string())?;
+    let conn = rustls::ClientConnection::new(config, lockbox_cluster::tls::server_name())
+        .map_err(|e| e.to_string())?;
+    let tcp = std::net::TcpStream::connect(addr).map_err(|e| e.to_string())?;
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    let req = format!(
+        "POST {path} HTTP/1.1\r\nHost: lockbox-node\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{{}}"
+    );
+    tls.write_all(req.as_bytes()).map_err(|e| e.to_string())?;
+    let mut resp = Vec::new();
+    tls.read_to_end(&mut resp).map_err(|e| e.to_string())?;
+    Ok(crate::support::parse_response(&resp).0)
+}
+
+/// Waits until every node's certificate is from the root in `ca` (a `GET /v1/cluster/ca`
+/// answer) and it trusts that root alone.
+fn wait_for_new_root_only(c: &Cluster, ca: &Value) {
+    let digest = ca["Digest"].as_str().unwrap().trim_start_matches("sha256:");
+    wait_until(
+        "every node trusts only the new root",
+        Duration::from_secs(20),
+        || {
+            c.nodes.iter().all(|n| {
+                let t = trust_of(&n.d);
+                t["issuer"] == digest && t["roots"].as_array().is_some_and(|r| r.len() == 1)
+            })
+        },
+    );
+}
+
+/// The P-256 public key (65 bytes) in a certificate's SubjectPublicKeyInfo.
+fn p256_public_key(cert: &[u8]) -> Vec<u8> {
+    // OID prime256v1, then the BIT STRING of the key.
+    let prefix = [
+        0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
+    ];
+    let at = cert
+        .windows(prefix.len())
+        .position(|w| w == prefix)
+        .expect("a P-256 certificate")
+        + prefix.len();
+    cert[at..at + 65].to_vec()
+}
+
+/// How a plaintext private key (PKCS#8 / SEC 1) for `public` shows: its `[1]` public-key
+/// field. A certificate carries the same key under another tag, so this finds only a key.
+fn private_key_marker(public: &[u8]) -> Vec<u8> {
+    let mut m = vec![0xa1, 0x44, 0x03, 0x42, 0x00];
+    m.extend_from_slice(public);
+    m
+}
+
+/// Fails if any file under any node's data directory holds the private key of `root`.
+fn assert_ca_key_nowhere(c: &Cluster, root: &[u8]) {
+    let marker = private_key_marker(&p256_public_key(root));
+    for n in &c.nodes {
+        for f in crate::keys::walk(&n.d.data()) {
+            let bytes = std::fs::read(&f).unwrap_or_default();
+            assert!(
+                !bytes.windows(marker.len()).any(|w| w == marker),
+                "a CA private key in plaintext in {}",
+                f.display()
+            );
+        }
+    }
+}
+
+#[test]
+fn ca_rotation_moves_every_node_to_the_new_root_then_refuses_the_old_one() {
+    let (c, _) = Cluster::start(2, 1, false);
+    c.ready_worker();
+    let before = ca_of(&c.nodes[0].d);
+    let old_token = c.token("worker");
+    let worker_dir = c.nodes[2].d.data().join("cluster");
+    let read = |p: std::path::PathBuf| std::fs::read(p).unwrap();
+    let (old_cert, old_key) = (
+        read(worker_dir.join("node.crt")),
+        read(worker_dir.join("node.key")),
+    );
+    let old_root = read(worker_dir.join("ca.crt"));
+
+    // Rotate from the follower (the proposal is forwarded), waiting for the end; writes
+    // carry on meanwhile, through both managers.
+    let sock = c.nodes[1].d.sock();
+    let cli = std::thread::spawn(move || {
+        crate::support::run_cli(
+            &sock,
+            &["cluster", "ca", "--rotate", "--timeout", "60s"],
+            None,
+        )
+    });
+    for i in 0..6 {
+        let (st, body) = c.create(i % 2, &format!("during-rotation-{i}"), b"v");
+        assert_eq!(st, 201, "write during the rotation: {body}");
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    let out = cli.join().unwrap();
+    assert_eq!(out.code, 0, "cluster ca --rotate: {out:?}");
+    assert!(
+        out.stderr.contains("desired root digest: sha256:"),
+        "{out:?}"
+    );
+    assert!(
+        out.stderr.contains("rotated CA certificates: done"),
+        "{out:?}"
+    );
+    let after = ca_of(&c.nodes[0].d);
+    assert!(after["Rotation"].is_null(), "{after}");
+    assert_ne!(after["Cert"], before["Cert"]);
+    assert_eq!(
+        out.stdout,
+        after["Cert"].as_str().unwrap(),
+        "prints the new root"
+    );
+    assert_eq!(c.nodes[1].d.lb(&["cluster", "ca"]).stdout, out.stdout);
+
+    // Every node ends on a certificate from the new root and drops the old root.
+    wait_for_new_root_only(&c, &after);
+    let new_root = read(c.nodes[0].d.data().join("cluster/ca.crt"));
+    assert_ne!(new_root, old_root);
+
+    // Writes replicate after the rotation too, and the worker's agent still follows.
+    assert_eq!(c.create(1, "after-rotation", b"v").0, 201);
+    wait_until("the write replicates", Duration::from_secs(10), || {
+        c.nodes[0]
+            .d
+            .http("GET", "/v1/secrets/after-rotation", None)
+            .0
+            == 200
+    });
+    c.ready_worker();
+
+    // The join tokens' CA digest changed (the secrets did not); the old token is refused.
+    let new_token = c.token("worker");
+    assert_ne!(old_token[..60], new_token[..60]);
+    assert_eq!(old_token[60..], new_token[60..]);
+    let joiner = Daemon::start_in(&[], &[TIMING], &[]);
+    let addr = format!("127.0.0.1:{}", free_port());
+    let try_join = |token: &str| {
+        let body = serde_json::json!({"Token": token, "RemoteAddr": c.nodes[0].addr, "ListenAddr": addr, "AdvertiseAddr": addr});
+        json(&joiner, "POST", "/v1/cluster/join", Some(&body.to_string()))
+    };
+    // Bad inputs: not in a cluster, not a manager.
+    let o = joiner.lb(&["cluster", "ca", "--rotate"]);
+    assert_ne!(o.code, 0);
+    assert!(o.stderr.contains("not part of a cluster"), "{o:?}");
+    let o = c.nodes[2].d.lb(&["cluster", "ca", "--rotate", "--detach"]);
+    assert_ne!(o.code, 0);
+    assert!(o.stderr.to_lowercase().contains("manager"), "{o:?}");
+    let (st, v) = try_join(&old_token);
+    assert!(st >= 400, "old token: {v}");
+    assert!(v["message"].as_str().unwrap().contains("digest"), "{v}");
+    let (st, v) = try_join(&new_token);
+    assert_eq!(st, 200, "new token: {v}");
+
+    // A certificate the old root issued is refused in the handshake, though the client
+    // trusts both roots (so it is the server that refuses).
+    let refused = node_request(
+        &c.nodes[0].addr,
+        &[&old_root, &new_root],
+        &old_cert,
+        &old_key,
+        "/agent/register",
+    );
+    assert!(refused.is_err(), "old certificate accepted: {refused:?}");
+    // The same request with the worker's current certificate goes through the TLS layer.
+    let (cert, key) = (
+        read(worker_dir.join("node.crt")),
+        read(worker_dir.join("node.key")),
+    );
+    let ok = node_request(
+        &c.nodes[0].addr,
+        &[&new_root],
+        &cert,
+        &key,
+        "/agent/register",
+    );
+    assert_eq!(ok, Ok(200));
+
+    // Neither root's private key is on any disk in the clear (the detector does find the
+    // worker's own key in its node.key, which must be plaintext).
+    let own = private_key_marker(&p256_public_key(&cert));
+    assert!(key.windows(own.len()).any(|w| w == own));
+    assert_ca_key_nowhere(&c, &old_root);
+    assert_ca_key_nowhere(&c, &new_root);
+
+    let audit = |i: usize| std::fs::read_to_string(c.nodes[i].d.data().join("audit.log")).unwrap();
+    assert!(audit(1).contains("ca-rotate"), "{}", audit(1));
+    assert!((0..2).any(|i| audit(i).contains("ca-rotate-finish")));
+}
+
+#[test]
+fn ca_rotation_held_by_a_down_node_replaced_by_a_second_joined_and_kek_rotated_meanwhile() {
+    let (mut c, _) = Cluster::start(1, 1, false);
+    let worker = c.ready_worker();
+    let before = ca_of(&c.nodes[0].d);
+    c.nodes[1].d.stop();
+    let m = &c.nodes[0].d;
+    let first = m.lb(&["cluster", "ca", "--rotate", "--detach"]);
+    assert_eq!(first.code, 0, "{first:?}");
+    let second = m.lb(&["cluster", "ca", "--rotate", "--detach", "-q"]);
+    assert_eq!(second.code, 0, "{second:?}");
+    assert_eq!(second.stderr, "", "-q prints nothing");
+    // The manager moves; the stopped worker holds the rotation, and waiting says so.
+    let o = m.lb(&["cluster", "ca", "--rotate", "--timeout", "3s"]);
+    assert_eq!(o.code, 1, "{o:?}");
+    assert!(
+        o.stderr.contains("replaced the CA rotation in progress"),
+        "{o:?}"
+    );
+    assert!(
+        o.stderr.contains("timed out") && o.stderr.contains(&worker),
+        "names the node it waits for: {o:?}"
+    );
+    let v = ca_of(m);
+    let waiting = v["Rotation"]["Waiting"].as_array().unwrap();
+    assert!(waiting.contains(&Value::String(worker.clone())), "{v}");
+    assert_eq!(v["Cert"], before["Cert"], "not finished");
+    assert_eq!(
+        json(m, "GET", "/v1/cluster", None).1["RootRotationInProgress"],
+        true
+    );
+    // A node joining meanwhile, with the token of the old root (still the cluster's), pins
+    // the old root in the manager's chain [leaf, cross-signed new root, old root] and gets
+    // its certificate from the new root straight away.
+    let addr = format!("127.0.0.1:{}", free_port());
+    c.nodes.push(Node {
+        d: Daemon::start_in(&[], &[TIMING], &[]),
+        addr,
+    });
+    c.join(2, "worker");
+    let m = &c.nodes[0].d;
+    wait_until(
+        "the manager and the new node are on the new root, the stopped worker is not",
+        Duration::from_secs(10),
+        || {
+            let v = ca_of(m);
+            v["Rotation"]["Nodes"] == 3 && v["Rotation"]["Waiting"] == serde_json::json!([worker])
+        },
+    );
+    // A KEK rotation meanwhile re-seals the new root's key too (the old KEK is dropped):
+    // the new root keeps issuing, during the rotation and after it.
+    let (st, kek) = json(m, "POST", "/v1/kek/rotate", None);
+    assert_eq!(st, 200, "kek rotate: {kek}");
+    // The worker comes back with its old certificate, is still accepted (both roots are
+    // trusted), re-issues, and the rotation finishes.
+    c.nodes[1].d.restart(&[]);
+    let m = &c.nodes[0].d;
+    wait_until("the rotation finishes", Duration::from_secs(30), || {
+        ca_of(m)["Rotation"].is_null()
+    });
+    let after = ca_of(m);
+    assert_ne!(after["Cert"], before["Cert"]);
+    assert_eq!(
+        after["Digest"], v["Rotation"]["Digest"],
+        "the last rotation won"
+    );
+    assert_eq!(
+        json(m, "GET", "/v1/cluster", None).1["RootRotationInProgress"],
+        false
+    );
+    // Both nodes end trusting the new root alone, which took one more certificate from it.
+    wait_for_new_root_only(&c, &after);
+}
+
+#[test]
+fn ca_rotation_needs_an_unlocked_manager_and_works_on_a_single_one() {
+    let (mut c, key) = Cluster::start(1, 0, true);
+    // A node from before rotations has no trust.json: it trusts ca.crt alone, and rotates.
+    std::fs::remove_file(c.nodes[0].d.data().join("cluster/trust.json")).unwrap();
+    c.nodes[0].d.restart(&[]);
+    let d = &c.nodes[0].d;
+    let before = ca_pem_on_disk(d);
+    let o = d.lb(&["cluster", "ca", "--rotate"]);
+    assert_eq!(o.code, 4, "a locked manager: {o:?}");
+    assert!(o.stderr.contains("unlock"), "{o:?}");
+    let body = serde_json::json!({"UnlockKey": key.unwrap()});
+    let (st, v) = json(d, "POST", "/v1/unlock", Some(&body.to_string()));
+    assert_eq!(st, 200, "unlock: {v}");
+    let o = d.lb(&["cluster", "ca", "--rotate", "-q", "--timeout", "30s"]);
+    assert_eq!(o.code, 0, "{o:?}");
+    assert_eq!(o.stderr, "", "-q: no progress");
+    assert_ne!(o.stdout, before);
+    assert_eq!(ca_of(d)["Cert"], o.stdout.as_str());
+    wait_for_new_root_only(&c, &ca_of(d));
+}
+
+/// The root CA PEM, read from the node's files (the API answers 503 while it is locked).
+fn ca_pem_on_disk(d: &Daemon) -> String {
+    let der = std::fs::read(d.data().join("cluster/ca.crt")).unwrap();
+    lockbox_cluster::pki::pem_encode("CERTIFICATE", &der)
+}

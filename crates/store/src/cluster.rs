@@ -63,6 +63,36 @@ pub struct ClusterRecord {
     pub revoked: Vec<Vec<u8>>,
 }
 
+/// A root CA rotation in progress (`lockbox cluster ca --rotate`), kept apart from
+/// [`ClusterRecord`] (key `ca-rotation`) so that records and log entries written before
+/// rotations existed still decode (postcard is not self-describing: a new field would be a
+/// format change). [`crate::Command::FinishCaRotation`] moves the new root into the cluster
+/// record once every node's current certificate is from it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CaRotation {
+    /// The new root (DER) and its private key sealed under the KEK (object
+    /// [`CA_KEY_OBJECT`], version = the cluster's `ca_version` + 1: the version it will have).
+    pub new_cert: Vec<u8>,
+    pub new_key: Sealed,
+    /// The new root's subject and key signed by the current root: the intermediate nodes
+    /// present so that a peer trusting only the current root accepts their new certificates.
+    pub cross_cert: Vec<u8>,
+    /// When the rotation started; also its identity (a second `--rotate` replaces it).
+    pub started_ns: i64,
+    /// Nodes whose certificate the new root issued: node ID → that certificate's SHA-256. A
+    /// node counts as rotated while this is still its record's `cert_fingerprint`.
+    pub rotated: BTreeMap<u64, Vec<u8>>,
+}
+
+impl CaRotation {
+    /// Whether `node`'s current certificate is from the new root.
+    pub fn has_rotated(&self, node: &NodeRecord) -> bool {
+        self.rotated
+            .get(&node.id)
+            .is_some_and(|fp| !fp.is_empty() && *fp == node.cert_fingerprint)
+    }
+}
+
 /// One node of the cluster.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeRecord {

@@ -14,7 +14,7 @@ mod model;
 mod read;
 pub mod validate;
 
-pub use cluster::{ClusterRecord, NodeRecord, NodeRole, node_id_text, parse_node_id};
+pub use cluster::{CaRotation, ClusterRecord, NodeRecord, NodeRole, node_id_text, parse_node_id};
 pub use error::StoreError;
 pub use machine::{Command, Response, Rewrapped, Store};
 pub use model::{

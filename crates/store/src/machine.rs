@@ -13,7 +13,7 @@ use redb::{
 use serde::{Deserialize, Serialize};
 
 use crate::StoreError;
-use crate::cluster::{ClusterRecord, NodeRecord};
+use crate::cluster::{CaRotation, ClusterRecord, NodeRecord};
 use crate::model::{DriverRec, Kind, NewVersion, ObjectRecord, ServiceRecord, VersionMeta};
 
 pub(crate) const OBJECTS: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new("objects");
@@ -22,12 +22,15 @@ pub(crate) const VERSIONS: TableDefinition<'static, &[u8], &[u8]> =
     TableDefinition::new("versions");
 pub(crate) const SERVICES: TableDefinition<'static, &[u8], &[u8]> =
     TableDefinition::new("services");
-/// The cluster record (key `cluster`) and node records (key `node/<raft id, big-endian>`).
+/// The cluster record (key `cluster`), node records (key `node/<raft id, big-endian>`) and a
+/// CA rotation in progress (key `ca-rotation`).
 pub(crate) const CLUSTER: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new("cluster");
 const ALL: [TableDefinition<'static, &[u8], &[u8]>; 5] =
     [OBJECTS, NAMES, VERSIONS, SERVICES, CLUSTER];
 
 pub(crate) const CLUSTER_KEY: &[u8] = b"cluster";
+/// A CA rotation in progress ([`CaRotation`]).
+pub(crate) const CA_ROTATION_KEY: &[u8] = b"ca-rotation";
 
 pub(crate) fn node_key(id: u64) -> Vec<u8> {
     let mut k = b"node/".to_vec();
@@ -124,6 +127,34 @@ pub enum Command {
     /// object and service gets this entry's index as its `Version.Index`, so indexes stay
     /// monotonic in the new log. Refused, writing nothing, unless every table is empty.
     Restore { dump: Vec<u8> },
+    // New variants go last: postcard encodes the variant's position, and log entries
+    // written by earlier versions must keep decoding.
+    /// `lockbox cluster ca --rotate`: records a rotation to a new root, replacing one in
+    /// progress (the same one, with its key re-sealed after a KEK rotation, keeps its
+    /// progress). Refused unless the cluster's CA is still at `expected_ca_version` (the new
+    /// key is sealed for the version after it).
+    StartCaRotation {
+        rotation: CaRotation,
+        expected_ca_version: u64,
+    },
+    /// [`Command::PutNode`] for a certificate just issued while the cluster's CA was at
+    /// `ca_version`, by the new root of the rotation that started at `rotation_started_ns`
+    /// if that is set. Refused if the CA version moved since (a rotation finished: the
+    /// certificate may be from the root that was just dropped). Counts the node as rotated
+    /// when that rotation is still the one in progress (in the same entry, so a crash cannot
+    /// leave a node rotated but uncounted).
+    PutIssuedNode {
+        node: NodeRecord,
+        ca_version: u64,
+        rotation_started_ns: Option<i64>,
+    },
+    /// Ends the rotation that started at `rotation_started_ns`: the new root becomes the
+    /// cluster's (`ca_version` + 1). Refused while a node's current certificate is not from
+    /// the new root.
+    FinishCaRotation {
+        rotation_started_ns: i64,
+        time_ns: i64,
+    },
 }
 
 /// One data key wrapped under a new KEK.
@@ -421,10 +452,7 @@ fn apply_inner(txn: &WriteTransaction, index: u64, cmd: &Command) -> Result<Resp
             expected_updated_ns,
         } => {
             let mut table = txn.open_table(CLUSTER)?;
-            let current: ClusterRecord = match table.get(CLUSTER_KEY)? {
-                Some(v) => decode(v.value())?,
-                None => return Err(StoreError::Invalid("this node is not in a cluster".into())),
-            };
+            let current: ClusterRecord = cluster_in(&table)?;
             if current.updated_ns != *expected_updated_ns {
                 return Err(StoreError::OutOfSequence);
             }
@@ -452,10 +480,7 @@ fn apply_inner(txn: &WriteTransaction, index: u64, cmd: &Command) -> Result<Resp
                     )));
                 }
             };
-            let mut cluster: ClusterRecord = match table.get(CLUSTER_KEY)? {
-                Some(v) => decode(v.value())?,
-                None => return Err(StoreError::Invalid("this node is not in a cluster".into())),
-            };
+            let mut cluster: ClusterRecord = cluster_in(&table)?;
             for fp in [&node.cert_fingerprint, &node.prev_fingerprint] {
                 if !fp.is_empty() && !cluster.revoked.contains(fp) {
                     cluster.revoked.push(fp.clone());
@@ -467,7 +492,103 @@ fn apply_inner(txn: &WriteTransaction, index: u64, cmd: &Command) -> Result<Resp
             Ok(Response::Ok)
         }
         Command::Restore { dump } => restore(txn, index, dump),
+        Command::StartCaRotation {
+            rotation,
+            expected_ca_version,
+        } => {
+            let mut table = txn.open_table(CLUSTER)?;
+            let cluster: ClusterRecord = cluster_in(&table)?;
+            if cluster.ca_version != *expected_ca_version {
+                return Err(StoreError::OutOfSequence);
+            }
+            let existing: Option<CaRotation> = rotation_in(&table)?;
+            let mut r = rotation.clone();
+            // The same rotation again is a re-seal of its key (a KEK rotation): progress
+            // stays. A new one starts from nobody.
+            r.rotated = match existing {
+                Some(e) if e.started_ns == r.started_ns && e.new_cert == r.new_cert => e.rotated,
+                _ => BTreeMap::new(),
+            };
+            table.insert(CA_ROTATION_KEY, encode(&r).as_slice())?;
+            Ok(Response::Ok)
+        }
+        Command::PutIssuedNode {
+            node,
+            ca_version,
+            rotation_started_ns,
+        } => {
+            let mut table = txn.open_table(CLUSTER)?;
+            if cluster_in(&table)?.ca_version != *ca_version {
+                return Err(StoreError::Invalid(
+                    "the cluster's root CA changed while the certificate was being issued; try again"
+                        .into(),
+                ));
+            }
+            let rotation: Option<CaRotation> = rotation_in(&table)?;
+            let mut n = node.clone();
+            n.index = index;
+            table.insert(node_key(n.id).as_slice(), encode(&n).as_slice())?;
+            if let Some(mut r) = rotation.filter(|r| Some(r.started_ns) == *rotation_started_ns) {
+                r.rotated.insert(n.id, n.cert_fingerprint.clone());
+                table.insert(CA_ROTATION_KEY, encode(&r).as_slice())?;
+            }
+            Ok(Response::Ok)
+        }
+        Command::FinishCaRotation {
+            rotation_started_ns,
+            time_ns,
+        } => {
+            let mut table = txn.open_table(CLUSTER)?;
+            let mut cluster: ClusterRecord = cluster_in(&table)?;
+            let rotation = rotation_in(&table)?
+                .ok_or_else(|| StoreError::Invalid("no CA rotation is in progress".into()))?;
+            if rotation.started_ns != *rotation_started_ns {
+                return Err(StoreError::OutOfSequence);
+            }
+            let mut behind = Vec::new();
+            for row in table.range(b"node/".as_slice()..)? {
+                let (k, v) = row?;
+                if !k.value().starts_with(b"node/") {
+                    break;
+                }
+                let node: NodeRecord = decode(v.value())?;
+                if !rotation.has_rotated(&node) {
+                    behind.push(crate::cluster::node_id_text(node.id));
+                }
+            }
+            if !behind.is_empty() {
+                return Err(StoreError::Invalid(format!(
+                    "the CA rotation cannot finish: node(s) {} still have a certificate from the old root",
+                    behind.join(", ")
+                )));
+            }
+            cluster.ca_cert = rotation.new_cert;
+            cluster.ca_key = rotation.new_key;
+            cluster.ca_version += 1;
+            cluster.updated_ns = *time_ns;
+            table.insert(CLUSTER_KEY, encode(&cluster).as_slice())?;
+            table.remove(CA_ROTATION_KEY)?;
+            Ok(Response::Ok)
+        }
     }
+}
+
+type ClusterTable<'t> = redb::Table<'t, &'static [u8], &'static [u8]>;
+
+/// The cluster record, or why there is none.
+fn cluster_in(table: &ClusterTable<'_>) -> Result<ClusterRecord, StoreError> {
+    match table.get(CLUSTER_KEY)? {
+        Some(v) => decode(v.value()),
+        None => Err(StoreError::Invalid("this node is not in a cluster".into())),
+    }
+}
+
+/// The CA rotation in progress, if any.
+fn rotation_in(table: &ClusterTable<'_>) -> Result<Option<CaRotation>, StoreError> {
+    table
+        .get(CA_ROTATION_KEY)?
+        .map(|v| decode(v.value()))
+        .transpose()
 }
 
 /// [`Command::Restore`]: every check (empty store, decodable dump and records) runs before

@@ -5,10 +5,10 @@ use lockbox_keyring::Sealed;
 use redb::{Database, ReadableDatabase as _, ReadableTable as _, ReadableTableMetadata as _};
 
 use crate::StoreError;
-use crate::cluster::{ClusterRecord, NodeRecord};
+use crate::cluster::{CaRotation, ClusterRecord, NodeRecord};
 use crate::machine::{
-    CLUSTER, CLUSTER_KEY, NAMES, OBJECTS, SERVICES, VERSIONS, decode, name_key, node_key,
-    object_key, version_key,
+    CA_ROTATION_KEY, CLUSTER, CLUSTER_KEY, NAMES, OBJECTS, SERVICES, VERSIONS, decode, name_key,
+    node_key, object_key, version_key,
 };
 use crate::model::{Kind, ObjectRecord, ServiceRecord};
 use crate::validate::Filters;
@@ -172,6 +172,23 @@ impl Reader {
         let table = txn.open_table(CLUSTER)?;
         let raw = table.get(CLUSTER_KEY)?;
         raw.map(|v| decode(v.value())).transpose()
+    }
+
+    /// The cluster record and the CA rotation in progress, read together: a rotation
+    /// finishing between two separate reads would pair the old root with no rotation.
+    pub fn cluster_and_rotation(
+        &self,
+    ) -> Result<Option<(ClusterRecord, Option<CaRotation>)>, StoreError> {
+        let txn = self.txn()?;
+        let table = txn.open_table(CLUSTER)?;
+        let Some(cluster) = table.get(CLUSTER_KEY)? else {
+            return Ok(None);
+        };
+        let rotation = table
+            .get(CA_ROTATION_KEY)?
+            .map(|v| decode(v.value()))
+            .transpose()?;
+        Ok(Some((decode(cluster.value())?, rotation)))
     }
 
     /// One node's record.

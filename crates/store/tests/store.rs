@@ -4,7 +4,10 @@ use std::sync::Arc;
 
 use lockbox_keyring::{KeyRing, Sealed};
 use lockbox_store::validate::{self, parse_filters};
-use lockbox_store::{Command, Kind, NewVersion, Reader, Response, Store, StoreError, object_id};
+use lockbox_store::{
+    CaRotation, ClusterRecord, Command, Kind, NewVersion, NodeRecord, NodeRole, Reader, Response,
+    Store, StoreError, object_id,
+};
 use redb::ReadableDatabase as _;
 
 struct Fixture {
@@ -449,4 +452,150 @@ mod determinism {
             prop_assert_eq!(snapshot(&a), snapshot(&b));
         }
     }
+}
+
+fn cluster_record(f: &Fixture) -> ClusterRecord {
+    let seal = |object: &str| Sealed::seal(f.ring.current(), object, 1, b"secret").unwrap();
+    ClusterRecord {
+        cluster_id: "c1".into(),
+        created_ns: 1,
+        updated_ns: 1,
+        ca_cert: b"old root".to_vec(),
+        ca_key: seal("cluster/ca-key"),
+        ca_version: 1,
+        worker_token: seal("cluster/token/worker"),
+        manager_token: seal("cluster/token/manager"),
+        token_version: 1,
+        unlock_key: None,
+        unlock_version: 1,
+        keks: Vec::new(),
+        cert_validity_s: 3600,
+        revoked: Vec::new(),
+    }
+}
+
+fn node_record(id: u64, fingerprint: &[u8]) -> NodeRecord {
+    NodeRecord {
+        id,
+        role: NodeRole::Manager,
+        addr: "127.0.0.1:1".into(),
+        hostname: "h".into(),
+        labels: BTreeMap::new(),
+        availability: "active".into(),
+        cert_fingerprint: fingerprint.to_vec(),
+        prev_fingerprint: Vec::new(),
+        cert_not_after_ns: 0,
+        created_ns: 1,
+        updated_ns: 1,
+        index: 0,
+    }
+}
+
+#[test]
+fn a_ca_rotation_finishes_only_when_every_node_has_a_new_root_certificate() {
+    let mut f = Fixture::new();
+    let cluster = cluster_record(&f);
+    assert_eq!(
+        f.apply(Command::InitCluster {
+            cluster,
+            node: node_record(1, b"n1-old"),
+        }),
+        Response::Ok
+    );
+    f.apply(Command::PutNode {
+        node: node_record(2, b"n2-old"),
+    });
+    let new_key = Sealed::seal(f.ring.current(), "cluster/ca-key", 2, b"new key").unwrap();
+    let rotation = |started_ns: i64, cert: &[u8]| CaRotation {
+        new_cert: cert.to_vec(),
+        new_key: new_key.clone(),
+        cross_cert: b"cross".to_vec(),
+        started_ns,
+        rotated: BTreeMap::new(),
+    };
+    let start = |r: CaRotation, v: u64| Command::StartCaRotation {
+        rotation: r,
+        expected_ca_version: v,
+    };
+    let finish = |started_ns: i64| Command::FinishCaRotation {
+        rotation_started_ns: started_ns,
+        time_ns: 99,
+    };
+    // A rotation prepared against another CA version is refused.
+    let stale = rotation(10, b"new root");
+    assert_eq!(
+        f.apply(start(stale, 7)),
+        Response::Failed(StoreError::OutOfSequence)
+    );
+    assert!(matches!(
+        f.apply(finish(10)),
+        Response::Failed(StoreError::Invalid(_))
+    ));
+    let r1 = rotation(10, b"new root");
+    assert_eq!(f.apply(start(r1.clone(), 1)), Response::Ok);
+    f.apply(Command::PutIssuedNode {
+        node: node_record(1, b"n1-new"),
+        ca_version: 1,
+        rotation_started_ns: Some(10),
+    });
+    // Re-sealing the same rotation keeps its progress; node 2 still holds it open.
+    assert_eq!(f.apply(start(r1, 1)), Response::Ok);
+    let (_, r) = f.reader().cluster_and_rotation().unwrap().unwrap();
+    assert_eq!(r.unwrap().rotated.len(), 1);
+    match f.apply(finish(10)) {
+        Response::Failed(StoreError::Invalid(m)) => assert!(m.contains("node(s) 2 "), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    // Renewed from another (replaced) rotation: not counted.
+    f.apply(Command::PutIssuedNode {
+        node: node_record(2, b"n2-new"),
+        ca_version: 1,
+        rotation_started_ns: Some(9),
+    });
+    assert!(matches!(f.apply(finish(10)), Response::Failed(_)));
+    // Counted only while it is the node's current certificate.
+    f.apply(Command::PutIssuedNode {
+        node: node_record(2, b"n2-new"),
+        ca_version: 1,
+        rotation_started_ns: Some(10),
+    });
+    f.apply(Command::PutNode {
+        node: node_record(2, b"n2-other"),
+    });
+    assert!(matches!(f.apply(finish(10)), Response::Failed(_)));
+    f.apply(Command::PutIssuedNode {
+        node: node_record(2, b"n2-new"),
+        ca_version: 1,
+        rotation_started_ns: Some(10),
+    });
+    assert_eq!(
+        f.apply(finish(9)),
+        Response::Failed(StoreError::OutOfSequence),
+        "another rotation's finish"
+    );
+    assert_eq!(f.apply(finish(10)), Response::Ok);
+    let (c, r) = f.reader().cluster_and_rotation().unwrap().unwrap();
+    assert!(r.is_none());
+    assert_eq!(
+        (c.ca_cert.as_slice(), c.ca_version, c.updated_ns),
+        (&b"new root"[..], 2, 99)
+    );
+    // A certificate issued before the finish, recorded after it, is refused: it may be
+    // from the root just dropped.
+    assert!(matches!(
+        f.apply(Command::PutIssuedNode {
+            node: node_record(2, b"n2-late"),
+            ca_version: 1,
+            rotation_started_ns: None,
+        }),
+        Response::Failed(StoreError::Invalid(_))
+    ));
+    assert_eq!(
+        f.reader().node(2).unwrap().unwrap().cert_fingerprint,
+        b"n2-new"
+    );
+    // A new rotation starts from nobody.
+    assert_eq!(f.apply(start(rotation(20, b"newer"), 2)), Response::Ok);
+    let (_, r) = f.reader().cluster_and_rotation().unwrap().unwrap();
+    assert!(r.unwrap().rotated.is_empty());
 }
