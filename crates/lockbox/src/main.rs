@@ -2,6 +2,9 @@
 //! daemon's logic lives in `lockbox-daemon`, the scanner in `lockbox-scan`.
 #![forbid(unsafe_code)]
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod backup;
 mod build;
 mod cli;
