@@ -85,16 +85,13 @@ pub(crate) fn now_ns() -> i64 {
     jiff::Timestamp::now().as_nanosecond() as i64
 }
 
-/// A new object ID: 25 base36 characters like Docker's, from 48 bits of milliseconds since
-/// the epoch followed by 80 random bits. The time prefix makes IDs created together sort
-/// together, so a batch of creates lands in the same B-tree leaves of the `objects` and
-/// `versions` tables instead of dirtying (copying and checksumming) one random leaf per
-/// create in each; the creation time is no secret (`CreatedAt` shows it).
+/// A new object ID: 25 base36 characters of 128 random bits, like Swarm's. (IDs ordered by
+/// creation time made creates ~18 % faster at 64 clients — a batch then dirties the same
+/// B-tree leaves — but short ID prefixes became ambiguous, and Docker users resolve by
+/// prefix: the stock-CLI parity test caught it. Random it stays.)
 fn new_id() -> Result<String, ApiError> {
     let mut b = [0u8; 16];
-    getrandom::fill(&mut b[6..]).map_err(|e| ApiError::internal(format!("no randomness: {e}")))?;
-    let ms = u64::try_from(now_ns() / 1_000_000).unwrap_or(0);
-    b[..6].copy_from_slice(&ms.to_be_bytes()[2..]);
+    getrandom::fill(&mut b).map_err(|e| ApiError::internal(format!("no randomness: {e}")))?;
     Ok(lockbox_store::object_id(b))
 }
 

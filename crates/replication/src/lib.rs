@@ -21,9 +21,10 @@
 //! * [`rpc`]: the server side, framework-agnostic: [`serve_rpc`] answers one request (the
 //!   daemon mounts it behind mTLS and checks the caller first); [`serve_plain_tcp`] is a
 //!   plain-TCP server for tests and benchmarks.
-//! * [`storage`]: openraft's log storage and state machine on redb. The raft log and the
+//! * [`storage`]: openraft's log storage and state machine. The raft log is a write-ahead
+//!   log beside the redb file (`<store>.wal/`, the private `wal` module); the vote and the
 //!   store's tables share one redb `Database`, so an applied entry, the store's changes and
-//!   `last_applied` commit in one write transaction. Its module docs explain which commits
+//!   `last_applied` commit in one write transaction. Its module docs explain which writes
 //!   are fsync'd and why one fsync per proposal is enough for durability.
 //! * [`types`]: the openraft type configuration; all openraft types are named in this crate
 //!   so an alpha bump of openraft stays here.
@@ -80,9 +81,11 @@
 //! * This crate authenticates no peer: whoever can call [`serve_rpc`] can rewrite the log.
 //!   The daemon must check the caller's certificate (and that it matches the node id in
 //!   [`network::NODE_HEADER`]) first.
-//! * A store file that fails its checksums or is truncated is refused at open
-//!   ([`ReplicationError::Corrupt`]), never served. The one repair accepted is redb rolling
-//!   back a commit that a crash interrupted (never acknowledged), and it is reported
+//! * A store file that fails its checksums or is truncated, a raft log record that fails its
+//!   CRC anywhere but at the very end, or a missing log directory is refused at open
+//!   ([`ReplicationError::Corrupt`]), never served. The one repair accepted is dropping a
+//!   write a crash interrupted (never acknowledged): redb rolling back its newest commit, or
+//!   the log's torn final record being cut off; it is reported
 //!   ([`Replica::rolled_back_torn_commit`]); see [`ReplicaConfig::allow_torn_commit_rollback`].
 //! * One process, one replica per file: a second open fails ([`ReplicationError::AlreadyOpen`]).
 #![forbid(unsafe_code)]
