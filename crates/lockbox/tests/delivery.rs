@@ -80,7 +80,20 @@ impl Drop for Containers {
 pub(crate) struct Bg(Child);
 
 impl Drop for Bg {
+    /// SIGTERM first: `lockbox run` forwards it to its workload and waits for it. A bare
+    /// SIGKILL (what `Child::kill` sends) leaves the workload running after the test, still
+    /// looping over its secret files and slowing every later test and benchmark.
     fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
