@@ -2,13 +2,14 @@
 # Cluster write benchmark, side by side on loopback: a 3-manager lockbox cluster vs a
 # 3-member etcd 3.4 cluster (Debian's etcd-server), the same client (client.py: N threads,
 # one keep-alive HTTP/1.1 connection each, sequential writes) against each leader, at 1 and
-# 64 clients. Each cluster runs alone (etcd first, stopped before lockbox starts), data on
+# 64 clients. Each cluster runs alone (etcd first unless FIRST=lockbox; the first is stopped, and the disk synced and left to settle, before the second starts), data on
 # the same disk as the repo. Writes bench/cluster/RESULTS.md.
 #
 #   bench/cluster/run.sh [SECONDS]              # recorded seconds per run, default 10
 #   LOCKBOX=path/to/lockbox bench/cluster/run.sh   # use that binary (else target/release/lockbox,
 #                                                # built if missing)
 #   CLIENTS=1,64 WARMUP=2 BENCH_TMP=/var/tmp     (defaults)
+#   SETTLE=20 (seconds of sync + quiet between the two sides)  FIRST=etcd|lockbox (which runs first)
 #
 # If the lockbox binary has no cluster CLI yet, the etcd side still runs and the lockbox
 # columns say "pending"; the exit status is then 3.
@@ -22,13 +23,28 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 
-echo "== etcd (3 members)" >&2
-OUT=$tmp/etcd.jsonl "$here/etcd.sh" "$secs" >&2
-
-echo "== lockbox (3 managers)" >&2
+run_etcd() {
+    echo "== etcd (3 members)" >&2
+    OUT=$tmp/etcd.jsonl "$here/etcd.sh" "$secs" >&2
+}
 lb_rc=0
-OUT=$tmp/lockbox.jsonl "$here/lockbox.sh" "$secs" 2>&1 | tee "$tmp/lockbox.err" >&2 || lb_rc=${PIPESTATUS[0]}
-[[ $lb_rc = 0 || $lb_rc = 3 ]] || { echo "run.sh: lockbox side failed (exit $lb_rc)" >&2; exit "$lb_rc"; }
+run_lockbox() {
+    echo "== lockbox (3 managers)" >&2
+    OUT=$tmp/lockbox.jsonl "$here/lockbox.sh" "$secs" 2>&1 | tee "$tmp/lockbox.err" >&2 || lb_rc=${PIPESTATUS[0]}
+    [[ $lb_rc = 0 || $lb_rc = 3 ]] || { echo "run.sh: lockbox side failed (exit $lb_rc)" >&2; exit "$lb_rc"; }
+}
+# The second cluster must not pay for the first one's disk traffic: flush it and let the
+# disk settle (measured here: lockbox at 1 client p50 3.3 ms right after etcd's run, 1.5 ms
+# alone). SETTLE=seconds, default 20. FIRST=lockbox runs lockbox first (default etcd).
+settle() {
+    sync
+    sleep "${SETTLE:-20}"
+}
+if [[ ${FIRST:-etcd} = lockbox ]]; then
+    run_lockbox; settle; run_etcd
+else
+    run_etcd; settle; run_lockbox
+fi
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 
 LB=${LOCKBOX:-$root/target/release/lockbox}
@@ -53,7 +69,8 @@ table=$(python3 "$here/report.py" "$tmp/lockbox.jsonl" "$tmp/etcd.jsonl")
     echo "$WARMUP s warm-up, then $secs s recorded per row. etcd: \`POST /v3/kv/put\` on the leader's"
     echo "JSON gateway (TCP, loopback). lockbox: \`POST /v1.41/secrets/create\` (Docker Engine API,"
     echo "expects 201) on the leader's docker.sock (Unix socket). p50/p99 over every recorded write."
-    echo "The clusters run one after the other (etcd, then lockbox), never at the same time."
+    if [[ ${FIRST:-etcd} = lockbox ]]; then order="lockbox, then etcd"; else order="etcd, then lockbox"; fi
+    echo "The clusters run one after the other ($order), never at the same time, with \`sync\` and ${SETTLE:-20} s of quiet between them."
     echo
     echo "$table"
     echo
