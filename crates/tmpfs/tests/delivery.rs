@@ -674,7 +674,7 @@ fn run_keeps_secret_out_of_argv_and_environment() {
     }
     let work = scratch();
     let out = work.path().join("out");
-    let script = format!("echo ready > {}; sleep 30", out.display());
+    let script = format!("echo ready > {}; exec sleep 30", out.display());
     let mut opts = RunOptions::new(["/bin/sh", "-c", &script]);
     opts.forward_signals = false;
     opts.env
