@@ -7,8 +7,8 @@ use redb::{Database, ReadableDatabase as _, ReadableTable as _, ReadableTableMet
 use crate::StoreError;
 use crate::cluster::{CaRotation, ClusterRecord, NodeRecord};
 use crate::machine::{
-    CA_ROTATION_KEY, CLUSTER, CLUSTER_KEY, NAMES, OBJECTS, SERVICES, VERSIONS, decode, name_key,
-    node_key, object_key, version_key,
+    CA_ROTATION_KEY, CLUSTER, CLUSTER_KEY, NAMES, OBJECTS, SERVICES, VERSIONS, VERSIONS_BY_TIME,
+    decode, name_key, node_key, object_key, timed_version_key, version_key,
 };
 use crate::model::{Kind, ObjectRecord, ServiceRecord};
 use crate::validate::Filters;
@@ -123,8 +123,15 @@ impl Reader {
     /// The sealed value of one version.
     pub fn sealed(&self, rec: &ObjectRecord, version: u64) -> Result<Sealed, StoreError> {
         let txn = self.txn()?;
-        let versions = txn.open_table(VERSIONS)?;
-        let raw = versions.get(version_key(rec.kind, &rec.id, version).as_slice())?;
+        let timed = txn.open_table(VERSIONS_BY_TIME)?;
+        let key = timed_version_key(rec.kind, &rec.id, rec.created_ns, version);
+        let raw = match timed.get(key.as_slice())? {
+            Some(v) => Some(v),
+            // Written before `versions.by-time` existed.
+            None => txn
+                .open_table(VERSIONS)?
+                .get(version_key(rec.kind, &rec.id, version).as_slice())?,
+        };
         match raw {
             Some(v) => decode(v.value()),
             None => Err(StoreError::NoSuchVersion(

@@ -599,3 +599,81 @@ fn a_ca_rotation_finishes_only_when_every_node_has_a_new_root_certificate() {
     let (_, r) = f.reader().cluster_and_rotation().unwrap().unwrap();
     assert!(r.unwrap().rotated.is_empty());
 }
+
+/// Sealed values written before the `versions.by-time` table existed (they sit in
+/// `versions`, keyed by object ID) are still read, rewrapped, pruned and removed.
+#[test]
+fn values_in_the_id_keyed_versions_table_still_work() {
+    const BY_TIME: redb::TableDefinition<'_, &[u8], &[u8]> =
+        redb::TableDefinition::new("versions.by-time");
+    const BY_ID: redb::TableDefinition<'_, &[u8], &[u8]> = redb::TableDefinition::new("versions");
+    let mut f = Fixture::new();
+    f.create(Kind::Secret, "s", "db", &[]);
+    // Rewind to the old layout: the timed key is 8 bytes of creation time, then the old key.
+    {
+        let txn = f.db.begin_write().unwrap();
+        {
+            let mut by_time = txn.open_table(BY_TIME).unwrap();
+            let mut by_id = txn.open_table(BY_ID).unwrap();
+            let rows: Vec<(Vec<u8>, Vec<u8>)> = redb::ReadableTable::iter(&by_time)
+                .unwrap()
+                .map(|r| {
+                    let (k, v) = r.unwrap();
+                    (k.value().to_vec(), v.value().to_vec())
+                })
+                .collect();
+            assert_eq!(rows.len(), 1, "the create wrote one timed row");
+            for (k, v) in rows {
+                by_time.remove(k.as_slice()).unwrap();
+                by_id.insert(&k[8..], v.as_slice()).unwrap();
+            }
+        }
+        txn.commit().unwrap();
+    }
+    let db = f.db.clone();
+    let rows = move |t| {
+        let txn = db.begin_read().unwrap();
+        redb::ReadableTableMetadata::len(&txn.open_table(t).unwrap()).unwrap()
+    };
+    let rec = f.reader().get(Kind::Secret, "s").unwrap().unwrap();
+    let old = f.reader().sealed(&rec, 1).unwrap();
+    assert_eq!(&old.open(f.ring.current(), "s", 1).unwrap()[..], b"v1");
+
+    // A rewrap rewrites it where it is.
+    f.apply(Command::Rewrap {
+        entries: vec![lockbox_store::Rewrapped {
+            kind: Kind::Secret,
+            id: "s".into(),
+            version: 1,
+            kek_id: 77,
+            wrapped_dek: old.wrapped_dek.clone(),
+        }],
+    });
+    assert_eq!(f.reader().sealed(&rec, 1).unwrap().kek_id, 77);
+    assert_eq!((rows(BY_ID), rows(BY_TIME)), (1, 0));
+
+    // A new version goes to the timed table; pruning the old one empties the old table.
+    let value = f.version("s", 2, b"v2");
+    f.apply(Command::AddVersion {
+        kind: Kind::Secret,
+        id: "s".into(),
+        value,
+        keep: 0,
+        time_ns: 5,
+    });
+    assert_eq!((rows(BY_ID), rows(BY_TIME)), (0, 1));
+    let rec = f.reader().get(Kind::Secret, "s").unwrap().unwrap();
+    assert_eq!(
+        &f.reader()
+            .sealed(&rec, 2)
+            .unwrap()
+            .open(f.ring.current(), "s", 2)
+            .unwrap()[..],
+        b"v2"
+    );
+    f.apply(Command::Remove {
+        kind: Kind::Secret,
+        id: "s".into(),
+    });
+    assert_eq!((rows(BY_ID), rows(BY_TIME)), (0, 0));
+}
