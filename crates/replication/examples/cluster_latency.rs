@@ -7,22 +7,11 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use lockbox_replication::{Bootstrap, Replica, ReplicaConfig, TcpDialer, serve_plain_tcp};
 mod common;
-use common::create;
-
-fn percentiles(name: &str, mut samples: Vec<Duration>) {
-    samples.sort();
-    let at = |q: f64| samples[((samples.len() as f64 * q) as usize).min(samples.len() - 1)];
-    println!(
-        "{name:<34} n={:<5} p50 {:>9.3?}  p99 {:>9.3?}",
-        samples.len(),
-        at(0.50),
-        at(0.99),
-    );
-}
+use common::{create, percentiles};
 
 fn config(id: u64, addr: &str, bootstrap: Bootstrap) -> ReplicaConfig {
     ReplicaConfig {

@@ -7,7 +7,7 @@
 #![forbid(unsafe_code)]
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use std::sync::Arc;
 
@@ -15,21 +15,8 @@ use lockbox_replication::{Replica, ReplicaConfig};
 use lockbox_store::Response;
 
 mod common;
-use common::create;
+use common::{create, percentiles};
 use redb::{Durability, TableDefinition};
-
-fn percentiles(name: &str, mut samples: Vec<Duration>) {
-    samples.sort();
-    let at = |q: f64| samples[((samples.len() as f64 * q) as usize).min(samples.len() - 1)];
-    println!(
-        "{name:<34} n={:<5} p50 {:>9.3?}  p90 {:>9.3?}  p99 {:>9.3?}  max {:>9.3?}",
-        samples.len(),
-        at(0.50),
-        at(0.90),
-        at(0.99),
-        samples[samples.len() - 1]
-    );
-}
 
 async fn create_ok(replica: &Replica, n: u64) -> Result<(), Box<dyn std::error::Error>> {
     match replica.propose(create(n)).await? {

@@ -462,7 +462,8 @@ impl Replica {
     ) -> Result<(u64, Response), ReplicationError> {
         let started = tokio::time::Instant::now();
         let deadline = started + self.shared.write_timeout;
-        let body = crate::network::encode_request(&cmd);
+        // Encoded only if a write is forwarded: on the leader (the common case) it is not.
+        let mut body: Option<Vec<u8>> = None;
         let mut last_problem = "no leader is known".to_string();
         loop {
             let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
@@ -489,7 +490,8 @@ impl Replica {
                             leader,
                             &addr,
                             crate::rpc::PATH_PROPOSE,
-                            body.clone(),
+                            body.get_or_insert_with(|| crate::network::encode_request(&cmd))
+                                .clone(),
                             remaining,
                         )
                         .await

@@ -452,19 +452,20 @@ impl Wal {
         let cut = self.locs[keep];
         // The entries of the cut record that stay (those still in memory; purged ones are
         // not needed again) are written back as a record of their own.
-        let rewrite: Vec<Entry> = {
-            let e = self.read();
-            (0..keep)
+        let same_record = |l: &&Loc| l.segment == cut.segment && l.offset == cut.offset;
+        let record_start = keep
+            - self
+                .locs
+                .range(..keep)
                 .rev()
-                .take_while(|&i| {
-                    self.locs[i].segment == cut.segment && self.locs[i].offset == cut.offset
-                })
-                .map(|i| e.entries[i].clone())
-                .collect::<Vec<_>>()
-                .into_iter()
-                .rev()
-                .collect()
-        };
+                .take_while(same_record)
+                .count();
+        let rewrite: Vec<Entry> = self
+            .read()
+            .entries
+            .range(record_start..keep)
+            .cloned()
+            .collect();
         // Segments wholly after the cut go; the one holding it is cut at the record.
         let mut removed = false;
         while let Some(seg) = self.segments.last() {
@@ -501,15 +502,7 @@ impl Wal {
             None => None,
         };
         self.locs.truncate(keep);
-        let kept_from_cut = rewrite.len();
-        for (pos, loc) in self
-            .locs
-            .iter_mut()
-            .rev()
-            .take(kept_from_cut)
-            .rev()
-            .enumerate()
-        {
+        for (pos, loc) in self.locs.range_mut(record_start..).enumerate() {
             loc.pos = pos;
         }
         self.write().entries.truncate(keep);
@@ -562,5 +555,68 @@ impl Wal {
             sync_dir(&self.dir)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::TypeConfig;
+    use openraft::testing::{blank_ent, log_id};
+
+    fn ent(i: u64) -> Entry {
+        blank_ent::<TypeConfig>(1, 1, i)
+    }
+
+    fn indexes(w: &Wal) -> Vec<u64> {
+        w.read().entries.iter().map(|e| e.index()).collect()
+    }
+
+    #[test]
+    fn a_truncation_inside_an_append_keeps_its_prefix_across_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = Wal::open(dir.path(), false).unwrap();
+        w.append((0..5).map(ent).collect()).unwrap();
+        w.append((5..8).map(ent).collect()).unwrap();
+        // Index 2 sits inside the first append's record: 0..=2 are written back.
+        w.truncate_after(Some(2)).unwrap();
+        assert_eq!(indexes(&w), [0, 1, 2]);
+        w.append((3..6).map(ent).collect()).unwrap();
+        w.truncate_after(Some(4)).unwrap();
+        drop(w);
+        let w = Wal::open(dir.path(), false).unwrap();
+        assert_eq!(indexes(&w), [0, 1, 2, 3, 4]);
+        assert!(!w.cut_torn_tail());
+    }
+
+    #[test]
+    fn an_append_that_would_leave_a_gap_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = Wal::open(dir.path(), false).unwrap();
+        w.append(vec![ent(0), ent(1)]).unwrap();
+        let err = w.append(vec![ent(5)]).unwrap_err();
+        assert!(err.to_string().contains("ends before 2"), "{err}");
+        assert_eq!(indexes(&w), [0, 1]);
+    }
+
+    #[test]
+    fn a_purge_survives_a_reopen_and_the_log_goes_on_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = Wal::open(dir.path(), false).unwrap();
+        w.append((0..5).map(ent).collect()).unwrap();
+        w.append((5..8).map(ent).collect()).unwrap();
+        w.purge(log_id::<TypeConfig>(1, 1, 5)).unwrap();
+        assert_eq!(indexes(&w), [6, 7]);
+        drop(w);
+        let mut w = Wal::open(dir.path(), false).unwrap();
+        assert_eq!(indexes(&w), [6, 7]);
+        assert_eq!(w.last_index(), Some(7));
+        // Everything purged (a snapshot installed past the log's end): a new segment starts.
+        w.purge(log_id::<TypeConfig>(1, 1, 20)).unwrap();
+        assert_eq!(w.last_index(), Some(20));
+        w.append(vec![ent(21)]).unwrap();
+        drop(w);
+        let w = Wal::open(dir.path(), false).unwrap();
+        assert_eq!(indexes(&w), [21]);
     }
 }

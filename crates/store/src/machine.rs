@@ -446,19 +446,18 @@ fn apply_inner(txn: &WriteTransaction, index: u64, cmd: &Command) -> Result<Resp
             })
         }
         Command::Rewrap { entries } => {
+            let objects = txn.open_table(OBJECTS)?;
+            let mut by_time = txn.open_table(VERSIONS_BY_TIME)?;
+            let mut by_id = txn.open_table(VERSIONS)?;
             for e in entries {
                 // An object removed since the rewrap was computed has nothing to rewrap.
-                let created_ns = match txn
-                    .open_table(OBJECTS)?
-                    .get(object_key(e.kind, &e.id).as_slice())?
-                {
+                let created_ns = match objects.get(object_key(e.kind, &e.id).as_slice())? {
                     Some(v) => decode::<ObjectRecord>(v.value())?.created_ns,
                     None => continue,
                 };
                 let timed = timed_version_key(e.kind, &e.id, created_ns, e.version);
                 let plain = version_key(e.kind, &e.id, e.version);
-                for (table, key) in [(VERSIONS_BY_TIME, &timed), (VERSIONS, &plain)] {
-                    let mut versions = txn.open_table(table)?;
+                for (versions, key) in [(&mut by_time, &timed), (&mut by_id, &plain)] {
                     let old = versions.get(key.as_slice())?.map(|v| v.value().to_vec());
                     // A version pruned since the rewrap was computed has nothing to rewrap.
                     if let Some(old) = old {

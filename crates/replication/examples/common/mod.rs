@@ -1,4 +1,7 @@
-//! Shared by the latency examples: a secret create as the daemon proposes it.
+//! Shared by the latency examples: a secret create as the daemon proposes it, and the
+//! percentile line they print.
+
+use std::time::Duration;
 
 use lockbox_keyring::Sealed;
 use lockbox_store::{Command, Kind, NewVersion};
@@ -27,4 +30,18 @@ pub(crate) fn create(n: u64) -> Command {
             rollback_of: None,
         }),
     }
+}
+
+/// Prints `name`, the sample count and p50/p90/p99/max of `samples`.
+pub(crate) fn percentiles(name: &str, mut samples: Vec<Duration>) {
+    samples.sort();
+    let at = |q: f64| samples[((samples.len() as f64 * q) as usize).min(samples.len() - 1)];
+    println!(
+        "{name:<34} n={:<5} p50 {:>9.3?}  p90 {:>9.3?}  p99 {:>9.3?}  max {:>9.3?}",
+        samples.len(),
+        at(0.50),
+        at(0.90),
+        at(0.99),
+        samples[samples.len() - 1]
+    );
 }
