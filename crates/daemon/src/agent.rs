@@ -43,7 +43,7 @@ use lockbox_store::{Kind, NodeRole, ServiceSecret, node_id_text};
 use serde::{Deserialize, Serialize};
 
 use crate::ApiError;
-use crate::http::{json_body, json_response, parse_body, parse_required};
+use crate::body::{json_body, json_response, parse_body, parse_required};
 use crate::ops::{Caller, Daemon};
 use crate::peers::{self, NodePeer};
 use crate::workloads::{Delivered, Handout, Pending};
@@ -80,10 +80,17 @@ struct Registration {
     marks: HashMap<String, String>,
 }
 
+impl Daemon {
+    /// This node's agent state (kept in the core's extensions).
+    pub(crate) fn agents(&self) -> Arc<Agents> {
+        self.extensions.get_or_init(Agents::default)
+    }
+}
+
 static STREAMS: AtomicU64 = AtomicU64::new(1);
 
 pub(crate) fn agent_connected(d: &Daemon, node: u64) -> bool {
-    d.agents
+    d.agents()
         .seen
         .lock()
         .ok()
@@ -92,7 +99,7 @@ pub(crate) fn agent_connected(d: &Daemon, node: u64) -> bool {
 }
 
 fn mark_seen(d: &Daemon, node: u64) {
-    if let Ok(mut m) = d.agents.seen.lock() {
+    if let Ok(mut m) = d.agents().seen.lock() {
         m.insert(node, Instant::now());
     }
 }
@@ -209,8 +216,8 @@ fn set_registrations(
         .iter()
         .map(|s| (s.clone(), fingerprint(d, s)))
         .collect();
-    let mut all = d
-        .agents
+    let agents = d.agents();
+    let mut all = agents
         .registered
         .lock()
         .map_err(|_| ApiError::internal("agent state poisoned"))?;
@@ -251,7 +258,7 @@ struct StreamGuard {
 impl StreamGuard {
     fn live(&self) -> bool {
         self.d
-            .agents
+            .agents()
             .registered
             .lock()
             .is_ok_and(|m| m.get(&self.node).is_some_and(|r| r.stream == self.stream))
@@ -259,7 +266,7 @@ impl StreamGuard {
 
     /// The registered services whose fingerprint moved since last announced.
     fn rotated(&self) -> Vec<String> {
-        let services: BTreeSet<String> = match self.d.agents.registered.lock() {
+        let services: BTreeSet<String> = match self.d.agents().registered.lock() {
             Ok(m) => m
                 .get(&self.node)
                 .map(|r| r.workloads.values().cloned().collect())
@@ -273,7 +280,8 @@ impl StreamGuard {
                 (s, fp)
             })
             .collect();
-        let Ok(mut m) = self.d.agents.registered.lock() else {
+        let agents = self.d.agents();
+        let Ok(mut m) = agents.registered.lock() else {
             return Vec::new();
         };
         let Some(reg) = m.get_mut(&self.node).filter(|r| r.stream == self.stream) else {
@@ -292,7 +300,7 @@ impl StreamGuard {
 
 impl Drop for StreamGuard {
     fn drop(&mut self) {
-        if let Ok(mut m) = self.d.agents.registered.lock()
+        if let Ok(mut m) = self.d.agents().registered.lock()
             && m.get(&self.node).is_some_and(|r| r.stream == self.stream)
         {
             m.remove(&self.node);
@@ -430,7 +438,7 @@ async fn fetch(
         let why = crate::placement::refusal(&s, &node, c);
         return Err(refuse(&actor, 403, format!("need-to-know: {why}")));
     }
-    let runs = d.agents.registered.lock().is_ok_and(|m| {
+    let runs = d.agents().registered.lock().is_ok_and(|m| {
         m.get(&node.id)
             .and_then(|r| r.workloads.get(&req.workload))
             .is_some_and(|svc| *svc == s.name)
@@ -502,11 +510,11 @@ pub(crate) fn node_routes() -> Router<Arc<Daemon>> {
 // worker side
 
 fn current_manager(d: &Daemon) -> Option<String> {
-    d.agents.manager.lock().ok()?.clone()
+    d.agents().manager.lock().ok()?.clone()
 }
 
 fn set_manager(d: &Daemon, addr: Option<String>) {
-    if let Ok(mut m) = d.agents.manager.lock() {
+    if let Ok(mut m) = d.agents().manager.lock() {
         *m = addr;
     }
 }
@@ -514,7 +522,7 @@ fn set_manager(d: &Daemon, addr: Option<String>) {
 fn registrations_body(d: &Daemon) -> Vec<u8> {
     let body = RegisterBody {
         workloads: d
-            .workloads
+            .workloads()
             .registrations()
             .into_iter()
             .map(|(id, service)| Registered { id, service })
@@ -543,7 +551,8 @@ async fn call(d: &Daemon, addr: &str, path: &str, body: Vec<u8>) -> Result<Bytes
 
 /// Sends this node's registrations to manager `addr`.
 async fn register_with(d: &Daemon, addr: &str) -> Result<(), ApiError> {
-    let _one = d.agents.registering.lock().await;
+    let agents = d.agents();
+    let _one = agents.registering.lock().await;
     call(d, addr, "/agent/register", registrations_body(d)).await?;
     Ok(())
 }
@@ -622,10 +631,10 @@ pub(crate) async fn acquire(
     service: &str,
 ) -> Result<(Arc<Handout>, Pending), ApiError> {
     let addr = current_manager(d).ok_or_else(|| ApiError::new(503, NO_MANAGER))?;
-    let pending = d.workloads.pending(workload, service);
+    let pending = d.workloads().pending(workload, service);
     register_with(d, &addr).await?;
     let h = fetch_from(d, &addr, service, workload, None).await?;
-    d.workloads.put_handout(h.clone());
+    d.workloads().put_handout(h.clone());
     Ok((h, pending))
 }
 
@@ -633,18 +642,18 @@ pub(crate) async fn acquire(
 /// workloads to the new files.
 async fn refresh(d: Arc<Daemon>, addr: String, service: String) {
     let Some((workload, _)) = d
-        .workloads
+        .workloads()
         .registrations()
         .into_iter()
         .find(|(_, s)| *s == service)
     else {
         return;
     };
-    let prev = d.workloads.handout(&service);
+    let prev = d.workloads().handout(&service);
     match fetch_from(&d, &addr, &service, &workload, prev.as_deref()).await {
         Ok(h) => {
-            d.workloads.put_handout(h);
-            d.workloads.sync_service(&d, &service).await;
+            d.workloads().put_handout(h);
+            d.workloads().sync_service(&d, &service).await;
         }
         Err(e) => tracing::warn!(
             service,
@@ -655,7 +664,8 @@ async fn refresh(d: Arc<Daemon>, addr: String, service: String) {
 
 /// Starts this worker's agent (once).
 pub(crate) fn start(d: Arc<Daemon>) {
-    let Ok(mut task) = d.agents.task.lock() else {
+    let agents = d.agents();
+    let Ok(mut task) = agents.task.lock() else {
         return;
     };
     if task.as_ref().is_some_and(|t| !t.is_finished()) {
@@ -667,7 +677,7 @@ pub(crate) fn start(d: Arc<Daemon>) {
 
 /// Stops this node's agent (leave).
 pub(crate) fn stop(d: &Daemon) {
-    if let Ok(mut task) = d.agents.task.lock()
+    if let Ok(mut task) = d.agents().task.lock()
         && let Some(t) = task.take()
     {
         t.abort();
@@ -717,7 +727,8 @@ async fn follow(
 ) -> Result<Promoted, String> {
     let (status, mut body) = {
         // No registration may overtake the one this stream carries.
-        let _one = d.agents.registering.lock().await;
+        let agents = d.agents();
+        let _one = agents.registering.lock().await;
         peers::open_stream(
             cluster.tls.get().client.clone(),
             addr,
@@ -740,14 +751,15 @@ async fn follow(
     set_manager(d, Some(addr.to_owned()));
     tracing::info!(manager = addr, "agent: following the manager");
     // Rotations may have happened while no manager was followed.
-    for (_, service) in d.workloads.registrations() {
+    for (_, service) in d.workloads().registrations() {
         tokio::spawn(refresh(d.clone(), addr.to_owned(), service));
     }
     let mut buf = Vec::new();
     loop {
+        let workloads = d.workloads();
         let frame = tokio::select! {
             f = tokio::time::timeout(HEARTBEAT * 3, body.frame()) => f,
-            () = d.workloads.changed.notified() => {
+            () = workloads.changed.notified() => {
                 register_with(d, addr).await.map_err(|e| e.to_string())?;
                 continue;
             }

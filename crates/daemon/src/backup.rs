@@ -42,7 +42,7 @@ use redb::ReadableDatabase as _;
 use serde::{Deserialize, Serialize};
 
 use crate::ApiError;
-use crate::http::Peer;
+use crate::identity::Peer;
 use crate::ops::{Caller, Daemon, Keys, NodeStore};
 
 /// How a restored key ring is kept.

@@ -20,7 +20,8 @@ use serde::{Deserialize, Serialize};
 use tower::ServiceExt as _;
 
 use crate::ApiError;
-use crate::http::{Peer, json_response};
+use crate::body::json_response;
+use crate::identity::Peer;
 use crate::ops::{Caller, Daemon};
 
 /// The API version lockbox speaks: Engine 20.10's, which every current CLI negotiates down

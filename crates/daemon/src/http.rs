@@ -10,74 +10,18 @@ use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use lockbox_proto::{
-    ErrorBody, RollbackRequest, RotateRequest, Spec, UnlockKeyResponse, UnlockRequest,
-};
+use lockbox_proto::{RollbackRequest, RotateRequest, Spec, UnlockKeyResponse, UnlockRequest};
 use lockbox_store::Kind;
 use serde::Serialize;
 
 use crate::ApiError;
+use crate::body::{json_response, parse_body, parse_required};
+use crate::identity::Peer;
 use crate::ops::{Caller, Daemon};
-
-/// The caller's Unix credentials, taken from the socket when it is accepted (listen.rs).
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Peer {
-    pub(crate) uid: Option<u32>,
-}
 
 type App = State<Arc<Daemon>>;
 type Who = ConnectInfo<Peer>;
-
-/// A JSON body ending in a newline, as Go's encoder writes it.
-pub(crate) fn json_response<T: Serialize>(status: StatusCode, v: &T) -> Response {
-    let mut body = serde_json::to_vec(v).expect("serialisable");
-    body.push(b'\n');
-    let mut r = (status, body).into_response();
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    r
-}
-
-/// A 200 with `body` (one JSON document, or a stream of JSON lines) typed as JSON.
-pub(crate) fn json_body(body: axum::body::Body) -> Response {
-    let mut r = Response::new(body);
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    r
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        json_response(
-            status,
-            &ErrorBody {
-                message: self.message,
-            },
-        )
-    }
-}
-
 type Result<T> = std::result::Result<T, ApiError>;
-
-/// Parses a JSON body with Go-decoder-like messages; an empty body is an empty object
-/// (Engine 23+ behaviour).
-pub(crate) fn parse_body<T: serde::de::DeserializeOwned + Default>(body: &Bytes) -> Result<T> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(T::default());
-    }
-    serde_json::from_slice(body)
-        .map_err(|e| ApiError::bad_request(lockbox_store::validate::go_json_error(&e)))
-}
-
-pub(crate) fn parse_required<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T> {
-    serde_json::from_slice(body)
-        .map_err(|e| ApiError::bad_request(lockbox_store::validate::go_json_error(&e)))
-}
 
 fn ok_empty(status: StatusCode) -> Response {
     status.into_response()

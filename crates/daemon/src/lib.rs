@@ -13,11 +13,13 @@
 
 mod agent;
 pub mod backup;
+mod body;
 mod cluster;
 mod docker;
 pub mod error;
 mod harden;
 mod http;
+mod identity;
 mod listen;
 pub mod ops;
 pub mod paths;

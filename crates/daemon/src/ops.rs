@@ -1,5 +1,6 @@
 //! Everything a request can do, independent of how it arrived (native API, Docker API).
-use std::collections::BTreeMap;
+use std::any::{Any, TypeId};
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
@@ -20,6 +21,59 @@ use subtle::ConstantTimeEq as _;
 use tokio::sync::broadcast;
 
 use crate::ApiError;
+
+/// State that features built on the core keep beside it, one value per type.
+///
+/// The core never names a feature (services, workloads, agents, the cluster); a feature
+/// that needs per-daemon state defines its own type and reaches it through this map, and a
+/// feature that must be called back (the cluster starting a worker's agent) installs a hook
+/// type that the composition root (serve.rs) fills. So dependencies run one way: features
+/// → core, never core → features.
+#[derive(Default)]
+pub struct Extensions(RwLock<HashMap<TypeId, Arc<dyn Any + Send + Sync>>>);
+
+impl Extensions {
+    /// Installs `value` as the one `T` (replacing any earlier one).
+    pub fn insert<T: Any + Send + Sync>(&self, value: Arc<T>) {
+        let mut map = match self.0.write() {
+            Ok(m) => m,
+            Err(p) => p.into_inner(),
+        };
+        map.insert(TypeId::of::<T>(), value);
+    }
+
+    /// The one `T`, if installed.
+    pub fn get<T: Any + Send + Sync>(&self) -> Option<Arc<T>> {
+        let map = match self.0.read() {
+            Ok(m) => m,
+            Err(p) => p.into_inner(),
+        };
+        map.get(&TypeId::of::<T>())
+            .cloned()
+            .and_then(|v| v.downcast::<T>().ok())
+    }
+
+    /// The one `T`, made by `init` the first time it is asked for.
+    pub fn get_or_init<T: Any + Send + Sync>(&self, init: impl FnOnce() -> T) -> Arc<T> {
+        if let Some(v) = self.get::<T>() {
+            return v;
+        }
+        let mut map = match self.0.write() {
+            Ok(m) => m,
+            Err(p) => p.into_inner(),
+        };
+        if let Some(v) = map
+            .get(&TypeId::of::<T>())
+            .cloned()
+            .and_then(|v| v.downcast::<T>().ok())
+        {
+            return v;
+        }
+        let v = Arc::new(init());
+        map.insert(TypeId::of::<T>(), v.clone());
+        v
+    }
+}
 
 /// Who is asking: `uid:N` for a local client (from the socket's peer credentials).
 #[derive(Debug, Clone)]
@@ -67,10 +121,9 @@ pub struct Daemon {
     pub(crate) node_id: String,
     pub(crate) cluster_id: String,
     pub(crate) events: broadcast::Sender<String>,
-    pub(crate) workloads: std::sync::Arc<crate::workloads::Workloads>,
-    /// Set once the node is in a cluster.
-    pub(crate) cluster: RwLock<Option<Arc<crate::cluster::Cluster>>>,
-    pub(crate) agents: crate::agent::Agents,
+    /// The features' own state (workloads, agents, the cluster slot, their hooks), held
+    /// for them without the core knowing their types: see [`Extensions`].
+    pub(crate) extensions: Extensions,
 }
 
 /// Go's `time.Time` JSON form: RFC 3339 with nanoseconds, trailing zeros trimmed.
@@ -994,4 +1047,29 @@ pub fn parse_since(s: &str) -> Result<jiff::Timestamp, String> {
     jiff::Timestamp::now()
         .checked_sub(jiff::SignedDuration::from_secs(secs))
         .map_err(|e| e.to_string())
+}
+
+/// Stops raft and closes the store file, once every request holding it is done.
+pub(crate) async fn close_store(store: Arc<NodeStore>) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut store = store;
+    loop {
+        match Arc::try_unwrap(store) {
+            Ok(s) => {
+                drop(s.reader);
+                if let Err(e) = s.replica.shutdown().await {
+                    tracing::warn!("closing the store: {e}");
+                }
+                return;
+            }
+            Err(shared) if tokio::time::Instant::now() < deadline => {
+                store = shared;
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+            Err(_) => {
+                tracing::warn!("the store is still in use at shutdown; leaving it to the OS");
+                return;
+            }
+        }
+    }
 }

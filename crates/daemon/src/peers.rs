@@ -32,7 +32,34 @@ pub(crate) struct Tls {
     pub(crate) server: Arc<rustls::ServerConfig>,
     pub(crate) client: Arc<rustls::ClientConfig>,
     pub(crate) identity: PeerIdentity,
-    pub(crate) trust: crate::cluster::Trust,
+    pub(crate) trust: Trust,
+}
+
+/// The roots a node accepts peers under, the certificates it presents after its own, and
+/// which root issued its own. Outside a CA rotation: the cluster's root, and the same root
+/// after the leaf. During one: both roots, and `[cross-signed new root, old root]` after a
+/// leaf from the new root, so that a peer trusting only the old root still builds a path
+/// (leaf → cross-signed → old), and a node joining with a token (which pins the old root's
+/// digest) finds the pinned root in the chain. Certificates as base64 DER, as on the wire
+/// and in `cluster/trust.json`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct Trust {
+    pub(crate) roots: Vec<String>,
+    pub(crate) chain: Vec<String>,
+    /// SHA-256 (hex) of the root that issued the node's certificate.
+    pub(crate) issuer: String,
+}
+
+impl Trust {
+    /// A short name for this trust: equal tags, equal trust. Workers get the managers'
+    /// current one with every heartbeat and renew when theirs differs.
+    pub(crate) fn tag(&self) -> String {
+        let json = serde_json::to_vec(self).unwrap_or_default();
+        lockbox_cluster::pki::cert_digest(&json)
+            .iter()
+            .map(|x| format!("{x:02x}"))
+            .collect()
+    }
 }
 
 /// The current [`Tls`], replaced on certificate renewal.

@@ -12,6 +12,7 @@ use tokio::net::UnixListener;
 
 use crate::DaemonError;
 use crate::http::router;
+use crate::ops::close_store;
 use crate::ops::{Daemon, Keys, NodeStore};
 
 /// How to run the daemon.
@@ -210,10 +211,9 @@ pub async fn run(cfg: DaemonConfig) -> Result<(), DaemonError> {
         node_id,
         cluster_id,
         events,
-        workloads: Arc::new(crate::workloads::Workloads::new(&cfg.data_dir)),
-        cluster: RwLock::new(None),
-        agents: crate::agent::Agents::default(),
+        extensions: crate::ops::Extensions::default(),
     });
+    install_features(&daemon);
     daemon.audit.append(
         Event::new("daemon-start", "daemon")
             .detail("pid", &std::process::id().to_string())
@@ -280,7 +280,7 @@ pub async fn run(cfg: DaemonConfig) -> Result<(), DaemonError> {
     let _ = stop_tx.send(true);
     // Each listener drains its own connections with a deadline (see listen.rs).
     while servers.join_next().await.is_some() {}
-    daemon.workloads.keep_for_restart().await;
+    daemon.workloads().keep_for_restart().await;
     for p in &extra_sockets {
         let _ = fs::remove_file(p);
     }
@@ -305,27 +305,23 @@ async fn shutdown_signal() {
     }
 }
 
-/// Stops raft and closes the store file, once every request holding it is done.
-pub(crate) async fn close_store(store: Arc<NodeStore>) {
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
-    let mut store = store;
-    loop {
-        match Arc::try_unwrap(store) {
-            Ok(s) => {
-                drop(s.reader);
-                if let Err(e) = s.replica.shutdown().await {
-                    tracing::warn!("closing the store: {e}");
-                }
-                return;
-            }
-            Err(shared) if tokio::time::Instant::now() < deadline => {
-                store = shared;
-                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-            }
-            Err(_) => {
-                tracing::warn!("the store is still in use at shutdown; leaving it to the OS");
-                return;
-            }
-        }
-    }
+/// Wires the features that are called back by the ones beneath them: the cluster starts and
+/// stops the worker agent and mounts its node-API routes, a worker's workloads fetch their
+/// values through the agent, and a changed service moves its workloads to the new files.
+/// Only this composition root names both sides.
+fn install_features(d: &Daemon) {
+    d.extensions.insert(Arc::new(crate::cluster::AgentHooks {
+        start: crate::agent::start,
+        stop: crate::agent::stop,
+        connected: crate::agent::agent_connected,
+        node_routes: crate::agent::node_routes,
+    }));
+    d.extensions
+        .insert(Arc::new(crate::workloads::RemoteHandouts {
+            acquire: |d, workload, service| Box::pin(crate::agent::acquire(d, workload, service)),
+        }));
+    d.extensions
+        .insert(Arc::new(crate::services::ServiceChanged(|d, service| {
+            Box::pin(async move { d.workloads().sync_service(&d, &service).await })
+        })));
 }

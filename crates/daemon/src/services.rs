@@ -18,8 +18,11 @@ use lockbox_audit::Event;
 use lockbox_store::{Command, Kind, ServiceRecord, ServiceSecret, StoreError};
 use serde::{Deserialize, Serialize};
 
+use futures_util::future::BoxFuture;
+
 use crate::ApiError;
-use crate::http::{Peer, json_response, parse_body, parse_required};
+use crate::body::{json_response, parse_body, parse_required};
+use crate::identity::Peer;
 use crate::ops::{Caller, Daemon, now_ns, rfc3339};
 
 const INVALID: &str = "rpc error: code = InvalidArgument desc = ";
@@ -326,6 +329,18 @@ pub(crate) fn service_json(s: &ServiceRecord) -> serde_json::Value {
 
 type App = State<Arc<Daemon>>;
 
+/// What must happen on this node after a service's definition changed (its workloads move
+/// to the new set of files). Installed by the composition root (serve.rs) so that services
+/// never name the features that deliver them; by default nothing.
+#[derive(Clone, Copy)]
+pub(crate) struct ServiceChanged(pub(crate) fn(Arc<Daemon>, String) -> BoxFuture<'static, ()>);
+
+impl Default for ServiceChanged {
+    fn default() -> Self {
+        Self(|_, _| Box::pin(async {}))
+    }
+}
+
 async fn create(d: Arc<Daemon>, who: Peer, body: Bytes) -> Result<Response, ApiError> {
     d.check_unlocked()?;
     let req: CreateRequest = parse_body(&body)?;
@@ -414,7 +429,8 @@ async fn update(
     s.updated_ns = now_ns();
     d.put_service(s.clone()).await?;
     d.audit_service("service-update", &Caller::uid(who.uid), &s)?;
-    d.workloads.sync_service(&d, &s.name).await;
+    let changed = d.extensions.get_or_init(ServiceChanged::default).0;
+    changed(d.clone(), s.name.clone()).await;
     Ok(json_response(
         StatusCode::OK,
         &serde_json::json!({"Warnings": null}),

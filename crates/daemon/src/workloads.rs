@@ -41,8 +41,11 @@ use lockbox_tmpfs::{SecretFile, Staging};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
+use futures_util::future::BoxFuture;
+
 use crate::ApiError;
-use crate::http::{Peer, json_response, parse_required};
+use crate::body::{json_response, parse_required};
+use crate::identity::Peer;
 use crate::ops::{Caller, Daemon};
 use crate::services::{OnRotate, RefRequest};
 
@@ -187,6 +190,36 @@ pub(crate) struct Workloads {
     pending: Mutex<HashMap<String, String>>,
     /// Notified whenever a workload ends, so the agent re-registers without it.
     pub(crate) changed: tokio::sync::Notify,
+}
+
+impl Daemon {
+    /// This node's workloads (kept in the core's extensions).
+    pub(crate) fn workloads(&self) -> Arc<Workloads> {
+        self.extensions
+            .get_or_init(|| Workloads::new(&self.data_dir))
+    }
+}
+
+/// Where a worker's workloads get their service's values: from a manager, through the
+/// worker agent (a feature built on top of workloads, installed by serve.rs).
+#[derive(Clone, Copy)]
+pub(crate) struct RemoteHandouts {
+    /// Registers workload `.1` of service `.2` with a manager and fetches its files.
+    pub(crate) acquire: for<'a> fn(
+        &'a Arc<Daemon>,
+        &'a str,
+        &'a str,
+    ) -> BoxFuture<'a, Result<(Arc<Handout>, Pending), ApiError>>,
+}
+
+impl Default for RemoteHandouts {
+    fn default() -> Self {
+        Self {
+            acquire: |_, _, _| {
+                Box::pin(async { Err(ApiError::new(503, "this node has no worker agent")) })
+            },
+        }
+    }
 }
 
 /// A workload being started on a worker: drops its pending registration; unless
@@ -745,7 +778,7 @@ fn stream_response(rx: mpsc::UnboundedReceiver<Bytes>) -> Response {
             .await
             .map(|b| (Ok::<_, std::convert::Infallible>(b), rx))
     });
-    crate::http::json_body(Body::from_stream(stream))
+    crate::body::json_body(Body::from_stream(stream))
 }
 
 const ON_A_WORKER: &str = "on a worker, secrets come through a service placed on this node: use --service (a --secret reference outside the service needs a manager)";
@@ -789,7 +822,7 @@ async fn create(d: Arc<Daemon>, who: Peer, body: Bytes) -> Result<Response, ApiE
             )));
         }
     };
-    let ws = d.workloads.clone();
+    let ws = d.workloads().clone();
     let id = match &req.reattach {
         Some(id) if !container && valid_id(id) => id.clone(),
         Some(id) => {
@@ -820,7 +853,8 @@ async fn create(d: Arc<Daemon>, who: Peer, body: Bytes) -> Result<Response, ApiE
         }
         (Source::Agent, None) => (Vec::new(), Vec::new(), "none".to_string(), None),
         (Source::Agent, Some(name)) => {
-            let (h, p) = crate::agent::acquire(&d, &id, name).await?;
+            let acquire = d.extensions.get_or_init(RemoteHandouts::default).acquire;
+            let (h, p) = acquire(&d, &id, name).await?;
             pending = Some(p);
             // A reference repeated on the command line (--secret-env) must be one of the
             // service's: anything else would need the store.
@@ -1033,12 +1067,12 @@ async fn follow_rotations(d: Arc<Daemon>) {
                     && v["Action"] == "rotate"
                     && let Some(id) = v["Actor"]["ID"].as_str()
                 {
-                    d.workloads.sync_secret(&d, Some(id)).await;
+                    d.workloads().sync_secret(&d, Some(id)).await;
                 }
             }
             // Missed events: bring everyone up to date.
             Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                d.workloads.sync_secret(&d, None).await;
+                d.workloads().sync_secret(&d, None).await;
             }
             Err(_) => return,
         }
@@ -1048,7 +1082,7 @@ async fn follow_rotations(d: Arc<Daemon>) {
 /// At daemon start: re-attach container workloads whose container still exists, reap every
 /// other staging tmpfs (what a crash left behind), then follow Docker and rotations.
 pub(crate) async fn start(d: Arc<Daemon>) {
-    let ws = d.workloads.clone();
+    let ws = d.workloads().clone();
     let saved: Vec<Persisted> = fs::read(&ws.state_path)
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
@@ -1118,7 +1152,7 @@ pub(crate) fn routes() -> Router<Arc<Daemon>> {
             )
             .get(|State(d): App| async move {
                 let mut out = Vec::new();
-                for w in d.workloads.all() {
+                for w in d.workloads().all() {
                     let st = w.state.lock().await;
                     out.push(serde_json::json!({
                         "ID": w.id,
@@ -1134,14 +1168,14 @@ pub(crate) fn routes() -> Router<Arc<Daemon>> {
         .route(
             "/{id}/release",
             post(|State(d): App, UrlPath(id): UrlPath<String>| async move {
-                d.workloads.release(&id).await;
+                d.workloads().release(&id).await;
                 StatusCode::NO_CONTENT.into_response()
             }),
         )
         .route(
             "/{id}",
             get(|State(d): App, UrlPath(id): UrlPath<String>| async move {
-                match d.workloads.get(&id) {
+                match d.workloads().get(&id) {
                     Some(w) => json_response(StatusCode::OK, &serde_json::json!({"ID": w.id})),
                     None => ApiError::new(404, format!("workload {id} not found")).into_response(),
                 }

@@ -14,7 +14,7 @@ use lockbox_cluster::Role;
 use lockbox_store::{NodeRecord, NodeRole, node_id_text};
 
 use crate::ApiError;
-use crate::http::json_response;
+use crate::body::json_response;
 use crate::ops::{Daemon, Keys};
 use crate::peers::{self, NodePeer};
 

@@ -20,7 +20,8 @@ use lockbox_store::{ClusterRecord, Command, NodeRole, node_id_text};
 use serde::Deserialize;
 
 use crate::ApiError;
-use crate::http::{Peer, json_response, parse_body};
+use crate::body::{json_response, parse_body};
+use crate::identity::Peer;
 use crate::ops::{Caller, Daemon, now_ns};
 use crate::peers::TlsState;
 
@@ -188,7 +189,7 @@ pub(super) async fn reopen_store(
 ) -> Result<()> {
     let old = d.store.write().ok().and_then(|mut s| s.take());
     if let Some(old) = old {
-        crate::serve::close_store(old).await;
+        crate::ops::close_store(old).await;
     }
     let store = open_store(&d.data_dir, cfg, tls, bootstrap).await?;
     if let Ok(mut s) = d.store.write() {

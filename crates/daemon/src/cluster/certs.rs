@@ -18,7 +18,8 @@ use lockbox_store::{CaRotation, ClusterRecord, Command, node_id_text};
 use serde::{Deserialize, Serialize};
 
 use crate::ApiError;
-use crate::http::{Peer, json_response};
+use crate::body::json_response;
+use crate::identity::Peer;
 use crate::ops::{Caller, Daemon, NodeStore, now_ns, rfc3339};
 use crate::peers::{self, NodePeer};
 

@@ -23,7 +23,8 @@ use lockbox_store::{Kind, NodeRole, Reader, node_id_text};
 use serde::{Deserialize, Serialize};
 
 use crate::ApiError;
-use crate::http::{Peer, json_response, parse_body};
+use crate::body::{json_response, parse_body};
+use crate::identity::Peer;
 use crate::ops::{Caller, Daemon, Keys, now_ns};
 use crate::peers::{self, NodePeer, TlsState};
 
@@ -202,7 +203,7 @@ pub(super) async fn local_join(d: Arc<Daemon>, who: Peer, body: Bytes) -> Result
     // nothing (workers hold no store).
     let old = d.store.write().ok().and_then(|mut s| s.take());
     if let Some(old) = old {
-        crate::serve::close_store(old).await;
+        crate::ops::close_store(old).await;
     }
     let _ = fs::remove_file(d.data_dir.join("store.redb"));
     if joined.role == NodeRole::Manager {

@@ -18,7 +18,8 @@ use lockbox_store::{Command, NodeRecord, NodeRole, Reader, node_id_text, parse_n
 use serde::{Deserialize, Serialize};
 
 use crate::ApiError;
-use crate::http::{Peer, json_response, parse_body};
+use crate::body::{json_response, parse_body};
+use crate::identity::Peer;
 use crate::ops::{Caller, Daemon, Keys, NodeStore, now_ns, rfc3339};
 use crate::peers::NodePeer;
 
@@ -227,7 +228,7 @@ pub(super) fn status_of(
             }
         }
         NodeRole::Worker => {
-            if crate::agent::agent_connected(d, n.id) {
+            if (d.agent_hooks().connected)(d, n.id) {
                 ("ready", "")
             } else {
                 ("down", "")
@@ -420,13 +421,13 @@ pub(super) async fn leave(d: Arc<Daemon>, who: Peer, q: LeaveQuery) -> Result<Re
         ));
     }
     cluster.stop();
-    crate::agent::stop(&d);
-    if let Ok(mut c) = d.cluster.write() {
+    (d.agent_hooks().stop)(&d);
+    if let Ok(mut c) = d.cluster_slot().0.write() {
         *c = None;
     }
     let old = d.store.write().ok().and_then(|mut s| s.take());
     if let Some(old) = old {
-        crate::serve::close_store(old).await;
+        crate::ops::close_store(old).await;
     }
     let _ = fs::remove_file(d.data_dir.join("store.redb"));
     let _ = fs::remove_dir_all(dir(&d.data_dir));

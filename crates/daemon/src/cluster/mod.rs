@@ -32,14 +32,16 @@ mod state;
 mod tokens;
 mod watcher;
 
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use axum::Router;
 use lockbox_store::NodeRole;
 use serde::{Deserialize, Serialize};
 
 use crate::ApiError;
-use crate::peers::TlsState;
+use crate::ops::Daemon;
+use crate::peers::{TlsState, Trust};
 
 pub(crate) use self::admission::authorize;
 #[allow(unused_imports)]
@@ -60,7 +62,7 @@ use self::node_api::*;
 use self::record::*;
 #[allow(unused_imports)]
 use self::state::*;
-pub(crate) use self::state::{Trust, activate, load, open_store};
+pub(crate) use self::state::{activate, load, open_store};
 #[allow(unused_imports)]
 use self::tokens::*;
 pub(crate) use self::watcher::become_manager;
@@ -87,6 +89,45 @@ pub(crate) struct NodeConfig {
     /// The managers' addresses as last known: where a worker's agent and a restarted node
     /// look for the cluster.
     pub(crate) managers: Vec<String>,
+}
+
+/// The node's cluster, once it is in one: the slot the core keeps for this feature.
+#[derive(Default)]
+pub(crate) struct ClusterSlot(pub(crate) RwLock<Option<Arc<Cluster>>>);
+
+/// What the cluster needs from the worker agent, a feature built on top of it. The
+/// composition root (serve.rs) installs the agent's functions; until then (and in a
+/// daemon without agents) these do nothing, so the cluster never names the agent.
+#[derive(Clone, Copy)]
+pub(crate) struct AgentHooks {
+    /// Start this worker's agent (once).
+    pub(crate) start: fn(Arc<Daemon>),
+    /// Stop this node's agent (leave).
+    pub(crate) stop: fn(&Daemon),
+    /// Whether the worker `node`'s agent was heard from recently (manager side).
+    pub(crate) connected: fn(&Daemon, u64) -> bool,
+    /// The agent's routes, nested under `/agent` on the node API.
+    pub(crate) node_routes: fn() -> Router<Arc<Daemon>>,
+}
+
+impl Default for AgentHooks {
+    fn default() -> Self {
+        Self {
+            start: |_| {},
+            stop: |_| {},
+            connected: |_, _| false,
+            node_routes: Router::new,
+        }
+    }
+}
+
+impl Daemon {
+    pub(crate) fn cluster_slot(&self) -> Arc<ClusterSlot> {
+        self.extensions.get_or_init(ClusterSlot::default)
+    }
+    pub(crate) fn agent_hooks(&self) -> AgentHooks {
+        *self.extensions.get_or_init(AgentHooks::default)
+    }
 }
 
 /// A node's live cluster state.

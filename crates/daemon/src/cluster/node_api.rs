@@ -12,7 +12,8 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 
 use crate::ApiError;
-use crate::http::{Peer, json_response};
+use crate::body::json_response;
+use crate::identity::Peer;
 use crate::ops::Daemon;
 
 #[allow(unused_imports)]
@@ -105,7 +106,7 @@ pub(super) fn node_router(d: Arc<Daemon>) -> Router {
         .route("/cluster/admit", post(admit))
         .route("/cluster/membership", post(membership))
         .route("/cluster/renew", post(renew))
-        .nest("/agent", crate::agent::node_routes())
+        .nest("/agent", (d.agent_hooks().node_routes)())
         .fallback(|| async { ApiError::new(404, "page not found") })
         .with_state(d)
 }

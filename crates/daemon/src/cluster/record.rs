@@ -23,7 +23,7 @@ use super::*;
 
 impl Daemon {
     pub(crate) fn cluster(&self) -> Option<Arc<Cluster>> {
-        self.cluster.read().ok().and_then(|c| c.clone())
+        self.cluster_slot().0.read().ok().and_then(|c| c.clone())
     }
 
     pub(super) fn cluster_or_err(&self) -> Result<Arc<Cluster>> {

@@ -13,7 +13,6 @@ use lockbox_cluster::pki::PeerIdentity;
 use lockbox_keyring::Zeroizing;
 use lockbox_replication::{Bootstrap, Replica, ReplicaConfig};
 use lockbox_store::{CaRotation, ClusterRecord, NodeRole, Reader};
-use serde::{Deserialize, Serialize};
 
 use crate::ApiError;
 use crate::ops::{Daemon, NodeStore};
@@ -75,21 +74,6 @@ pub(super) fn save_config(data_dir: &Path, cfg: &NodeConfig) -> Result<()> {
         .map_err(io("cannot write cluster/node.json"))
 }
 
-/// The roots a node accepts peers under, the certificates it presents after its own, and
-/// which root issued its own. Outside a CA rotation: the cluster's root, and the same root
-/// after the leaf. During one: both roots, and `[cross-signed new root, old root]` after a
-/// leaf from the new root, so that a peer trusting only the old root still builds a path
-/// (leaf → cross-signed → old), and a node joining with a token (which pins the old root's
-/// digest) finds the pinned root in the chain. Certificates as base64 DER, as on the wire
-/// and in `cluster/trust.json`.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct Trust {
-    pub(super) roots: Vec<String>,
-    pub(super) chain: Vec<String>,
-    /// SHA-256 (hex) of the root that issued the node's certificate.
-    pub(super) issuer: String,
-}
-
 impl Trust {
     /// What a certificate issued now goes with: see [`Trust`].
     pub(super) fn of(c: &ClusterRecord, rotation: Option<&CaRotation>) -> Trust {
@@ -129,13 +113,6 @@ impl Trust {
             .iter()
             .map(|r| unb64(r, "a chain certificate"))
             .collect()
-    }
-
-    /// A short name for this trust: equal tags, equal trust. Workers get the managers'
-    /// current one with every heartbeat and renew when theirs differs.
-    pub(crate) fn tag(&self) -> String {
-        let json = serde_json::to_vec(self).unwrap_or_default();
-        hex_lower(&lockbox_cluster::pki::cert_digest(&json))
     }
 }
 
@@ -247,7 +224,7 @@ pub(crate) async fn activate(d: &Arc<Daemon>, cfg: NodeConfig, tls: TlsState) ->
         stop,
     });
     let role = cluster.config().role;
-    if let Ok(mut c) = d.cluster.write()
+    if let Ok(mut c) = d.cluster_slot().0.write()
         && let Some(old) = c.replace(cluster)
     {
         old.stop();
@@ -255,7 +232,7 @@ pub(crate) async fn activate(d: &Arc<Daemon>, cfg: NodeConfig, tls: TlsState) ->
     tokio::spawn(renewal(d.clone()));
     match role {
         NodeRole::Manager => drop(tokio::spawn(watch(d.clone()))),
-        NodeRole::Worker => crate::agent::start(d.clone()),
+        NodeRole::Worker => (d.agent_hooks().start)(d.clone()),
     }
     Ok(())
 }

@@ -13,7 +13,8 @@ use lockbox_store::{Command, NodeRole};
 use serde::Deserialize;
 
 use crate::ApiError;
-use crate::http::{Peer, json_response};
+use crate::body::json_response;
+use crate::identity::Peer;
 use crate::ops::{Caller, Daemon, now_ns};
 
 #[allow(unused_imports)]

@@ -94,7 +94,7 @@ pub(super) async fn watch(d: Arc<Daemon>) {
 pub(super) async fn become_worker(d: &Arc<Daemon>) {
     let old = d.store.write().ok().and_then(|mut s| s.take());
     if let Some(old) = old {
-        crate::serve::close_store(old).await;
+        crate::ops::close_store(old).await;
     }
     let _ = fs::remove_file(d.data_dir.join("store.redb"));
     if let Some(c) = d.cluster() {
@@ -107,7 +107,7 @@ pub(super) async fn become_worker(d: &Arc<Daemon>) {
         };
         let _ = save_config(&d.data_dir, &cfg);
     }
-    crate::agent::start(d.clone());
+    (d.agent_hooks().start)(d.clone());
 }
 
 /// A worker promoted to manager: open an empty store, ask to be admitted, take the keys.
