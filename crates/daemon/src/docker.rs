@@ -194,8 +194,9 @@ pub(crate) fn router(d: Arc<Daemon>) -> Router {
             d.clone(),
             crate::http::read_barrier,
         ))
-        .with_state(d);
-    Router::new().fallback(move |req: Request| dispatch(inner.clone(), req))
+        .with_state(d.clone());
+    let app = Router::new().fallback(move |req: Request| dispatch(inner.clone(), req));
+    crate::gate::layer(app, d, crate::gate::Socket::Docker)
 }
 
 fn api_routes() -> Router<Arc<Daemon>> {
@@ -697,7 +698,7 @@ fn plugin_err(msg: String) -> Response {
     })
 }
 
-async fn get_secret(State(d): App, body: Body_) -> Response {
+async fn get_secret(State(d): App, ConnectInfo(who): ConnectInfo<Peer>, body: Body_) -> Response {
     let body = match body {
         Ok(b) => b,
         Err(e) => return plugin_err(format!("lockbox: cannot read the request: {e}")),
@@ -721,13 +722,9 @@ async fn get_secret(State(d): App, body: Body_) -> Response {
     if wanted.is_empty() {
         return plugin_err("lockbox: the request names no secret".into());
     }
-    let caller = Caller {
-        actor: if req.node_id.is_empty() {
-            "swarm".to_owned()
-        } else {
-            format!("swarm-node:{}", req.node_id)
-        },
-    };
+    // The actor is who the kernel says connected (the gate let only uid 0, dockerd, in);
+    // the Swarm fields below are what dockerd claims about the task, recorded beside it.
+    let caller = Caller { actor: who.actor() };
     let detail = [
         ("via", "swarm-secret-driver"),
         ("swarm_secret", req.secret_name.as_str()),
@@ -755,7 +752,7 @@ async fn get_secret(State(d): App, body: Body_) -> Response {
 
 /// The Swarm secret-driver plugin router (`/Plugin.Activate`, `/SecretProvider.GetSecret`).
 pub(crate) fn plugin_router(d: Arc<Daemon>) -> Router {
-    Router::new()
+    let app = Router::new()
         .route(
             "/Plugin.Activate",
             post(|| async { plugin_json(&serde_json::json!({"Implements": ["secretprovider"]})) }),
@@ -763,7 +760,8 @@ pub(crate) fn plugin_router(d: Arc<Daemon>) -> Router {
         .route("/SecretProvider.GetSecret", post(get_secret))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(64 * 1024))
-        .with_state(d)
+        .with_state(d.clone());
+    crate::gate::layer(app, d, crate::gate::Socket::Plugin)
 }
 
 #[cfg(test)]

@@ -262,7 +262,7 @@ pub(crate) fn router(d: Arc<Daemon>) -> Router {
         .nest("/services", crate::services::routes())
         .nest("/workloads", crate::workloads::routes())
         .merge(crate::cluster::local_routes());
-    Router::new()
+    let app = Router::new()
         .route(
             "/_ping",
             get(|| async { "OK" }).head(|| async { StatusCode::OK }),
@@ -273,7 +273,8 @@ pub(crate) fn router(d: Arc<Daemon>) -> Router {
             d.clone(),
             read_barrier,
         ))
-        .with_state(d)
+        .with_state(d.clone());
+    crate::gate::layer(app, d, crate::gate::Socket::Native)
 }
 
 /// `GET /v1/events`: one JSON object a line, for as long as the client stays.

@@ -17,6 +17,7 @@ mod body;
 mod cluster;
 mod docker;
 pub mod error;
+pub mod gate;
 mod harden;
 mod http;
 mod identity;

@@ -40,7 +40,12 @@ pub(crate) async fn serve(
                         continue;
                     }
                 };
-                let peer = Peer { uid: stream.peer_cred().ok().map(|c| c.uid()) };
+                let cred = stream.peer_cred().ok();
+                let peer = Peer {
+                    uid: cred.map(|c| c.uid()),
+                    gid: cred.map(|c| c.gid()),
+                    pid: cred.and_then(|c| c.pid()),
+                };
                 let app = app.clone();
                 let svc = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
                     req.extensions_mut().insert(ConnectInfo(peer));

@@ -19,16 +19,27 @@ pub fn default_data_dir() -> PathBuf {
     home.join(".local/share/lockbox")
 }
 
-/// `/run/lockbox/lockbox.sock` for root, `$XDG_RUNTIME_DIR/lockbox/lockbox.sock` otherwise.
+/// `/run/lockbox/lockbox.sock` for root; otherwise `$XDG_RUNTIME_DIR/lockbox/lockbox.sock`,
+/// or `/run/user/<uid>/lockbox/lockbox.sock` where that private directory exists, or else
+/// the socket beside the data (`~/.local/share/lockbox/lockbox.sock`, a 0700 directory the
+/// daemon owns and checks). Never a shared directory such as /tmp: another user could make
+/// the path first and receive what clients send (security finding 2).
 pub fn default_socket() -> PathBuf {
     if is_root() {
         return PathBuf::from("/run/lockbox/lockbox.sock");
     }
-    let base = std::env::var_os("XDG_RUNTIME_DIR")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            std::env::temp_dir().join(format!("lockbox-{}", rustix::process::getuid().as_raw()))
-        });
-    base.join("lockbox/lockbox.sock")
+    if let Some(x) = std::env::var_os("XDG_RUNTIME_DIR").filter(|v| !v.is_empty()) {
+        return PathBuf::from(x).join("lockbox/lockbox.sock");
+    }
+    let uid = rustix::process::getuid().as_raw();
+    let run_user = PathBuf::from(format!("/run/user/{uid}"));
+    let private = rustix::fs::lstat(&run_user).is_ok_and(|st| {
+        st.st_uid == uid
+            && st.st_mode & 0o077 == 0
+            && rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Directory
+    });
+    if private {
+        return run_user.join("lockbox/lockbox.sock");
+    }
+    default_data_dir().join("lockbox.sock")
 }

@@ -1,6 +1,6 @@
 //! Startup, serving and shutdown.
 use std::fs;
-use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
@@ -28,6 +28,15 @@ pub struct DaemonConfig {
     pub docker_api: Option<PathBuf>,
     /// Where to serve the Swarm secret-driver plugin protocol (`None`: not at all).
     pub swarm_driver: Option<PathBuf>,
+    /// `--group`: the group (name or gid) whose members may connect to the sockets (mode
+    /// 0660); they are members, not administrators. `None`: owner only (0600).
+    pub group: Option<String>,
+    /// `--admin-group`: the group (name or gid) whose members administer the daemon.
+    pub admin_group: Option<String>,
+    /// `--autolock-key-file`: on a first start with autolock, where the unlock key is written
+    /// (created new, 0600). Without it the key is only shown to an administrator's client
+    /// (`lockbox unlock-key`), never on the daemon's output.
+    pub autolock_key_file: Option<PathBuf>,
 }
 
 /// What `run` reports once it listens (for the foreground message and tests).
@@ -40,6 +49,32 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> DaemonError + '_ {
         path: path.display().to_string(),
         source,
     }
+}
+
+/// The data directory must be this daemon's own (not reached through a symlink): a
+/// directory another user owns could be read or swapped under the daemon.
+fn check_own_dir(dir: &Path) -> Result<(), DaemonError> {
+    let st = rustix::fs::lstat(dir).map_err(|e| DaemonError::DataDir {
+        path: dir.display().to_string(),
+        source: e.into(),
+    })?;
+    let me = rustix::process::geteuid().as_raw();
+    let refuse = |why: String| {
+        Err(DaemonError::Other(format!(
+            "data directory {}: {why}",
+            dir.display()
+        )))
+    };
+    if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::Directory {
+        return refuse("not a directory (a symlink is refused; give the real path)".into());
+    }
+    if st.st_uid != me {
+        return refuse(format!(
+            "it belongs to uid {}, not to this daemon's user (uid {me}); use a directory of your own",
+            st.st_uid
+        ));
+    }
+    Ok(())
 }
 
 /// Holds the data directory's lock file for the daemon's lifetime, so a second daemon on
@@ -65,15 +100,57 @@ fn lock_data_dir(dir: &Path) -> Result<fs::File, DaemonError> {
     }
 }
 
-fn bind_socket(path: &Path) -> Result<UnixListener, DaemonError> {
+/// The socket's directory: made 0755 if missing (whatever the umask), and refused when
+/// someone else owns it or others may write to it — whoever can write there can swap the
+/// socket for their own and receive the values clients send.
+fn socket_dir(path: &Path) -> Result<(), DaemonError> {
     let sock_err = |reason: String| DaemonError::Socket {
         path: path.display().to_string(),
         reason,
     };
-    if let Some(dir) = path.parent() {
-        fs::create_dir_all(dir)
+    let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) else {
+        return Ok(());
+    };
+    if !dir.exists() {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(dir)
             .map_err(|e| sock_err(format!("cannot create its directory: {e}")))?;
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o755))
+            .map_err(|e| sock_err(format!("cannot set its directory's mode: {e}")))?;
     }
+    let st = rustix::fs::lstat(dir).map_err(|e| sock_err(format!("its directory: {e}")))?;
+    let me = rustix::process::geteuid().as_raw();
+    if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::Directory {
+        return Err(sock_err(format!(
+            "{} is not a directory (a symlink is refused)",
+            dir.display()
+        )));
+    }
+    if st.st_uid != me && st.st_uid != 0 {
+        return Err(sock_err(format!(
+            "its directory {} belongs to uid {}, not to this daemon's user (uid {me}) or root; remove it or choose another socket path",
+            dir.display(),
+            st.st_uid
+        )));
+    }
+    if st.st_mode & 0o022 != 0 && st.st_mode & 0o1000 == 0 {
+        return Err(sock_err(format!(
+            "its directory {} is writable by others (mode {:o}); make it 0755 or choose another socket path",
+            dir.display(),
+            st.st_mode & 0o7777
+        )));
+    }
+    Ok(())
+}
+
+fn bind_socket(path: &Path, group: Option<u32>) -> Result<UnixListener, DaemonError> {
+    let sock_err = |reason: String| DaemonError::Socket {
+        path: path.display().to_string(),
+        reason,
+    };
+    socket_dir(path)?;
     if path.exists() {
         // We hold the data-dir lock, but the socket may belong to a daemon on another data
         // directory: only a socket nobody answers on is stale.
@@ -84,7 +161,14 @@ fn bind_socket(path: &Path) -> Result<UnixListener, DaemonError> {
             .map_err(|e| sock_err(format!("cannot remove the stale socket: {e}")))?;
     }
     let l = UnixListener::bind(path).map_err(|e| sock_err(e.to_string()))?;
-    fs::set_permissions(path, fs::Permissions::from_mode(0o660))
+    // Owner only, unless a group was named: its members may connect (and are members to
+    // the gate, never administrators by that alone).
+    if let Some(gid) = group {
+        rustix::fs::chown(path, None, Some(rustix::fs::Gid::from_raw(gid)))
+            .map_err(|e| sock_err(format!("cannot give it to group {gid}: {e}")))?;
+    }
+    let mode = if group.is_some() { 0o660 } else { 0o600 };
+    fs::set_permissions(path, fs::Permissions::from_mode(mode))
         .map_err(|e| sock_err(e.to_string()))?;
     Ok(l)
 }
@@ -149,8 +233,24 @@ fn read_or_make_id(path: &Path) -> Result<String, DaemonError> {
 
 /// Runs the daemon until SIGTERM or SIGINT.
 pub async fn run(cfg: DaemonConfig) -> Result<(), DaemonError> {
+    // Every file and directory the daemon (and the crates under it) creates is private
+    // unless given a mode on purpose, whatever umask the daemon was started with.
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     let hardening = crate::harden::harden();
+    let group = cfg
+        .group
+        .as_deref()
+        .map(crate::identity::resolve_group)
+        .transpose()
+        .map_err(|e| DaemonError::Other(format!("--group: {e}")))?;
+    let admin_group = cfg
+        .admin_group
+        .as_deref()
+        .map(crate::identity::resolve_group)
+        .transpose()
+        .map_err(|e| DaemonError::Other(format!("--admin-group: {e}")))?;
     fs::create_dir_all(&cfg.data_dir).map_err(io_err(&cfg.data_dir))?;
+    check_own_dir(&cfg.data_dir)?;
     fs::set_permissions(&cfg.data_dir, fs::Permissions::from_mode(0o700))
         .map_err(io_err(&cfg.data_dir))?;
     let _lock = lock_data_dir(&cfg.data_dir)?;
@@ -158,11 +258,26 @@ pub async fn run(cfg: DaemonConfig) -> Result<(), DaemonError> {
     let ring_path = cfg.data_dir.join("keyring.json");
     let (keys, shown) = open_keys(&ring_path, cfg.autolock)?;
     if let Some(k) = shown {
-        // Shown once, on the daemon's own terminal; never logged.
-        println!(
-            "Autolock is on. To unlock lockbox after a restart, run 'lockbox unlock' and give this key:\n\n    {}\n\nKeep it in a password manager: lockbox cannot recover it.",
-            &*k.to_text()
-        );
+        // Never on the daemon's output: under a service manager that is the journal, on the
+        // same disk the key protects. An administrator reads it with a client, or the
+        // operator named a file for it.
+        match &cfg.autolock_key_file {
+            Some(path) => {
+                write_new_private(path, k.to_text().as_bytes()).map_err(|e| {
+                    DaemonError::Other(format!(
+                        "--autolock-key-file {}: {e} (it must not exist yet)",
+                        path.display()
+                    ))
+                })?;
+                say(&format!(
+                    "Autolock is on. The unlock key was written to {} (mode 0600): move it to a password manager and delete the file.",
+                    path.display()
+                ));
+            }
+            None => say(
+                "Autolock is on. Read the unlock key once with 'lockbox unlock-key' (administrators only) and keep it in a password manager: lockbox cannot recover it.",
+            ),
+        }
     }
     let locked = matches!(keys, Keys::Locked { .. });
     // A cluster member opens its store on the cluster transport (a worker holds none).
@@ -214,6 +329,10 @@ pub async fn run(cfg: DaemonConfig) -> Result<(), DaemonError> {
         extensions: crate::ops::Extensions::default(),
     });
     install_features(&daemon);
+    daemon.extensions.insert(Arc::new(crate::gate::Admins {
+        daemon_uid: rustix::process::geteuid().as_raw(),
+        group: admin_group,
+    }));
     daemon.audit.append(
         Event::new("daemon-start", "daemon")
             .detail("pid", &std::process::id().to_string())
@@ -228,7 +347,7 @@ pub async fn run(cfg: DaemonConfig) -> Result<(), DaemonError> {
         say(&format!("cluster traffic (mutual TLS) on {listen}"));
     }
     crate::workloads::start(daemon.clone()).await;
-    let listener = bind_socket(&cfg.socket)?;
+    let listener = bind_socket(&cfg.socket, group)?;
     tracing::info!(
         socket = %cfg.socket.display(),
         data_dir = %cfg.data_dir.display(),
@@ -261,7 +380,10 @@ pub async fn run(cfg: DaemonConfig) -> Result<(), DaemonError> {
     serve_on(listener, router(daemon.clone()));
     let mut extra_sockets = Vec::new();
     if let Some(path) = &cfg.docker_api {
-        serve_on(bind_socket(path)?, crate::docker::router(daemon.clone()));
+        serve_on(
+            bind_socket(path, group)?,
+            crate::docker::router(daemon.clone()),
+        );
         say(&format!(
             "Docker Engine API (secrets, configs) on unix://{}",
             path.display()
@@ -270,7 +392,8 @@ pub async fn run(cfg: DaemonConfig) -> Result<(), DaemonError> {
     }
     if let Some(path) = &cfg.swarm_driver {
         serve_on(
-            bind_socket(path)?,
+            // dockerd (root) is the plugin socket's one client: never the socket group.
+            bind_socket(path, None)?,
             crate::docker::plugin_router(daemon.clone()),
         );
         say(&format!("Swarm secret-driver plugin on {}", path.display()));
@@ -324,4 +447,18 @@ fn install_features(d: &Daemon) {
         .insert(Arc::new(crate::services::ServiceChanged(|d, service| {
             Box::pin(async move { d.workloads().sync_service(&d, &service).await })
         })));
+}
+
+/// Creates `path` new (never through a symlink, never over an existing file) with mode
+/// 0600 and writes `bytes` to it.
+fn write_new_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .open(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
 }

@@ -33,7 +33,8 @@ pub(crate) struct Cli {
 pub(crate) enum Command {
     /// Run the lockbox daemon in the foreground
     #[command(
-        after_help = "Examples:\n  lockbox daemon\n  lockbox daemon --data-dir /srv/lockbox -H /run/lockbox/lockbox.sock\n  lockbox daemon --autolock      # first start only: seal the keys with an unlock key, printed once"
+        after_help = "Examples:\n  lockbox daemon\n  lockbox daemon --data-dir /srv/lockbox -H /run/lockbox/lockbox.sock\n  lockbox daemon --autolock      # first start only: seal the keys with an unlock key ('lockbox unlock-key' shows it)
+  lockbox daemon --group lockbox # members of group lockbox may connect (not administer)"
     )]
     Daemon(DaemonArgs),
     /// Manage secrets (values are never shown back)
@@ -125,7 +126,7 @@ pub(crate) struct DaemonArgs {
     /// Where the store, keys and audit log live [default: /var/lib/lockbox for root, $XDG_DATA_HOME/lockbox otherwise]
     #[arg(long, env = "LOCKBOX_DATA_DIR", value_name = "DIR")]
     pub(crate) data_dir: Option<PathBuf>,
-    /// On first start, seal the keys with an unlock key (printed once); every restart then needs 'lockbox unlock'
+    /// On first start, seal the keys with an unlock key (shown to an administrator by 'lockbox unlock-key', never printed by the daemon); every restart then needs 'lockbox unlock'
     #[arg(long)]
     pub(crate) autolock: bool,
     /// Old versions kept per secret besides the current one
@@ -137,6 +138,15 @@ pub(crate) struct DaemonArgs {
     /// Serve the Swarm secret-driver plugin protocol (off unless given) [default path when given without a value: /run/docker/plugins/lockbox.sock]
     #[arg(long, value_name = "PATH", num_args = 0..=1, default_missing_value = "/run/docker/plugins/lockbox.sock")]
     pub(crate) swarm_driver: Option<PathBuf>,
+    /// Let this group's members connect to the sockets (mode 0660; a name or a gid, like dockerd's -G). Members are not administrators: they may only ask for the version until an admin grants more [default: none, the sockets are 0600]
+    #[arg(long, value_name = "GROUP")]
+    pub(crate) group: Option<String>,
+    /// Members of this group (a name or a gid) administer the daemon, as root and the daemon's own user do
+    #[arg(long, value_name = "GROUP")]
+    pub(crate) admin_group: Option<String>,
+    /// With --autolock on a first start: write the unlock key to this new file (mode 0600) instead of leaving it to 'lockbox unlock-key'
+    #[arg(long, value_name = "FILE", requires = "autolock")]
+    pub(crate) autolock_key_file: Option<PathBuf>,
     /// Log format
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub(crate) log_format: LogFormat,

@@ -13,6 +13,11 @@ use serde::de::DeserializeOwned;
 pub(crate) enum ClientError {
     /// Nothing answers on the socket.
     Unreachable(PathBuf),
+    /// The socket exists but this user may not open it (not in its group).
+    Denied(PathBuf),
+    /// The socket belongs to someone who is neither root nor this user: whoever made it
+    /// could read what the client sends (a value on `secret create`).
+    Untrusted { socket: PathBuf, owner: u32 },
     /// The daemon answered with an error status.
     Api { status: u16, message: String },
     /// Anything else (broken connection, undecodable answer).
@@ -27,6 +32,16 @@ impl std::fmt::Display for ClientError {
                 "Cannot connect to the lockbox daemon at unix://{}. Is 'lockbox daemon' running?",
                 p.display()
             ),
+            ClientError::Denied(p) => write!(
+                f,
+                "permission denied opening the lockbox socket unix://{}: ask an administrator to start the daemon with --group and add you to that group, or to grant you what you need (lockbox policy)",
+                p.display()
+            ),
+            ClientError::Untrusted { socket, owner } => write!(
+                f,
+                "refusing the socket unix://{}: it belongs to uid {owner}, which is neither root nor you, so it may not be lockbox's; remove it if it is not, or point -H at the daemon's socket",
+                socket.display()
+            ),
             ClientError::Api { message, .. } => write!(f, "Error response from daemon: {message}"),
             ClientError::Other(m) => f.write_str(m),
         }
@@ -39,6 +54,7 @@ impl ClientError {
     pub(crate) fn exit_code(&self) -> i32 {
         match self {
             ClientError::Unreachable(_) => exit_codes::UNREACHABLE,
+            ClientError::Denied(_) | ClientError::Untrusted { .. } => exit_codes::FAILURE,
             ClientError::Api {
                 status: 503,
                 message,
@@ -52,6 +68,27 @@ impl ClientError {
 #[derive(Debug, Clone)]
 pub(crate) struct Client {
     socket: PathBuf,
+}
+
+/// Connects to the daemon's socket after checking that it is the daemon's: a socket owned
+/// by another user (not root, not the caller) is refused before a byte is sent, since a
+/// squatter who made it first would receive the request (security finding 2).
+async fn connect(socket: &Path) -> Result<tokio::net::UnixStream, ClientError> {
+    if let Ok(st) = rustix::fs::stat(socket) {
+        let me = rustix::process::geteuid().as_raw();
+        if st.st_uid != 0 && st.st_uid != me {
+            return Err(ClientError::Untrusted {
+                socket: socket.to_owned(),
+                owner: st.st_uid,
+            });
+        }
+    }
+    tokio::net::UnixStream::connect(socket)
+        .await
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::PermissionDenied => ClientError::Denied(socket.to_owned()),
+            _ => ClientError::Unreachable(socket.to_owned()),
+        })
 }
 
 /// Percent-encodes a query value or path segment.
@@ -92,9 +129,7 @@ impl Client {
         path: &str,
         body: Option<Vec<u8>>,
     ) -> Result<(u16, hyper::HeaderMap, Bytes), ClientError> {
-        let stream = tokio::net::UnixStream::connect(&self.socket)
-            .await
-            .map_err(|_| ClientError::Unreachable(self.socket.clone()))?;
+        let stream = connect(&self.socket).await?;
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .map_err(|e| ClientError::Other(format!("cannot talk to the daemon: {e}")))?;
@@ -204,9 +239,7 @@ pub(crate) async fn open_lines(
     path: &str,
     body: Option<&serde_json::Value>,
 ) -> Result<Lines, ClientError> {
-    let stream = tokio::net::UnixStream::connect(socket)
-        .await
-        .map_err(|_| ClientError::Unreachable(socket.to_owned()))?;
+    let stream = connect(socket).await?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .map_err(|e| ClientError::Other(format!("cannot talk to the daemon: {e}")))?;

@@ -167,6 +167,9 @@ fn run_daemon(args: cli::DaemonArgs, socket: PathBuf) -> anyhow::Result<i32> {
         keep_versions: args.keep_versions,
         docker_api,
         swarm_driver: args.swarm_driver,
+        group: args.group,
+        admin_group: args.admin_group,
+        autolock_key_file: args.autolock_key_file,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -729,7 +729,8 @@ fn ping_headers_and_locked_state() {
     }
     let mut d = Daemon::start_with(&["--autolock"]);
     let key = d
-        .log_text()
+        .lb(&["unlock-key", "-q"])
+        .stdout
         .split_whitespace()
         .find(|w| w.starts_with("LBXKEY-1-"))
         .map(str::to_owned);

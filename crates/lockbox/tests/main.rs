@@ -3,6 +3,7 @@ mod support;
 
 mod agent;
 mod api;
+mod authz;
 mod backup;
 mod cluster;
 mod compose;

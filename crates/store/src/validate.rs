@@ -45,15 +45,21 @@ pub fn parse_filter_map(json: Option<&str>) -> Result<Filters, StoreError> {
     let v: serde_json::Value = serde_json::from_str(json).map_err(|_| invalid())?;
     for (k, vals) in v.as_object().ok_or_else(invalid)? {
         let list: Vec<String> = match vals {
-            serde_json::Value::Object(m) => m
-                .iter()
-                .filter(|(_, b)| b.as_bool().unwrap_or(false))
-                .map(|(s, _)| s.clone())
-                .collect(),
+            // Docker decodes `map[string]map[string]bool` (or the legacy
+            // `map[string][]string`) and refuses anything else; a value of `false` still
+            // names the term (its `Args.Get` returns the keys). Dropping terms of the wrong
+            // shape instead would widen the filter to every object, and a script piping
+            // `ls -q --filter …` into `rm` would remove them all.
+            serde_json::Value::Object(m) => {
+                if !m.values().all(serde_json::Value::is_boolean) {
+                    return Err(invalid());
+                }
+                m.keys().cloned().collect()
+            }
             serde_json::Value::Array(a) => a
                 .iter()
-                .filter_map(|s| s.as_str().map(str::to_owned))
-                .collect(),
+                .map(|s| s.as_str().map(str::to_owned).ok_or_else(invalid))
+                .collect::<Result<_, _>>()?,
             _ => return Err(invalid()),
         };
         out.entry(k.clone()).or_default().extend(list);

@@ -188,6 +188,8 @@ fn filters_follow_docker_rules() {
     };
     assert_eq!(names(r#"{"name":{"RS_":true}}"#), ["rs_two", "rs_one"]);
     assert_eq!(names(r#"{"name":["two"]}"#), Vec::<String>::new()); // prefix, not substring
+    // `false` still names the term, as in Docker (its Args.Get returns the map's keys).
+    assert_eq!(names(r#"{"name":{"rs_one":false}}"#), ["rs_one"]);
     assert_eq!(names(r#"{"names":{"RS_ONE":true}}"#), ["rs_one"]);
     assert_eq!(names(r#"{"id":{"a":true}}"#), ["rs_two", "rs_one"]);
     assert_eq!(names(r#"{"id":{"A":true}}"#), Vec::<String>::new());
@@ -212,7 +214,17 @@ fn filters_follow_docker_rules() {
         "Invalid filter 'names'"
     );
     // JSON of the wrong shape is refused the same way, whichever key it is under.
-    for bad in ["[1]", r#"{"name":5}"#, r#"{"label":"x"}"#, "null"] {
+    // Values inside the term map must be booleans, list items strings (security finding 8:
+    // these returned every secret, and `ls -q --filter … | xargs rm` removed them all).
+    for bad in [
+        "[1]",
+        r#"{"name":5}"#,
+        r#"{"label":"x"}"#,
+        "null",
+        r#"{"name":{"x":"y"}}"#,
+        r#"{"name":[1,2]}"#,
+        r#"{"name":["rs_one",null]}"#,
+    ] {
         let e = parse_filters(Kind::Secret, Some(bad)).unwrap_err();
         assert_eq!(e.to_string(), "invalid filter", "{bad}");
     }

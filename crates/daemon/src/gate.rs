@@ -1,0 +1,324 @@
+//! The authorization gate: every request on every Unix socket passes here after the kernel
+//! told who is calling (`SO_PEERCRED`, listen.rs) and before any handler runs. Handlers
+//! cannot skip it: the transports install it as the outermost layer of their router
+//! ([`layer`]), and a route missing from the table below needs an administrator.
+//!
+//! Caller classes (see SECURITY.md, "Who may do what"):
+//! * **admin** — uid 0, the daemon's own user, or a member of `--admin-group`;
+//! * **member** — anyone else the socket's mode let in (the `--group` of the socket). A
+//!   member may only ask who the daemon is; everything else is refused with 403, audited.
+//!   Unlike Docker's socket group, membership is not root-equivalent.
+//!
+//! The plugin socket (the Swarm secret driver) answers uid 0 only: dockerd is its one client.
+//!
+//! Owns: the route table and the decision. Touches: the core's audit log (every refusal is
+//! recorded), identity (who is asking).
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use lockbox_audit::Event;
+
+use crate::ApiError;
+use crate::identity::Peer;
+use crate::ops::Daemon;
+
+/// Who a caller is, for authorization.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Class {
+    /// uid 0 (dockerd, the system's administrator).
+    Root,
+    /// The daemon's own user or a member of the admin group.
+    Admin,
+    /// Let in by the socket's group, and nothing more.
+    Member,
+}
+
+/// What a route asks of its caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Need {
+    /// Anyone who could connect: liveness and version, nothing about the data.
+    Anyone,
+    /// An administrator (or root).
+    Admin,
+    /// uid 0 only.
+    Root,
+}
+
+impl Need {
+    fn admits(self, class: Class) -> bool {
+        match self {
+            Need::Anyone => true,
+            Need::Admin => matches!(class, Class::Root | Class::Admin),
+            Need::Root => class == Class::Root,
+        }
+    }
+
+    /// The words SECURITY.md's table uses.
+    pub fn name(self) -> &'static str {
+        match self {
+            Need::Anyone => "anyone",
+            Need::Admin => "admin",
+            Need::Root => "root",
+        }
+    }
+}
+
+/// Which socket a request came in on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Socket {
+    /// lockbox's own API (`/v1/…`).
+    Native,
+    /// The Docker Engine API subset (`/v1.NN/…` or unversioned).
+    Docker,
+    /// The Swarm secret-driver plugin protocol.
+    Plugin,
+}
+
+impl Socket {
+    pub fn name(self) -> &'static str {
+        match self {
+            Socket::Native => "native",
+            Socket::Docker => "docker",
+            Socket::Plugin => "plugin",
+        }
+    }
+}
+
+/// One row of the route table: a method (`*` for any), a path pattern with `{x}` for one
+/// segment and `{*x}` for the rest, and what it needs.
+#[derive(Debug, Clone, Copy)]
+pub struct Rule {
+    pub socket: Socket,
+    pub method: &'static str,
+    pub path: &'static str,
+    pub need: Need,
+}
+
+const fn rule(socket: Socket, method: &'static str, path: &'static str, need: Need) -> Rule {
+    Rule {
+        socket,
+        method,
+        path,
+        need,
+    }
+}
+
+use Need::{Admin, Anyone, Root};
+use Socket::{Docker, Native, Plugin};
+
+/// Every route of every Unix socket. SECURITY.md's matrix is checked against this table by
+/// the daemon's tests (`tests/daemon.rs`), and the authorization matrix test drives each
+/// row as each caller class.
+pub const RULES: &[Rule] = &[
+    // native API
+    rule(Native, "GET", "/_ping", Anyone),
+    rule(Native, "HEAD", "/_ping", Anyone),
+    rule(Native, "GET", "/v1/version", Anyone),
+    rule(Native, "GET", "/v1/info", Admin),
+    rule(Native, "GET", "/v1/{kind}", Admin),
+    rule(Native, "POST", "/v1/{kind}/create", Admin),
+    rule(Native, "GET", "/v1/{kind}/{id}", Admin),
+    rule(Native, "DELETE", "/v1/{kind}/{id}", Admin),
+    rule(Native, "POST", "/v1/{kind}/{id}/update", Admin),
+    rule(Native, "POST", "/v1/{kind}/{id}/rotate", Admin),
+    rule(Native, "POST", "/v1/{kind}/{id}/rollback", Admin),
+    rule(Native, "GET", "/v1/{kind}/{id}/versions", Admin),
+    rule(Native, "POST", "/v1/unlock", Admin),
+    rule(Native, "POST", "/v1/autolock", Admin),
+    rule(Native, "GET", "/v1/unlockkey", Admin),
+    rule(Native, "POST", "/v1/unlockkey/rotate", Admin),
+    rule(Native, "POST", "/v1/kek/rotate", Admin),
+    rule(Native, "GET", "/v1/audit", Admin),
+    rule(Native, "GET", "/v1/audit/verify", Admin),
+    rule(Native, "GET", "/v1/events", Admin),
+    // A backup holds every sealed value and the keys that open them; a workload is handed
+    // plaintext and mounts tmpfs: root's alone (the handlers say why in their own words).
+    rule(Native, "POST", "/v1/backup", Root),
+    rule(Native, "POST", "/v1/workloads", Root),
+    rule(Native, "*", "/v1/services/{*rest}", Admin),
+    rule(Native, "*", "/v1/workloads/{*rest}", Admin),
+    rule(Native, "*", "/v1/cluster/{*rest}", Admin),
+    rule(Native, "*", "/v1/nodes/{*rest}", Admin),
+    // Docker Engine API (version prefix removed before matching)
+    rule(Docker, "GET", "/_ping", Anyone),
+    rule(Docker, "HEAD", "/_ping", Anyone),
+    rule(Docker, "GET", "/version", Anyone),
+    rule(Docker, "GET", "/info", Admin),
+    rule(Docker, "GET", "/events", Admin),
+    rule(Docker, "POST", "/swarm/unlock", Admin),
+    rule(Docker, "GET", "/{kind}", Admin),
+    rule(Docker, "POST", "/{kind}/create", Admin),
+    rule(Docker, "GET", "/{kind}/{id}", Admin),
+    rule(Docker, "DELETE", "/{kind}/{id}", Admin),
+    rule(Docker, "POST", "/{kind}/{id}/update", Admin),
+    // Swarm secret-driver plugin: dockerd only
+    rule(Plugin, "POST", "/Plugin.Activate", Root),
+    rule(Plugin, "POST", "/SecretProvider.GetSecret", Root),
+];
+
+fn segment_matches(pattern: &str, segment: &str) -> bool {
+    pattern.starts_with('{') && pattern.ends_with('}') || pattern == segment
+}
+
+fn path_matches(pattern: &str, path: &str) -> bool {
+    let mut p = pattern.split('/');
+    let mut s = path.trim_end_matches('/').split('/');
+    loop {
+        match (p.next(), s.next()) {
+            (None, None) => return true,
+            (Some(rest), _) if rest.starts_with("{*") => return true,
+            (Some(a), Some(b)) if segment_matches(a, b) => {}
+            _ => return false,
+        }
+    }
+}
+
+/// The Docker API's optional version prefix (`/v1.45/secrets` → `/secrets`).
+fn without_version(path: &str) -> &str {
+    let Some(rest) = path.strip_prefix("/v") else {
+        return path;
+    };
+    let end = rest.find('/').unwrap_or(rest.len());
+    let version = &rest[..end];
+    if !version.is_empty() && version.chars().all(|c| c.is_ascii_digit() || c == '.') {
+        &rest[end..]
+    } else {
+        path
+    }
+}
+
+/// What `method path` on `socket` needs; a route not in the table needs an administrator
+/// (so a route added without a row is closed, not open).
+pub fn need(socket: Socket, method: &str, path: &str) -> Need {
+    let path = if socket == Socket::Docker {
+        without_version(path)
+    } else {
+        path
+    };
+    RULES
+        .iter()
+        .find(|r| {
+            r.socket == socket
+                && (r.method == "*" || r.method.eq_ignore_ascii_case(method))
+                && path_matches(r.path, path)
+        })
+        .map_or(
+            match socket {
+                Socket::Plugin => Need::Root,
+                _ => Need::Admin,
+            },
+            |r| r.need,
+        )
+}
+
+/// The authorization matrix as SECURITY.md shows it, made from [`RULES`]: a row per
+/// route, a column per caller class. The trust-boundary tests check that SECURITY.md holds
+/// exactly this text, and drive every cell against a real daemon.
+pub fn markdown_matrix() -> String {
+    let mut out = String::from(
+        "| socket | method | route | root | admin | socket group | other users |\n|---|---|---|---|---|---|---|\n",
+    );
+    for r in RULES {
+        let cell = |ok: bool| if ok { "yes" } else { "403" };
+        let (admin, member) = match r.need {
+            Need::Anyone => (cell(true), cell(true)),
+            Need::Admin => (cell(true), cell(false)),
+            // The plugin socket is 0600 root: nobody else even connects.
+            Need::Root if r.socket == Socket::Plugin => ("cannot connect", "cannot connect"),
+            Need::Root => (cell(false), cell(false)),
+        };
+        out.push_str(&format!(
+            "| {} | {} | `{}` | yes | {admin} | {member} | cannot connect |\n",
+            r.socket.name(),
+            r.method,
+            r.path
+        ));
+    }
+    out
+}
+
+/// Who may administer the daemon besides root.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Admins {
+    /// The daemon's effective uid (a user's own daemon is administered by that user).
+    pub(crate) daemon_uid: u32,
+    /// `--admin-group`: its members administer.
+    pub(crate) group: Option<u32>,
+}
+
+impl Admins {
+    pub(crate) fn classify(&self, peer: &Peer) -> Option<Class> {
+        let uid = peer.uid?;
+        if uid == 0 {
+            return Some(Class::Root);
+        }
+        if uid == self.daemon_uid {
+            return Some(Class::Admin);
+        }
+        if let Some(g) = self.group
+            && (peer.gid == Some(g) || crate::identity::user_in_group(uid, g))
+        {
+            return Some(Class::Admin);
+        }
+        Some(Class::Member)
+    }
+}
+
+/// The gate's state: the daemon and the socket's name.
+#[derive(Clone)]
+pub(crate) struct Gate {
+    pub(crate) daemon: Arc<Daemon>,
+    pub(crate) socket: Socket,
+}
+
+/// The middleware: classify the caller, look the route up, refuse (403, audited) or pass.
+pub(crate) async fn check(State(g): State<Gate>, req: Request, next: Next) -> Response {
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<Peer>>()
+        .map(|c| c.0)
+        .unwrap_or_default();
+    let admins = g.daemon.extensions.get_or_init(Admins::default);
+    let need = need(g.socket, req.method().as_str(), req.uri().path());
+    let class = admins.classify(&peer);
+    if class.is_some_and(|c| need.admits(c)) {
+        return next.run(req).await;
+    }
+    let who = peer.uid.map_or_else(
+        || "an unidentified caller".to_string(),
+        |u| format!("uid {u}"),
+    );
+    let message = format!(
+        "permission denied: {} {} on the {} socket needs {}; {who} is {}",
+        req.method(),
+        req.uri().path(),
+        g.socket.name(),
+        match need {
+            Need::Root => "uid 0 (root)",
+            _ => "an administrator (root, the daemon's user, or a member of its --admin-group)",
+        },
+        match class {
+            Some(Class::Member) => "only a member of the socket's group",
+            _ => "not one",
+        }
+    );
+    let record = Event::new("access-denied", &peer.actor())
+        .detail("socket", g.socket.name())
+        .detail("method", req.method().as_str())
+        .detail("path", req.uri().path())
+        .detail("needs", need.name());
+    if let Err(e) = g.daemon.audit_event(record) {
+        tracing::warn!("cannot audit a refused request: {e}");
+    }
+    ApiError::new(403, message).into_response()
+}
+
+/// Installs the gate as the outermost layer of `router`, so that no route runs before it.
+pub(crate) fn layer(router: axum::Router, daemon: Arc<Daemon>, socket: Socket) -> axum::Router {
+    router.layer(axum::middleware::from_fn_with_state(
+        Gate { daemon, socket },
+        check,
+    ))
+}

@@ -1,0 +1,461 @@
+//! The trust boundary, attacked from outside: every route of every Unix socket driven as each
+//! caller class, and the local attacks of the trust-boundary issue performed for real. Other
+//! users are real uids (the test runs as root and drops to them with `setpriv`); nothing is
+//! simulated.
+use std::io::Write as _;
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use lockbox_daemon::gate::{self, Need, RULES, Socket};
+
+use crate::support::{BIN, Daemon};
+
+/// The socket's group; its members connect but do not administer.
+const SOCKET_GID: u32 = 64201;
+/// The admin group.
+const ADMIN_GID: u32 = 64203;
+
+/// A caller: who the kernel will say is connecting.
+#[derive(Debug, Clone, Copy)]
+struct As {
+    name: &'static str,
+    uid: u32,
+    gid: u32,
+    /// Supplementary groups (the admin is in the socket's group too, so that it can connect).
+    groups: &'static [u32],
+}
+
+const ROOT: As = As {
+    name: "root",
+    uid: 0,
+    gid: 0,
+    groups: &[],
+};
+const ADMIN: As = As {
+    name: "admin group",
+    uid: 64202,
+    gid: ADMIN_GID,
+    groups: &[SOCKET_GID],
+};
+const MEMBER: As = As {
+    name: "socket group",
+    uid: 64204,
+    gid: SOCKET_GID,
+    groups: &[],
+};
+const OTHER: As = As {
+    name: "other uid",
+    uid: 64205,
+    gid: 64205,
+    groups: &[],
+};
+
+/// Sends raw HTTP requests on Unix sockets as `who` (one Python process per caller, through
+/// setpriv), returning per request the status or the connection error (`EACCES`…).
+fn requests_as(who: As, reqs: &[(PathBuf, String, String)]) -> Vec<Result<u16, String>> {
+    const CLIENT: &str = r#"
+import json, socket, sys, errno
+out = []
+for sock, method, path in json.load(sys.stdin):
+    try:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(20)
+        s.connect(sock)
+        body = b"{}" if method in ("POST", "PUT") else b""
+        s.sendall(("%s %s HTTP/1.1\r\nHost: lockbox\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % (method, path, len(body))).encode() + body)
+        head = b""
+        while b"\r\n" not in head:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            head += chunk
+        out.append(int(head.split(b" ")[1]) if head else "closed")
+        s.close()
+    except OSError as e:
+        out.append(errno.errorcode.get(e.errno, str(e)))
+json.dump(out, sys.stdout)
+"#;
+    let groups = if who.groups.is_empty() {
+        "--clear-groups".to_string()
+    } else {
+        format!(
+            "--groups={}",
+            who.groups
+                .iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join(",")
+        )
+    };
+    let mut child = Command::new("setpriv")
+        .arg(format!("--reuid={}", who.uid))
+        .arg(format!("--regid={}", who.gid))
+        .arg(groups)
+        .args(["/usr/bin/python3", "-c", CLIENT])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("setpriv and python3 (scripts/prereqs.sh installs them)");
+    let input: Vec<(String, &str, &str)> = reqs
+        .iter()
+        .map(|(s, m, p)| (s.display().to_string(), m.as_str(), p.as_str()))
+        .collect();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(serde_json::to_string(&input).unwrap().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "client as {}: {}",
+        who.name,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    v.into_iter()
+        .map(|x| match x {
+            serde_json::Value::Number(n) => Ok(n.as_u64().unwrap() as u16),
+            other => Err(other.as_str().unwrap_or("?").to_string()),
+        })
+        .collect()
+}
+
+/// A daemon whose sockets the socket group may open: all three sockets, the directory
+/// traversable, an admin group.
+fn shared_daemon() -> (Daemon, PathBuf) {
+    let dir_for_plugin = tempfile::tempdir().unwrap().keep();
+    let plugin = dir_for_plugin.join("plugin.sock");
+    let d = Daemon::start_with(&[
+        "--group",
+        &SOCKET_GID.to_string(),
+        "--admin-group",
+        &ADMIN_GID.to_string(),
+        "--swarm-driver",
+        plugin.to_str().unwrap(),
+    ]);
+    for p in [d.dir.path(), dir_for_plugin.as_path()] {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    (d, plugin)
+}
+
+fn docker_sock(d: &Daemon) -> PathBuf {
+    d.dir.path().join("docker.sock")
+}
+
+/// A concrete request for a route pattern.
+fn concrete(path: &str) -> String {
+    path.replace("{kind}", "secrets")
+        .replace("{id}", "authz-probe")
+        .replace("/{*rest}", "")
+}
+
+fn admits(need: Need, who: &As) -> bool {
+    match need {
+        Need::Anyone => true,
+        Need::Admin => who.uid == 0 || who.gid == ADMIN_GID,
+        Need::Root => who.uid == 0,
+    }
+}
+
+fn audit_denials(d: &Daemon) -> Vec<serde_json::Value> {
+    let (st, body) = d.http("GET", "/v1/audit", None);
+    assert_eq!(st, 200, "{body}");
+    serde_json::from_str::<Vec<serde_json::Value>>(&body)
+        .unwrap()
+        .into_iter()
+        .filter(|r| r["action"] == "access-denied")
+        .collect()
+}
+
+#[test]
+fn authorization_matrix_every_route_every_socket_every_caller() {
+    let (d, plugin) = shared_daemon();
+    let sock_of = |s: Socket| -> PathBuf {
+        match s {
+            Socket::Native => d.sock(),
+            Socket::Docker => docker_sock(&d),
+            Socket::Plugin => plugin.clone(),
+        }
+    };
+    let reqs: Vec<(PathBuf, String, String)> = RULES
+        .iter()
+        .map(|r| {
+            let method = if r.method == "*" { "GET" } else { r.method };
+            (sock_of(r.socket), method.to_string(), concrete(r.path))
+        })
+        .collect();
+    let mut failures = Vec::new();
+    let mut refused = 0usize;
+    for who in [ROOT, ADMIN, MEMBER, OTHER] {
+        let got = requests_as(who, &reqs);
+        for ((rule, req), got) in RULES.iter().zip(&reqs).zip(got) {
+            // The socket's mode decides first: the plugin socket is root's alone, and a uid
+            // outside the socket group cannot connect at all.
+            let can_connect = who.uid == 0
+                || (rule.socket != Socket::Plugin
+                    && (who.gid == SOCKET_GID || who.groups.contains(&SOCKET_GID)));
+            let cell = format!(
+                "{} {} on {} as {}",
+                req.1,
+                req.2,
+                rule.socket.name(),
+                who.name
+            );
+            match (&got, can_connect, admits(rule.need, &who)) {
+                (Err(e), false, _) if e == "EACCES" => {}
+                (Ok(403), true, false) => refused += 1,
+                (Ok(s), true, true) if *s != 403 => {}
+                _ => failures.push(format!("{cell}: got {got:?}, needs {}", rule.need.name())),
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "matrix cells wrong:\n{}",
+        failures.join("\n")
+    );
+    assert!(refused > 0);
+    // Every refusal the daemon answered is in the audit log with the caller's uid.
+    let denials = audit_denials(&d);
+    assert_eq!(denials.len(), refused, "{denials:#?}");
+    for r in &denials {
+        let actor = r["actor"].as_str().unwrap();
+        assert!(
+            actor.starts_with(&format!("uid:{} ", MEMBER.uid))
+                || actor.starts_with(&format!("uid:{} ", ADMIN.uid)),
+            "{r}"
+        );
+    }
+}
+
+/// SECURITY.md's matrix is the gate's table: same rows, same answers.
+#[test]
+fn security_md_matrix_is_the_gate_table() {
+    let doc =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../SECURITY.md"))
+            .unwrap();
+    let expected = gate::markdown_matrix();
+    assert!(
+        doc.contains(&expected),
+        "SECURITY.md's authorization matrix differs from crates/daemon/src/gate.rs; paste this between its markers:\n{expected}"
+    );
+}
+
+/// Finding 1: a socket-group member could run `cluster init`, read the join token and the
+/// unlock key, and turn autolock off. Now each is refused and audited, and nothing changed.
+#[test]
+fn a_socket_group_member_cannot_administer() {
+    let (d, _plugin) = shared_daemon();
+    d.create("db_password", b"s3cret-value");
+    let lb = |args: &[&str]| {
+        Command::new("setpriv")
+            .arg(format!("--reuid={}", MEMBER.uid))
+            .arg(format!("--regid={}", MEMBER.gid))
+            .arg("--clear-groups")
+            .arg(BIN)
+            .arg("-H")
+            .arg(d.sock())
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    for args in [
+        &["cluster", "init"][..],
+        &["cluster", "join-token", "manager"],
+        &["unlock-key"],
+        &["autolock", "enable"],
+        &["secret", "inspect", "db_password"],
+        &["secret", "ls"],
+        &["kek", "rotate"],
+    ] {
+        let o = lb(args);
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_ne!(o.status.code(), Some(0), "{args:?} as a member: {stderr}");
+        assert!(stderr.contains("permission denied"), "{args:?}: {stderr}");
+    }
+    assert_eq!(
+        d.lb(&["info", "--format", "{{.KeyMode}}"]).stdout,
+        "file\n",
+        "autolock unchanged"
+    );
+    let (st, body) = d.http("GET", "/v1/cluster", None);
+    assert_ne!(st, 200, "no cluster was made: {body}");
+    let denials = audit_denials(&d);
+    assert!(denials.len() >= 7, "{denials:#?}\n{}", d.log_text());
+}
+
+/// Finding 2: a socket that belongs to another user (a squatter who made the path first) is
+/// refused by the client before it sends the value.
+#[test]
+fn the_client_refuses_a_socket_owned_by_another_user() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("squat.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    std::os::unix::fs::chown(&sock, Some(OTHER.uid), Some(OTHER.gid)).unwrap();
+    let mut child = Command::new(BIN)
+        .arg("-H")
+        .arg(&sock)
+        .args(["secret", "create", "stolen", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"the-value").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("belongs to uid 64205"), "{stderr}");
+    assert!(
+        listener.accept().is_err(),
+        "the client connected to the squatter's socket"
+    );
+}
+
+/// Finding 2, the daemon's side: it will not serve from a socket directory another user owns
+/// or may write to.
+#[test]
+fn the_daemon_refuses_a_socket_directory_others_control() {
+    let base = tempfile::tempdir().unwrap();
+    let owned = base.path().join("theirs");
+    std::fs::create_dir(&owned).unwrap();
+    std::os::unix::fs::chown(&owned, Some(OTHER.uid), Some(OTHER.gid)).unwrap();
+    let open = base.path().join("open");
+    std::fs::create_dir(&open).unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+    for (dir, why) in [
+        (&owned, "belongs to uid 64205"),
+        (&open, "writable by others"),
+    ] {
+        let out = Command::new(BIN)
+            .args(["daemon", "--docker-api", "none", "--data-dir"])
+            .arg(base.path().join(format!("data-{why}")))
+            .arg("-H")
+            .arg(dir.join("lockbox.sock"))
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_ne!(out.status.code(), Some(0), "{stderr}");
+        assert!(stderr.contains(why), "{stderr}");
+        assert!(!dir.join("lockbox.sock").exists());
+    }
+}
+
+/// Finding 3: the secret-driver socket answered anyone and took its audit actor from the
+/// request body. Now only uid 0 connects, and the actor is the kernel's uid.
+#[test]
+fn the_plugin_socket_is_root_only_and_audits_the_peer() {
+    let (d, plugin) = shared_daemon();
+    d.create("plug", b"plugin-value");
+    assert_eq!(
+        std::fs::metadata(&plugin).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let body = r#"{"SecretName":"plug","NodeID":"forged-node"}"#;
+    let got = requests_as(
+        MEMBER,
+        &[(
+            plugin.clone(),
+            "POST".into(),
+            "/SecretProvider.GetSecret".into(),
+        )],
+    );
+    assert_eq!(got, [Err("EACCES".to_string())]);
+    let (st, answer) =
+        crate::support::http(&plugin, "POST", "/SecretProvider.GetSecret", Some(body));
+    assert_eq!(st, 200, "{answer}");
+    let (_, audit) = d.http("GET", "/v1/audit", None);
+    let records: Vec<serde_json::Value> = serde_json::from_str(&audit).unwrap();
+    let r = records
+        .iter()
+        .rev()
+        .find(|r| r["name"] == "plug" && r["detail"]["via"] == "swarm-secret-driver")
+        .unwrap_or_else(|| panic!("no hand-out record: {audit}"));
+    assert!(r["actor"].as_str().unwrap().starts_with("uid:0 "), "{r}");
+    assert_eq!(
+        r["detail"]["node_id"], "forged-node",
+        "kept as a claim, beside the actor"
+    );
+}
+
+/// Finding 5: `--autolock` printed the unlock key on the daemon's output (the journal).
+#[test]
+fn autolock_never_prints_the_unlock_key() {
+    let d = Daemon::start_with(&["--autolock"]);
+    let key = d.lb(&["unlock-key", "-q"]).stdout.trim().to_string();
+    assert!(key.starts_with("LBXKEY-1-"), "{key}");
+    let log = d.log_text();
+    assert!(!log.contains("LBXKEY"), "{log}");
+    assert!(!log.contains(&key[9..]), "{log}");
+    // With a key file: written new, 0600, and refused over an existing file.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("unlock.key");
+    let d2 = Daemon::start_with(&["--autolock", "--autolock-key-file", file.to_str().unwrap()]);
+    let written = std::fs::read_to_string(&file).unwrap();
+    assert_eq!(written, d2.lb(&["unlock-key", "-q"]).stdout.trim());
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert!(!d2.log_text().contains(&written[9..]));
+}
+
+/// Finding 7: under umask 000 the socket's directory, the store and the WAL were world
+/// writable. Every path the daemon creates is now private (or 0660 for a group socket).
+#[test]
+fn files_are_private_whatever_the_umask() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let sock = dir.path().join("run/lockbox.sock");
+    let log = std::fs::File::create(dir.path().join("log")).unwrap();
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "umask 000; exec {BIN} daemon --data-dir {} -H {}",
+            data.display(),
+            sock.display()
+        ))
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    for _ in 0..400 {
+        if std::os::unix::net::UnixStream::connect(&sock).is_ok() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+    let out = crate::support::run_cli(&sock, &["secret", "create", "m", "-"], Some(b"v"));
+    assert_eq!(out.code, 0, "{out:?}");
+    let mut loose = Vec::new();
+    let mut stack = vec![data.clone(), sock.parent().unwrap().to_path_buf()];
+    while let Some(p) = stack.pop() {
+        let meta = std::fs::symlink_metadata(&p).unwrap();
+        let mode = meta.permissions().mode() & 0o777;
+        if meta.is_dir() {
+            for e in std::fs::read_dir(&p).unwrap() {
+                stack.push(e.unwrap().path());
+            }
+        }
+        let allowed = if p == sock.parent().unwrap() {
+            0o755
+        } else {
+            0o700
+        };
+        if mode & !allowed != 0 {
+            loose.push(format!("{} {mode:o}", p.display()));
+        }
+    }
+    let _ = Command::new("kill").arg(child.id().to_string()).status();
+    let _ = child.wait();
+    assert!(
+        loose.is_empty(),
+        "paths others may read or write: {loose:#?}"
+    );
+}
