@@ -44,9 +44,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::ApiError;
 use crate::body::{json_body, json_response, parse_body, parse_required};
-use crate::ops::{Caller, Daemon};
+use crate::cluster::ClusterRecords;
 use crate::peers::{self, NodePeer};
+use crate::services::ServiceRecords;
+use crate::workloads::WorkloadsState;
 use crate::workloads::{Delivered, Handout, Pending};
+use lockbox_core::{Caller, Daemon};
 
 const HEARTBEAT: Duration = Duration::from_secs(2);
 /// A worker not heard from for this long is shown `down`.
@@ -80,9 +83,15 @@ struct Registration {
     marks: HashMap<String, String>,
 }
 
-impl Daemon {
+/// This node's agent state, kept in the core's extensions.
+pub(crate) trait AgentState {
     /// This node's agent state (kept in the core's extensions).
-    pub(crate) fn agents(&self) -> Arc<Agents> {
+    fn agents(&self) -> Arc<Agents>;
+}
+
+impl AgentState for Daemon {
+    /// This node's agent state (kept in the core's extensions).
+    fn agents(&self) -> Arc<Agents> {
         self.extensions.get_or_init(Agents::default)
     }
 }

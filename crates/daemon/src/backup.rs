@@ -43,7 +43,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ApiError;
 use crate::identity::Peer;
-use crate::ops::{Caller, Daemon, Keys, NodeStore};
+use lockbox_core::{Caller, Daemon, Keys, NodeStore};
 
 /// How a restored key ring is kept.
 pub use lockbox_keyring::KeyMode;
@@ -277,10 +277,17 @@ pub struct Backup {
     pub new_key: Option<Zeroizing<String>>,
 }
 
-impl Daemon {
+/// Backup and restore over the core's store and keys.
+pub(crate) trait BackupOps {
     /// `lockbox backup`: the store and the key ring, sealed (see the module docs). Audited
     /// before the bytes leave.
-    pub fn backup(&self, caller: &Caller) -> Result<Backup, ApiError> {
+    fn backup(&self, caller: &Caller) -> Result<Backup, ApiError>;
+}
+
+impl BackupOps for Daemon {
+    /// `lockbox backup`: the store and the key ring, sealed (see the module docs). Audited
+    /// before the bytes leave.
+    fn backup(&self, caller: &Caller) -> Result<Backup, ApiError> {
         let store = self.store()?;
         let (ring_bytes, dump, unlock, counts) = {
             let mut attempt = 0;
@@ -359,7 +366,15 @@ impl Daemon {
     }
 }
 
-impl Daemon {
+/// A consistent copy of the key ring and the store, for a backup.
+pub(crate) trait BackupSnapshot {
+    /// The key ring's export, the store's dump and a copy of the unlock key, read under the
+    /// key lock: a KEK rotation writes the ring under the write lock before and after its
+    /// rewrap, so the exported ring holds every KEK the dump's data keys name.
+    fn snapshot(&self, store: &NodeStore) -> Result<Snapshot, ApiError>;
+}
+
+impl BackupSnapshot for Daemon {
     /// The key ring's export, the store's dump and a copy of the unlock key, read under the
     /// key lock: a KEK rotation writes the ring under the write lock before and after its
     /// rewrap, so the exported ring holds every KEK the dump's data keys name.

@@ -7,7 +7,6 @@
 use axum::body::Bytes;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use lockbox_proto::ErrorBody;
 use serde::Serialize;
 
 use crate::ApiError;
@@ -34,18 +33,6 @@ pub(crate) fn json_body(body: axum::body::Body) -> Response {
         HeaderValue::from_static("application/json"),
     );
     r
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        json_response(
-            status,
-            &ErrorBody {
-                message: self.message,
-            },
-        )
-    }
 }
 
 /// Parses a JSON body with Go-decoder-like messages; an empty body is an empty object

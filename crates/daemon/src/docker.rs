@@ -1,6 +1,6 @@
 //! The Docker Engine API subset (secrets, configs, ping, version, info, events) that lets
 //! the stock `docker secret …` / `docker config …` commands work against lockbox, and the
-//! Swarm secret-driver plugin protocol. Handlers call [`crate::ops::Daemon`] like the native
+//! Swarm secret-driver plugin protocol. Handlers call [`lockbox_core::Daemon`] like the native
 //! API; this file only speaks Docker's wire dialect (version prefixes, headers, messages).
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -22,7 +22,7 @@ use tower::ServiceExt as _;
 use crate::ApiError;
 use crate::body::json_response;
 use crate::identity::Peer;
-use crate::ops::{Caller, Daemon};
+use lockbox_core::{Caller, Daemon};
 
 /// The API version lockbox speaks: Engine 20.10's, which every current CLI negotiates down
 /// to, and the one whose behaviour the reference measured.

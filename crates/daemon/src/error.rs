@@ -1,70 +1,7 @@
-//! Errors: [`ApiError`] is what a request gets (Docker's status and `{"message"}`),
-//! [`DaemonError`] what stops the daemon from starting.
+//! [`DaemonError`]: what stops the daemon from starting. (What a request gets is the
+//! core's [`lockbox_core::ApiError`].)
 use lockbox_keyring::KeyringError;
 use lockbox_replication::ReplicationError;
-use lockbox_store::StoreError;
-
-/// A refusal or failure of one request: an HTTP status and Docker's message.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{message}")]
-pub struct ApiError {
-    pub status: u16,
-    pub message: String,
-}
-
-impl ApiError {
-    pub fn new(status: u16, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            message: message.into(),
-        }
-    }
-    pub fn bad_request(message: impl Into<String>) -> Self {
-        Self::new(400, message)
-    }
-    pub fn internal(message: impl Into<String>) -> Self {
-        Self::new(500, message)
-    }
-    /// The 503 a locked daemon answers on every data route, in Docker's words.
-    pub fn locked() -> Self {
-        Self::new(
-            503,
-            "lockbox is encrypted and needs to be unlocked before it can be used. Please use \"lockbox unlock\" to unlock it.",
-        )
-    }
-    /// The 503 a worker answers for cluster state, in Docker's words (lockbox's names).
-    pub fn not_a_manager() -> Self {
-        Self::new(
-            503,
-            "This node is not a lockbox manager. Worker nodes can't be used to view or modify cluster state. Please run this command on a manager node or promote the current node to a manager.",
-        )
-    }
-}
-
-impl From<StoreError> for ApiError {
-    fn from(e: StoreError) -> Self {
-        Self::new(e.status(), e.to_string())
-    }
-}
-
-impl From<KeyringError> for ApiError {
-    fn from(e: KeyringError) -> Self {
-        match e {
-            KeyringError::BadUnlockKey => Self::new(400, "invalid key string"),
-            KeyringError::WrongUnlockKey => {
-                Self::new(401, "lockbox could not be unlocked: invalid key provided")
-            }
-            KeyringError::Locked => Self::locked(),
-            other => Self::internal(other.to_string()),
-        }
-    }
-}
-
-impl From<ReplicationError> for ApiError {
-    fn from(e: ReplicationError) -> Self {
-        Self::new(503, format!("lockbox store unavailable: {e}"))
-    }
-}
 
 /// Why the daemon could not start or had to stop.
 #[derive(Debug, thiserror::Error)]

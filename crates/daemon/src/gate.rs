@@ -22,7 +22,7 @@ use lockbox_audit::Event;
 
 use crate::ApiError;
 use crate::identity::Peer;
-use crate::ops::Daemon;
+use lockbox_core::Daemon;
 
 /// Who a caller is, for authorization.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

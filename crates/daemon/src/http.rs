@@ -1,5 +1,5 @@
 //! The native HTTP/JSON API under `/v1/`. Handlers only translate: every decision is in
-//! [`crate::ops::Daemon`]. Errors are Docker's: a status and `{"message": …}` with a
+//! [`lockbox_core::Daemon`]. Errors are Docker's: a status and `{"message": …}` with a
 //! trailing newline and `Content-Type: application/json`.
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -17,7 +17,7 @@ use serde::Serialize;
 use crate::ApiError;
 use crate::body::{json_response, parse_body, parse_required};
 use crate::identity::Peer;
-use crate::ops::{Caller, Daemon};
+use lockbox_core::{Caller, Daemon};
 
 type App = State<Arc<Daemon>>;
 type Who = ConnectInfo<Peer>;

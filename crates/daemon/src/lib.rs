@@ -22,7 +22,6 @@ mod harden;
 mod http;
 mod identity;
 mod listen;
-pub mod ops;
 pub mod paths;
 mod peers;
 mod placement;
@@ -30,5 +29,6 @@ mod serve;
 mod services;
 mod workloads;
 
-pub use error::{ApiError, DaemonError};
+pub use error::DaemonError;
+pub use lockbox_core::ApiError;
 pub use serve::{DaemonConfig, run};

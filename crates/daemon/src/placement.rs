@@ -8,7 +8,8 @@
 use lockbox_store::{NodeRecord, ServiceRecord, node_id_text};
 
 use crate::ApiError;
-use crate::ops::Daemon;
+use crate::cluster::ClusterRecords;
+use lockbox_core::Daemon;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Op {

@@ -12,8 +12,9 @@ use tokio::net::UnixListener;
 
 use crate::DaemonError;
 use crate::http::router;
-use crate::ops::close_store;
-use crate::ops::{Daemon, Keys, NodeStore};
+use crate::workloads::WorkloadsState;
+use lockbox_core::close_store;
+use lockbox_core::{Daemon, Keys, NodeStore};
 
 /// How to run the daemon.
 #[derive(Debug, Clone)]
@@ -326,7 +327,7 @@ pub async fn run(cfg: DaemonConfig) -> Result<(), DaemonError> {
         node_id,
         cluster_id,
         events,
-        extensions: crate::ops::Extensions::default(),
+        extensions: lockbox_core::Extensions::default(),
     });
     install_features(&daemon);
     daemon.extensions.insert(Arc::new(crate::gate::Admins {

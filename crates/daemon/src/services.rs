@@ -23,7 +23,7 @@ use futures_util::future::BoxFuture;
 use crate::ApiError;
 use crate::body::{json_response, parse_body, parse_required};
 use crate::identity::Peer;
-use crate::ops::{Caller, Daemon, now_ns, rfc3339};
+use lockbox_core::{Caller, Daemon, now_ns, rfc3339};
 
 const INVALID: &str = "rpc error: code = InvalidArgument desc = ";
 
@@ -164,10 +164,25 @@ fn parse_id(field: &str, v: &str) -> Result<u32, ApiError> {
     }
 }
 
-impl Daemon {
+/// Service records in the store, through the core's proposals and reads.
+pub(crate) trait ServiceRecords {
     /// Turns references into stored ones: Docker's messages for malformed references,
     /// unknown secrets (all of them named at once) and conflicting targets.
-    pub(crate) fn resolve_refs(&self, refs: &[RefRequest]) -> Result<Vec<ServiceSecret>, ApiError> {
+    fn resolve_refs(&self, refs: &[RefRequest]) -> Result<Vec<ServiceSecret>, ApiError>;
+    fn service(&self, name: &str) -> Result<ServiceRecord, ApiError>;
+    fn audit_service(
+        &self,
+        action: &str,
+        caller: &Caller,
+        s: &ServiceRecord,
+    ) -> Result<(), ApiError>;
+    async fn put_service(&self, s: ServiceRecord) -> Result<(), ApiError>;
+}
+
+impl ServiceRecords for Daemon {
+    /// Turns references into stored ones: Docker's messages for malformed references,
+    /// unknown secrets (all of them named at once) and conflicting targets.
+    fn resolve_refs(&self, refs: &[RefRequest]) -> Result<Vec<ServiceSecret>, ApiError> {
         let mut out = Vec::with_capacity(refs.len());
         let mut missing = BTreeSet::new();
         for r in refs {
@@ -232,7 +247,7 @@ impl Daemon {
         Ok(out)
     }
 
-    pub(crate) fn service(&self, name: &str) -> Result<ServiceRecord, ApiError> {
+    fn service(&self, name: &str) -> Result<ServiceRecord, ApiError> {
         let all = self.reader()?.services()?;
         all.iter()
             .find(|s| s.name == name || s.id == name)

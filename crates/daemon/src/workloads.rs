@@ -46,8 +46,9 @@ use futures_util::future::BoxFuture;
 use crate::ApiError;
 use crate::body::{json_response, parse_required};
 use crate::identity::Peer;
-use crate::ops::{Caller, Daemon};
+use crate::services::ServiceRecords;
 use crate::services::{OnRotate, RefRequest};
+use lockbox_core::{Caller, Daemon};
 
 /// Label that ties a container to its workload.
 pub(crate) const WORKLOAD_LABEL: &str = "lockbox.workload";
@@ -192,24 +193,34 @@ pub(crate) struct Workloads {
     pub(crate) changed: tokio::sync::Notify,
 }
 
-impl Daemon {
+/// This node's workloads, kept in the core's extensions.
+pub(crate) trait WorkloadsState {
     /// This node's workloads (kept in the core's extensions).
-    pub(crate) fn workloads(&self) -> Arc<Workloads> {
+    fn workloads(&self) -> Arc<Workloads>;
+}
+
+impl WorkloadsState for Daemon {
+    /// This node's workloads (kept in the core's extensions).
+    fn workloads(&self) -> Arc<Workloads> {
         self.extensions
             .get_or_init(|| Workloads::new(&self.data_dir))
     }
 }
+
+/// Registers a workload of a service with a manager and fetches its files: `(daemon,
+/// workload ID, service name)`.
+pub(crate) type Acquire = for<'a> fn(
+    &'a Arc<Daemon>,
+    &'a str,
+    &'a str,
+) -> BoxFuture<'a, Result<(Arc<Handout>, Pending), ApiError>>;
 
 /// Where a worker's workloads get their service's values: from a manager, through the
 /// worker agent (a feature built on top of workloads, installed by serve.rs).
 #[derive(Clone, Copy)]
 pub(crate) struct RemoteHandouts {
     /// Registers workload `.1` of service `.2` with a manager and fetches its files.
-    pub(crate) acquire: for<'a> fn(
-        &'a Arc<Daemon>,
-        &'a str,
-        &'a str,
-    ) -> BoxFuture<'a, Result<(Arc<Handout>, Pending), ApiError>>,
+    pub(crate) acquire: Acquire,
 }
 
 impl Default for RemoteHandouts {

@@ -15,8 +15,8 @@ use lockbox_store::{NodeRecord, NodeRole, node_id_text};
 
 use crate::ApiError;
 use crate::body::json_response;
-use crate::ops::{Daemon, Keys};
 use crate::peers::{self, NodePeer};
+use lockbox_core::{Daemon, Keys};
 
 #[allow(unused_imports)]
 use super::*;

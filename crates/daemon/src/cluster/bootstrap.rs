@@ -22,8 +22,8 @@ use serde::Deserialize;
 use crate::ApiError;
 use crate::body::{json_response, parse_body};
 use crate::identity::Peer;
-use crate::ops::{Caller, Daemon, now_ns};
 use crate::peers::TlsState;
+use lockbox_core::{Caller, Daemon, now_ns};
 
 #[allow(unused_imports)]
 use super::*;
@@ -189,7 +189,7 @@ pub(super) async fn reopen_store(
 ) -> Result<()> {
     let old = d.store.write().ok().and_then(|mut s| s.take());
     if let Some(old) = old {
-        crate::ops::close_store(old).await;
+        lockbox_core::close_store(old).await;
     }
     let store = open_store(&d.data_dir, cfg, tls, bootstrap).await?;
     if let Ok(mut s) = d.store.write() {

@@ -20,8 +20,8 @@ use serde::{Deserialize, Serialize};
 use crate::ApiError;
 use crate::body::json_response;
 use crate::identity::Peer;
-use crate::ops::{Caller, Daemon, NodeStore, now_ns, rfc3339};
 use crate::peers::{self, NodePeer};
+use lockbox_core::{Caller, Daemon, NodeStore, now_ns, rfc3339};
 
 #[allow(unused_imports)]
 use super::*;

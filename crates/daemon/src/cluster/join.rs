@@ -25,8 +25,8 @@ use serde::{Deserialize, Serialize};
 use crate::ApiError;
 use crate::body::{json_response, parse_body};
 use crate::identity::Peer;
-use crate::ops::{Caller, Daemon, Keys, now_ns};
 use crate::peers::{self, NodePeer, TlsState};
+use lockbox_core::{Caller, Daemon, Keys, now_ns};
 
 #[allow(unused_imports)]
 use super::*;
@@ -203,7 +203,7 @@ pub(super) async fn local_join(d: Arc<Daemon>, who: Peer, body: Bytes) -> Result
     // nothing (workers hold no store).
     let old = d.store.write().ok().and_then(|mut s| s.take());
     if let Some(old) = old {
-        crate::ops::close_store(old).await;
+        lockbox_core::close_store(old).await;
     }
     let _ = fs::remove_file(d.data_dir.join("store.redb"));
     if joined.role == NodeRole::Manager {

@@ -20,8 +20,8 @@ use serde::{Deserialize, Serialize};
 use crate::ApiError;
 use crate::body::{json_response, parse_body};
 use crate::identity::Peer;
-use crate::ops::{Caller, Daemon, Keys, NodeStore, now_ns, rfc3339};
 use crate::peers::NodePeer;
+use lockbox_core::{Caller, Daemon, Keys, NodeStore, now_ns, rfc3339};
 
 #[allow(unused_imports)]
 use super::*;
@@ -427,7 +427,7 @@ pub(super) async fn leave(d: Arc<Daemon>, who: Peer, q: LeaveQuery) -> Result<Re
     }
     let old = d.store.write().ok().and_then(|mut s| s.take());
     if let Some(old) = old {
-        crate::ops::close_store(old).await;
+        lockbox_core::close_store(old).await;
     }
     let _ = fs::remove_file(d.data_dir.join("store.redb"));
     let _ = fs::remove_dir_all(dir(&d.data_dir));

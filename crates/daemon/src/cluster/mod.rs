@@ -40,8 +40,8 @@ use lockbox_store::NodeRole;
 use serde::{Deserialize, Serialize};
 
 use crate::ApiError;
-use crate::ops::Daemon;
 use crate::peers::{TlsState, Trust};
+use lockbox_core::Daemon;
 
 pub(crate) use self::admission::authorize;
 #[allow(unused_imports)]
@@ -58,6 +58,7 @@ use self::membership::*;
 pub(crate) use self::node_api::local_routes;
 #[allow(unused_imports)]
 use self::node_api::*;
+pub(crate) use self::record::ClusterRecords;
 #[allow(unused_imports)]
 use self::record::*;
 #[allow(unused_imports)]
@@ -65,6 +66,7 @@ use self::state::*;
 pub(crate) use self::state::{activate, load, open_store};
 #[allow(unused_imports)]
 use self::tokens::*;
+pub(crate) use self::watcher::PeerHealth;
 pub(crate) use self::watcher::become_manager;
 #[allow(unused_imports)]
 use self::watcher::*;
@@ -121,11 +123,17 @@ impl Default for AgentHooks {
     }
 }
 
-impl Daemon {
-    pub(crate) fn cluster_slot(&self) -> Arc<ClusterSlot> {
+/// The cluster feature's slot and hooks, kept in the core's extensions.
+pub(crate) trait ClusterState {
+    fn cluster_slot(&self) -> Arc<ClusterSlot>;
+    fn agent_hooks(&self) -> AgentHooks;
+}
+
+impl ClusterState for Daemon {
+    fn cluster_slot(&self) -> Arc<ClusterSlot> {
         self.extensions.get_or_init(ClusterSlot::default)
     }
-    pub(crate) fn agent_hooks(&self) -> AgentHooks {
+    fn agent_hooks(&self) -> AgentHooks {
         *self.extensions.get_or_init(AgentHooks::default)
     }
 }

@@ -14,7 +14,7 @@ use axum::routing::{get, post};
 use crate::ApiError;
 use crate::body::json_response;
 use crate::identity::Peer;
-use crate::ops::Daemon;
+use lockbox_core::Daemon;
 
 #[allow(unused_imports)]
 use super::*;

@@ -16,29 +16,60 @@ use lockbox_store::cluster::{CA_KEY_OBJECT, MANAGER_TOKEN_OBJECT, WORKER_TOKEN_O
 use lockbox_store::{CaRotation, ClusterRecord, Command, NodeRecord, NodeRole};
 
 use crate::ApiError;
-use crate::ops::{Daemon, Keys, NodeStore};
+use lockbox_core::{Daemon, Keys, NodeStore};
 
 #[allow(unused_imports)]
 use super::*;
 
-impl Daemon {
-    pub(crate) fn cluster(&self) -> Option<Arc<Cluster>> {
+/// The replicated cluster record and its sealed secrets, read and written through the core.
+pub(crate) trait ClusterRecords {
+    fn cluster(&self) -> Option<Arc<Cluster>>;
+    fn cluster_or_err(&self) -> Result<Arc<Cluster>>;
+    fn cluster_record(&self) -> Result<ClusterRecord>;
+    /// The cluster record with the CA rotation in progress, if any.
+    fn cluster_and_rotation(&self) -> Result<(ClusterRecord, Option<CaRotation>)>;
+    /// The CA that issues node certificates now: the new root while a rotation is in
+    /// progress (its key is sealed for the CA version it will have), else the cluster's.
+    fn issuing_ca(&self, c: &ClusterRecord, rotation: Option<&CaRotation>) -> Result<ClusterCa>;
+    /// Records a node whose certificate [`Daemon::issuing_ca`] just issued from `c` and
+    /// `rotation`; during a rotation the same entry counts it as rotated. Refused if the
+    /// cluster's CA changed meanwhile (this node's tables may lag the leader's).
+    async fn put_issued(
+        &self,
+        node: NodeRecord,
+        c: &ClusterRecord,
+        rotation: Option<&CaRotation>,
+    ) -> Result<()>;
+    fn open_cluster_secret(
+        &self,
+        sealed: &Sealed,
+        object: &str,
+        version: u64,
+    ) -> Result<Zeroizing<Vec<u8>>>;
+    fn seal_cluster_secret(&self, data: &[u8], object: &str, version: u64) -> Result<Sealed>;
+    /// The leader's address when this manager is not the leader (for a 421 redirect).
+    fn require_leader(&self) -> Result<Arc<NodeStore>>;
+    fn join_token(&self, c: &ClusterRecord, role: NodeRole) -> Result<JoinToken>;
+}
+
+impl ClusterRecords for Daemon {
+    fn cluster(&self) -> Option<Arc<Cluster>> {
         self.cluster_slot().0.read().ok().and_then(|c| c.clone())
     }
 
-    pub(super) fn cluster_or_err(&self) -> Result<Arc<Cluster>> {
+    fn cluster_or_err(&self) -> Result<Arc<Cluster>> {
         self.cluster()
             .ok_or_else(|| ApiError::new(503, NOT_IN_CLUSTER))
     }
 
-    pub(super) fn cluster_record(&self) -> Result<ClusterRecord> {
+    fn cluster_record(&self) -> Result<ClusterRecord> {
         self.reader()?
             .cluster()?
             .ok_or_else(|| ApiError::new(503, NOT_IN_CLUSTER))
     }
 
     /// The cluster record with the CA rotation in progress, if any.
-    pub(super) fn cluster_and_rotation(&self) -> Result<(ClusterRecord, Option<CaRotation>)> {
+    fn cluster_and_rotation(&self) -> Result<(ClusterRecord, Option<CaRotation>)> {
         self.reader()?
             .cluster_and_rotation()?
             .ok_or_else(|| ApiError::new(503, NOT_IN_CLUSTER))
@@ -46,11 +77,7 @@ impl Daemon {
 
     /// The CA that issues node certificates now: the new root while a rotation is in
     /// progress (its key is sealed for the CA version it will have), else the cluster's.
-    pub(super) fn issuing_ca(
-        &self,
-        c: &ClusterRecord,
-        rotation: Option<&CaRotation>,
-    ) -> Result<ClusterCa> {
+    fn issuing_ca(&self, c: &ClusterRecord, rotation: Option<&CaRotation>) -> Result<ClusterCa> {
         let (cert, key) = match rotation {
             Some(r) => (
                 &r.new_cert,
@@ -67,7 +94,7 @@ impl Daemon {
     /// Records a node whose certificate [`Daemon::issuing_ca`] just issued from `c` and
     /// `rotation`; during a rotation the same entry counts it as rotated. Refused if the
     /// cluster's CA changed meanwhile (this node's tables may lag the leader's).
-    pub(super) async fn put_issued(
+    async fn put_issued(
         &self,
         node: NodeRecord,
         c: &ClusterRecord,
@@ -82,7 +109,7 @@ impl Daemon {
         Ok(())
     }
 
-    pub(super) fn open_cluster_secret(
+    fn open_cluster_secret(
         &self,
         sealed: &Sealed,
         object: &str,
@@ -100,12 +127,7 @@ impl Daemon {
         }
     }
 
-    pub(super) fn seal_cluster_secret(
-        &self,
-        data: &[u8],
-        object: &str,
-        version: u64,
-    ) -> Result<Sealed> {
+    fn seal_cluster_secret(&self, data: &[u8], object: &str, version: u64) -> Result<Sealed> {
         let keys = self
             .keys
             .read()
@@ -117,7 +139,7 @@ impl Daemon {
     }
 
     /// The leader's address when this manager is not the leader (for a 421 redirect).
-    pub(super) fn require_leader(&self) -> Result<Arc<NodeStore>> {
+    fn require_leader(&self) -> Result<Arc<NodeStore>> {
         let store = self.store()?;
         match store.replica.leader() {
             Some((id, _)) if id == store.replica.node_id() => Ok(store),
@@ -132,7 +154,7 @@ impl Daemon {
         }
     }
 
-    pub(super) fn join_token(&self, c: &ClusterRecord, role: NodeRole) -> Result<JoinToken> {
+    fn join_token(&self, c: &ClusterRecord, role: NodeRole) -> Result<JoinToken> {
         let (sealed, object) = match role {
             NodeRole::Worker => (&c.worker_token, WORKER_TOKEN_OBJECT),
             NodeRole::Manager => (&c.manager_token, MANAGER_TOKEN_OBJECT),

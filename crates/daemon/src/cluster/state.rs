@@ -15,8 +15,8 @@ use lockbox_replication::{Bootstrap, Replica, ReplicaConfig};
 use lockbox_store::{CaRotation, ClusterRecord, NodeRole, Reader};
 
 use crate::ApiError;
-use crate::ops::{Daemon, NodeStore};
 use crate::peers::{self, Tls, TlsDialer, TlsState};
+use lockbox_core::{Daemon, NodeStore};
 
 #[allow(unused_imports)]
 use super::*;

@@ -15,7 +15,7 @@ use serde::Deserialize;
 use crate::ApiError;
 use crate::body::json_response;
 use crate::identity::Peer;
-use crate::ops::{Caller, Daemon, now_ns};
+use lockbox_core::{Caller, Daemon, now_ns};
 
 #[allow(unused_imports)]
 use super::*;

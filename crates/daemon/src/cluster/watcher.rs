@@ -13,7 +13,7 @@ use lockbox_store::NodeRole;
 use lockbox_store::cluster::UNLOCK_KEY_OBJECT;
 
 use crate::ApiError;
-use crate::ops::Daemon;
+use lockbox_core::Daemon;
 
 #[allow(unused_imports)]
 use super::*;
@@ -94,7 +94,7 @@ pub(super) async fn watch(d: Arc<Daemon>) {
 pub(super) async fn become_worker(d: &Arc<Daemon>) {
     let old = d.store.write().ok().and_then(|mut s| s.take());
     if let Some(old) = old {
-        crate::ops::close_store(old).await;
+        lockbox_core::close_store(old).await;
     }
     let _ = fs::remove_file(d.data_dir.join("store.redb"));
     if let Some(c) = d.cluster() {
@@ -161,10 +161,17 @@ pub(crate) async fn become_manager(d: &Arc<Daemon>) -> Result<()> {
     Err(last.unwrap_or_else(|| ApiError::new(503, "no manager known")))
 }
 
-impl Daemon {
+/// How recently the leader heard from a manager.
+pub(crate) trait PeerHealth {
     /// Whether the leader heard from manager `id` recently (true when this node is not the
     /// leader and cannot tell).
-    pub(super) fn peer_seen(&self, id: u64) -> bool {
+    fn peer_seen(&self, id: u64) -> bool;
+}
+
+impl PeerHealth for Daemon {
+    /// Whether the leader heard from manager `id` recently (true when this node is not the
+    /// leader and cannot tell).
+    fn peer_seen(&self, id: u64) -> bool {
         let Ok(store) = self.store() else {
             return false;
         };
