@@ -7,7 +7,77 @@ use lockbox_store::{Command, Rewrapped};
 
 use crate::ApiError;
 
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
 use crate::daemon::{Caller, Daemon, Keys, now_ns};
+
+/// Wrong unlock keys allowed per window before further attempts are refused unseen.
+const UNLOCK_FAILURES_PER_WINDOW: u32 = 5;
+const UNLOCK_WINDOW: Duration = Duration::from_secs(30);
+
+/// Failed unlocks, counted per window across all callers: each failure is an fsynced audit
+/// record, and the key space is large but a caller should not get to search it at disk speed
+/// (300 records in 0.5 s before this existed). Past the limit an attempt is refused without
+/// trying the key, and the throttle itself is audited once per window.
+#[derive(Default)]
+struct UnlockThrottle(Mutex<ThrottleWindow>);
+
+#[derive(Default)]
+struct ThrottleWindow {
+    start: Option<Instant>,
+    failures: u32,
+    reported: bool,
+}
+
+impl UnlockThrottle {
+    fn check(&self, d: &Daemon, caller: &Caller) -> Result<(), ApiError> {
+        let mut w = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = Instant::now();
+        if w.start
+            .is_none_or(|s| now.duration_since(s) >= UNLOCK_WINDOW)
+        {
+            *w = ThrottleWindow {
+                start: Some(now),
+                ..ThrottleWindow::default()
+            };
+        }
+        if w.failures < UNLOCK_FAILURES_PER_WINDOW {
+            return Ok(());
+        }
+        let wait = w.start.map_or(UNLOCK_WINDOW, |s| {
+            UNLOCK_WINDOW.saturating_sub(now.duration_since(s))
+        });
+        if !w.reported {
+            w.reported = true;
+            drop(w);
+            let _ = d.audit(
+                Event::new("unlock-throttled", &caller.actor)
+                    .detail("failures", &UNLOCK_FAILURES_PER_WINDOW.to_string())
+                    .detail("window_seconds", &UNLOCK_WINDOW.as_secs().to_string()),
+            );
+        }
+        Err(ApiError::new(
+            429,
+            format!(
+                "too many wrong unlock keys ({UNLOCK_FAILURES_PER_WINDOW} in {} s): try again in {} s",
+                UNLOCK_WINDOW.as_secs(),
+                wait.as_secs().max(1)
+            ),
+        ))
+    }
+
+    fn failed(&self) {
+        let mut w = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        w.failures += 1;
+    }
+}
 
 impl Daemon {
     /// `lockbox cluster unlock --shares`: any K of the N shares rebuild the unlock key.
@@ -25,6 +95,8 @@ impl Daemon {
 
     /// `lockbox unlock`.
     pub fn unlock(&self, key_text: &str, caller: &Caller) -> Result<(), ApiError> {
+        let throttle = self.extensions.get_or_init(UnlockThrottle::default);
+        throttle.check(self, caller)?;
         let key = UnlockKey::parse(key_text)?;
         let mut keys = self
             .keys
@@ -36,6 +108,7 @@ impl Daemon {
                 Ok(r) => r,
                 Err(e) => {
                     drop(keys);
+                    throttle.failed();
                     let _ = self.audit(Event::new("unlock-failed", &caller.actor));
                     return Err(e.into());
                 }
@@ -123,7 +196,11 @@ impl Daemon {
         match &*keys {
             Keys::Unlocked {
                 unlock: Some(k), ..
-            } => Ok(k.to_text()),
+            } => {
+                // A read of the key is recorded before the key leaves, like a hand-out.
+                self.audit(Event::new("unlock-key-read", &caller.actor))?;
+                Ok(k.to_text())
+            }
             Keys::Unlocked { .. } => Err(ApiError::bad_request(
                 "autolock is not enabled; there is no unlock key (enable it with 'lockbox autolock enable')",
             )),
@@ -252,5 +329,40 @@ impl Daemon {
                 .detail("rewrapped", &n.to_string()),
         )?;
         Ok((new_id, n))
+    }
+
+    /// Autolock on or off. Turning it on also rotates the KEK (and rewraps every data key,
+    /// across managers in a cluster), as Swarm rotates its data key when the key sealing it
+    /// changes: a `keyring.json` copied while the ring was a plain file must not open what is
+    /// written after. If the rotation fails, autolock is on all the same and the key is
+    /// returned (it is the only way to unlock); the failure is logged and audited, and
+    /// `lockbox kek rotate` retries it.
+    pub async fn autolock(
+        &self,
+        enable: bool,
+        caller: &Caller,
+    ) -> Result<Option<Zeroizing<String>>, ApiError> {
+        let shown = self.set_autolock(enable, caller)?;
+        if enable {
+            self.rotate_kek_after_key_change(caller).await;
+        }
+        Ok(shown)
+    }
+
+    /// A new unlock key, and with it a new KEK (see [`Daemon::autolock`]).
+    pub async fn rotate_unlock_key(&self, caller: &Caller) -> Result<Zeroizing<String>, ApiError> {
+        let key = self.unlock_key(true, caller)?;
+        self.rotate_kek_after_key_change(caller).await;
+        Ok(key)
+    }
+
+    async fn rotate_kek_after_key_change(&self, caller: &Caller) {
+        if let Err(e) = self.rotate_kek(caller).await {
+            tracing::error!(
+                "the unlock key changed but the KEK could not be rotated: {e}; run 'lockbox kek rotate'"
+            );
+            let _ = self
+                .audit(Event::new("kek-rotate-failed", &caller.actor).detail("error", &e.message));
+        }
     }
 }

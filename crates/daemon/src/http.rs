@@ -200,7 +200,7 @@ pub(crate) fn router(d: Arc<Daemon>) -> Router {
             post(
                 |State(d): App, ConnectInfo(who): Who, body: Bytes| async move {
                     let req: AutolockRequest = parse_body(&body)?;
-                    let key = d.set_autolock(req.enable, &Caller::uid(who.uid))?;
+                    let key = d.autolock(req.enable, &Caller::uid(who.uid)).await?;
                     Ok::<_, ApiError>(json_response(
                         StatusCode::OK,
                         &serde_json::json!({"UnlockKey": key.as_deref().map(String::as_str)}),
@@ -223,7 +223,7 @@ pub(crate) fn router(d: Arc<Daemon>) -> Router {
         .route(
             "/unlockkey/rotate",
             post(|State(d): App, ConnectInfo(who): Who| async move {
-                let k = d.unlock_key(true, &Caller::uid(who.uid))?;
+                let k = d.rotate_unlock_key(&Caller::uid(who.uid)).await?;
                 Ok::<_, ApiError>(json_response(
                     StatusCode::OK,
                     &UnlockKeyResponse {

@@ -238,18 +238,13 @@ pub async fn run(cfg: DaemonConfig) -> Result<(), DaemonError> {
     // unless given a mode on purpose, whatever umask the daemon was started with.
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     let hardening = crate::harden::harden();
-    let group = cfg
-        .group
-        .as_deref()
-        .map(crate::identity::resolve_group)
-        .transpose()
-        .map_err(|e| DaemonError::Other(format!("--group: {e}")))?;
-    let admin_group = cfg
-        .admin_group
-        .as_deref()
-        .map(crate::identity::resolve_group)
-        .transpose()
-        .map_err(|e| DaemonError::Other(format!("--admin-group: {e}")))?;
+    let group_of = |flag: &str, name: Option<&str>| {
+        name.map(crate::identity::resolve_group)
+            .transpose()
+            .map_err(|e| DaemonError::Other(format!("{flag}: {e}")))
+    };
+    let group = group_of("--group", cfg.group.as_deref())?;
+    let admin_group = group_of("--admin-group", cfg.admin_group.as_deref())?;
     fs::create_dir_all(&cfg.data_dir).map_err(io_err(&cfg.data_dir))?;
     check_own_dir(&cfg.data_dir)?;
     fs::set_permissions(&cfg.data_dir, fs::Permissions::from_mode(0o700))

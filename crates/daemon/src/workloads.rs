@@ -124,6 +124,9 @@ struct Persisted {
     /// from the staging tmpfs, never from disk.
     #[serde(default)]
     inline: Vec<ServiceSecret>,
+    /// Who started it (`uid:N pid:P`), the actor of its hand-outs' audit records.
+    #[serde(default)]
+    owner: Option<String>,
 }
 
 /// One file as a consumer gets it: reference, version and value.
@@ -172,6 +175,9 @@ struct State_ {
 
 struct Workload {
     id: String,
+    /// Who started it (`uid:N pid:P`, from the socket): every hand-out to the workload is
+    /// recorded with this actor beside the workload's ID.
+    owner: String,
     container: bool,
     service: Option<String>,
     adhoc: Vec<ServiceSecret>,
@@ -437,6 +443,7 @@ impl Workloads {
                 refs: st.refs.clone(),
                 on_rotate: st.on_rotate.clone(),
                 inline: w.inline.iter().map(|i| i.r.clone()).collect(),
+                owner: Some(w.owner.clone()),
             });
         }
         let tmp = self.state_path.with_extension("json.tmp");
@@ -696,7 +703,7 @@ fn local_files(
     }
     let mut new = Vec::with_capacity(st.refs.len());
     let caller = Caller {
-        actor: format!("workload:{}", w.id),
+        actor: format!("{} workload:{}", w.owner, w.id),
     };
     for r in &st.refs {
         let prev = old
@@ -926,6 +933,7 @@ async fn create(d: Arc<Daemon>, who: Peer, body: Bytes) -> Result<Response, ApiE
     let (tx, rx) = mpsc::unbounded_channel();
     let w = Arc::new(Workload {
         id: id.clone(),
+        owner: who.actor(),
         container,
         service,
         adhoc,
@@ -1118,6 +1126,7 @@ pub(crate) async fn start(d: Arc<Daemon>) {
                     .collect();
                 let w = Arc::new(Workload {
                     id: p.id.clone(),
+                    owner: p.owner.clone().unwrap_or_else(|| "uid:unknown".to_string()),
                     container: true,
                     service: p.service,
                     adhoc: p.adhoc,

@@ -459,3 +459,131 @@ fn files_are_private_whatever_the_umask() {
         "paths others may read or write: {loose:#?}"
     );
 }
+
+fn audit_actions(d: &Daemon) -> Vec<String> {
+    let (st, body) = d.http("GET", "/v1/audit", None);
+    assert_eq!(st, 200, "{body}");
+    serde_json::from_str::<Vec<serde_json::Value>>(&body)
+        .unwrap()
+        .into_iter()
+        .map(|r| r["action"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+/// Finding 4: `update` with `Data` answered 200 when the guess was right and 400 otherwise,
+/// unaudited, so a PIN fell in seconds. Non-administrators never reach the comparison (the
+/// matrix); every miss by an administrator is now recorded.
+#[test]
+fn update_with_data_misses_are_audited() {
+    let d = Daemon::start();
+    let id = d.create("pin", b"4711");
+    let (_, body) = d.http("GET", &format!("/v1/secrets/{id}"), None);
+    let index = serde_json::from_str::<serde_json::Value>(&body).unwrap()["Version"]["Index"]
+        .as_u64()
+        .unwrap();
+    for guess in ["0000", "0001", "0002"] {
+        let spec = format!(
+            r#"{{"Name":"pin","Data":"{}"}}"#,
+            base64_of(guess.as_bytes())
+        );
+        let (st, _) = d.http(
+            "POST",
+            &format!("/v1/secrets/{id}/update?version={index}"),
+            Some(&spec),
+        );
+        assert_eq!(st, 400);
+    }
+    let refused = audit_actions(&d)
+        .into_iter()
+        .filter(|a| a == "update-refused")
+        .count();
+    assert_eq!(refused, 3);
+}
+
+fn base64_of(b: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(b)
+}
+
+/// Finding 6: enabling autolock kept the KEK, so a `keyring.json` copied before (a plain
+/// file then) opened what was written after. Now the KEK rotates with the key: the old ring
+/// does not open a value created after autolock.
+#[test]
+fn a_keyring_copied_before_autolock_does_not_open_what_comes_after() {
+    let mut d = Daemon::start();
+    d.create("before", b"old-value");
+    let old_ring = std::fs::read(d.data().join("keyring.json")).unwrap();
+    let o = d.lb(&["autolock", "enable"]);
+    assert_eq!(o.code, 0, "{o:?}");
+    assert!(audit_actions(&d).contains(&"kek-rotate".to_string()));
+    let o = crate::support::run_cli(
+        &d.sock(),
+        &["config", "create", "after", "-"],
+        Some(b"created-after-autolock"),
+    );
+    assert_eq!(o.code, 0, "{o:?}");
+    d.stop();
+    // The attacker's move: put the copied plain ring back and start the daemon on it.
+    std::fs::write(d.data().join("keyring.json"), &old_ring).unwrap();
+    let mut cmd = Command::new(BIN);
+    let out = cmd
+        .args(["daemon", "--docker-api", "none", "--data-dir"])
+        .arg(d.data())
+        .arg("-H")
+        .arg(d.dir.path().join("attacker.sock"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let sock = d.dir.path().join("attacker.sock");
+    let mut answered = None;
+    for _ in 0..200 {
+        if std::os::unix::net::UnixStream::connect(&sock).is_ok() {
+            answered = Some(crate::support::run_cli(
+                &sock,
+                &["config", "inspect", "after"],
+                None,
+            ));
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+    let mut child = out;
+    let _ = child.kill();
+    let _ = child.wait();
+    if let Some(o) = answered {
+        let shown = base64_of(b"created-after-autolock");
+        assert!(
+            !o.stdout.contains(&shown) && !o.stdout.contains("created-after-autolock"),
+            "the old ring opened a value written after autolock: {o:?}"
+        );
+    }
+}
+
+/// Finding 9: unlock-key reads were not audited, and wrong unlock keys were audited without a
+/// throttle (300 fsynced records in 0.5 s from any caller).
+#[test]
+fn unlock_key_reads_are_audited_and_wrong_keys_throttled() {
+    let mut d = Daemon::start_with(&["--autolock"]);
+    assert_eq!(d.lb(&["unlock-key", "-q"]).code, 0);
+    assert!(audit_actions(&d).contains(&"unlock-key-read".to_string()));
+    d.restart(&[]);
+    let wrong = format!("LBXKEY-1-{}", "A".repeat(43));
+    let mut statuses = Vec::new();
+    for _ in 0..8 {
+        let (st, _) = d.http(
+            "POST",
+            "/v1/unlock",
+            Some(&format!(r#"{{"UnlockKey":"{wrong}"}}"#)),
+        );
+        statuses.push(st);
+    }
+    assert_eq!(statuses[..5], [401; 5], "{statuses:?}");
+    assert_eq!(statuses[5..], [429; 3], "{statuses:?}");
+    let actions = audit_actions(&d);
+    assert_eq!(actions.iter().filter(|a| *a == "unlock-failed").count(), 5);
+    assert_eq!(
+        actions.iter().filter(|a| *a == "unlock-throttled").count(),
+        1
+    );
+}

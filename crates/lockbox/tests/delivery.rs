@@ -489,7 +489,11 @@ fn run_process_delivery_and_cleanup() {
     // Every hand-out is audited with its workload.
     let audit = ok(d.lb(&["audit", "ls", "--format", "json"]), "audit");
     assert!(
-        audit.contains("handout") && audit.contains("workload"),
+        // ... and with the uid (and pid) of whoever started the workload (security finding
+        // 9: `lockbox run` hand-outs were recorded as `workload:<id>` alone).
+        audit.contains("handout")
+            && audit.contains("\"actor\":\"uid:0 pid:")
+            && audit.contains(" workload:"),
         "{audit}"
     );
     assert_clean(&d, "after failures");

@@ -78,6 +78,11 @@ pub(super) async fn join_token(
         )?;
     }
     let token = d.join_token(&c, role)?;
+    // A join token admits a node (a manager's receives the KEK): its every read is recorded
+    // before it leaves, like a hand-out.
+    d.audit_event(
+        Event::new("join-token-read", &Caller::uid(who.uid).actor).detail("role", role.as_str()),
+    )?;
     Ok(json_response(
         StatusCode::OK,
         &serde_json::json!({"Token": token.to_string(), "Addr": cluster.config().advertise_addr}),
