@@ -18,6 +18,12 @@ use crate::identity::Peer;
 
 /// How long a client may take to send a request's headers.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a client may take to send a request's body once its headers are in: a body
+/// trickled a byte at a time would otherwise hold a connection (and its task) forever.
+pub(crate) const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// The largest request body any route accepts (the Docker API's, a 1 MB secret in base64
+/// plus its spec); routes set their own smaller limits on top.
+const BODY_MAX: usize = 1_400_000 + 64 * 1024;
 /// How long shutdown waits for open requests (event streams, long reads) before closing them.
 const DRAIN: Duration = Duration::from_secs(5);
 
@@ -49,7 +55,15 @@ pub(crate) async fn serve(
                 let app = app.clone();
                 let svc = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
                     req.extensions_mut().insert(ConnectInfo(peer));
-                    app.clone().oneshot(req.map(axum::body::Body::new))
+                    let app = app.clone();
+                    async move {
+                        let (parts, body) = req.into_parts();
+                        let body = match read_body(body).await {
+                            Ok(b) => b,
+                            Err(refusal) => return Ok(refusal),
+                        };
+                        app.oneshot(hyper::Request::from_parts(parts, body)).await
+                    }
                 });
                 let conn = hyper::server::conn::http1::Builder::new()
                     .timer(TokioTimer::new())
@@ -72,5 +86,33 @@ pub(crate) async fn serve(
         .is_err()
     {
         tracing::warn!("connections still open after {DRAIN:?}; closing them");
+    }
+}
+
+/// The whole request body within [`BODY_READ_TIMEOUT`] and [`BODY_MAX`], or the answer that
+/// says which limit it broke (408, 413, 400).
+async fn read_body(body: Incoming) -> Result<axum::body::Body, axum::response::Response> {
+    use axum::response::IntoResponse as _;
+    use http_body_util::BodyExt as _;
+    let limited = http_body_util::Limited::new(body, BODY_MAX);
+    match tokio::time::timeout(BODY_READ_TIMEOUT, limited.collect()).await {
+        Ok(Ok(collected)) => Ok(axum::body::Body::from(collected.to_bytes())),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(crate::ApiError::new(
+            413,
+            format!("request body too large: lockbox accepts at most {BODY_MAX} bytes"),
+        )
+        .into_response()),
+        Ok(Err(e)) => Err(crate::ApiError::bad_request(format!(
+            "cannot read the request body: {e}"
+        ))
+        .into_response()),
+        Err(_) => Err(crate::ApiError::new(
+            408,
+            format!(
+                "the request body did not arrive within {} s",
+                BODY_READ_TIMEOUT.as_secs()
+            ),
+        )
+        .into_response()),
     }
 }
