@@ -15,6 +15,8 @@ mod agent;
 pub mod backup;
 mod cluster;
 mod docker;
+mod docker_events;
+mod docker_request;
 pub mod error;
 mod harden;
 mod http;
