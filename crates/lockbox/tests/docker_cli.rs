@@ -200,7 +200,7 @@ impl Drop for SwarmEngine {
 
 /// The daemon's Docker API socket, once it answers: the daemon binds it just after its
 /// own socket, which is what `Daemon::start` waits for.
-fn docker_sock(d: &Daemon) -> PathBuf {
+pub(crate) fn docker_sock(d: &Daemon) -> PathBuf {
     let p = d.dir.path().join("docker.sock");
     wait_for(20, "the Docker API socket", || {
         UnixStream::connect(&p).ok().map(|_| ())
