@@ -968,10 +968,10 @@ secrets:
             (
                 "app/Dockerfile",
                 // BuildKit's cache is not keyed on secret values, and `up --build` cannot say
-                // --no-cache: a label of this run keeps the v1 and v2 runs (which may run at
-                // once) from sharing a cached RUN step built with the other's values.
+                // --no-cache: a word of this run in the step keeps the v1 and v2 runs (which
+                // may run at once) from sharing a cached step built with the other's values.
                 &format!(
-                    "FROM {IMAGE}\nLABEL lbc.run={}\nRUN --mount=type=secret,id=npm --mount=type=secret,id=lbtok cat /run/secrets/npm /run/secrets/lbtok | sha256sum | cut -d' ' -f1 > /both.sha\n",
+                    "FROM {IMAGE}\nRUN --mount=type=secret,id=npm --mount=type=secret,id=lbtok : run-{}; cat /run/secrets/npm /run/secrets/lbtok | sha256sum | cut -d' ' -f1 > /both.sha\n",
                     rand_hex(6)
                 ),
             ),
