@@ -452,7 +452,13 @@ pub(crate) async fn compose(socket: &Path, mut a: ComposeArgs) -> anyhow::Result
     cmd.args(&args);
     let code = run_child(cmd).await;
     drop(file);
+    // A foreground `up`/`run` has returned, so its containers have stopped; the engine may
+    // still list them as running for a moment (see `delivery::await_not_running`).
+    let foreground = creates && !crate::delivery::detached(&args);
     for w in workloads {
+        if foreground {
+            crate::delivery::await_not_running(&docker, &w.id).await;
+        }
         w.release(socket).await;
     }
     // `down` removed the containers; the daemon's event follower reaps their tmpfs too, but

@@ -560,7 +560,7 @@ pub(crate) async fn run(socket: &Path, a: RunArgs) -> anyhow::Result<i32> {
 /// Whether `docker run`'s arguments ask for a detached container (`-d`, `--detach`, or a
 /// cluster of boolean short flags with `d` in it, such as `-itd`). A container command's own
 /// `-d` reads as detached too; that only keeps the secrets until the container is removed.
-fn detached(args: &[OsString]) -> bool {
+pub(crate) fn detached(args: &[OsString]) -> bool {
     args.iter().any(|a| {
         let a = a.to_string_lossy();
         matches!(a.as_ref(), "-d" | "--detach" | "--detach=true")
@@ -573,7 +573,7 @@ fn detached(args: &[OsString]) -> bool {
 /// A foreground `docker run` has returned, so its container has exited; Engine 26 can still
 /// list it as running for a moment, and the daemon would then keep its secrets as if it ran
 /// detached. Waits (briefly, bounded) until the engine agrees.
-async fn await_not_running(docker: &str, workload: &str) {
+pub(crate) async fn await_not_running(docker: &str, workload: &str) {
     let filter = format!("label=lockbox.workload={workload}");
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
     while tokio::time::Instant::now() < deadline {

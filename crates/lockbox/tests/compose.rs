@@ -727,6 +727,14 @@ secrets:
         o.stdout.contains("root=rootpw user=userpw db=wordpress"),
         "{o:?}"
     );
+    // Without --rm the stopped one-off container stays, and its secrets still go with the
+    // foreground run (Engine 26 lists an exited container as running for a moment).
+    let o = p.lb(&d, &[], &["compose", "-p", &p.name, "--", "run", "db"]);
+    assert_eq!(o.code, 0, "{o:?}");
+    assert_eq!(p.containers().len(), 1);
+    wait_until("staging removed", Duration::from_secs(3), || {
+        staging_mounts(&d).is_empty() && workloads(&d).as_array().is_some_and(Vec::is_empty)
+    });
 }
 
 /// The entries of a tar archive (`docker save` writes plain, uncompressed tars).
