@@ -288,6 +288,25 @@ fn project_workloads(docker: &str, project: &str) -> Vec<String> {
     ids
 }
 
+/// `start`/`restart` reuse the containers as they are, bound to their workload's tmpfs. Once
+/// that workload has ended (its containers stopped after a foreground run), the binds would
+/// show an empty `/run/secrets`: refused, pointing at `up`, which recreates them with fresh
+/// secrets.
+async fn refuse_reaped(c: &Client, docker: &str, project: &str, sub: &str) -> anyhow::Result<()> {
+    let live: Vec<Value> = c.get("/v1/workloads").await?;
+    let ended: Vec<String> = project_workloads(docker, project)
+        .into_iter()
+        .filter(|id| !live.iter().any(|w| w["ID"].as_str() == Some(id.as_str())))
+        .collect();
+    if ended.is_empty() {
+        return Ok(());
+    }
+    Err(fail(format!(
+        "compose: the secrets of project {project}'s stopped containers were removed when they stopped (workload {}); `{sub}` would run them without: use lockbox compose -- up, which recreates them with their secrets",
+        ended.join(", ")
+    )))
+}
+
 /// Runs a child, passing ^C/TERM on as `docker run` users expect, and returns its exit code.
 pub(crate) async fn run_child(mut cmd: tokio::process::Command) -> anyhow::Result<i32> {
     use tokio::signal::unix::{SignalKind, signal};
@@ -429,6 +448,9 @@ pub(crate) async fn compose(socket: &Path, mut a: ComposeArgs) -> anyhow::Result
             workloads.push(w);
         }
         drop(values);
+    }
+    if matches!(sub.as_str(), "start" | "restart") {
+        refuse_reaped(&c, &docker, &project.name, &sub).await?;
     }
     let before_down = if sub == "down" {
         project_workloads(&docker, &project.name)

@@ -735,6 +735,16 @@ secrets:
     wait_until("staging removed", Duration::from_secs(3), || {
         staging_mounts(&d).is_empty() && workloads(&d).as_array().is_some_and(Vec::is_empty)
     });
+    // `start` would run that container with an empty /run/secrets: refused, pointing at `up`.
+    let o = p.lb(&d, &[], &["compose", "-p", &p.name, "--", "start"]);
+    assert_eq!(o.code, 1, "{o:?}");
+    assert!(
+        o.stderr
+            .contains("use lockbox compose -- up, which recreates them"),
+        "{o:?}"
+    );
+    let running = format!("label=com.docker.compose.project={}", p.name);
+    assert_eq!(docker(&["ps", "-q", "--filter", &running]).stdout, "");
 }
 
 /// The entries of a tar archive (`docker save` writes plain, uncompressed tars).
