@@ -6,15 +6,14 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, Request, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Extension, Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get, post};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use lockbox_proto::Spec;
 use lockbox_store::Kind;
 use serde::{Deserialize, Serialize};
 use tower::ServiceExt as _;
@@ -24,11 +23,7 @@ use crate::body::json_response;
 use crate::identity::Peer;
 use lockbox_core::{Caller, Daemon};
 
-/// The API version lockbox speaks: Engine 20.10's, which every current CLI negotiates down
-/// to, and the one whose behaviour the reference measured.
-pub(crate) const API_VERSION: &str = "1.41";
-/// Engine 20.10's minimum; older clients get Docker's "too old" answer.
-const MIN_API_VERSION: &str = "1.12";
+use crate::docker_request::{API_VERSION, MIN_API_VERSION, RequestedVersion, check_version};
 /// Docker has no body bound of its own; the largest legitimate body is a config of just
 /// under 1000 KiB, base64-encoded (4/3) inside a small JSON object.
 const BODY_LIMIT: usize = 1_400_000 + 64 * 1024;
@@ -68,22 +63,6 @@ fn dockerize(e: ApiError) -> ApiError {
     }
 }
 
-/// Docker's version comparison: dot-separated integers, a missing part is 0.
-fn version_cmp(a: &str, b: &str) -> std::cmp::Ordering {
-    let parts = |s: &str| -> Vec<u64> { s.split('.').map(|p| p.parse().unwrap_or(0)).collect() };
-    let (pa, pb) = (parts(a), parts(b));
-    for i in 0..pa.len().max(pb.len()) {
-        let (x, y) = (
-            pa.get(i).copied().unwrap_or(0),
-            pb.get(i).copied().unwrap_or(0),
-        );
-        if x != y {
-            return x.cmp(&y);
-        }
-    }
-    std::cmp::Ordering::Equal
-}
-
 /// Splits `/v1.41/secrets` into `Some("1.41")` and `/secrets`. Like Docker's router, the
 /// version is `[0-9.]+` and must be followed by a path.
 fn split_version(path: &str) -> (Option<&str>, &str) {
@@ -104,32 +83,8 @@ async fn dispatch(inner: Router, mut req: Request) -> Response {
     let path = req.uri().path().to_owned();
     let (version, rest) = split_version(&path);
     if let Some(v) = version {
-        if version_cmp(v, MIN_API_VERSION).is_lt() {
-            // Docker answers this one in plain text (http.Error), not JSON.
-            let mut r = (
-                StatusCode::BAD_REQUEST,
-                format!(
-                    "client version {v} is too old. Minimum supported API version is {MIN_API_VERSION}, please upgrade your client to a newer version\n"
-                ),
-            )
-                .into_response();
-            r.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("text/plain; charset=utf-8"),
-            );
-            r.headers_mut().insert(
-                "X-Content-Type-Options",
-                HeaderValue::from_static("nosniff"),
-            );
-            return with_api_headers(r);
-        }
-        if version_cmp(v, API_VERSION).is_gt() {
-            return with_api_headers(
-                ApiError::bad_request(format!(
-                    "client version {v} is too new. Maximum supported API version is {API_VERSION}"
-                ))
-                .into_response(),
-            );
+        if let Err(e) = check_version(v) {
+            return with_api_headers(e.into_response());
         }
         let pq = match req.uri().query() {
             Some(q) => format!("{rest}?{q}"),
@@ -140,6 +95,8 @@ async fn dispatch(inner: Router, mut req: Request) -> Response {
             Err(_) => return page_not_found(),
         }
     }
+    let asked = version.unwrap_or(API_VERSION).to_owned();
+    req.extensions_mut().insert(RequestedVersion(asked));
     let r = match inner.oneshot(req).await {
         Ok(r) => r,
         Err(never) => match never {},
@@ -147,35 +104,7 @@ async fn dispatch(inner: Router, mut req: Request) -> Response {
     if r.extensions().get::<NoApiHeaders>().is_some() {
         return r;
     }
-    // Before API 1.23 Docker wrote handler errors as plain text.
-    if let Some(v) = version
-        && version_cmp(v, "1.23").is_lt()
-        && (r.status().is_client_error() || r.status().is_server_error())
-    {
-        return with_api_headers(plain_error(r).await);
-    }
     with_api_headers(r)
-}
-
-async fn plain_error(r: Response) -> Response {
-    let (mut parts, body) = r.into_parts();
-    let bytes = axum::body::to_bytes(body, 64 * 1024)
-        .await
-        .unwrap_or_default();
-    let msg = serde_json::from_slice::<serde_json::Value>(&bytes)
-        .ok()
-        .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(str::to_owned))
-        .unwrap_or_else(|| String::from_utf8_lossy(&bytes).trim_end().to_owned());
-    parts.headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    parts.headers.remove(header::CONTENT_LENGTH);
-    parts.headers.insert(
-        "X-Content-Type-Options",
-        HeaderValue::from_static("nosniff"),
-    );
-    Response::from_parts(parts, Body::from(format!("{msg}\n")))
 }
 
 fn with_api_headers(mut r: Response) -> Response {
@@ -190,6 +119,7 @@ fn with_api_headers(mut r: Response) -> Response {
 /// The Docker Engine API router.
 pub(crate) fn router(d: Arc<Daemon>) -> Router {
     let inner = api_routes()
+        .layer(Extension(crate::docker_events::EventHistory::start(&d)))
         .layer(axum::middleware::from_fn_with_state(
             d.clone(),
             crate::http::read_barrier,
@@ -421,7 +351,7 @@ async fn swarm_unlock(
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> Result<Response> {
     let body = read_json_body(&headers, body)?;
-    let req: UnlockBody = serde_json::from_slice(&body)
+    let req: UnlockBody = lockbox_proto::go_json::from_slice(&body, lockbox_proto::go_json::UNLOCK)
         .map_err(|e| ApiError::bad_request(lockbox_store::validate::go_json_error(&e)))?;
     d.unlock(&req.unlock_key, &Caller::uid(who.uid))
         .map_err(|e| match e.status {
@@ -471,21 +401,6 @@ fn read_json_body(
 
 type Body_ = std::result::Result<Bytes, BytesRejection>;
 
-/// A spec from a body, in the words of Docker's streaming JSON decoder (a truncated body
-/// is `unexpected EOF` there); an empty body is an empty spec (Engine 23+).
-fn parse_spec(body: &Bytes) -> Result<Spec> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(Spec::default());
-    }
-    serde_json::from_slice(body).map_err(|e| {
-        ApiError::bad_request(if e.classify() == serde_json::error::Category::Eof {
-            "unexpected EOF".to_owned()
-        } else {
-            lockbox_store::validate::go_json_error(&e)
-        })
-    })
-}
-
 async fn list(kind: Kind, d: &Daemon, q: &HashMap<String, String>) -> Result<Response> {
     let objs = d
         .list(kind, q.get("filters").map(String::as_str))
@@ -497,11 +412,12 @@ async fn create(
     kind: Kind,
     d: &Daemon,
     who: Peer,
-    headers: &HeaderMap,
+    (headers, version): (&HeaderMap, RequestedVersion),
     body: Body_,
 ) -> Result<Response> {
     let body = read_json_body(headers, body)?;
-    let spec = parse_spec(&body)?;
+    let spec = crate::docker_request::parse_spec(&body)?;
+    crate::docker_request::check_create(kind, &version.0, &spec)?;
     let r = d
         .create(kind, spec, &Caller::uid(who.uid))
         .await
@@ -531,7 +447,7 @@ async fn update(
     body: Body_,
 ) -> Result<Response> {
     let body = read_json_body(headers, body)?;
-    let spec = parse_spec(&body)?;
+    let spec = crate::docker_request::parse_spec(&body)?;
     d.update(
         kind,
         id,
@@ -577,8 +493,12 @@ fn kind_routes(r: Router<Arc<Daemon>>, kind: Kind) -> Router<Arc<Daemon>> {
     .route(
         &format!("{base}/create"),
         by_id(Some("create")).post(
-            move |State(d): App, ConnectInfo(who): Who, headers: HeaderMap, body: Body_| async move {
-                create(kind, &d, who, &headers, body).await
+            move |State(d): App,
+                  ConnectInfo(who): Who,
+                  Extension(v): Extension<RequestedVersion>,
+                  headers: HeaderMap,
+                  body: Body_| async move {
+                create(kind, &d, who, (&headers, v), body).await
             },
         ),
     )
@@ -599,49 +519,13 @@ fn kind_routes(r: Router<Arc<Daemon>>, kind: Kind) -> Router<Arc<Daemon>> {
     )
 }
 
-/// Docker's two `filters` forms, reduced to the values set for one key.
-fn filter_values(filters: Option<&str>, key: &str) -> Result<Option<Vec<String>>> {
-    Ok(lockbox_store::validate::parse_filter_map(filters)?.remove(key))
-}
-
-/// `GET /events`: lockbox's event stream in Docker's shape, optionally filtered by `type`.
-/// Only live events: lockbox keeps its history in the audit log, not here.
-async fn events(State(d): App, Query(q): Query<HashMap<String, String>>) -> Result<Response> {
-    let types = filter_values(q.get("filters").map(String::as_str), "type")?;
-    let rx = d.subscribe();
-    let stream = futures_util::stream::unfold((rx, types), |(mut rx, types)| async move {
-        loop {
-            match rx.recv().await {
-                Ok(line) => {
-                    let Ok(mut ev) = serde_json::from_str::<serde_json::Value>(&line) else {
-                        continue;
-                    };
-                    let ty = ev.get("Type").and_then(|t| t.as_str()).unwrap_or("");
-                    if types.as_ref().is_some_and(|t| !t.iter().any(|x| x == ty)) {
-                        continue;
-                    }
-                    // Secrets and configs are cluster objects: Docker reports their events
-                    // with the swarm scope.
-                    ev["scope"] = serde_json::Value::from("swarm");
-                    let mut out = ev.to_string();
-                    out.push('\n');
-                    return Some((
-                        Ok::<_, std::convert::Infallible>(Bytes::from(out)),
-                        (rx, types),
-                    ));
-                }
-                // A slow reader misses events rather than slowing the daemon down.
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
-                Err(_) => return None,
-            }
-        }
-    });
-    let mut r = Response::new(Body::from_stream(stream));
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    Ok(r)
+/// `GET /events`: replay from `since`, live until `until`, filtered (`docker_events`).
+async fn events(
+    State(d): App,
+    Extension(h): Extension<Arc<crate::docker_events::EventHistory>>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Response> {
+    crate::docker_events::events(&d, &h, &q)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -767,17 +651,6 @@ pub(crate) fn plugin_router(d: Arc<Daemon>) -> Router {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn versions_compare_like_docker() {
-        use std::cmp::Ordering::*;
-        assert_eq!(version_cmp("1.11", "1.12"), Less);
-        assert_eq!(version_cmp("1", "1.12"), Less);
-        assert_eq!(version_cmp("1.41", "1.41"), Equal);
-        assert_eq!(version_cmp("1.41.0", "1.41"), Equal);
-        assert_eq!(version_cmp("1.100", "1.41"), Greater);
-        assert_eq!(version_cmp("2", "1.41"), Greater);
-    }
 
     #[test]
     fn version_prefix_is_split_only_before_a_path() {

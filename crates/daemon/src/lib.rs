@@ -16,6 +16,8 @@ pub mod backup;
 mod body;
 mod cluster;
 mod docker;
+mod docker_events;
+mod docker_request;
 pub mod error;
 pub mod gate;
 mod harden;

@@ -9,7 +9,16 @@ use std::path::Path;
 /// crate, `lockbox-core`, which cannot name any of these.)
 const LAYERS: &[(&str, &[&str])] = &[
     ("composition root", &["lib", "serve"]),
-    ("transports", &["http", "docker", "listen"]),
+    (
+        "transports",
+        &[
+            "http",
+            "docker",
+            "docker_request",
+            "docker_events",
+            "listen",
+        ],
+    ),
     ("authorization gate", &["gate"]),
     (
         "features",

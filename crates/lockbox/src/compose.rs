@@ -38,7 +38,7 @@ use crate::client::{Client, Lines, enc, open_lines};
 /// `lockbox compose`.
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Examples:\n  lockbox compose -- up -d\n  lockbox compose -f compose.yaml -f compose.prod.yaml -p shop -- up -d\n  lockbox compose -- run --rm app cat /run/secrets/db_password\n  lockbox compose -- down\n  lockbox compose --compose 'docker compose' -- up -d      # Compose v2 plugin\n\nSecrets (external: true, or any name lockbox has, else file:/environment:) and configs land on\na per-service tmpfs, read-only, with uid/gid/mode honoured; Compose never sees a value.\nRotations reach running containers. Everything else in your files is passed on unchanged."
+    after_help = "Examples:\n  lockbox compose -- up -d\n  lockbox compose -f compose.yaml -f compose.prod.yaml -p shop -- up -d\n  lockbox compose -- -p shop --profile web up -d          # Compose's own options work too\n  lockbox compose -- run --rm app cat /run/secrets/db_password\n  lockbox compose -- down\n  lockbox compose --compose docker-compose -- up -d        # Compose v1\n\nTested with Compose v2 (docker compose 2.26) and v1 (docker-compose 1.29).\n\nSecrets (external: true, or any name lockbox has, else file:/environment:) and configs land on\na per-service tmpfs, read-only, with uid/gid/mode honoured; Compose never sees a value.\nRotations reach running containers. Everything else in your files is passed on unchanged."
 )]
 pub(crate) struct ComposeArgs {
     /// Compose file (repeatable, merged in order) [default: COMPOSE_FILE, or compose.yaml / docker-compose.yml]
@@ -53,7 +53,7 @@ pub(crate) struct ComposeArgs {
     /// Project directory [default: the first file's directory]
     #[arg(long, value_name = "DIR")]
     project_directory: Option<PathBuf>,
-    /// The Compose to run: docker-compose (v1), 'docker compose' (v2), or a path [default: docker-compose if installed, else docker compose]
+    /// The Compose to run: 'docker compose' (v2), docker-compose (v1), or a path [default: docker compose if the plugin is installed, else docker-compose]
     #[arg(long, env = "LOCKBOX_COMPOSE", value_name = "BIN")]
     compose: Option<String>,
     /// The Compose command and its arguments
@@ -99,40 +99,12 @@ fn compose_bin(choice: Option<&str>) -> anyhow::Result<ComposeBin> {
                 ))
             })
         }
-        None => from("docker-compose", Vec::new())
-            .or_else(|| from("docker", vec!["compose".into()]))
+        None => from("docker", vec!["compose".into()])
+            .or_else(|| from("docker-compose", Vec::new()))
             .ok_or_else(|| {
-                fail("compose: no Compose found: install docker-compose (v1) or the docker compose plugin (v2), or name one with --compose")
+                fail("compose: no Compose found: install the docker compose plugin (v2) or docker-compose (v1), or name one with --compose")
             }),
     }
-}
-
-/// Compose's subcommand: the first word that is not an option (or an option's value).
-fn subcommand(args: &[OsString]) -> Option<String> {
-    const VALUED: [&str; 8] = [
-        "--ansi",
-        "--log-level",
-        "-H",
-        "--host",
-        "--context",
-        "-c",
-        "--profile",
-        "--parallel",
-    ];
-    let mut skip = false;
-    for a in args {
-        let a = a.to_string_lossy();
-        if skip {
-            skip = false;
-            continue;
-        }
-        if a.starts_with('-') {
-            skip = VALUED.contains(&a.as_ref());
-            continue;
-        }
-        return Some(a.into_owned());
-    }
-    None
 }
 
 /// A workload's stream from the daemon (one JSON object a line). Held open for as long as
@@ -316,6 +288,25 @@ fn project_workloads(docker: &str, project: &str) -> Vec<String> {
     ids
 }
 
+/// `start`/`restart` reuse the containers as they are, bound to their workload's tmpfs. Once
+/// that workload has ended (its containers stopped after a foreground run), the binds would
+/// show an empty `/run/secrets`: refused, pointing at `up`, which recreates them with fresh
+/// secrets.
+async fn refuse_reaped(c: &Client, docker: &str, project: &str, sub: &str) -> anyhow::Result<()> {
+    let live: Vec<Value> = c.get("/v1/workloads").await?;
+    let ended: Vec<String> = project_workloads(docker, project)
+        .into_iter()
+        .filter(|id| !live.iter().any(|w| w["ID"].as_str() == Some(id.as_str())))
+        .collect();
+    if ended.is_empty() {
+        return Ok(());
+    }
+    Err(fail(format!(
+        "compose: the secrets of project {project}'s stopped containers were removed when they stopped (workload {}); `{sub}` would run them without: use lockbox compose -- up, which recreates them with their secrets",
+        ended.join(", ")
+    )))
+}
+
 /// Runs a child, passing ^C/TERM on as `docker run` users expect, and returns its exit code.
 pub(crate) async fn run_child(mut cmd: tokio::process::Command) -> anyhow::Result<i32> {
     use tokio::signal::unix::{SignalKind, signal};
@@ -384,15 +375,31 @@ pub(crate) fn load_project(
 }
 
 /// `lockbox compose`.
-pub(crate) async fn compose(socket: &Path, a: ComposeArgs) -> anyhow::Result<i32> {
+pub(crate) async fn compose(socket: &Path, mut a: ComposeArgs) -> anyhow::Result<i32> {
     let bin = compose_bin(a.compose.as_deref())?;
+    // Compose's project options written after `--` choose the project as they would for
+    // Compose itself; lockbox loads that project and hands them to Compose once.
+    let line = crate::compose_args::read(&a.args).map_err(fail)?;
+    a.files.extend(line.files.iter().cloned());
+    a.project_name =
+        crate::compose_args::merge("-p", a.project_name.take(), line.project_name.clone())
+            .map_err(fail)?;
+    a.project_directory = crate::compose_args::merge(
+        "--project-directory",
+        a.project_directory.take(),
+        line.project_directory.clone(),
+    )
+    .map_err(fail)?;
+    a.env_file = crate::compose_args::merge("--env-file", a.env_file.take(), line.env_file.clone())
+        .map_err(fail)?;
+    a.args = line.rest.clone();
     let (project, model) = load_project(
         &a.files,
         a.project_name.clone(),
         a.env_file.clone(),
         a.project_directory.clone(),
     )?;
-    let sub = subcommand(&a.args).unwrap_or_default();
+    let sub = line.command.clone().unwrap_or_default();
     let c = Client::new(socket);
     let docker = std::env::var("LOCKBOX_DOCKER").unwrap_or_else(|_| "docker".into());
 
@@ -412,7 +419,7 @@ pub(crate) async fn compose(socket: &Path, a: ComposeArgs) -> anyhow::Result<i32
         args.retain(|x| x != "--build");
     }
 
-    let creates = matches!(sub.as_str(), "up" | "run" | "create" | "scale");
+    let creates = line.creates();
     let mut workloads: Vec<Workload> = Vec::new();
     let mut deliveries = BTreeMap::new();
     if creates {
@@ -442,6 +449,9 @@ pub(crate) async fn compose(socket: &Path, a: ComposeArgs) -> anyhow::Result<i32
         }
         drop(values);
     }
+    if matches!(sub.as_str(), "start" | "restart") {
+        refuse_reaped(&c, &docker, &project.name, &sub).await?;
+    }
     let before_down = if sub == "down" {
         project_workloads(&docker, &project.name)
     } else {
@@ -464,7 +474,13 @@ pub(crate) async fn compose(socket: &Path, a: ComposeArgs) -> anyhow::Result<i32
     cmd.args(&args);
     let code = run_child(cmd).await;
     drop(file);
+    // A foreground `up`/`run` has returned, so its containers have stopped; the engine may
+    // still list them as running for a moment (see `delivery::await_not_running`).
+    let foreground = creates && !crate::delivery::detached(&args);
     for w in workloads {
+        if foreground {
+            crate::delivery::await_not_running(&docker, &w.id).await;
+        }
         w.release(socket).await;
     }
     // `down` removed the containers; the daemon's event follower reaps their tmpfs too, but

@@ -557,6 +557,34 @@ pub(crate) async fn run(socket: &Path, a: RunArgs) -> anyhow::Result<i32> {
     Ok(code)
 }
 
+/// Whether `docker run`'s arguments ask for a detached container (`-d`, `--detach`, or a
+/// cluster of boolean short flags with `d` in it, such as `-itd`). A container command's own
+/// `-d` reads as detached too; that only keeps the secrets until the container is removed.
+pub(crate) fn detached(args: &[OsString]) -> bool {
+    args.iter().any(|a| {
+        let a = a.to_string_lossy();
+        matches!(a.as_ref(), "-d" | "--detach" | "--detach=true")
+            || a.strip_prefix('-').is_some_and(|f| {
+                f.contains('d') && f.chars().all(|c| matches!(c, 'd' | 'i' | 't' | 'P' | 'q'))
+            })
+    })
+}
+
+/// A foreground `docker run` has returned, so its container has exited; Engine 26 can still
+/// list it as running for a moment, and the daemon would then keep its secrets as if it ran
+/// detached. Waits (briefly, bounded) until the engine agrees.
+pub(crate) async fn await_not_running(docker: &str, workload: &str) {
+    let filter = format!("label=lockbox.workload={workload}");
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    while tokio::time::Instant::now() < deadline {
+        let running = crate::build::probe_output(docker, &["ps", "-q", "--filter", &filter]);
+        if running.is_none_or(|out| out.trim().is_empty()) {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 /// `lockbox docker run`.
 pub(crate) async fn docker_run(socket: &Path, a: DockerRunArgs) -> anyhow::Result<i32> {
     let (refs, env) = parse_refs(&a.secrets, &a.secret_env, Path::new("/run/secrets"))?;
@@ -612,6 +640,9 @@ pub(crate) async fn docker_run(socket: &Path, a: DockerRunArgs) -> anyhow::Resul
         }
     };
     // Keeps the staging for a container that runs on (detached), reaps it otherwise.
+    if !detached(&args) {
+        await_not_running(&a.docker, &id).await;
+    }
     let c = Client::new(socket);
     c.raw(
         Method::POST,
@@ -625,4 +656,33 @@ pub(crate) async fn docker_run(socket: &Path, a: DockerRunArgs) -> anyhow::Resul
         .code()
         .or_else(|| status.signal().map(|s| 128 + s))
         .unwrap_or(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &str) -> Vec<OsString> {
+        s.split_whitespace().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn detached_runs_are_told_apart() {
+        for d in [
+            "run -d img",
+            "run --detach img",
+            "run -itd img",
+            "run --detach=true img",
+        ] {
+            assert!(detached(&args(d)), "{d}");
+        }
+        for f in [
+            "run -it img sh",
+            "run --rm img",
+            "run --name dd img",
+            "run -e D=1 img",
+        ] {
+            assert!(!detached(&args(f)), "{f}");
+        }
+    }
 }

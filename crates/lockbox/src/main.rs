@@ -11,6 +11,7 @@ mod cli;
 mod client;
 mod cluster;
 mod compose;
+mod compose_args;
 mod delivery;
 mod format;
 

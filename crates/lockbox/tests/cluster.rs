@@ -870,7 +870,7 @@ fn cluster_and_node_requests_refuse_bad_input_with_clear_messages() {
         "/v1/nodes?filters=%7B%22color%22%3A%5B%22x%22%5D%7D",
         None,
         400,
-        "Invalid filter 'color'",
+        "invalid filter 'color'",
     );
     // Nothing above changed the cluster.
     let (_, v) = json(d, "GET", "/v1/nodes", None);

@@ -1,10 +1,12 @@
-//! `lockbox compose` and `lockbox build` end to end: the real `docker-compose` (v1, Debian's),
-//! the real engine and its embedded BuildKit, against a real daemon.
+//! `lockbox compose` and `lockbox build` end to end: the real Compose — every `lockbox compose`
+//! test runs twice, on Compose v2 (`docker compose`, the plugin) as `…::v2` and on Compose v1
+//! (`docker-compose`) as `…::v1` — the real engine, and BuildKit through buildx, against a
+//! real daemon.
 //!
-//! Needs root, a Docker engine with `lockbox-test/busybox:latest`, `docker-compose`, and
-//! Debian's `/usr/bin/docker` 20.10 for BuildKit (`scripts/prereqs.sh`). Under `CI=true` a
-//! missing one is a failure; elsewhere the test says so and returns. Every project is named
-//! `lbc<random>` and torn down by a guard, images `lbc-<random>` removed the same way.
+//! Needs root, a Docker engine with `lockbox-test/busybox:latest`, both Composes and the
+//! buildx plugin (`scripts/prereqs.sh`). Under `CI=true` a missing one is a failure;
+//! elsewhere the test says so and returns. Every project is named `lbc<random>` and torn
+//! down by a guard, images `lbc-<random>` removed the same way.
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -38,25 +40,84 @@ fn ok(o: Out, what: &str) -> String {
     o.stdout
 }
 
-/// The engine, the test image and (if asked) docker-compose and a BuildKit-capable client.
-/// Missing under CI=true: a failure. Elsewhere: a note and `false`.
-fn prereqs(compose: bool, buildkit: bool) -> bool {
-    let mut missing = Vec::new();
-    if docker(&["image", "inspect", IMAGE]).code != 0 {
-        missing.push(format!("a Docker engine with {IMAGE}"));
+/// Which Compose a test drives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Compose {
+    /// `docker compose` (the CLI plugin, Go).
+    V2,
+    /// `docker-compose` 1.29 (Python).
+    V1,
+}
+
+impl Compose {
+    /// What `lockbox compose --compose` (`LOCKBOX_COMPOSE`) is given.
+    fn command(self) -> &'static str {
+        match self {
+            Compose::V2 => "docker compose",
+            Compose::V1 => "docker-compose",
+        }
     }
-    if compose
-        && !Command::new("docker-compose")
+
+    /// The container of a service's replica `n`: v1 joins with `_`, v2 with `-`.
+    fn container(self, project: &str, service: &str, n: u32) -> String {
+        match self {
+            Compose::V2 => format!("{project}-{service}-{n}"),
+            Compose::V1 => format!("{project}_{service}_{n}"),
+        }
+    }
+
+    fn works(self) -> bool {
+        let mut words = self.command().split_whitespace();
+        Command::new(words.next().unwrap_or_default())
+            .args(words)
             .arg("version")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status()
             .is_ok_and(|s| s.success())
-    {
-        missing.push("docker-compose".to_owned());
     }
-    if buildkit && !Path::new("/usr/bin/docker").exists() {
-        missing.push("/usr/bin/docker (Debian's 20.10, for BuildKit)".to_owned());
+}
+
+/// Runs one test body on Compose v2 and on Compose v1, as `NAME::v2` and `NAME::v1`.
+macro_rules! on_both_composes {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[test]
+            fn v2() {
+                super::$name(super::Compose::V2)
+            }
+            #[test]
+            fn v1() {
+                super::$name(super::Compose::V1)
+            }
+        }
+    )*};
+}
+
+on_both_composes!(
+    compose_delivers_file_environment_and_lockbox_secrets_on_tmpfs,
+    compose_multi_file_project_with_dotenv_interpolation,
+    compose_errors_name_the_place_and_start_nothing,
+    compose_docker_guide_mysql_shape,
+    compose_build_hands_build_secrets_to_buildkit,
+    compose_replicas_share_a_workload_until_the_last_one_goes,
+    compose_global_options_after_the_double_dash,
+);
+
+/// The engine, the test image and (if asked) that Compose and the buildx plugin (BuildKit).
+/// Missing under CI=true: a failure. Elsewhere: a note and `false`.
+fn prereqs(compose: Option<Compose>, buildkit: bool) -> bool {
+    let mut missing = Vec::new();
+    if docker(&["image", "inspect", IMAGE]).code != 0 {
+        missing.push(format!("a Docker engine with {IMAGE}"));
+    }
+    if let Some(c) = compose
+        && !c.works()
+    {
+        missing.push(c.command().to_owned());
+    }
+    if buildkit && docker(&["buildx", "version"]).code != 0 {
+        missing.push("the docker buildx plugin (BuildKit)".to_owned());
     }
     if missing.is_empty() {
         return true;
@@ -78,10 +139,11 @@ struct Project {
     dir: tempfile::TempDir,
     name: String,
     images: Vec<String>,
+    compose: Compose,
 }
 
 impl Project {
-    fn new(files: &[(&str, &str)]) -> Self {
+    fn new(compose: Compose, files: &[(&str, &str)]) -> Self {
         let dir = tempfile::Builder::new().prefix("lbc").tempdir().unwrap();
         for (name, text) in files {
             let p = dir.path().join(name);
@@ -92,6 +154,7 @@ impl Project {
             dir,
             name: format!("lbc{}", rand_hex(5)),
             images: Vec::new(),
+            compose,
         }
     }
 
@@ -107,7 +170,7 @@ impl Project {
             .arg(d.sock())
             .args(args)
             .stdin(Stdio::null())
-            .env("LOCKBOX_COMPOSE", "docker-compose");
+            .env("LOCKBOX_COMPOSE", self.compose.command());
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -115,7 +178,7 @@ impl Project {
     }
 
     fn container(&self, service: &str) -> String {
-        format!("{}_{service}_1", self.name)
+        self.compose.container(&self.name, service, 1)
     }
 
     fn containers(&self) -> Vec<String> {
@@ -265,9 +328,8 @@ configs:
     )
 }
 
-#[test]
-fn compose_delivers_file_environment_and_lockbox_secrets_on_tmpfs() {
-    if !prereqs(true, false) {
+fn compose_delivers_file_environment_and_lockbox_secrets_on_tmpfs(compose: Compose) {
+    if !prereqs(Some(compose), false) {
         return;
     }
     let mut d = Daemon::start();
@@ -284,13 +346,16 @@ fn compose_delivers_file_environment_and_lockbox_secrets_on_tmpfs() {
         Some(b"from-lockbox-config"),
     );
     assert_eq!(c.code, 0, "{c:?}");
-    let p = Project::new(&[
-        (
-            "compose.yaml",
-            &compose_file(&ext_name, &rot_name, &conf_name),
-        ),
-        ("db_password.txt", &file_value),
-    ]);
+    let p = Project::new(
+        compose,
+        &[
+            (
+                "compose.yaml",
+                &compose_file(&ext_name, &rot_name, &conf_name),
+            ),
+            ("db_password.txt", &file_value),
+        ],
+    );
     let before_files: Vec<_> = std::fs::read_dir(p.path())
         .unwrap()
         .flatten()
@@ -449,9 +514,8 @@ fn compose_delivers_file_environment_and_lockbox_secrets_on_tmpfs() {
     });
 }
 
-#[test]
-fn compose_multi_file_project_with_dotenv_interpolation() {
-    if !prereqs(true, false) {
+fn compose_multi_file_project_with_dotenv_interpolation(compose: Compose) {
+    if !prereqs(Some(compose), false) {
         return;
     }
     let d = Daemon::start();
@@ -480,15 +544,18 @@ services:
     environment:
       EXTRA: "${EXTRA:-default-extra}"
 "#;
-    let p = Project::new(&[
-        ("compose.yaml", &base),
-        ("compose.override.prod.yaml", over),
-        ("secrets/pw.txt", "multi-file-secret"),
-        (
-            ".env",
-            "GREETING=hello-from-dotenv\nPW_TARGET=app_pw\nPW_FILE=pw.txt\nCOMPOSE_FILE=compose.yaml:compose.override.prod.yaml\n",
-        ),
-    ]);
+    let p = Project::new(
+        compose,
+        &[
+            ("compose.yaml", &base),
+            ("compose.override.prod.yaml", over),
+            ("secrets/pw.txt", "multi-file-secret"),
+            (
+                ".env",
+                "GREETING=hello-from-dotenv\nPW_TARGET=app_pw\nPW_FILE=pw.txt\nCOMPOSE_FILE=compose.yaml:compose.override.prod.yaml\n",
+            ),
+        ],
+    );
     let run = p.lb(
         &d,
         &[("COMPOSE_PROJECT_NAME", &p.name)],
@@ -525,25 +592,30 @@ services:
     );
 }
 
-#[test]
-fn compose_errors_name_the_place_and_start_nothing() {
-    if !prereqs(true, false) {
+fn compose_errors_name_the_place_and_start_nothing(compose: Compose) {
+    if !prereqs(Some(compose), false) {
         return;
     }
     let d = Daemon::start();
     // YAML syntax.
-    let p = Project::new(&[(
-        "compose.yaml",
-        "services:\n  app:\n    image: x\n   oops: [\n",
-    )]);
+    let p = Project::new(
+        compose,
+        &[(
+            "compose.yaml",
+            "services:\n  app:\n    image: x\n   oops: [\n",
+        )],
+    );
     let o = p.lb(&d, &[], &["compose", "-p", &p.name, "--", "up", "-d"]);
     assert_eq!(o.code, 1, "{o:?}");
     assert!(o.stderr.starts_with("compose.yaml:4:4: "), "{o:?}");
     // Schema: a key lockbox does not know in a secret.
-    let p = Project::new(&[(
-        "compose.yaml",
-        "services:\n  app:\n    image: x\n    secrets:\n      - source: s\n        mdoe: 0400\nsecrets:\n  s:\n    file: ./s\n",
-    )]);
+    let p = Project::new(
+        compose,
+        &[(
+            "compose.yaml",
+            "services:\n  app:\n    image: x\n    secrets:\n      - source: s\n        mdoe: 0400\nsecrets:\n  s:\n    file: ./s\n",
+        )],
+    );
     let o = p.lb(&d, &[], &["compose", "-p", &p.name, "--", "up", "-d"]);
     assert_eq!(o.code, 1, "{o:?}");
     assert_eq!(
@@ -551,13 +623,16 @@ fn compose_errors_name_the_place_and_start_nothing() {
         "compose.yaml:6:9: services.app.secrets[0].mdoe: additional property mdoe is not allowed"
     );
     // An external secret lockbox does not have: the message, and nothing started.
-    let p = Project::new(&[(
-        "compose.yaml",
-        &format!(
-            "services:\n  app:\n    image: {IMAGE}\n    command: [sleep, '60']\n    secrets: [missing]\nsecrets:\n  missing:\n    external: true\n    name: lbc_absent_{}\n",
-            rand_hex(4)
-        ),
-    )]);
+    let p = Project::new(
+        compose,
+        &[(
+            "compose.yaml",
+            &format!(
+                "services:\n  app:\n    image: {IMAGE}\n    command: [sleep, '60']\n    secrets: [missing]\nsecrets:\n  missing:\n    external: true\n    name: lbc_absent_{}\n",
+                rand_hex(4)
+            ),
+        )],
+    );
     let o = p.lb(&d, &[], &["compose", "-p", &p.name, "--", "up", "-d"]);
     assert_eq!(o.code, 1, "{o:?}");
     assert!(
@@ -568,15 +643,18 @@ fn compose_errors_name_the_place_and_start_nothing() {
     assert!(p.containers().is_empty());
     assert!(workloads(&d).as_array().unwrap().is_empty());
     // mode: 440 is decimal: a warning naming the octal it probably meant (Compose's value kept).
-    let p = Project::new(&[
-        (
-            "compose.yaml",
-            &format!(
-                "services:\n  app:\n    image: {IMAGE}\n    secrets:\n      - source: s\n        mode: 440\nsecrets:\n  s:\n    file: ./s.txt\n"
+    let p = Project::new(
+        compose,
+        &[
+            (
+                "compose.yaml",
+                &format!(
+                    "services:\n  app:\n    image: {IMAGE}\n    secrets:\n      - source: s\n        mode: 440\nsecrets:\n  s:\n    file: ./s.txt\n"
+                ),
             ),
-        ),
-        ("s.txt", "v"),
-    ]);
+            ("s.txt", "v"),
+        ],
+    );
     let o = p.lb(
         &d,
         &[],
@@ -603,15 +681,14 @@ fn compose_errors_name_the_place_and_start_nothing() {
     assert_eq!(o.stdout.trim(), "670");
 }
 
-#[test]
-fn compose_docker_guide_mysql_shape() {
+fn compose_docker_guide_mysql_shape(compose: Compose) {
     // The Docker guide's Compose example (MySQL with *_FILE variables) with busybox standing in
     // for mysql: the same files, run as the README shows.
-    if !prereqs(true, false) {
+    if !prereqs(Some(compose), false) {
         return;
     }
     let d = Daemon::start();
-    let compose = format!(
+    let file = format!(
         r#"
 services:
    db:
@@ -632,11 +709,14 @@ secrets:
      file: db_root_password.txt
 "#
     );
-    let p = Project::new(&[
-        ("compose.yaml", &compose),
-        ("db_password.txt", "userpw"),
-        ("db_root_password.txt", "rootpw"),
-    ]);
+    let p = Project::new(
+        compose,
+        &[
+            ("compose.yaml", &file),
+            ("db_password.txt", "userpw"),
+            ("db_root_password.txt", "rootpw"),
+        ],
+    );
     let o = p.lb(
         &d,
         &[],
@@ -647,6 +727,24 @@ secrets:
         o.stdout.contains("root=rootpw user=userpw db=wordpress"),
         "{o:?}"
     );
+    // Without --rm the stopped one-off container stays, and its secrets still go with the
+    // foreground run (Engine 26 lists an exited container as running for a moment).
+    let o = p.lb(&d, &[], &["compose", "-p", &p.name, "--", "run", "db"]);
+    assert_eq!(o.code, 0, "{o:?}");
+    assert_eq!(p.containers().len(), 1);
+    wait_until("staging removed", Duration::from_secs(3), || {
+        staging_mounts(&d).is_empty() && workloads(&d).as_array().is_some_and(Vec::is_empty)
+    });
+    // `start` would run that container with an empty /run/secrets: refused, pointing at `up`.
+    let o = p.lb(&d, &[], &["compose", "-p", &p.name, "--", "start"]);
+    assert_eq!(o.code, 1, "{o:?}");
+    assert!(
+        o.stderr
+            .contains("use lockbox compose -- up, which recreates them"),
+        "{o:?}"
+    );
+    let running = format!("label=com.docker.compose.project={}", p.name);
+    assert_eq!(docker(&["ps", "-q", "--filter", &running]).stdout, "");
 }
 
 /// The entries of a tar archive (`docker save` writes plain, uncompressed tars).
@@ -718,19 +816,22 @@ fn leaks(image: &str, value: &str) -> Vec<&'static str> {
 
 #[test]
 fn build_secret_reaches_run_mount_and_never_the_image() {
-    if !prereqs(false, true) {
+    if !prereqs(None, true) {
         return;
     }
     let d = Daemon::start();
     let value = format!("build-secret-{}", rand_hex(8));
     let name = format!("lbc_build_{}", rand_hex(4));
     d.create(&name, value.as_bytes());
-    let mut p = Project::new(&[(
-        "Dockerfile",
-        &format!(
-            "FROM {IMAGE}\nRUN --mount=type=secret,id=tok sha256sum /run/secrets/tok | cut -d' ' -f1 > /tok.sha && stat -c '%a %u' /run/secrets/tok > /tok.stat\n"
-        ),
-    )]);
+    let mut p = Project::new(
+        Compose::V2,
+        &[(
+            "Dockerfile",
+            &format!(
+                "FROM {IMAGE}\nRUN --mount=type=secret,id=tok sha256sum /run/secrets/tok | cut -d' ' -f1 > /tok.sha && stat -c '%a %u' /run/secrets/tok > /tok.stat\n"
+            ),
+        )],
+    );
     let image = format!("lbc-{}:1", rand_hex(5));
     p.images.push(image.clone());
     let o = p.lb(
@@ -805,24 +906,40 @@ fn build_secret_reaches_run_mount_and_never_the_image() {
     assert_eq!(leaks(&leaky, &value), ["history", "image config"]);
 }
 
+/// Where the docker CLI looks for its plugins here (Debian's buildx and Compose v2).
+const PLUGINS: &str = "/usr/libexec/docker/cli-plugins";
+
 #[test]
-fn build_says_when_no_client_can_drive_buildkit() {
-    if !prereqs(false, false) {
+fn build_says_when_no_client_can_drive_buildkit_buildx_hidden_in_a_mount_namespace() {
+    // The machine has buildx; a CLI >= 23 without it is made by mounting an empty tmpfs
+    // over the plugin directory in a private mount namespace, for this command only.
+    if !prereqs(None, true) {
+        return;
+    }
+    let cli28 = "/usr/local/bin/docker";
+    if !Path::new(cli28).exists() {
+        assert!(
+            !std::env::var("CI").is_ok_and(|v| v == "true"),
+            "CI=true and no docker CLI >= 23 at {cli28}"
+        );
+        eprintln!("SKIPPED: needs a docker CLI >= 23 at {cli28}");
         return;
     }
     let d = Daemon::start();
-    let p = Project::new(&[("Dockerfile", "FROM scratch\n")]);
-    // Docker's 28.x CLI without the buildx plugin (first on PATH here) cannot.
-    let cli28 = "/usr/local/bin/docker";
-    if !Path::new(cli28).exists() || docker(&["buildx", "version"]).code == 0 {
-        eprintln!("SKIPPED: needs a docker CLI >= 23 without buildx at {cli28}");
-        return;
-    }
-    let o = p.lb(
-        &d,
-        &[],
-        &["build", "--docker", cli28, "--secret", "id=x", "--", "."],
-    );
+    let p = Project::new(Compose::V2, &[("Dockerfile", "FROM scratch\n")]);
+    let o = out(Command::new("unshare")
+        .current_dir(p.path())
+        .args(["--mount", "--propagation", "private", "sh", "-c"])
+        .arg(format!(
+            "mount -t tmpfs -o mode=0755 lbc-no-plugins {PLUGINS} && exec \"$0\" \"$@\""
+        ))
+        .arg(BIN)
+        .arg("-H")
+        .arg(d.sock())
+        .args(["build", "--docker", cli28, "--secret", "id=x", "--", "."])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap());
     assert_eq!(o.code, 1, "{o:?}");
     assert!(
         o.stderr
@@ -832,9 +949,8 @@ fn build_says_when_no_client_can_drive_buildkit() {
     );
 }
 
-#[test]
-fn compose_build_hands_build_secrets_to_buildkit() {
-    if !prereqs(true, true) {
+fn compose_build_hands_build_secrets_to_buildkit(compose: Compose) {
+    if !prereqs(Some(compose), true) {
         return;
     }
     let d = Daemon::start();
@@ -843,7 +959,7 @@ fn compose_build_hands_build_secrets_to_buildkit() {
     d.create(&name, lb_value.as_bytes());
     let env_value = format!("env-build-{}", rand_hex(6));
     let image = format!("lbc-{}:cb", rand_hex(5));
-    let compose = format!(
+    let file = format!(
         r#"
 services:
   app:
@@ -863,15 +979,22 @@ secrets:
     name: {name}
 "#
     );
-    let mut p = Project::new(&[
-        ("compose.yaml", &compose),
-        (
-            "app/Dockerfile",
-            &format!(
-                "FROM {IMAGE}\nRUN --mount=type=secret,id=npm --mount=type=secret,id=lbtok cat /run/secrets/npm /run/secrets/lbtok | sha256sum | cut -d' ' -f1 > /both.sha\n"
+    let mut p = Project::new(
+        compose,
+        &[
+            ("compose.yaml", &file),
+            (
+                "app/Dockerfile",
+                // BuildKit's cache is not keyed on secret values, and `up --build` cannot say
+                // --no-cache: a word of this run in the step keeps the v1 and v2 runs (which
+                // may run at once) from sharing a cached step built with the other's values.
+                &format!(
+                    "FROM {IMAGE}\nRUN --mount=type=secret,id=npm --mount=type=secret,id=lbtok : run-{}; cat /run/secrets/npm /run/secrets/lbtok | sha256sum | cut -d' ' -f1 > /both.sha\n",
+                    rand_hex(6)
+                ),
             ),
-        ),
-    ]);
+        ],
+    );
     p.images.push(image.clone());
     let o = p.lb(
         &d,
@@ -912,23 +1035,25 @@ secrets:
         "{o:?}"
     );
     let got = ok(exec(&p.container("app"), "cat /both.sha"), "exec");
-    assert_eq!(got.trim(), want.split_whitespace().next().unwrap());
+    assert_eq!(got.trim(), want.split_whitespace().next().unwrap(), "{o:?}");
 }
 
-#[test]
-fn compose_replicas_share_a_workload_until_the_last_one_goes() {
-    if !prereqs(true, false) {
+fn compose_replicas_share_a_workload_until_the_last_one_goes(compose: Compose) {
+    if !prereqs(Some(compose), false) {
         return;
     }
     let d = Daemon::start();
     let name = format!("lbc_rep_{}", rand_hex(4));
     d.create(&name, b"rep-v1");
-    let p = Project::new(&[(
-        "compose.yaml",
-        &format!(
-            "services:\n  app:\n    image: {IMAGE}\n    command: [sleep, '3600']\n    secrets: [rep]\nsecrets:\n  rep:\n    external: true\n    name: {name}\n"
-        ),
-    )]);
+    let p = Project::new(
+        compose,
+        &[(
+            "compose.yaml",
+            &format!(
+                "services:\n  app:\n    image: {IMAGE}\n    command: [sleep, '3600']\n    secrets: [rep]\nsecrets:\n  rep:\n    external: true\n    name: {name}\n"
+            ),
+        )],
+    );
     let up = p.lb(
         &d,
         &[],
@@ -937,7 +1062,7 @@ fn compose_replicas_share_a_workload_until_the_last_one_goes() {
         ],
     );
     assert_eq!(up.code, 0, "{up:?}");
-    let (one, two) = (p.container("app"), format!("{}_app_2", p.name));
+    let (one, two) = (p.container("app"), compose.container(&p.name, "app", 2));
     // One replica goes (as in a scale-down): the other keeps its files and its rotations.
     ok(docker(&["rm", "-f", &two]), "rm replica");
     std::thread::sleep(Duration::from_millis(500));
@@ -951,6 +1076,126 @@ fn compose_replicas_share_a_workload_until_the_last_one_goes() {
     );
     // The last one goes: so does the workload and its tmpfs.
     ok(docker(&["rm", "-f", &one]), "rm last replica");
+    wait_until("staging removed", Duration::from_secs(10), || {
+        staging_mounts(&d).is_empty() && workloads(&d).as_array().is_some_and(Vec::is_empty)
+    });
+}
+
+/// Compose's own project options written after `--` (`lockbox compose -- -p shop up -d`)
+/// choose the project, files and environment file for lockbox as they do for Compose; what
+/// lockbox cannot place is refused before anything starts.
+fn compose_global_options_after_the_double_dash(compose: Compose) {
+    if !prereqs(Some(compose), false) {
+        return;
+    }
+    let d = Daemon::start();
+    let ext = format!("lbc_g_{}", rand_hex(4));
+    d.create(&ext, b"ext-value");
+    let p = Project::new(
+        compose,
+        &[
+            (
+                "compose.yaml",
+                &format!(
+                    "services:\n  app:\n    image: {IMAGE}\n    command: [sleep, '3600']\n    secrets: [pw, ext]\nsecrets:\n  pw:\n    file: ./pw.txt\n  ext:\n    external: true\n    name: {ext}\n"
+                ),
+            ),
+            ("pw.txt", "pw-value"),
+            (
+                "other.yaml",
+                &format!(
+                    "services:\n  opt:\n    image: {IMAGE}\n    command: [sleep, '3600']\n    profiles: [extra]\n    secrets:\n      - source: pw\n        target: ${{PW_TARGET:?set in alt.env}}\nsecrets:\n  pw:\n    file: ./other-pw.txt\n"
+                ),
+            ),
+            ("other-pw.txt", "other-value"),
+            ("alt.env", "PW_TARGET=from_env_file\n"),
+        ],
+    );
+    // -p after --: the project Compose starts is the one lockbox delivered secrets for.
+    let up = p.lb(&d, &[], &["compose", "--", "-p", &p.name, "up", "-d"]);
+    assert_eq!(up.code, 0, "{up:?}");
+    assert_eq!(
+        ok(
+            exec(
+                &p.container("app"),
+                "cat /run/secrets/pw; echo; cat /run/secrets/ext"
+            ),
+            "read in app"
+        ),
+        "pw-value\next-value"
+    );
+    let down = p.lb(
+        &d,
+        &[],
+        &["compose", "--", "--project-name", &p.name, "down"],
+    );
+    assert_eq!(down.code, 0, "{down:?}");
+    assert!(p.containers().is_empty());
+    // -f, --env-file and --profile after --, in their = spellings too.
+    let up = p.lb(
+        &d,
+        &[],
+        &[
+            "compose",
+            "--",
+            &format!("--project-name={}", p.name),
+            "-f",
+            "other.yaml",
+            "--env-file=alt.env",
+            "--profile",
+            "extra",
+            "up",
+            "-d",
+        ],
+    );
+    assert_eq!(up.code, 0, "{up:?}");
+    assert_eq!(
+        ok(
+            exec(&p.container("opt"), "cat /run/secrets/from_env_file"),
+            "read in opt"
+        ),
+        "other-value"
+    );
+    assert_eq!(p.containers().len(), 1, "only the other file's service");
+    // Refused, with where to put it, and nothing started.
+    let before = p.containers().len();
+    let o = p.lb(&d, &[], &["compose", "--", "--bogus", "x", "up", "-d"]);
+    assert_eq!(o.code, 1, "{o:?}");
+    assert!(
+        o.stderr
+            .contains("unknown Compose option --bogus before the command")
+            && o.stderr.contains("go before --"),
+        "{o:?}"
+    );
+    let o = p.lb(
+        &d,
+        &[],
+        &["compose", "-p", "one", "--", "-p", "two", "up", "-d"],
+    );
+    assert_eq!(o.code, 1, "{o:?}");
+    assert_eq!(
+        o.stderr.trim(),
+        "compose: -p is given before -- (\"one\") and after it (\"two\"): give it once"
+    );
+    assert_eq!(p.containers().len(), before);
+    let down = p.lb(
+        &d,
+        &[],
+        &[
+            "compose",
+            "--",
+            "-p",
+            &p.name,
+            "-f",
+            "other.yaml",
+            "--env-file",
+            "alt.env",
+            "--profile",
+            "extra",
+            "down",
+        ],
+    );
+    assert_eq!(down.code, 0, "{down:?}");
     wait_until("staging removed", Duration::from_secs(10), || {
         staging_mounts(&d).is_empty() && workloads(&d).as_array().is_some_and(Vec::is_empty)
     });

@@ -200,7 +200,7 @@ impl Drop for SwarmEngine {
 
 /// The daemon's Docker API socket, once it answers: the daemon binds it just after its
 /// own socket, which is what `Daemon::start` waits for.
-fn docker_sock(d: &Daemon) -> PathBuf {
+pub(crate) fn docker_sock(d: &Daemon) -> PathBuf {
     let p = d.dir.path().join("docker.sock");
     wait_for(20, "the Docker API socket", || {
         UnixStream::connect(&p).ok().map(|_| ())
@@ -374,9 +374,29 @@ fn transcript_line(args: &[&str], o: &Out, ids: &mut HashMap<String, String>) ->
     )
 }
 
+/// The newest API version the engine on `sock` speaks (`GET /version`).
+fn server_api(sock: &Path) -> String {
+    let (_, _, b) = http_full(sock, "GET", "/version", None, "application/json");
+    serde_json::from_str::<serde_json::Value>(&b).unwrap()["ApiVersion"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// lockbox speaks up to Docker 28's API version; the reference engine is Engine 26 (1.45).
+/// Where a transcript shows the server's own maximum (its "too new" message, the output of
+/// `docker version --format '{{.Server.APIVersion}} …'`), it is compared as `<MAX API>`.
+fn redact_max_api(t: &str, api: &str) -> String {
+    t.replace(
+        &format!("Maximum supported API version is {api}"),
+        "Maximum supported API version is <MAX API>",
+    )
+    .replace(&format!("}}}}\n{api} "), "}}\n<MAX API> ")
+}
+
 /// The scenario of the issue, run by one CLI against one engine; it removes everything it
 /// creates, so it can run again. Returns the redacted transcript.
-fn scenario(cli: &Cli) -> String {
+fn scenario(cli: &Cli, sock: &Path) -> String {
     std::fs::write(cli.config.path().join("value.txt"), "filedata\n").unwrap();
     let f = "value.txt";
     let mut ids = HashMap::new();
@@ -471,7 +491,7 @@ fn scenario(cli: &Cli) -> String {
         ],
         None,
     );
-    t
+    redact_max_api(&t, &server_api(sock))
 }
 
 /// The lines of `docker info`'s Swarm section that a single-node manager shows, with the
@@ -512,8 +532,8 @@ fn stock_cli_against_lockbox_prints_what_it_prints_against_a_real_swarm() {
         let lb = Cli::new(bin, &docker_sock(&d));
         let real = Cli::new(bin, &swarm.sock);
         let version = lb.version();
-        let ours = scenario(&lb);
-        let theirs = scenario(&real);
+        let ours = scenario(&lb, &docker_sock(&d));
+        let theirs = scenario(&real, &swarm.sock);
         if ours != theirs {
             for (a, b) in ours.lines().zip(theirs.lines()) {
                 if a != b {
@@ -539,10 +559,13 @@ fn stock_cli_against_lockbox_prints_what_it_prints_against_a_real_swarm() {
         // docker version names lockbox as the server.
         let v = lb.ok(&["version"]);
         assert!(v.contains("Server: lockbox"), "{v}");
-        assert!(v.contains("API version:      1.41"), "{v}");
+        assert!(v.contains("API version:      1.51"), "{v}");
         // The transcript itself, for review (one per CLI version).
         let major = version.split('.').next().unwrap_or("x").to_owned();
-        insta::assert_snapshot!(format!("scenario_docker_{major}"), scenario(&lb));
+        insta::assert_snapshot!(
+            format!("scenario_docker_{major}"),
+            scenario(&lb, &docker_sock(&d))
+        );
     }
 }
 
@@ -574,11 +597,62 @@ fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
 /// A raw request step of [`raw_transcript`]: method, path, body → status, body.
 type Req<'a> = dyn FnMut(&str, &str, Option<&str>) -> (u16, String) + 'a;
 
+/// `"time":N`, `"timeNano":N` (events) and `since=N`/`until=N` (their query) as `<T>`.
+fn redact_event_times(s: &str) -> String {
+    let mut out = s.to_owned();
+    for key in ["\"time\":", "\"timeNano\":", "since=", "until=", "time ("] {
+        let mut done = String::new();
+        let mut rest = out.as_str();
+        while let Some(p) = rest.find(key) {
+            let (head, tail) = rest.split_at(p + key.len());
+            done.push_str(head);
+            let n = tail
+                .bytes()
+                .take_while(|b| b.is_ascii_digit() || *b == b'.')
+                .count();
+            done.push_str("<T>");
+            rest = &tail[n..];
+        }
+        done.push_str(rest);
+        out = done;
+    }
+    out
+}
+
+/// A chunked body's data (chunk sizes are transport: Go writes them in lower case, hyper in
+/// upper case).
+fn dechunk(body: &str) -> String {
+    let mut out = String::new();
+    let mut rest = body;
+    while let Some((size, tail)) = rest.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 || tail.len() < n {
+            break;
+        }
+        out.push_str(&tail[..n]);
+        rest = tail[n..].strip_prefix("\r\n").unwrap_or(&tail[n..]);
+    }
+    out
+}
+
+fn unix_now() -> String {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    format!("{}.{:09}", t.as_secs(), t.subsec_nanos())
+}
+
 fn raw_transcript(sock: &Path) -> String {
+    let start = unix_now();
     let mut ids: HashMap<String, String> = HashMap::new();
     let mut t = String::new();
     let mut req = |method: &str, path: &str, body: Option<&str>| -> (u16, String) {
         let (st, head, b) = http_full(sock, method, path, body, "application/json");
+        let b = if header(&head, "Transfer-Encoding") == Some("chunked") {
+            dechunk(&b)
+        } else {
+            b
+        };
         let ct = header(&head, "Content-Type").unwrap_or("-").to_owned();
         // The current index differs by engine; the stale `version=1` stays visible.
         let shown = match path.split_once("?version=") {
@@ -599,7 +673,9 @@ fn raw_transcript(sock: &Path) -> String {
             "{method} {shown} -> {st} [{ct}] {}\n",
             b.replace('\n', "\\n")
         );
-        t.push_str(&redact_times(&redact_ids(&line, &mut ids)));
+        t.push_str(&redact_event_times(&redact_times(&redact_ids(
+            &line, &mut ids,
+        ))));
         (st, b)
     };
     let (_, b) = req(
@@ -715,11 +791,72 @@ fn raw_transcript(sock: &Path) -> String {
     req("GET", "/v1.12/secrets/rw_nope", None);
     // Not compared: `..` in a path, which Docker's router cleans and answers with a 301 to
     // the cleaned path; lockbox answers 404 (bad_input_is_refused_and_writes_nothing).
+    req("GET", "/v1.23/secrets", None);
     req("GET", "/_ping", None);
     req("HEAD", "/_ping", None);
+    // Go's decoder matches field names case-insensitively; clients (the Python SDK) rely on it.
+    req(
+        "POST",
+        "/v1.45/secrets/create",
+        Some(r#"{"name":"rw_lower","DATA":"eA==","labels":{"Team":"a"},"Labels":{"k":"v"}}"#),
+    );
+    req("GET", "/v1.45/secrets/rw_lower", None);
+    req(
+        "POST",
+        "/v1.45/secrets/rw_lower/update?version=1",
+        Some(r#"{"name":"rw_lower"}"#),
+    );
+    req("DELETE", "/v1.45/secrets/rw_lower", None);
+    // Templating: from API 1.37 on, in either spelling.
+    req(
+        "POST",
+        "/v1.36/configs/create",
+        Some(r#"{"Name":"rw_tpl","Data":"eA==","Templating":{"Name":"golang"}}"#),
+    );
+    req(
+        "POST",
+        "/v1.36/secrets/create",
+        Some(r#"{"Name":"rw_tpl","Data":"eA==","templating":{"name":"golang"}}"#),
+    );
+    req(
+        "POST",
+        "/v1.37/configs/create",
+        Some(
+            r#"{"name":"rw_tpl","data":"eA==","templating":{"name":"golang","options":{"O":"1"}}}"#,
+        ),
+    );
+    req("GET", "/v1.45/configs/rw_tpl", None);
+    req("DELETE", "/v1.45/configs/rw_tpl", None);
     req("DELETE", &format!("/v1.41/secrets/{}", &id[..3]), None);
     req("DELETE", "/v1.41/secrets/rw_stack_sec", None);
-    t
+    // Events: replayed from `since` up to `until` (both past: the stream then closes), with
+    // Docker's filters.
+    let until = unix_now();
+    let q = |filters: &str| format!("/v1.45/events?since={start}&until={until}&filters={filters}");
+    req(
+        "GET",
+        &q("%7B%22type%22%3A%7B%22secret%22%3Atrue%7D%7D"),
+        None,
+    );
+    req(
+        "GET",
+        &q("%7B%22config%22%3A%7B%22rw_t%22%3Atrue%7D%7D"),
+        None,
+    );
+    req(
+        "GET",
+        &q(
+            "%7B%22event%22%3A%7B%22remove%22%3Atrue%7D%2C%22type%22%3A%7B%22config%22%3Atrue%7D%7D",
+        ),
+        None,
+    );
+    req("GET", &q("%7B%22bogus%22%3A%7B%22x%22%3Atrue%7D%7D"), None);
+    req(
+        "GET",
+        &format!("/v1.45/events?since={until}&until={start}"),
+        None,
+    );
+    redact_max_api(&t, &server_api(sock))
 }
 
 #[test]
@@ -737,7 +874,7 @@ fn ping_headers_and_locked_state() {
     let (st, head, body) = http_full(&docker_sock(&d), "GET", "/_ping", None, "application/json");
     assert_eq!((st, body.as_str()), (200, "OK"));
     for (k, v) in [
-        ("Api-Version", "1.41"),
+        ("Api-Version", "1.51"),
         ("Ostype", "linux"),
         ("Docker-Experimental", "false"),
         ("Swarm", "active/manager"),

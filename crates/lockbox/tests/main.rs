@@ -10,6 +10,7 @@ mod compose;
 mod crash;
 mod delivery;
 mod docker_cli;
+mod docker_sdk;
 mod keys;
 mod nemesis;
 mod no_plaintext_all;

@@ -248,12 +248,12 @@ fn validation_messages_are_dockers() {
     let o = d.lb(&["secret", "ls", "--filter", "bogus=1"]);
     assert_eq!(
         o.stderr.trim_end(),
-        "Error response from daemon: Invalid filter 'bogus'"
+        "Error response from daemon: invalid filter 'bogus'"
     );
     let o = d.lb(&["config", "ls", "--filter", "names=x"]);
     assert_eq!(
         o.stderr.trim_end(),
-        "Error response from daemon: Invalid filter 'names'"
+        "Error response from daemon: invalid filter 'names'"
     );
 }
 

@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod exit_codes;
+pub mod go_json;
 pub mod reference;
 
 pub use api::*;

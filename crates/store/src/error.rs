@@ -33,7 +33,7 @@ pub enum StoreError {
     OutOfSequence,
     #[error("rpc error: code = InvalidArgument desc = only updates to Labels are allowed")]
     OnlyLabels,
-    #[error("Invalid filter '{0}'")]
+    #[error("invalid filter '{0}'")]
     InvalidFilter(String),
     #[error("{} {} has no version {}", .0.as_str(), .1, .2)]
     NoSuchVersion(Kind, String, u64),

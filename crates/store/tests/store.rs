@@ -205,13 +205,13 @@ fn filters_follow_docker_rules() {
         parse_filters(Kind::Secret, Some(r#"{"bogus":{"x":true}}"#))
             .unwrap_err()
             .to_string(),
-        "Invalid filter 'bogus'"
+        "invalid filter 'bogus'"
     );
     assert_eq!(
         parse_filters(Kind::Config, Some(r#"{"names":{"x":true}}"#))
             .unwrap_err()
             .to_string(),
-        "Invalid filter 'names'"
+        "invalid filter 'names'"
     );
     // JSON of the wrong shape is refused the same way, whichever key it is under.
     // Values inside the term map must be booleans, list items strings (security finding 8:

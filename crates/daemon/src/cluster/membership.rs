@@ -261,7 +261,7 @@ pub(super) fn node_filters(json: Option<&str>) -> Result<lockbox_store::Filters>
     let f = lockbox_store::validate::parse_filter_map(json)?;
     for k in f.keys() {
         if !matches!(k.as_str(), "id" | "name" | "role" | "label" | "node.label") {
-            return Err(ApiError::bad_request(format!("Invalid filter '{k}'")));
+            return Err(ApiError::bad_request(format!("invalid filter '{k}'")));
         }
     }
     Ok(f)
