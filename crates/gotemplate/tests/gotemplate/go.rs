@@ -1,0 +1,1 @@
+//! Go's text/template semantics that the recorded table does not reach.
