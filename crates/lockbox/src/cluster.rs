@@ -14,7 +14,7 @@ use zeroize::Zeroizing;
 use crate::Exit;
 use crate::cli::InspectArgs;
 use crate::client::{Client, ClientError, enc};
-use crate::format::{Template, go_time, natural_cmp, pretty_json, table};
+use crate::format::{Columns, ObjectFormat, go_time, listing, natural_cmp, pretty_json, table};
 
 // ---------------------------------------------------------------------------------------------
 // Command line
@@ -566,9 +566,25 @@ fn node_row(n: &Node) -> Value {
         "ManagerStatus": n.manager_status,
         "Addr": n.addr,
         "Labels": labels.join(","),
-        "LabelsMap": n.labels,
     })
 }
+
+/// docker's column names for `node ls` (its `Self` column has none), and lockbox's for the
+/// fields docker's node context lacks (Role, Addr, Labels).
+const NODE_COLUMNS: Columns<'static> = Columns {
+    headers: &[
+        ("ID", "ID"),
+        ("Self", ""),
+        ("Hostname", "HOSTNAME"),
+        ("Role", "ROLE"),
+        ("Status", "STATUS"),
+        ("Availability", "AVAILABILITY"),
+        ("ManagerStatus", "MANAGER STATUS"),
+        ("Addr", "ADDRESS"),
+        ("Labels", "LABELS"),
+    ],
+    row_type: Some("*node.nodeContext"),
+};
 
 /// `lockbox node ls`: sorted by hostname (natural order), as `docker node ls`.
 fn render_node_ls(nodes: &mut [Node], quiet: bool, format: Option<&str>) -> Result<String, String> {
@@ -584,27 +600,16 @@ fn render_node_ls(nodes: &mut [Node], quiet: bool, format: Option<&str>) -> Resu
     match format {
         Some("json") => {
             for n in nodes.iter() {
-                let mut row = node_row(n);
-                row.as_object_mut().map(|m| m.remove("LabelsMap"));
-                out.push_str(&row.to_string());
+                out.push_str(&node_row(n).to_string());
                 out.push('\n');
             }
         }
         Some(t) if t != "table" => {
-            let tpl = Template::parse(t)?;
-            let mut rows = Vec::new();
-            if tpl.table {
-                rows.push(tpl.header().split('\t').map(str::to_owned).collect());
-            }
-            for n in nodes.iter() {
-                let line = tpl.render(&node_row(n))?;
-                rows.push(line.split('\t').map(str::to_owned).collect::<Vec<_>>());
-            }
-            out = if tpl.table {
-                table(&rows)
-            } else {
-                rows.iter().map(|r| r.join("\t") + "\n").collect()
-            };
+            let rows: Vec<_> = nodes
+                .iter()
+                .map(|n| (node_row(n), n.labels.clone().into_iter().collect()))
+                .collect();
+            out = listing(t, &rows, &NODE_COLUMNS)?;
         }
         _ => {
             let mut rows = vec![
@@ -685,7 +690,7 @@ fn render_node_pretty(n: &Node) -> String {
 /// as a one-element array of 4-space JSON like Docker's inspects, or the template over it.
 fn render_cluster(c: &Value, format: Option<&str>) -> Result<String, String> {
     match format.filter(|t| *t != "json") {
-        Some(t) => Ok(Template::parse(t)?.render(c)? + "\n"),
+        Some(t) => Ok(ObjectFormat::parse(t)?.render(c)? + "\n"),
         None => Ok(pretty_json(&Value::Array(vec![c.clone()])) + "\n"),
     }
 }
@@ -1003,7 +1008,7 @@ pub(crate) async fn node(c: &Client, cmd: NodeCmd) -> anyhow::Result<i32> {
                     out.push_str(&render_node_pretty(&n));
                 }
             } else if let Some(t) = a.format.as_deref().filter(|t| *t != "json") {
-                let tpl = Template::parse(t).map_err(usage)?;
+                let tpl = ObjectFormat::parse(t).map_err(usage)?;
                 for v in &found {
                     out.push_str(&tpl.render(v).map_err(usage)?);
                     out.push('\n');

@@ -21,7 +21,7 @@ use zeroize::Zeroizing;
 
 use crate::Exit;
 use crate::client::{Client, ClientError, Lines, enc, open_lines};
-use crate::format::{Template, pretty_json, table};
+use crate::format::{own_listing, pretty_json, table};
 
 fn label(raw: &str) -> Result<(String, String), String> {
     let (k, v) = raw.split_once('=').unwrap_or((raw, ""));
@@ -262,11 +262,8 @@ pub(crate) async fn service(c: &Client, cmd: ServiceCmd) -> anyhow::Result<i32> 
                 }
                 return Ok(0);
             }
-            if let Some(f) = format {
-                let t = Template::parse(&f).map_err(usage)?;
-                for s in &all {
-                    println!("{}", t.render(s).map_err(|e| anyhow::anyhow!(e))?);
-                }
+            if let Some(f) = format.filter(|f| f != "table") {
+                print!("{}", own_listing(&f, &all).map_err(usage)?);
                 return Ok(0);
             }
             let mut rows = vec![vec![

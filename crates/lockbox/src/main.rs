@@ -34,7 +34,9 @@ use crate::cli::{
     SecretCmd,
 };
 use crate::client::{Client, ClientError, enc};
-use crate::format::{Template, ago, go_time, natural_cmp, pretty_json, table};
+use crate::format::{
+    Columns, ObjectFormat, ago, go_time, listing, natural_cmp, own_listing, pretty_json, table,
+};
 
 /// An error that already knows its exit code.
 #[derive(Debug)]
@@ -252,6 +254,7 @@ async fn create(c: &Client, kind: &str, a: CreateArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
+/// The fields of docker's `secretContext`/`configContext` for `ls --format`.
 fn ls_row(o: &Object) -> Value {
     let labels: Vec<String> = o
         .spec
@@ -266,9 +269,31 @@ fn ls_row(o: &Object) -> Value {
         "CreatedAt": ago(&o.created_at),
         "UpdatedAt": ago(&o.updated_at),
         "Labels": labels.join(","),
-        "LabelsMap": o.spec.labels,
     })
 }
+
+/// docker's column names for `secret ls` and `config ls` (configs have no driver).
+const SECRET_COLUMNS: Columns<'static> = Columns {
+    headers: &[
+        ("ID", "ID"),
+        ("Name", "NAME"),
+        ("Driver", "DRIVER"),
+        ("CreatedAt", "CREATED"),
+        ("UpdatedAt", "UPDATED"),
+        ("Labels", "LABELS"),
+    ],
+    row_type: Some("*secret.secretContext"),
+};
+const CONFIG_COLUMNS: Columns<'static> = Columns {
+    headers: &[
+        ("ID", "ID"),
+        ("Name", "NAME"),
+        ("CreatedAt", "CREATED"),
+        ("UpdatedAt", "UPDATED"),
+        ("Labels", "LABELS"),
+    ],
+    row_type: Some("*config.configContext"),
+};
 
 async fn ls(c: &Client, kind: &str, a: LsArgs) -> anyhow::Result<i32> {
     let path = match filters_json(&a.filters)? {
@@ -288,33 +313,30 @@ async fn ls(c: &Client, kind: &str, a: LsArgs) -> anyhow::Result<i32> {
             Some("json") => {
                 for o in &objs {
                     let mut row = ls_row(o);
-                    row.as_object_mut().map(|m| m.remove("LabelsMap"));
+                    if kind != "secrets" {
+                        row.as_object_mut().map(|m| m.remove("Driver"));
+                    }
                     out.push_str(&row.to_string());
                     out.push('\n');
                 }
             }
             Some(t) if t != "table" => {
-                let tpl = Template::parse(t).map_err(|e| Exit(exit_codes::USAGE, e))?;
-                let mut rows = Vec::new();
-                if tpl.table {
-                    rows.push(
-                        tpl.header()
-                            .split('\t')
-                            .map(str::to_owned)
-                            .collect::<Vec<_>>(),
-                    );
-                }
-                for o in &objs {
-                    let line = tpl
-                        .render(&ls_row(o))
-                        .map_err(|e| Exit(exit_codes::USAGE, e))?;
-                    rows.push(line.split('\t').map(str::to_owned).collect());
-                }
-                out = if tpl.table {
-                    table(&rows)
+                let rows: Vec<_> = objs
+                    .iter()
+                    .map(|o| {
+                        let mut row = ls_row(o);
+                        if kind != "secrets" {
+                            row.as_object_mut().map(|m| m.remove("Driver"));
+                        }
+                        (row, o.spec.labels.clone().into_iter().collect())
+                    })
+                    .collect();
+                let columns = if kind == "secrets" {
+                    &SECRET_COLUMNS
                 } else {
-                    rows.iter().map(|r| r.join("\t") + "\n").collect()
+                    &CONFIG_COLUMNS
                 };
+                out = listing(t, &rows, columns).map_err(|e| Exit(exit_codes::USAGE, e))?;
             }
             _ => {
                 let mut rows = vec![vec!["ID".into(), "NAME".into()]];
@@ -401,7 +423,7 @@ async fn inspect(c: &Client, kind: &str, a: InspectArgs) -> anyhow::Result<i32> 
             out.push_str(&pretty(kind, o));
         }
     } else if let Some(t) = a.format.as_deref().filter(|t| *t != "json") {
-        let tpl = Template::parse(t).map_err(|e| Exit(exit_codes::USAGE, e))?;
+        let tpl = ObjectFormat::parse(t).map_err(|e| Exit(exit_codes::USAGE, e))?;
         for o in &found {
             out.push_str(
                 &tpl.render(&serde_json::to_value(o)?)
@@ -506,14 +528,14 @@ async fn client_command(cmd: Command, c: &Client) -> anyhow::Result<i32> {
                 match format.as_deref() {
                     Some("json") => println!("{}", pretty_json(&serde_json::to_value(&vs)?)),
                     Some(t) => {
-                        let tpl = Template::parse(t).map_err(|e| Exit(exit_codes::USAGE, e))?;
-                        for v in &vs {
-                            println!(
-                                "{}",
-                                tpl.render(&serde_json::to_value(v)?)
-                                    .map_err(|e| Exit(exit_codes::USAGE, e))?
-                            );
-                        }
+                        let rows = vs
+                            .iter()
+                            .map(serde_json::to_value)
+                            .collect::<Result<Vec<_>, _>>()?;
+                        print!(
+                            "{}",
+                            own_listing(t, &rows).map_err(|e| Exit(exit_codes::USAGE, e))?
+                        );
                     }
                     None => {
                         let mut rows = vec![
@@ -572,6 +594,12 @@ async fn client_command(cmd: Command, c: &Client) -> anyhow::Result<i32> {
                         out.push_str(&serde_json::to_string(r)?);
                         out.push('\n');
                     }
+                } else if let Some(t) = format.as_deref().filter(|t| *t != "table") {
+                    let rows = recs
+                        .iter()
+                        .map(serde_json::to_value)
+                        .collect::<Result<Vec<_>, _>>()?;
+                    out = own_listing(t, &rows).map_err(|e| Exit(exit_codes::USAGE, e))?;
                 } else {
                     let mut rows = vec![
                         [
@@ -670,7 +698,7 @@ async fn client_command(cmd: Command, c: &Client) -> anyhow::Result<i32> {
             match format.as_deref() {
                 Some("json") => println!("{}", serde_json::to_string(&i)?),
                 Some(t) => {
-                    let tpl = Template::parse(t).map_err(|e| Exit(exit_codes::USAGE, e))?;
+                    let tpl = ObjectFormat::parse(t).map_err(|e| Exit(exit_codes::USAGE, e))?;
                     println!(
                         "{}",
                         tpl.render(&serde_json::to_value(&i)?)
