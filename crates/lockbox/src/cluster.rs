@@ -134,6 +134,7 @@ pub(crate) struct JoinTokenArgs {
     /// Print only the token
     #[arg(short, long)]
     pub(crate) quiet: bool,
+    /// Whose token: worker or manager
     #[arg(value_enum)]
     pub(crate) role: Role,
 }
@@ -204,12 +205,14 @@ pub(crate) enum NodeCmd {
     /// Make workers managers (Raft voters)
     #[command(after_help = "Examples:\n  lockbox node promote 2 3")]
     Promote {
+        /// Node IDs
         #[arg(required = true, value_name = "ID")]
         ids: Vec<String>,
     },
     /// Make managers workers
     #[command(after_help = "Examples:\n  lockbox node demote 3")]
     Demote {
+        /// Node IDs
         #[arg(required = true, value_name = "ID")]
         ids: Vec<String>,
     },
@@ -222,6 +225,7 @@ pub(crate) enum NodeCmd {
         /// Remove a node that is still up, or a manager
         #[arg(short, long)]
         force: bool,
+        /// Node IDs
         #[arg(required = true, value_name = "ID")]
         ids: Vec<String>,
     },
@@ -254,6 +258,7 @@ pub(crate) struct NodeUpdateArgs {
     /// Make the node a manager or a worker
     #[arg(long, value_enum)]
     pub(crate) role: Option<Role>,
+    /// The node's ID
     #[arg(value_name = "ID")]
     pub(crate) id: String,
 }

@@ -50,6 +50,7 @@ pub(crate) enum ServiceCmd {
         /// Service label (KEY=VALUE)
         #[arg(short, long = "label", value_parser = label, value_name = "KEY=VALUE")]
         labels: Vec<(String, String)>,
+        /// The service's name
         name: String,
     },
     /// Change a service's references or policy; its running workloads follow at once
@@ -75,6 +76,7 @@ pub(crate) enum ServiceCmd {
         /// Add or update a label (KEY=VALUE)
         #[arg(long = "label-add", value_parser = label, value_name = "KEY=VALUE")]
         label_add: Vec<(String, String)>,
+        /// The service's name or ID
         name: String,
     },
     /// List services
@@ -83,7 +85,7 @@ pub(crate) enum ServiceCmd {
         /// Only IDs
         #[arg(short, long)]
         quiet: bool,
-        /// A Go template, or json
+        /// json, or a Go template over each service ({{.ID}} {{.Spec.Name}}…), 'table …' for columns
         #[arg(long)]
         format: Option<String>,
     },
@@ -92,12 +94,14 @@ pub(crate) enum ServiceCmd {
         /// Human-readable
         #[arg(long)]
         pretty: bool,
+        /// Service names or IDs
         #[arg(required = true)]
         names: Vec<String>,
     },
     /// Remove services
     #[command(alias = "remove")]
     Rm {
+        /// Service names or IDs
         #[arg(required = true)]
         names: Vec<String>,
     },
@@ -141,10 +145,13 @@ pub(crate) enum DockerCmd {
 /// `lockbox docker run`.
 #[derive(Debug, Args)]
 pub(crate) struct DockerRunArgs {
+    /// Take the references and rotation policy of this lockbox service
     #[arg(long, value_name = "SERVICE")]
     service: Option<String>,
+    /// Secret reference: NAME or source=NAME,target=PATH,uid=N,gid=N,mode=0400 (Docker's --secret syntax), plus version=N to pin
     #[arg(long = "secret", value_name = "REF")]
     secrets: Vec<String>,
+    /// Deliver a secret as a file and set VAR_FILE in the container to its path (never the value)
     #[arg(long = "secret-env", value_name = "VAR=REF")]
     secret_env: Vec<String>,
     /// The docker CLI to run

@@ -121,11 +121,16 @@ pub(crate) struct Columns<'a> {
 /// `listing` for lockbox's own rows: each field's column is named after it, as
 /// `derived_header` does.
 pub(crate) fn own_listing(format: &str, rows: &[Value]) -> Result<String, String> {
-    let names: Vec<(String, String)> = rows
-        .first()
-        .and_then(Value::as_object)
-        .map(|m| m.keys().map(|k| (k.clone(), derived_header(k))).collect())
-        .unwrap_or_default();
+    let mut names: Vec<(String, String)> = Vec::new();
+    for key in rows
+        .iter()
+        .filter_map(Value::as_object)
+        .flat_map(|m| m.keys())
+    {
+        if !names.iter().any(|(k, _)| k == key) {
+            names.push((key.clone(), derived_header(key)));
+        }
+    }
     let headers: Vec<(&str, &str)> = names
         .iter()
         .map(|(k, v)| (k.as_str(), v.as_str()))

@@ -415,6 +415,7 @@ async fn inspect(c: &Client, kind: &str, a: InspectArgs) -> anyhow::Result<i32> 
         }
     }
     let mut out = String::new();
+    let mut template_failures = Vec::new();
     if a.pretty {
         for (i, o) in found.iter().enumerate() {
             if i > 0 {
@@ -424,11 +425,18 @@ async fn inspect(c: &Client, kind: &str, a: InspectArgs) -> anyhow::Result<i32> 
         }
     } else if let Some(t) = a.format.as_deref().filter(|t| *t != "json") {
         let tpl = ObjectFormat::parse(t).map_err(|e| Exit(exit_codes::USAGE, e))?;
+        // As docker's inspect: an object the template fails on is reported and skipped; if
+        // nothing printed, an empty line still does.
         for o in &found {
-            out.push_str(
-                &tpl.render(&serde_json::to_value(o)?)
-                    .map_err(|e| Exit(exit_codes::USAGE, e))?,
-            );
+            match tpl.render(&serde_json::to_value(o)?) {
+                Ok(s) => {
+                    out.push_str(&s);
+                    out.push('\n');
+                }
+                Err(e) => template_failures.push(e),
+            }
+        }
+        if out.is_empty() {
             out.push('\n');
         }
     } else {
@@ -438,7 +446,12 @@ async fn inspect(c: &Client, kind: &str, a: InspectArgs) -> anyhow::Result<i32> 
     for e in &failed {
         eprintln!("{e}");
     }
-    Ok(if failed.is_empty() {
+    for e in &template_failures {
+        eprintln!("{e}");
+    }
+    Ok(if !template_failures.is_empty() {
+        exit_codes::USAGE
+    } else if failed.is_empty() {
         0
     } else {
         exit_codes::FAILURE

@@ -9,6 +9,7 @@ mod compose;
 mod crash;
 mod delivery;
 mod docker_cli;
+mod formats;
 mod keys;
 mod nemesis;
 mod no_plaintext_all;
