@@ -13,9 +13,9 @@ use crate::{Error, MissingKey};
 /// prints as `<no value>`.
 type Val = Option<Value>;
 
-/// Deeper `{{template}}` recursion than this is refused (Go's limit is 100000 frames of
-/// goroutine stack; ours is the thread's stack).
-const MAX_DEPTH: usize = 1000;
+/// Deeper `{{template}}` recursion than this is refused. Go allows 100000 on its growable
+/// goroutine stacks; ours is a thread's fixed stack, and a template must never overflow it.
+const MAX_DEPTH: usize = 100;
 
 /// What stops a walk early: an error, or `{{break}}`/`{{continue}}` on the way to its range.
 enum Stop {
@@ -162,22 +162,24 @@ impl<'a> Exec<'a> {
     fn walk_range(&mut self, dot: &Val, b: &Branch) -> Res<()> {
         let v = self.eval_pipeline(dot, &b.pipe)?;
         let mark = self.vars.len();
-        let last = b.pipe.cmds.last().and_then(|c| c.args.first());
+        // Go blames the node it evaluated last: a function's last argument, else the operand.
+        let last = b.pipe.cmds.last().and_then(|c| match c.args.first() {
+            Some(Arg::Ident { .. }) => c.args.last(),
+            first => first,
+        });
         let (at_pos, at): (usize, &dyn std::fmt::Display) = match last {
             Some(a) => (a.pos(), a),
             None => (b.pipe.pos, &b.pipe),
         };
-        let items: Vec<(Value, Value)> = match v {
-            None | Some(Value::Null) => Vec::new(),
-            Some(Value::Array(a)) => a
-                .into_iter()
-                .enumerate()
-                .map(|(i, e)| (Value::from(i), e))
-                .collect(),
+        let items: Box<dyn Iterator<Item = (Value, Value)>> = match v {
+            None | Some(Value::Null) => Box::new(std::iter::empty()),
+            Some(Value::Array(a)) => {
+                Box::new(a.into_iter().enumerate().map(|(i, e)| (Value::from(i), e)))
+            }
             Some(Value::Object(m)) => {
                 let mut kv: Vec<(String, Value)> = m.into_iter().collect();
                 kv.sort_by(|x, y| x.0.cmp(&y.0));
-                kv.into_iter().map(|(k, v)| (Value::String(k), v)).collect()
+                Box::new(kv.into_iter().map(|(k, v)| (Value::String(k), v)))
             }
             Some(Value::Number(n)) if n.is_i64() || n.is_u64() => {
                 if b.pipe.decl.len() > 1 {
@@ -187,9 +189,10 @@ impl<'a> Exec<'a> {
                         format!("can't use {n} to iterate over more than one variable"),
                     );
                 }
-                (0..n.as_i64().unwrap_or(0).max(0))
-                    .map(|i| (Value::from(i), Value::from(i)))
-                    .collect()
+                // Lazily: `range 1000000000` must not allocate its numbers up front.
+                Box::new(
+                    (0..n.as_i64().unwrap_or(0).max(0)).map(|i| (Value::from(i), Value::from(i))),
+                )
             }
             Some(other) => {
                 return self.fail(
@@ -199,7 +202,8 @@ impl<'a> Exec<'a> {
                 );
             }
         };
-        if items.is_empty() {
+        let mut items = items.peekable();
+        if items.peek().is_none() {
             if let Some(e) = &b.else_list {
                 return self.walk_list(dot, e);
             }

@@ -1,6 +1,7 @@
 //! Splits a template into tokens the way Go's `text/template/parse` lexer does: text, the
 //! `{{` `}}` delimiters with their `-` trim markers, comments, and the items inside an action.
 //! Spaces inside an action are tokens too: `.A .B` is two arguments, `.A.B` one field chain.
+use crate::literal::unquote;
 
 /// What one token is.
 #[derive(Debug, Clone, PartialEq)]
@@ -428,46 +429,4 @@ fn closing_quote(s: &str, quote: char) -> Option<usize> {
 /// Go's `U+0023` form of a character, for error messages.
 pub(crate) fn unicode_name(c: char) -> String {
     format!("U+{:04X}", u32::from(c))
-}
-
-/// Go string-literal escapes: `\n \t \\ \" \' \a \b \f \r \v \xHH \uHHHH \UHHHHHHHH \NNN`.
-fn unquote(s: &str) -> Result<String, String> {
-    let mut out = String::with_capacity(s.len());
-    let mut it = s.chars();
-    while let Some(c) = it.next() {
-        if c != '\\' {
-            out.push(c);
-            continue;
-        }
-        let e = it.next().ok_or("invalid syntax")?;
-        let hex = |it: &mut std::str::Chars<'_>, n: usize| -> Result<char, String> {
-            let h: String = it.take(n).collect();
-            u32::from_str_radix(&h, 16)
-                .ok()
-                .filter(|_| h.len() == n)
-                .and_then(char::from_u32)
-                .ok_or_else(|| "invalid syntax".to_string())
-        };
-        out.push(match e {
-            'n' => '\n',
-            't' => '\t',
-            'r' => '\r',
-            'a' => '\u{7}',
-            'b' => '\u{8}',
-            'f' => '\u{c}',
-            'v' => '\u{b}',
-            '\\' | '"' | '\'' => e,
-            'x' => hex(&mut it, 2)?,
-            'u' => hex(&mut it, 4)?,
-            'U' => hex(&mut it, 8)?,
-            '0'..='7' => {
-                let rest: String = it.by_ref().take(2).collect();
-                let v = u32::from_str_radix(&format!("{e}{rest}"), 8)
-                    .map_err(|_| "invalid syntax".to_string())?;
-                char::from_u32(v).ok_or("invalid syntax")?
-            }
-            _ => return Err("invalid syntax".into()),
-        });
-    }
-    Ok(out)
 }

@@ -22,6 +22,7 @@ mod docker;
 mod exec;
 mod funcs;
 mod lexer;
+mod literal;
 mod parse;
 mod printf;
 mod table;

@@ -2,10 +2,11 @@
 //! undefined functions and variables, `break`/`continue` outside `range`, unbalanced `end`.
 use std::collections::HashMap;
 
-use serde_json::{Number, Value};
+use serde_json::Value;
 
 use crate::ast::{Arg, Branch, Cmd, List, Node, Pipe};
 use crate::lexer::{Keyword, Tok, Token};
+use crate::literal::number;
 
 /// A parse error: the message and the byte offset it is about.
 #[derive(Debug)]
@@ -15,6 +16,9 @@ pub(crate) struct ParseError {
 }
 
 type PResult<T> = Result<T, ParseError>;
+
+/// How deep `if`/`range`/`with` and parentheses may nest (Go sets no limit).
+const MAX_NESTING: usize = 100;
 
 /// The parsed template: its body and the `{{define}}`d templates.
 pub(crate) struct Tree {
@@ -28,6 +32,7 @@ pub(crate) fn parse(tokens: Vec<Token>, is_func: &dyn Fn(&str) -> bool) -> PResu
         i: 0,
         vars: vec!["$".into()],
         range_depth: 0,
+        nesting: 0,
         is_func,
         defines: HashMap::new(),
     };
@@ -36,12 +41,13 @@ pub(crate) fn parse(tokens: Vec<Token>, is_func: &dyn Fn(&str) -> bool) -> PResu
         match p.peek().tok {
             Tok::Eof => break,
             Tok::LeftDelim => {
+                let at = p.i;
                 let delim = p.next();
                 if p.peek_non_space().tok == Tok::Keyword(Keyword::Define) {
                     p.next_non_space();
                     p.define(delim.pos)?;
                 } else {
-                    p.i -= 1;
+                    p.i = at;
                     match p.text_or_action()? {
                         Item::Node(n) => root.push(n),
                         Item::End(pos) | Item::Else(pos, _) => {
@@ -81,6 +87,9 @@ struct Parser<'a> {
     i: usize,
     vars: Vec<String>,
     range_depth: usize,
+    /// Open control structures and parentheses, bounded so that parsing and running a
+    /// template can never overflow the stack.
+    nesting: usize,
     is_func: &'a dyn Fn(&str) -> bool,
     defines: HashMap<String, List>,
 }
@@ -246,6 +255,22 @@ impl Parser<'_> {
     /// `if`, `with` and `range`; an `{{else if …}}` becomes an `if` inside the else list
     /// that shares this control's `{{end}}`, as Go does.
     fn control(&mut self, kind: Keyword) -> PResult<Node> {
+        let pos = self.peek().pos;
+        self.enter(pos)?;
+        let node = self.control_body(kind);
+        self.nesting -= 1;
+        node
+    }
+
+    fn enter(&mut self, pos: usize) -> PResult<()> {
+        if self.nesting >= MAX_NESTING {
+            return Err(err(pos, format!("nesting deeper than {MAX_NESTING}")));
+        }
+        self.nesting += 1;
+        Ok(())
+    }
+
+    fn control_body(&mut self, kind: Keyword) -> PResult<Node> {
         let mark = self.vars.len();
         let context = keyword_name(kind);
         let pipe = self.pipeline(context, &Tok::RightDelim)?;
@@ -547,8 +572,10 @@ impl Parser<'_> {
                 text,
             },
             Tok::LeftParen => {
-                let pipe = self.pipeline("parenthesized pipeline", &Tok::RightParen)?;
-                Arg::Pipe(Box::new(pipe))
+                self.enter(pos)?;
+                let pipe = self.pipeline("parenthesized pipeline", &Tok::RightParen);
+                self.nesting -= 1;
+                Arg::Pipe(Box::new(pipe?))
             }
             _ => {
                 self.i -= 1;
@@ -556,42 +583,4 @@ impl Parser<'_> {
             }
         }))
     }
-}
-
-/// A number constant as Go evaluates it: an int unless it has a fraction or exponent.
-fn number(text: &str) -> Result<Value, String> {
-    let clean = text.replace('_', "");
-    let (neg, body) = match clean.strip_prefix('-') {
-        Some(b) => (true, b.to_string()),
-        None => (false, clean.trim_start_matches('+').to_string()),
-    };
-    if body.ends_with('i') {
-        return Err(format!("complex constants are not supported: {text}"));
-    }
-    let radix_int = |b: &str, radix: u32| u64::from_str_radix(b, radix).ok();
-    let lower = body.to_ascii_lowercase();
-    let int = if let Some(h) = lower.strip_prefix("0x") {
-        radix_int(h, 16)
-    } else if let Some(o) = lower.strip_prefix("0o") {
-        radix_int(o, 8)
-    } else if let Some(b) = lower.strip_prefix("0b") {
-        radix_int(b, 2)
-    } else if lower.len() > 1 && lower.starts_with('0') && lower.bytes().all(|c| c.is_ascii_digit())
-    {
-        radix_int(&lower[1..], 8)
-    } else if lower.bytes().all(|c| c.is_ascii_digit()) {
-        lower.parse().ok()
-    } else {
-        None
-    };
-    if let Some(u) = int {
-        let v = i64::try_from(u).map_err(|_| format!("{text} overflows int"))?;
-        return Ok(Value::from(if neg { -v } else { v }));
-    }
-    let f: f64 = clean
-        .parse()
-        .map_err(|_| format!("illegal number syntax: {text:?}"))?;
-    Number::from_f64(f)
-        .map(Value::Number)
-        .ok_or_else(|| format!("illegal number syntax: {text:?}"))
 }

@@ -39,28 +39,24 @@ pub(crate) fn sprintf(format: &str, args: &[Value]) -> String {
             }
             chars.next();
         }
-        let mut arg_index = |chars: &mut std::iter::Peekable<std::str::Chars<'_>>,
-                             next_arg: &mut usize,
-                             out: &mut String|
-         -> bool {
-            if chars.peek() != Some(&'[') {
-                return true;
-            }
-            chars.next();
-            let n: String = chars.by_ref().take_while(|&c| c != ']').collect();
-            reordered = true;
-            match n.parse::<usize>() {
-                Ok(i) if i >= 1 && i <= args.len() => {
-                    *next_arg = i - 1;
-                    true
+        // `[n]` picks the argument the next verb (or `*`) takes.
+        let mut arg_index =
+            |chars: &mut std::iter::Peekable<std::str::Chars<'_>>, next_arg: &mut usize| -> bool {
+                if chars.peek() != Some(&'[') {
+                    return true;
                 }
-                _ => {
-                    let _ = out;
-                    false
+                chars.next();
+                let n: String = chars.by_ref().take_while(|&c| c != ']').collect();
+                reordered = true;
+                match n.parse::<usize>() {
+                    Ok(i) if i >= 1 && i <= args.len() => {
+                        *next_arg = i - 1;
+                        true
+                    }
+                    _ => false,
                 }
-            }
-        };
-        let mut ok_index = arg_index(&mut chars, &mut next_arg, &mut out);
+            };
+        let mut ok_index = arg_index(&mut chars, &mut next_arg);
         // Width.
         if chars.peek() == Some(&'*') {
             chars.next();
@@ -80,7 +76,7 @@ pub(crate) fn sprintf(format: &str, args: &[Value]) -> String {
         }
         if chars.peek() == Some(&'.') {
             chars.next();
-            ok_index &= arg_index(&mut chars, &mut next_arg, &mut out);
+            ok_index &= arg_index(&mut chars, &mut next_arg);
             if chars.peek() == Some(&'*') {
                 chars.next();
                 match args.get(next_arg).and_then(Value::as_i64) {
@@ -93,7 +89,7 @@ pub(crate) fn sprintf(format: &str, args: &[Value]) -> String {
                 spec.prec = Some(digits(&mut chars).unwrap_or(0));
             }
         }
-        ok_index &= arg_index(&mut chars, &mut next_arg, &mut out);
+        ok_index &= arg_index(&mut chars, &mut next_arg);
         let Some(verb) = chars.next() else {
             out.push_str("%!(NOVERB)");
             break;

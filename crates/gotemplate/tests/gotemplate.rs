@@ -12,4 +12,5 @@
 mod gotemplate {
     pub(crate) mod docker;
     pub(crate) mod go;
+    pub(crate) mod robustness;
 }
