@@ -96,7 +96,7 @@ impl Funcs {
 /// docker's `json`: `json.Encoder` without HTML escaping, the trailing newline removed.
 /// Go also escapes U+2028 and U+2029.
 fn to_json(v: &Value) -> String {
-    serde_json::to_string(v)
+    serde_json::to_string(&crate::value::to_json_value(v))
         .unwrap_or_default()
         .replace('\u{2028}', "\\u2028")
         .replace('\u{2029}', "\\u2029")

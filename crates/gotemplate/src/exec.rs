@@ -6,7 +6,7 @@ use serde_json::Value;
 use crate::ast::{Arg, Branch, Cmd, List, Node, Pipe};
 use crate::funcs::{Args, Arity, FuncError, Funcs, zero_of};
 use crate::parse::Tree;
-use crate::value::{is_true, print, type_name};
+use crate::value::{as_bytes, byte_numbers, is_true, print, type_name};
 use crate::{Error, MissingKey};
 
 /// Go's `reflect.Value`, reduced: `None` is the invalid value (a missing map key), which
@@ -171,6 +171,7 @@ impl<'a> Exec<'a> {
             Some(a) => (a.pos(), a),
             None => (b.pipe.pos, &b.pipe),
         };
+        let v = v.map(|v| as_bytes(&v).map_or(v, |b| byte_numbers(&b)));
         let items: Box<dyn Iterator<Item = (Value, Value)>> = match v {
             None | Some(Value::Null) => Box::new(std::iter::empty()),
             Some(Value::Array(a)) => {
@@ -386,6 +387,13 @@ impl<'a> Exec<'a> {
             }
             return Ok(None);
         };
+        if as_bytes(&recv).is_some() {
+            return self.fail(
+                pos,
+                node,
+                format!("can't evaluate field {name} in type []uint8"),
+            );
+        }
         if recv.is_object()
             && let Some(m) = self.funcs.method(name).cloned()
         {

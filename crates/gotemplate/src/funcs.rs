@@ -6,7 +6,7 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use crate::printf::sprintf;
-use crate::value::{is_true, print, type_name};
+use crate::value::{as_bytes, byte_numbers, bytes_value, is_true, print, type_name};
 
 /// Why a function failed. `Arg` blames one argument (Go reports it at that argument's
 /// position); `Call` is reported as `error calling NAME: …`.
@@ -201,6 +201,7 @@ impl Funcs {
             Ok(Value::Bool(!a.vals[0].as_ref().is_some_and(is_true)))
         });
         f.insert("len", Arity::Exact(1), |a| match a.any(0) {
+            v if as_bytes(&v).is_some() => Ok(Value::from(as_bytes(&v).unwrap_or_default().len())),
             Value::String(s) => Ok(Value::from(s.len())),
             Value::Array(v) => Ok(Value::from(v.len())),
             Value::Object(m) => Ok(Value::from(m.len())),
@@ -365,6 +366,9 @@ fn index(a: &Args<'_>) -> Result<Value, FuncError> {
         return Err(FuncError::call("index of untyped nil"));
     }
     for key in a.rest(1) {
+        if let Some(b) = as_bytes(&item) {
+            item = byte_numbers(&b);
+        }
         item = match (&item, &key) {
             (Value::Array(v), k) => {
                 let i = k.as_i64().ok_or_else(|| {
@@ -409,6 +413,8 @@ fn index(a: &Args<'_>) -> Result<Value, FuncError> {
 
 fn slice(a: &Args<'_>) -> Result<Value, FuncError> {
     let item = a.any(0);
+    let bytes = as_bytes(&item);
+    let item = bytes.as_deref().map_or(item, byte_numbers);
     let idx: Vec<i64> = (1..a.len())
         .map(|i| {
             a.any(i).as_i64().ok_or_else(|| {
@@ -461,7 +467,10 @@ fn slice(a: &Args<'_>) -> Result<Value, FuncError> {
                 .ok_or_else(|| FuncError::call("slice splits a UTF-8 character"))?
                 .to_string(),
         ),
-        Value::Array(v) => Value::Array(v[bounds[0]..bounds[1]].to_vec()),
+        Value::Array(v) => match bytes {
+            Some(b) => bytes_value(&b[bounds[0]..bounds[1]]),
+            None => Value::Array(v[bounds[0]..bounds[1]].to_vec()),
+        },
         _ => Value::Null,
     })
 }

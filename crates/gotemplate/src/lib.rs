@@ -7,8 +7,9 @@
 //!
 //! Data is JSON: objects behave as Go maps (`map[string]interface {}`), so `{{.Missing}}`
 //! prints `<no value>` (or fails, with [`MissingKey::Error`]) and a whole object prints as
-//! `map[k:v]`. Docker's own objects are Go structs, which print as `{v1 v2}` and refuse an
-//! unknown field: those two cases differ from the docker CLI.
+//! `map[k:v]`; [`bytes_value`] makes a Go `[]byte`. Docker's own objects are Go structs,
+//! which print as `{v1 v2}` (or through a `String()` method): those differ from the docker
+//! CLI.
 //!
 //! ```
 //! use lockbox_gotemplate::{Funcs, Template};
@@ -30,6 +31,7 @@ mod value;
 
 pub use funcs::{Args, Arity, FuncBody, FuncError, Funcs, MethodBody};
 pub use table::{ListFormat, tabwriter};
+pub use value::bytes_value;
 
 /// What a missing map key gives (Go's `missingkey=` option).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

@@ -3,7 +3,7 @@
 //! `%!verb(type=value)` / `%!v(MISSING)` / `%!(EXTRA …)` markers for mismatches.
 use serde_json::Value;
 
-use crate::value::{format_float, print, type_name};
+use crate::value::{as_bytes, byte_numbers, format_float, print, type_name};
 
 #[derive(Default, Clone, Copy)]
 struct Spec {
@@ -144,6 +144,16 @@ fn format_value(spec: &Spec, verb: char, v: &Value) -> String {
     }
     if verb == 'v' && spec.sharp {
         return pad(spec, go_syntax(v), false);
+    }
+    if let Some(b) = as_bytes(v) {
+        // Go formats a []byte as text for %s, %q, %x and %X, and as numbers otherwise.
+        return match verb {
+            's' | 'q' | 'x' | 'X' => {
+                let text = String::from_utf8_lossy(&b).into_owned();
+                format_str(spec, verb, &text, v)
+            }
+            _ => format_value(spec, verb, &byte_numbers(&b)),
+        };
     }
     match v {
         Value::Null => match verb {

@@ -3,10 +3,59 @@
 //! JSON objects are Go maps (`map[string]interface {}`), arrays are `[]interface {}`, and
 //! integers are `int` (or `uint64` past `i64::MAX`), the other numbers `float64`. Go prints
 //! maps with sorted keys, as here.
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
 use serde_json::Value;
+
+/// The key of the one-entry object that stands for a Go `[]byte` (base64 inside, as Go's
+/// JSON encodes it). JSON has no bytes, and docker prints `[]byte` fields (a config's
+/// `Spec.Data`) as numbers with `%v` and as text with `%s`.
+const BYTES_KEY: &str = "\u{0}[]byte";
+
+/// A Go `[]byte` value for template data.
+pub fn bytes_value(b: &[u8]) -> Value {
+    let mut m = serde_json::Map::new();
+    m.insert(BYTES_KEY.to_string(), Value::String(STANDARD.encode(b)));
+    Value::Object(m)
+}
+
+/// The bytes of a value made by [`bytes_value`].
+pub(crate) fn as_bytes(v: &Value) -> Option<Vec<u8>> {
+    match v {
+        Value::Object(m) if m.len() == 1 => m
+            .get(BYTES_KEY)
+            .and_then(Value::as_str)
+            .and_then(|b| STANDARD.decode(b).ok()),
+        _ => None,
+    }
+}
+
+/// The value as JSON proper: bytes become their base64 string, as Go's encoder writes them.
+pub(crate) fn to_json_value(v: &Value) -> Value {
+    if let Some(b) = as_bytes(v) {
+        return Value::String(STANDARD.encode(b));
+    }
+    match v {
+        Value::Array(a) => Value::Array(a.iter().map(to_json_value).collect()),
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .map(|(k, v)| (k.clone(), to_json_value(v)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+/// The bytes as the numbers Go prints for them.
+pub(crate) fn byte_numbers(b: &[u8]) -> Value {
+    Value::Array(b.iter().map(|&x| Value::from(x)).collect())
+}
 
 /// Go's name for the value's dynamic type, as error messages and `%T` show it.
 pub(crate) fn type_name(v: &Value) -> &'static str {
+    if as_bytes(v).is_some() {
+        return "[]uint8";
+    }
     match v {
         Value::Null => "<nil>",
         Value::Bool(_) => "bool",
@@ -27,7 +76,7 @@ pub(crate) fn is_true(v: &Value) -> bool {
         Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
         Value::String(s) => !s.is_empty(),
         Value::Array(a) => !a.is_empty(),
-        Value::Object(o) => !o.is_empty(),
+        Value::Object(o) => as_bytes(v).map_or(!o.is_empty(), |b| !b.is_empty()),
     }
 }
 
@@ -39,6 +88,9 @@ pub(crate) fn print(v: &Value) -> String {
 }
 
 fn write_v(out: &mut String, v: &Value) {
+    if let Some(b) = as_bytes(v) {
+        return write_v(out, &byte_numbers(&b));
+    }
     match v {
         Value::Null => out.push_str("<nil>"),
         Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),

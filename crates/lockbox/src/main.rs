@@ -428,7 +428,13 @@ async fn inspect(c: &Client, kind: &str, a: InspectArgs) -> anyhow::Result<i32> 
         // As docker's inspect: an object the template fails on is reported and skipped; if
         // nothing printed, an empty line still does.
         for o in &found {
-            match tpl.render(&serde_json::to_value(o)?) {
+            let mut v = serde_json::to_value(o)?;
+            // A config's data is a Go []byte to docker's templates: numbers with {{.Spec.Data}},
+            // text with {{printf "%s" .Spec.Data}}.
+            if let Some(data) = o.spec.data.as_deref().and_then(|d| STANDARD.decode(d).ok()) {
+                v["Spec"]["Data"] = lockbox_gotemplate::bytes_value(&data);
+            }
+            match tpl.render(&v) {
                 Ok(s) => {
                     out.push_str(&s);
                     out.push('\n');
