@@ -73,7 +73,11 @@ pub(crate) enum Command {
         format: Option<String>,
     },
     /// Show the client's and the daemon's version
-    Version,
+    Version {
+        /// A Go template over {"Client": {"Version"}, "Server": the daemon's answer} ({{.Client.Version}}, {{.Server.Version}}), or json
+        #[arg(short, long)]
+        format: Option<String>,
+    },
     /// Stream events (create, update, remove, rotate, hand-out) as JSON lines
     Events,
     /// Find the secret leaks the Docker guides warn about (Compose, Dockerfiles, scripts, content, images)

@@ -21,7 +21,7 @@ use zeroize::Zeroizing;
 
 use crate::Exit;
 use crate::client::{Client, ClientError, Lines, enc, open_lines};
-use crate::format::{own_listing, pretty_json, table};
+use crate::format::{ObjectFormat, own_listing, pretty_json, table};
 
 fn label(raw: &str) -> Result<(String, String), String> {
     let (k, v) = raw.split_once('=').unwrap_or((raw, ""));
@@ -94,6 +94,9 @@ pub(crate) enum ServiceCmd {
         /// Human-readable
         #[arg(long)]
         pretty: bool,
+        /// json, or a Go template over each service as docker's inspect runs it ({{.Spec.Name}} {{json .Spec.Secrets}}…)
+        #[arg(short, long)]
+        format: Option<String>,
         /// Service names or IDs
         #[arg(required = true)]
         names: Vec<String>,
@@ -297,7 +300,15 @@ pub(crate) async fn service(c: &Client, cmd: ServiceCmd) -> anyhow::Result<i32> 
             print!("{}", table(&rows));
             Ok(0)
         }
-        ServiceCmd::Inspect { pretty, names } => {
+        ServiceCmd::Inspect {
+            pretty,
+            format,
+            names,
+        } => {
+            let tpl = match format.as_deref().filter(|f| *f != "json") {
+                Some(t) => Some(ObjectFormat::parse(t).map_err(usage)?),
+                None => None,
+            };
             let mut out = Vec::new();
             let mut failed = false;
             for n in &names {
@@ -313,6 +324,16 @@ pub(crate) async fn service(c: &Client, cmd: ServiceCmd) -> anyhow::Result<i32> 
             if pretty {
                 for s in &out {
                     print_pretty(s);
+                }
+            } else if let Some(tpl) = tpl {
+                for s in &out {
+                    match tpl.render(s) {
+                        Ok(line) => println!("{line}"),
+                        Err(e) => {
+                            eprintln!("{e}");
+                            failed = true;
+                        }
+                    }
                 }
             } else {
                 println!("{}", pretty_json(&Value::Array(out)));

@@ -747,7 +747,24 @@ async fn client_command(cmd: Command, c: &Client) -> anyhow::Result<i32> {
             }
             Ok(0)
         }
-        Command::Version => {
+        Command::Version { format: Some(t) } => {
+            let server = c.get::<Value>("/v1/version").await?;
+            let v = serde_json::json!({
+                "Client": {"Version": env!("CARGO_PKG_VERSION")},
+                "Server": server,
+            });
+            if t == "json" {
+                println!("{v}");
+            } else {
+                let tpl = ObjectFormat::parse(&t).map_err(|e| Exit(exit_codes::USAGE, e))?;
+                println!(
+                    "{}",
+                    tpl.render(&v).map_err(|e| Exit(exit_codes::USAGE, e))?
+                );
+            }
+            Ok(0)
+        }
+        Command::Version { format: None } => {
             println!("Client:\n Version: {}", env!("CARGO_PKG_VERSION"));
             match c.get::<Value>("/v1/version").await {
                 Ok(v) => println!(

@@ -90,3 +90,85 @@ fn lockbox_prints_what_the_docker_cli_printed() {
         failures.join("\n")
     );
 }
+
+/// lockbox's own commands take the same templates: info, version, versions, audit ls,
+/// service ls and inspect.
+#[test]
+fn every_command_with_format_takes_go_templates() {
+    let d = Daemon::start();
+    d.create("db_pw", b"one");
+    assert_eq!(
+        d.lb_in(&["secret", "rotate", "db_pw", "-"], Some(b"two"))
+            .code,
+        0
+    );
+    let ok = |args: &[&str]| {
+        let o = d.lb(args);
+        assert_eq!(o.code, 0, "{args:?}: {o:?}");
+        o.stdout
+    };
+    assert_eq!(
+        ok(&[
+            "info",
+            "--format",
+            "{{if eq .Secrets 1}}one secret{{end}} {{.LockState}}"
+        ]),
+        "one secret unlocked\n"
+    );
+    let v = ok(&[
+        "version",
+        "--format",
+        "{{.Client.Version}}|{{.Server.Version}}",
+    ]);
+    assert_eq!(v, format!("{0}|{0}\n", env!("CARGO_PKG_VERSION")));
+    assert_eq!(
+        ok(&[
+            "secret",
+            "versions",
+            "db_pw",
+            "--format",
+            "table {{.Version}}\\t{{.Size}}\\t{{.Current}}"
+        ]),
+        "VERSION   SIZE      CURRENT\n1         3         false\n2         3         true\n"
+    );
+    let audit = ok(&[
+        "audit",
+        "ls",
+        "--format",
+        "{{.action}}{{with .name}} {{.}}{{end}}",
+    ]);
+    assert!(
+        audit.contains("create db_pw\n") && audit.contains("rotate db_pw\n"),
+        "{audit}"
+    );
+    assert_eq!(
+        ok(&["service", "create", "web", "--secret", "db_pw"])
+            .lines()
+            .count(),
+        1
+    );
+    assert_eq!(
+        ok(&[
+            "service",
+            "ls",
+            "--format",
+            "{{.Spec.Name}}: {{range .Spec.Secrets}}{{.SecretName}}{{end}}"
+        ]),
+        "web: db_pw\n"
+    );
+    assert_eq!(
+        ok(&[
+            "service",
+            "inspect",
+            "--format",
+            "{{.Spec.Name}} {{len .Spec.Secrets}}",
+            "web"
+        ]),
+        "web 1\n"
+    );
+    let bad = d.lb(&["secret", "versions", "db_pw", "--format", "{{.Nope"]);
+    assert_eq!(
+        (bad.code, bad.stderr.as_str()),
+        (2, "template parsing error: template: :1: unclosed action\n")
+    );
+}
