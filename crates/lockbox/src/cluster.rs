@@ -14,7 +14,10 @@ use zeroize::Zeroizing;
 use crate::Exit;
 use crate::cli::InspectArgs;
 use crate::client::{Client, ClientError, enc};
-use crate::format::{Columns, ObjectFormat, go_time, listing, natural_cmp, pretty_json, table};
+use crate::format::{
+    Columns, ObjectFormat, go_time, listing, listing_json, natural_cmp, pretty_json, sorted_object,
+    table,
+};
 
 // ---------------------------------------------------------------------------------------------
 // Command line
@@ -561,17 +564,18 @@ fn capitalize(s: &str) -> String {
 
 fn node_row(n: &Node) -> Value {
     let labels: Vec<String> = n.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    serde_json::json!({
-        "ID": n.id,
-        "Self": n.is_self,
-        "Hostname": n.hostname,
-        "Role": n.role,
-        "Status": capitalize(&n.status),
-        "Availability": capitalize(&n.availability),
-        "ManagerStatus": n.manager_status,
-        "Addr": n.addr,
-        "Labels": labels.join(","),
-    })
+    // In key order: docker's `--format json` marshals its listing context as a Go map.
+    sorted_object([
+        ("Addr", Value::from(n.addr.as_str())),
+        ("Availability", capitalize(&n.availability).into()),
+        ("Hostname", n.hostname.as_str().into()),
+        ("ID", n.id.as_str().into()),
+        ("Labels", labels.join(",").into()),
+        ("ManagerStatus", n.manager_status.as_str().into()),
+        ("Role", n.role.as_str().into()),
+        ("Self", n.is_self.into()),
+        ("Status", capitalize(&n.status).into()),
+    ])
 }
 
 /// docker's column names for `node ls` (its `Self` column has none), and lockbox's for the
@@ -605,7 +609,7 @@ fn render_node_ls(nodes: &mut [Node], quiet: bool, format: Option<&str>) -> Resu
     match format {
         Some("json") => {
             for n in nodes.iter() {
-                out.push_str(&node_row(n).to_string());
+                out.push_str(&listing_json(&node_row(n)));
                 out.push('\n');
             }
         }

@@ -82,6 +82,26 @@ pub(crate) fn pretty_json(v: &Value) -> String {
     String::from_utf8(buf).expect("utf8")
 }
 
+/// A listing row with its keys in order, as Go marshals a map.
+pub(crate) fn sorted_object<const N: usize>(fields: [(&str, Value); N]) -> Value {
+    let mut fields = fields;
+    fields.sort_by(|a, b| a.0.cmp(b.0));
+    Value::Object(
+        fields
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+    )
+}
+
+/// One row of `ls --format json`: Go's `json.Marshal`, which escapes `<`, `>` and `&`.
+pub(crate) fn listing_json(row: &Value) -> String {
+    row.to_string()
+        .replace('<', "\\u003c")
+        .replace('>', "\\u003e")
+        .replace('&', "\\u0026")
+}
+
 /// docker's message for a template that does not parse or run.
 fn template_error(e: lockbox_gotemplate::Error) -> String {
     format!("template parsing error: {e}")

@@ -35,7 +35,8 @@ use crate::cli::{
 };
 use crate::client::{Client, ClientError, enc};
 use crate::format::{
-    Columns, ObjectFormat, ago, go_time, listing, natural_cmp, own_listing, pretty_json, table,
+    Columns, ObjectFormat, ago, go_time, listing, listing_json, natural_cmp, own_listing,
+    pretty_json, sorted_object, table,
 };
 
 /// An error that already knows its exit code.
@@ -262,14 +263,23 @@ fn ls_row(o: &Object) -> Value {
         .iter()
         .map(|(k, v)| format!("{k}={v}"))
         .collect();
-    serde_json::json!({
-        "ID": o.id,
-        "Name": o.spec.name,
-        "Driver": o.spec.driver.as_ref().map(|d| d.name.clone()).unwrap_or_default(),
-        "CreatedAt": ago(&o.created_at),
-        "UpdatedAt": ago(&o.updated_at),
-        "Labels": labels.join(","),
-    })
+    // In key order: docker's `--format json` marshals its listing context as a Go map.
+    sorted_object([
+        ("CreatedAt", ago(&o.created_at).into()),
+        (
+            "Driver",
+            o.spec
+                .driver
+                .as_ref()
+                .map(|d| d.name.clone())
+                .unwrap_or_default()
+                .into(),
+        ),
+        ("ID", o.id.as_str().into()),
+        ("Labels", labels.join(",").into()),
+        ("Name", o.spec.name.as_str().into()),
+        ("UpdatedAt", ago(&o.updated_at).into()),
+    ])
 }
 
 /// docker's column names for `secret ls` and `config ls` (configs have no driver).
@@ -316,7 +326,7 @@ async fn ls(c: &Client, kind: &str, a: LsArgs) -> anyhow::Result<i32> {
                     if kind != "secrets" {
                         row.as_object_mut().map(|m| m.remove("Driver"));
                     }
-                    out.push_str(&row.to_string());
+                    out.push_str(&listing_json(&row));
                     out.push('\n');
                 }
             }
