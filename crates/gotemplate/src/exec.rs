@@ -6,7 +6,7 @@ use serde_json::Value;
 use crate::ast::{Arg, Branch, Cmd, List, Node, Pipe};
 use crate::funcs::{Args, Arity, FuncError, Funcs, zero_of};
 use crate::parse::Tree;
-use crate::value::{as_bytes, byte_numbers, is_true, print, type_name};
+use crate::value::{as_bytes, byte_numbers, field, is_true, print, type_name};
 use crate::{Error, MissingKey};
 
 /// Go's `reflect.Value`, reduced: `None` is the invalid value (a missing map key), which
@@ -180,7 +180,10 @@ impl<'a> Exec<'a> {
             Some(Value::Object(m)) => {
                 let mut kv: Vec<(String, Value)> = m.into_iter().collect();
                 kv.sort_by(|x, y| x.0.cmp(&y.0));
-                Box::new(kv.into_iter().map(|(k, v)| (Value::String(k), v)))
+                Box::new(
+                    kv.into_iter()
+                        .map(|(k, v)| (Value::String(k), field(&v).clone())),
+                )
             }
             Some(Value::Number(n)) if n.is_i64() || n.is_u64() => {
                 if b.pipe.decl.len() > 1 {
@@ -421,7 +424,7 @@ impl<'a> Exec<'a> {
                     );
                 }
                 match m.get(name) {
-                    Some(v) => Ok(Some(v.clone())),
+                    Some(v) => Ok(Some(field(v).clone())),
                     None => match self.missing_key {
                         MissingKey::Default => Ok(None),
                         MissingKey::Zero => Ok(Some(zero_of(&m))),

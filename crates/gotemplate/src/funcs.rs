@@ -6,7 +6,7 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use crate::printf::sprintf;
-use crate::value::{as_bytes, byte_numbers, bytes_value, is_true, print, type_name};
+use crate::value::{as_bytes, byte_numbers, bytes_value, field, is_true, print, type_name};
 
 /// Why a function failed. `Arg` blames one argument (Go reports it at that argument's
 /// position); `Call` is reported as `error calling NAME: …`.
@@ -392,7 +392,10 @@ fn index(a: &Args<'_>) -> Result<Value, FuncError> {
                     .map(Value::from)
                     .ok_or_else(|| FuncError::call(format!("index out of range: {i}")))?
             }
-            (Value::Object(m), Value::String(k)) => m.get(k).cloned().unwrap_or_else(|| zero_of(m)),
+            (Value::Object(m), Value::String(k)) => m
+                .get(k)
+                .map(|v| field(v).clone())
+                .unwrap_or_else(|| zero_of(m)),
             (Value::Object(_), k) => {
                 return Err(FuncError::call(format!(
                     "value has type {}; should be string",

@@ -31,7 +31,7 @@ mod value;
 
 pub use funcs::{Args, Arity, FuncBody, FuncError, Funcs, MethodBody};
 pub use table::{ListFormat, tabwriter};
-pub use value::bytes_value;
+pub use value::{bytes_value, omitted_value};
 
 /// What a missing map key gives (Go's `missingkey=` option).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

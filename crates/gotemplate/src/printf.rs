@@ -3,7 +3,7 @@
 //! `%!verb(type=value)` / `%!v(MISSING)` / `%!(EXTRA …)` markers for mismatches.
 use serde_json::Value;
 
-use crate::value::{as_bytes, byte_numbers, format_float, print, type_name};
+use crate::value::{as_bytes, byte_numbers, field, format_float, print, type_name};
 
 #[derive(Default, Clone, Copy)]
 struct Spec {
@@ -187,7 +187,7 @@ fn format_value(spec: &Spec, verb: char, v: &Value) -> String {
                     format!(
                         "{}:{}",
                         format_str(spec, verb, k, &Value::String(k.clone())),
-                        format_value(spec, verb, &m[k])
+                        format_value(spec, verb, field(&m[k]))
                     )
                 })
                 .collect();
@@ -210,7 +210,7 @@ fn go_syntax(v: &Value) -> String {
             keys.sort();
             let inner: Vec<String> = keys
                 .into_iter()
-                .map(|k| format!("{}:{}", go_quote(k, false), go_syntax(&m[k])))
+                .map(|k| format!("{}:{}", go_quote(k, false), go_syntax(field(&m[k]))))
                 .collect();
             format!("map[string]interface {{}}{{{}}}", inner.join(", "))
         }

@@ -12,6 +12,31 @@ use serde_json::Value;
 /// `Spec.Data`) as numbers with `%v` and as text with `%s`.
 const BYTES_KEY: &str = "\u{0}[]byte";
 
+/// The key of the one-entry object that stands for a struct field Go's JSON leaves out
+/// (`omitempty`): templates see the value inside, `json` leaves the key out.
+const OMITTED_KEY: &str = "\u{0}omitted";
+
+/// A struct field that JSON omits but a Go template still reaches: docker's `Spec.Driver`
+/// of a secret without a driver is a nil pointer, `{{.Spec.Driver}}` prints `<nil>`, and
+/// `{{json .Spec}}` has no `Driver`.
+pub fn omitted_value(v: Value) -> Value {
+    let mut m = serde_json::Map::new();
+    m.insert(OMITTED_KEY.to_string(), v);
+    Value::Object(m)
+}
+
+/// The value a field holds, seen through [`omitted_value`].
+pub(crate) fn field(v: &Value) -> &Value {
+    match v {
+        Value::Object(m) if m.len() == 1 => m.get(OMITTED_KEY).unwrap_or(v),
+        _ => v,
+    }
+}
+
+fn is_omitted(v: &Value) -> bool {
+    matches!(v, Value::Object(m) if m.len() == 1 && m.contains_key(OMITTED_KEY))
+}
+
 /// A Go `[]byte` value for template data.
 pub fn bytes_value(b: &[u8]) -> Value {
     let mut m = serde_json::Map::new();
@@ -39,6 +64,7 @@ pub(crate) fn to_json_value(v: &Value) -> Value {
         Value::Array(a) => Value::Array(a.iter().map(to_json_value).collect()),
         Value::Object(m) => Value::Object(
             m.iter()
+                .filter(|(_, v)| !is_omitted(v))
                 .map(|(k, v)| (k.clone(), to_json_value(v)))
                 .collect(),
         ),
@@ -120,7 +146,7 @@ fn write_v(out: &mut String, v: &Value) {
                 }
                 out.push_str(k);
                 out.push(':');
-                write_v(out, &m[k]);
+                write_v(out, field(&m[k]));
             }
             out.push(']');
         }

@@ -414,6 +414,26 @@ fn pretty(kind: &str, o: &Object) -> String {
     s
 }
 
+/// An object as docker's inspect templates see the Go struct: `Spec.Data` is a `[]byte`
+/// (numbers with `{{.Spec.Data}}`, text with `{{printf "%s" .Spec.Data}}`), and the fields
+/// JSON leaves out are still there (`{{.Spec.Driver}}` is `<nil>`), yet not in `{{json .}}`.
+fn as_go_struct(kind: &str, o: &Object) -> anyhow::Result<Value> {
+    use lockbox_gotemplate::{bytes_value, omitted_value};
+    let mut v = serde_json::to_value(o)?;
+    let spec = &mut v["Spec"];
+    match o.spec.data.as_deref().map(|d| STANDARD.decode(d)) {
+        Some(Ok(data)) => spec["Data"] = bytes_value(&data),
+        _ => spec["Data"] = omitted_value(bytes_value(b"")),
+    }
+    if kind == "secrets" && spec.get("Driver").is_none() {
+        spec["Driver"] = omitted_value(Value::Null);
+    }
+    if spec.get("Templating").is_none() {
+        spec["Templating"] = omitted_value(Value::Null);
+    }
+    Ok(v)
+}
+
 async fn inspect(c: &Client, kind: &str, a: InspectArgs) -> anyhow::Result<i32> {
     let mut found = Vec::new();
     let mut failed = Vec::new();
@@ -438,13 +458,7 @@ async fn inspect(c: &Client, kind: &str, a: InspectArgs) -> anyhow::Result<i32> 
         // As docker's inspect: an object the template fails on is reported and skipped; if
         // nothing printed, an empty line still does.
         for o in &found {
-            let mut v = serde_json::to_value(o)?;
-            // A config's data is a Go []byte to docker's templates: numbers with {{.Spec.Data}},
-            // text with {{printf "%s" .Spec.Data}}.
-            if let Some(data) = o.spec.data.as_deref().and_then(|d| STANDARD.decode(d).ok()) {
-                v["Spec"]["Data"] = lockbox_gotemplate::bytes_value(&data);
-            }
-            match tpl.render(&v) {
+            match tpl.render(&as_go_struct(kind, o)?) {
                 Ok(s) => {
                     out.push_str(&s);
                     out.push('\n');

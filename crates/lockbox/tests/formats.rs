@@ -166,6 +166,18 @@ fn every_command_with_format_takes_go_templates() {
         ]),
         "web 1\n"
     );
+    // Fields Go's JSON omits are still fields of docker's struct: a nil pointer, an empty
+    // []byte; `json` leaves them out as docker's does.
+    assert_eq!(
+        ok(&[
+            "secret",
+            "inspect",
+            "--format",
+            "{{.Spec.Driver}}|{{.Spec.Templating}}|{{.Spec.Data}}|{{if .Spec.Driver}}x{{end}}|{{json .Spec}}",
+            "db_pw"
+        ]),
+        "<nil>|<nil>|[]||{\"Name\":\"db_pw\",\"Labels\":{}}\n"
+    );
     let bad = d.lb(&["secret", "versions", "db_pw", "--format", "{{.Nope"]);
     assert_eq!(
         (bad.code, bad.stderr.as_str()),

@@ -265,6 +265,46 @@ fn missing_keys_and_positions_across_lines() {
     );
 }
 
+/// A struct field that JSON omits (Go's `omitempty`) is there for the template, not for `json`.
+#[test]
+fn omitted_fields_and_bytes() {
+    use lockbox_gotemplate::{bytes_value, omitted_value};
+    let funcs = Funcs::docker();
+    let data = json!({"Spec": {
+        "Name": "n",
+        "Driver": omitted_value(Value::Null),
+        "Data": bytes_value(b"hi\n"),
+        "Empty": omitted_value(bytes_value(b"")),
+    }});
+    let run = |src: &str| {
+        Template::parse(src, &funcs)
+            .map(|t| t.missing_key(MissingKey::Error))
+            .and_then(|t| t.execute(&data, &funcs))
+            .map_err(|e| e.to_string())
+    };
+    assert_eq!(
+        run("{{.Spec.Driver}}|{{.Spec.Empty}}|{{.Spec.Data}}").unwrap(),
+        "<nil>|[]|[104 105 10]"
+    );
+    assert_eq!(
+        run(r#"{{printf "%s|%q|%x|%v" .Spec.Data .Spec.Data .Spec.Data .Spec.Data}}"#).unwrap(),
+        "hi\n|\"hi\\n\"|68690a|[104 105 10]"
+    );
+    assert_eq!(
+        run("{{json .Spec}}").unwrap(),
+        r#"{"Name":"n","Data":"aGkK"}"#
+    );
+    assert_eq!(run("{{len .Spec.Data}} {{index .Spec.Data 0}} {{slice .Spec.Data 0 2 | printf \"%s\"}} {{range .Spec.Data}}{{.}},{{end}}").unwrap(), "3 104 hi 104,105,10,");
+    assert_eq!(
+        run("{{if .Spec.Driver}}x{{else}}none{{end}} {{index .Spec \"Driver\"}}").unwrap(),
+        "none <nil>"
+    );
+    assert_eq!(
+        run("{{.Spec.Data.X}}").unwrap_err(),
+        r#"template: :1:7: executing "" at <.Spec.Data.X>: can't evaluate field X in type []uint8"#
+    );
+}
+
 #[test]
 fn recursion_is_bounded() {
     let funcs = Funcs::builtin();
