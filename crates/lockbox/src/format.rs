@@ -3,7 +3,10 @@
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write as _;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
 use lockbox_gotemplate::{Arity, Funcs, ListFormat, MissingKey, Template};
+use lockbox_proto::api::Object;
 use serde_json::Value;
 
 /// go-units' `HumanDuration`, which `docker … ls` shows with " ago".
@@ -100,6 +103,79 @@ pub(crate) fn listing_json(row: &Value) -> String {
         .replace('<', "\\u003c")
         .replace('>', "\\u003e")
         .replace('&', "\\u0026")
+}
+
+// ---------------------------------------------------------------------------------------------
+// Secrets and configs as docker's templates see them
+
+/// The fields of docker's `secretContext`/`configContext` for `ls --format`.
+pub(crate) fn ls_row(o: &Object) -> Value {
+    let labels: Vec<String> = o
+        .spec
+        .labels
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    // In key order: docker's `--format json` marshals its listing context as a Go map.
+    sorted_object([
+        ("CreatedAt", ago(&o.created_at).into()),
+        (
+            "Driver",
+            o.spec
+                .driver
+                .as_ref()
+                .map(|d| d.name.clone())
+                .unwrap_or_default()
+                .into(),
+        ),
+        ("ID", o.id.as_str().into()),
+        ("Labels", labels.join(",").into()),
+        ("Name", o.spec.name.as_str().into()),
+        ("UpdatedAt", ago(&o.updated_at).into()),
+    ])
+}
+
+/// docker's column names for `secret ls` and `config ls` (configs have no driver).
+pub(crate) const SECRET_COLUMNS: Columns<'static> = Columns {
+    headers: &[
+        ("ID", "ID"),
+        ("Name", "NAME"),
+        ("Driver", "DRIVER"),
+        ("CreatedAt", "CREATED"),
+        ("UpdatedAt", "UPDATED"),
+        ("Labels", "LABELS"),
+    ],
+    row_type: Some("*secret.secretContext"),
+};
+pub(crate) const CONFIG_COLUMNS: Columns<'static> = Columns {
+    headers: &[
+        ("ID", "ID"),
+        ("Name", "NAME"),
+        ("CreatedAt", "CREATED"),
+        ("UpdatedAt", "UPDATED"),
+        ("Labels", "LABELS"),
+    ],
+    row_type: Some("*config.configContext"),
+};
+
+/// An object as docker's inspect templates see the Go struct: `Spec.Data` is a `[]byte`
+/// (numbers with `{{.Spec.Data}}`, text with `{{printf "%s" .Spec.Data}}`), and the fields
+/// JSON leaves out are still there (`{{.Spec.Driver}}` is `<nil>`), yet not in `{{json .}}`.
+pub(crate) fn as_go_struct(kind: &str, o: &Object) -> Result<Value, serde_json::Error> {
+    use lockbox_gotemplate::{bytes_value, omitted_value};
+    let mut v = serde_json::to_value(o)?;
+    let spec = &mut v["Spec"];
+    match o.spec.data.as_deref().map(|d| STANDARD.decode(d)) {
+        Some(Ok(data)) => spec["Data"] = bytes_value(&data),
+        _ => spec["Data"] = omitted_value(bytes_value(b"")),
+    }
+    if kind == "secrets" && spec.get("Driver").is_none() {
+        spec["Driver"] = omitted_value(Value::Null);
+    }
+    if spec.get("Templating").is_none() {
+        spec["Templating"] = omitted_value(Value::Null);
+    }
+    Ok(v)
 }
 
 /// docker's message for a template that does not parse or run.

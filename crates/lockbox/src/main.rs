@@ -35,8 +35,8 @@ use crate::cli::{
 };
 use crate::client::{Client, ClientError, enc};
 use crate::format::{
-    Columns, ObjectFormat, ago, go_time, listing, listing_json, natural_cmp, own_listing,
-    pretty_json, sorted_object, table,
+    CONFIG_COLUMNS, ObjectFormat, SECRET_COLUMNS, ago, as_go_struct, go_time, listing,
+    listing_json, ls_row, natural_cmp, own_listing, pretty_json, table,
 };
 
 /// An error that already knows its exit code.
@@ -255,56 +255,6 @@ async fn create(c: &Client, kind: &str, a: CreateArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-/// The fields of docker's `secretContext`/`configContext` for `ls --format`.
-fn ls_row(o: &Object) -> Value {
-    let labels: Vec<String> = o
-        .spec
-        .labels
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect();
-    // In key order: docker's `--format json` marshals its listing context as a Go map.
-    sorted_object([
-        ("CreatedAt", ago(&o.created_at).into()),
-        (
-            "Driver",
-            o.spec
-                .driver
-                .as_ref()
-                .map(|d| d.name.clone())
-                .unwrap_or_default()
-                .into(),
-        ),
-        ("ID", o.id.as_str().into()),
-        ("Labels", labels.join(",").into()),
-        ("Name", o.spec.name.as_str().into()),
-        ("UpdatedAt", ago(&o.updated_at).into()),
-    ])
-}
-
-/// docker's column names for `secret ls` and `config ls` (configs have no driver).
-const SECRET_COLUMNS: Columns<'static> = Columns {
-    headers: &[
-        ("ID", "ID"),
-        ("Name", "NAME"),
-        ("Driver", "DRIVER"),
-        ("CreatedAt", "CREATED"),
-        ("UpdatedAt", "UPDATED"),
-        ("Labels", "LABELS"),
-    ],
-    row_type: Some("*secret.secretContext"),
-};
-const CONFIG_COLUMNS: Columns<'static> = Columns {
-    headers: &[
-        ("ID", "ID"),
-        ("Name", "NAME"),
-        ("CreatedAt", "CREATED"),
-        ("UpdatedAt", "UPDATED"),
-        ("Labels", "LABELS"),
-    ],
-    row_type: Some("*config.configContext"),
-};
-
 async fn ls(c: &Client, kind: &str, a: LsArgs) -> anyhow::Result<i32> {
     let path = match filters_json(&a.filters)? {
         Some(f) => format!("/v1/{kind}?filters={}", enc(&f)),
@@ -412,26 +362,6 @@ fn pretty(kind: &str, o: &Object) -> String {
         s.push_str(&format!("Data:\n{}\n", String::from_utf8_lossy(&data)));
     }
     s
-}
-
-/// An object as docker's inspect templates see the Go struct: `Spec.Data` is a `[]byte`
-/// (numbers with `{{.Spec.Data}}`, text with `{{printf "%s" .Spec.Data}}`), and the fields
-/// JSON leaves out are still there (`{{.Spec.Driver}}` is `<nil>`), yet not in `{{json .}}`.
-fn as_go_struct(kind: &str, o: &Object) -> anyhow::Result<Value> {
-    use lockbox_gotemplate::{bytes_value, omitted_value};
-    let mut v = serde_json::to_value(o)?;
-    let spec = &mut v["Spec"];
-    match o.spec.data.as_deref().map(|d| STANDARD.decode(d)) {
-        Some(Ok(data)) => spec["Data"] = bytes_value(&data),
-        _ => spec["Data"] = omitted_value(bytes_value(b"")),
-    }
-    if kind == "secrets" && spec.get("Driver").is_none() {
-        spec["Driver"] = omitted_value(Value::Null);
-    }
-    if spec.get("Templating").is_none() {
-        spec["Templating"] = omitted_value(Value::Null);
-    }
-    Ok(v)
 }
 
 async fn inspect(c: &Client, kind: &str, a: InspectArgs) -> anyhow::Result<i32> {
