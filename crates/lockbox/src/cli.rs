@@ -79,7 +79,11 @@ pub(crate) enum Command {
         format: Option<String>,
     },
     /// Stream events (create, update, remove, rotate, hand-out) as JSON lines
-    Events,
+    Events {
+        /// A Go template over each event ({{.Type}} {{.Action}} {{.Actor.Attributes.name}}…), or json
+        #[arg(short, long)]
+        format: Option<String>,
+    },
     /// Find the secret leaks the Docker guides warn about (Compose, Dockerfiles, scripts, content, images)
     #[command(after_help = lockbox_scan::cli::SCAN_AFTER_HELP)]
     Scan(lockbox_scan::cli::ScanArgs),

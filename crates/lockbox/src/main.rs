@@ -732,8 +732,8 @@ async fn client_command(cmd: Command, c: &Client) -> anyhow::Result<i32> {
             }
             Ok(0)
         }
-        Command::Events => {
-            events(c).await?;
+        Command::Events { format } => {
+            events(c, format.as_deref()).await?;
             Ok(0)
         }
         Command::Daemon(_)
@@ -753,10 +753,30 @@ async fn client_command(cmd: Command, c: &Client) -> anyhow::Result<i32> {
     }
 }
 
-async fn events(c: &Client) -> anyhow::Result<()> {
+async fn events(c: &Client, format: Option<&str>) -> anyhow::Result<()> {
+    let tpl = match format.filter(|f| *f != "json") {
+        Some(t) => Some(ObjectFormat::parse(t).map_err(|e| Exit(exit_codes::USAGE, e))?),
+        None => None,
+    };
+    // Events arrive as JSON lines, not necessarily one a chunk.
+    let mut pending = Vec::new();
     c.stream("/v1/events", |chunk| {
         let mut out = std::io::stdout().lock();
-        out.write_all(chunk)?;
+        let Some(tpl) = &tpl else {
+            out.write_all(chunk)?;
+            return out.flush();
+        };
+        pending.extend_from_slice(chunk);
+        while let Some(end) = pending.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = pending.drain(..=end).collect();
+            let Ok(ev) = serde_json::from_slice::<Value>(&line) else {
+                continue;
+            };
+            match tpl.render(&ev) {
+                Ok(s) => writeln!(out, "{s}")?,
+                Err(e) => eprintln!("{e}"),
+            }
+        }
         out.flush()
     })
     .await?;

@@ -184,3 +184,24 @@ fn every_command_with_format_takes_go_templates() {
         (2, "template parsing error: template: :1: unclosed action\n")
     );
 }
+
+#[test]
+fn events_take_go_templates() {
+    let d = Daemon::start();
+    let mut child = std::process::Command::new(crate::support::BIN)
+        .args(["-H", d.sock().to_str().unwrap(), "events", "--format"])
+        .arg("{{.Type}} {{.Action}} {{.Actor.Attributes.name}}")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    d.create("ev_one", b"x");
+    d.lb(&["secret", "rm", "ev_one"]);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "secret create ev_one\nsecret remove ev_one\n"
+    );
+}
