@@ -188,20 +188,10 @@ fn every_command_with_format_takes_go_templates() {
 #[test]
 fn events_take_go_templates() {
     let d = Daemon::start();
-    let mut child = std::process::Command::new(crate::support::BIN)
-        .args(["-H", d.sock().to_str().unwrap(), "events", "--format"])
-        .arg("{{.Type}} {{.Action}} {{.Actor.Attributes.name}}")
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    d.create("ev_one", b"x");
-    d.lb(&["secret", "rm", "ev_one"]);
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    let _ = child.kill();
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
-        "secret create ev_one\nsecret remove ev_one\n"
-    );
+    let format = "{{.Type}} {{.Action}} {{.Actor.Attributes.name}}";
+    let text = crate::support::events_during(&d, &["--format", format], || {
+        d.create("ev_one", b"x");
+        d.lb(&["secret", "rm", "ev_one"]);
+    });
+    assert_eq!(text, "secret create ev_one\nsecret remove ev_one\n");
 }
