@@ -69,14 +69,22 @@ pub(crate) enum Command {
     Kek(KekCmd),
     /// Show the daemon's state
     Info {
-        /// json, or a Go template
+        /// json, or a Go template over the daemon's state ({{.Secrets}} {{.LockState}} {{.KeyMode}}…)
         #[arg(short, long)]
         format: Option<String>,
     },
     /// Show the client's and the daemon's version
-    Version,
+    Version {
+        /// A Go template over {"Client": {"Version"}, "Server": the daemon's answer} ({{.Client.Version}}, {{.Server.Version}}), or json
+        #[arg(short, long)]
+        format: Option<String>,
+    },
     /// Stream events (create, update, remove, rotate, hand-out) as JSON lines
-    Events,
+    Events {
+        /// A Go template over each event ({{.Type}} {{.Action}} {{.Actor.Attributes.name}}…), or json
+        #[arg(short, long)]
+        format: Option<String>,
+    },
     /// Find the secret leaks the Docker guides warn about (Compose, Dockerfiles, scripts, content, images)
     #[command(after_help = lockbox_scan::cli::SCAN_AFTER_HELP)]
     Scan(lockbox_scan::cli::ScanArgs),
@@ -109,6 +117,7 @@ pub(crate) enum Command {
         after_help = "Examples:\n  lockbox completion bash > /etc/bash_completion.d/lockbox\n  lockbox completion zsh > \"${fpath[1]}/_lockbox\"\n  lockbox completion fish > ~/.config/fish/completions/lockbox.fish"
     )]
     Completion {
+        /// The shell to complete for
         #[arg(value_enum)]
         shell: Shell,
     },
@@ -177,6 +186,7 @@ pub(crate) struct CreateArgs {
     /// Secret label (K=V)
     #[arg(short, long = "label", value_name = "K=V", value_parser = label)]
     pub(crate) labels: Vec<(String, String)>,
+    /// The name consumers refer to it by
     pub(crate) name: String,
     /// A file, or - for standard input
     pub(crate) file: String,
@@ -190,7 +200,7 @@ pub(crate) struct LsArgs {
     /// Filter output (id=, name=, names=, label=K or label=K=V)
     #[arg(short, long = "filter", value_name = "K=V")]
     pub(crate) filters: Vec<String>,
-    /// json, table, or a Go template ({{.ID}} {{.Name}} {{.Driver}} {{.CreatedAt}} {{.UpdatedAt}} {{.Labels}} {{.Label "k"}})
+    /// json, table, or a Go template as docker takes it ({{.ID}} {{.Name}} {{.Driver}} {{.CreatedAt}} {{.UpdatedAt}} {{.Labels}} {{.Label "k"}}; 'table …' adds a header and columns)
     #[arg(long)]
     pub(crate) format: Option<String>,
 }
@@ -200,9 +210,10 @@ pub(crate) struct InspectArgs {
     /// Human-readable output
     #[arg(long)]
     pub(crate) pretty: bool,
-    /// json, or a Go template over the object ({{.Spec.Name}}, {{json .Spec.Labels}}…)
+    /// json, or a Go template over the object as docker's inspect runs it ({{.Spec.Name}}, {{json .Spec.Labels}}, {{printf "%s" .ID}}…)
     #[arg(short, long)]
     pub(crate) format: Option<String>,
+    /// Names, IDs or ID prefixes
     #[arg(required = true, value_name = "NAME|ID")]
     pub(crate) names: Vec<String>,
 }
@@ -231,6 +242,7 @@ pub(crate) enum SecretCmd {
         after_help = "Examples:\n  lockbox secret rm db_password old_token"
     )]
     Rm {
+        /// Names, IDs or ID prefixes
         #[arg(required = true, value_name = "NAME|ID")]
         names: Vec<String>,
     },
@@ -247,6 +259,7 @@ pub(crate) enum SecretCmd {
         /// Old versions to keep besides the new one [default: the daemon's --keep-versions]
         #[arg(long, value_name = "N")]
         keep: Option<u32>,
+        /// The secret's name, ID or ID prefix
         #[arg(value_name = "NAME|ID")]
         name: String,
         /// A file, or - for standard input
@@ -255,17 +268,20 @@ pub(crate) enum SecretCmd {
     /// List a secret's versions
     #[command(after_help = "Examples:\n  lockbox secret versions db_password")]
     Versions {
+        /// The secret's name, ID or ID prefix
         #[arg(value_name = "NAME|ID")]
         name: String,
-        /// json, or a Go template
+        /// json, or a Go template over each version ({{.Version}} {{.CreatedAt}} {{.Size}} {{.CreatedBy}} {{.Current}}), 'table …' for columns
         #[arg(long)]
         format: Option<String>,
     },
     /// Make an older version current again (as a new version)
     #[command(after_help = "Examples:\n  lockbox secret rollback db_password 3")]
     Rollback {
+        /// The secret's name, ID or ID prefix
         #[arg(value_name = "NAME|ID")]
         name: String,
+        /// The version to make current again (see 'lockbox secret versions')
         version: u64,
     },
 }
@@ -278,6 +294,7 @@ pub(crate) struct UpdateArgs {
     /// Remove a label
     #[arg(long = "label-rm", value_name = "K")]
     pub(crate) rm: Vec<String>,
+    /// The secret's name, ID or ID prefix
     #[arg(value_name = "NAME|ID")]
     pub(crate) name: String,
 }
@@ -295,6 +312,7 @@ pub(crate) enum ConfigCmd {
     /// Remove configs
     #[command(alias = "remove")]
     Rm {
+        /// Names, IDs or ID prefixes
         #[arg(required = true, value_name = "NAME|ID")]
         names: Vec<String>,
     },
@@ -310,7 +328,7 @@ pub(crate) enum AuditCmd {
         /// Only records at or after this time (RFC 3339, Unix seconds, or 10m/2h/3d ago)
         #[arg(long)]
         since: Option<String>,
-        /// json (one record a line)
+        /// json (one record a line), or a Go template over each record ({{.seq}} {{.time}} {{.action}} {{.actor}} {{.name}}…), 'table …' for columns
         #[arg(long)]
         format: Option<String>,
     },
@@ -330,4 +348,52 @@ pub(crate) enum AutolockCmd {
 pub(crate) enum KekCmd {
     /// Make a new key-encryption key and rewrap every data key under it
     Rotate,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    use super::Cli;
+
+    /// Every subcommand and every argument (flags and positionals, at every depth) says
+    /// what it is in `--help`. clap's own `--help`/`--version` are left out.
+    #[test]
+    fn every_command_and_argument_has_help() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                if id == "help" || id == "version" || arg.is_hide_set() {
+                    continue;
+                }
+                let text = arg
+                    .get_help()
+                    .or(arg.get_long_help())
+                    .map(|h| h.to_string());
+                if text.is_none_or(|t| t.trim().is_empty()) {
+                    missing.push(format!("{path} <{id}>"));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                let sub_path = format!("{path} {}", sub.get_name());
+                let about = sub
+                    .get_about()
+                    .or(sub.get_long_about())
+                    .map(|h| h.to_string());
+                if about.is_none_or(|t| t.trim().is_empty()) {
+                    missing.push(sub_path.clone());
+                }
+                walk(sub, &sub_path, missing);
+            }
+        }
+        let cmd = Cli::command();
+        let mut missing = Vec::new();
+        walk(&cmd, "lockbox", &mut missing);
+        assert!(
+            missing.is_empty(),
+            "{} without help text:\n{}",
+            missing.len(),
+            missing.join("\n")
+        );
+    }
 }

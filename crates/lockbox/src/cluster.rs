@@ -14,7 +14,10 @@ use zeroize::Zeroizing;
 use crate::Exit;
 use crate::cli::InspectArgs;
 use crate::client::{Client, ClientError, enc};
-use crate::format::{Template, go_time, natural_cmp, pretty_json, table};
+use crate::format::{
+    Columns, ObjectFormat, go_time, listing, listing_json, natural_cmp, pretty_json, sorted_object,
+    table,
+};
 
 // ---------------------------------------------------------------------------------------------
 // Command line
@@ -134,6 +137,7 @@ pub(crate) struct JoinTokenArgs {
     /// Print only the token
     #[arg(short, long)]
     pub(crate) quiet: bool,
+    /// Whose token: worker or manager
     #[arg(value_enum)]
     pub(crate) role: Role,
 }
@@ -204,12 +208,14 @@ pub(crate) enum NodeCmd {
     /// Make workers managers (Raft voters)
     #[command(after_help = "Examples:\n  lockbox node promote 2 3")]
     Promote {
+        /// Node IDs
         #[arg(required = true, value_name = "ID")]
         ids: Vec<String>,
     },
     /// Make managers workers
     #[command(after_help = "Examples:\n  lockbox node demote 3")]
     Demote {
+        /// Node IDs
         #[arg(required = true, value_name = "ID")]
         ids: Vec<String>,
     },
@@ -222,6 +228,7 @@ pub(crate) enum NodeCmd {
         /// Remove a node that is still up, or a manager
         #[arg(short, long)]
         force: bool,
+        /// Node IDs
         #[arg(required = true, value_name = "ID")]
         ids: Vec<String>,
     },
@@ -254,6 +261,7 @@ pub(crate) struct NodeUpdateArgs {
     /// Make the node a manager or a worker
     #[arg(long, value_enum)]
     pub(crate) role: Option<Role>,
+    /// The node's ID
     #[arg(value_name = "ID")]
     pub(crate) id: String,
 }
@@ -556,19 +564,36 @@ fn capitalize(s: &str) -> String {
 
 fn node_row(n: &Node) -> Value {
     let labels: Vec<String> = n.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    serde_json::json!({
-        "ID": n.id,
-        "Self": n.is_self,
-        "Hostname": n.hostname,
-        "Role": n.role,
-        "Status": capitalize(&n.status),
-        "Availability": capitalize(&n.availability),
-        "ManagerStatus": n.manager_status,
-        "Addr": n.addr,
-        "Labels": labels.join(","),
-        "LabelsMap": n.labels,
-    })
+    // In key order: docker's `--format json` marshals its listing context as a Go map.
+    sorted_object([
+        ("Addr", Value::from(n.addr.as_str())),
+        ("Availability", capitalize(&n.availability).into()),
+        ("Hostname", n.hostname.as_str().into()),
+        ("ID", n.id.as_str().into()),
+        ("Labels", labels.join(",").into()),
+        ("ManagerStatus", n.manager_status.as_str().into()),
+        ("Role", n.role.as_str().into()),
+        ("Self", n.is_self.into()),
+        ("Status", capitalize(&n.status).into()),
+    ])
 }
+
+/// docker's column names for `node ls` (its `Self` column has none), and lockbox's for the
+/// fields docker's node context lacks (Role, Addr, Labels).
+const NODE_COLUMNS: Columns<'static> = Columns {
+    headers: &[
+        ("ID", "ID"),
+        ("Self", ""),
+        ("Hostname", "HOSTNAME"),
+        ("Role", "ROLE"),
+        ("Status", "STATUS"),
+        ("Availability", "AVAILABILITY"),
+        ("ManagerStatus", "MANAGER STATUS"),
+        ("Addr", "ADDRESS"),
+        ("Labels", "LABELS"),
+    ],
+    row_type: Some("*node.nodeContext"),
+};
 
 /// `lockbox node ls`: sorted by hostname (natural order), as `docker node ls`.
 fn render_node_ls(nodes: &mut [Node], quiet: bool, format: Option<&str>) -> Result<String, String> {
@@ -584,27 +609,16 @@ fn render_node_ls(nodes: &mut [Node], quiet: bool, format: Option<&str>) -> Resu
     match format {
         Some("json") => {
             for n in nodes.iter() {
-                let mut row = node_row(n);
-                row.as_object_mut().map(|m| m.remove("LabelsMap"));
-                out.push_str(&row.to_string());
+                out.push_str(&listing_json(&node_row(n)));
                 out.push('\n');
             }
         }
         Some(t) if t != "table" => {
-            let tpl = Template::parse(t)?;
-            let mut rows = Vec::new();
-            if tpl.table {
-                rows.push(tpl.header().split('\t').map(str::to_owned).collect());
-            }
-            for n in nodes.iter() {
-                let line = tpl.render(&node_row(n))?;
-                rows.push(line.split('\t').map(str::to_owned).collect::<Vec<_>>());
-            }
-            out = if tpl.table {
-                table(&rows)
-            } else {
-                rows.iter().map(|r| r.join("\t") + "\n").collect()
-            };
+            let rows: Vec<_> = nodes
+                .iter()
+                .map(|n| (node_row(n), n.labels.clone().into_iter().collect()))
+                .collect();
+            out = listing(t, &rows, &NODE_COLUMNS)?;
         }
         _ => {
             let mut rows = vec![
@@ -685,7 +699,7 @@ fn render_node_pretty(n: &Node) -> String {
 /// as a one-element array of 4-space JSON like Docker's inspects, or the template over it.
 fn render_cluster(c: &Value, format: Option<&str>) -> Result<String, String> {
     match format.filter(|t| *t != "json") {
-        Some(t) => Ok(Template::parse(t)?.render(c)? + "\n"),
+        Some(t) => Ok(ObjectFormat::parse(t)?.render(c)? + "\n"),
         None => Ok(pretty_json(&Value::Array(vec![c.clone()])) + "\n"),
     }
 }
@@ -1003,7 +1017,7 @@ pub(crate) async fn node(c: &Client, cmd: NodeCmd) -> anyhow::Result<i32> {
                     out.push_str(&render_node_pretty(&n));
                 }
             } else if let Some(t) = a.format.as_deref().filter(|t| *t != "json") {
-                let tpl = Template::parse(t).map_err(usage)?;
+                let tpl = ObjectFormat::parse(t).map_err(usage)?;
                 for v in &found {
                     out.push_str(&tpl.render(v).map_err(usage)?);
                     out.push('\n');

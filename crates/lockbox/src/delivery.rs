@@ -21,7 +21,7 @@ use zeroize::Zeroizing;
 
 use crate::Exit;
 use crate::client::{Client, ClientError, Lines, enc, open_lines};
-use crate::format::{Template, pretty_json, table};
+use crate::format::{ObjectFormat, own_listing, pretty_json, table};
 
 fn label(raw: &str) -> Result<(String, String), String> {
     let (k, v) = raw.split_once('=').unwrap_or((raw, ""));
@@ -50,6 +50,7 @@ pub(crate) enum ServiceCmd {
         /// Service label (KEY=VALUE)
         #[arg(short, long = "label", value_parser = label, value_name = "KEY=VALUE")]
         labels: Vec<(String, String)>,
+        /// The service's name
         name: String,
     },
     /// Change a service's references or policy; its running workloads follow at once
@@ -75,6 +76,7 @@ pub(crate) enum ServiceCmd {
         /// Add or update a label (KEY=VALUE)
         #[arg(long = "label-add", value_parser = label, value_name = "KEY=VALUE")]
         label_add: Vec<(String, String)>,
+        /// The service's name or ID
         name: String,
     },
     /// List services
@@ -83,7 +85,7 @@ pub(crate) enum ServiceCmd {
         /// Only IDs
         #[arg(short, long)]
         quiet: bool,
-        /// A Go template, or json
+        /// json, or a Go template over each service ({{.ID}} {{.Spec.Name}}…), 'table …' for columns
         #[arg(long)]
         format: Option<String>,
     },
@@ -92,12 +94,17 @@ pub(crate) enum ServiceCmd {
         /// Human-readable
         #[arg(long)]
         pretty: bool,
+        /// json, or a Go template over each service as docker's inspect runs it ({{.Spec.Name}} {{json .Spec.Secrets}}…)
+        #[arg(short, long)]
+        format: Option<String>,
+        /// Service names or IDs
         #[arg(required = true)]
         names: Vec<String>,
     },
     /// Remove services
     #[command(alias = "remove")]
     Rm {
+        /// Service names or IDs
         #[arg(required = true)]
         names: Vec<String>,
     },
@@ -141,10 +148,13 @@ pub(crate) enum DockerCmd {
 /// `lockbox docker run`.
 #[derive(Debug, Args)]
 pub(crate) struct DockerRunArgs {
+    /// Take the references and rotation policy of this lockbox service
     #[arg(long, value_name = "SERVICE")]
     service: Option<String>,
+    /// Secret reference: NAME or source=NAME,target=PATH,uid=N,gid=N,mode=0400 (Docker's --secret syntax), plus version=N to pin
     #[arg(long = "secret", value_name = "REF")]
     secrets: Vec<String>,
+    /// Deliver a secret as a file and set VAR_FILE in the container to its path (never the value)
     #[arg(long = "secret-env", value_name = "VAR=REF")]
     secret_env: Vec<String>,
     /// The docker CLI to run
@@ -262,11 +272,8 @@ pub(crate) async fn service(c: &Client, cmd: ServiceCmd) -> anyhow::Result<i32> 
                 }
                 return Ok(0);
             }
-            if let Some(f) = format {
-                let t = Template::parse(&f).map_err(usage)?;
-                for s in &all {
-                    println!("{}", t.render(s).map_err(|e| anyhow::anyhow!(e))?);
-                }
+            if let Some(f) = format.filter(|f| f != "table") {
+                print!("{}", own_listing(&f, &all).map_err(usage)?);
                 return Ok(0);
             }
             let mut rows = vec![vec![
@@ -293,7 +300,15 @@ pub(crate) async fn service(c: &Client, cmd: ServiceCmd) -> anyhow::Result<i32> 
             print!("{}", table(&rows));
             Ok(0)
         }
-        ServiceCmd::Inspect { pretty, names } => {
+        ServiceCmd::Inspect {
+            pretty,
+            format,
+            names,
+        } => {
+            let tpl = match format.as_deref().filter(|f| *f != "json") {
+                Some(t) => Some(ObjectFormat::parse(t).map_err(usage)?),
+                None => None,
+            };
             let mut out = Vec::new();
             let mut failed = false;
             for n in &names {
@@ -309,6 +324,16 @@ pub(crate) async fn service(c: &Client, cmd: ServiceCmd) -> anyhow::Result<i32> 
             if pretty {
                 for s in &out {
                     print_pretty(s);
+                }
+            } else if let Some(tpl) = tpl {
+                for s in &out {
+                    match tpl.render(s) {
+                        Ok(line) => println!("{line}"),
+                        Err(e) => {
+                            eprintln!("{e}");
+                            failed = true;
+                        }
+                    }
                 }
             } else {
                 println!("{}", pretty_json(&Value::Array(out)));

@@ -1,7 +1,12 @@
 //! Output the way the docker CLI prints it: tabwriter tables, "3 minutes ago", Go-template
-//! `--format`, 4-space-indented inspect JSON.
+//! `--format` (crates/gotemplate), 4-space-indented inspect JSON.
+use std::collections::{BTreeMap, HashMap};
 use std::io::Write as _;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use lockbox_gotemplate::{Arity, Funcs, ListFormat, MissingKey, Template};
+use lockbox_proto::api::Object;
 use serde_json::Value;
 
 /// go-units' `HumanDuration`, which `docker … ls` shows with " ago".
@@ -62,11 +67,9 @@ pub(crate) fn go_time(rfc3339: &str) -> String {
     }
 }
 
-/// Writes rows through Go-compatible tabwriter settings (minwidth 10, padding 3).
+/// Writes rows through docker's tabwriter settings (Go's minwidth 10, padding 3).
 pub(crate) fn table(rows: &[Vec<String>]) -> String {
-    let mut tw = tabwriter::TabWriter::new(Vec::new())
-        .minwidth(10)
-        .padding(3);
+    let mut tw = lockbox_gotemplate::tabwriter(Vec::new());
     for r in rows {
         let _ = writeln!(tw, "{}", r.join("\t"));
     }
@@ -82,150 +85,208 @@ pub(crate) fn pretty_json(v: &Value) -> String {
     String::from_utf8(buf).expect("utf8")
 }
 
-/// A Go-template subset: `{{.A.B}}`, `{{json .}}`, `{{json .A}}`, `{{index .A "k"}}`,
-/// `{{.Label "k"}}`, `{{upper .A}}`, `{{lower .A}}`, with `\t` and `\n` escapes and a
-/// leading `table` directive (which prints the header row).
-#[derive(Debug)]
-pub(crate) struct Template {
-    pub(crate) table: bool,
-    parts: Vec<Part>,
+/// A listing row with its keys in order, as Go marshals a map.
+pub(crate) fn sorted_object<const N: usize>(fields: [(&str, Value); N]) -> Value {
+    let mut fields = fields;
+    fields.sort_by(|a, b| a.0.cmp(b.0));
+    Value::Object(
+        fields
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+    )
 }
 
-#[derive(Debug)]
-enum Part {
-    Text(String),
-    Action(String),
+/// One row of `ls --format json`: Go's `json.Marshal`, which escapes `<`, `>` and `&`.
+pub(crate) fn listing_json(row: &Value) -> String {
+    row.to_string()
+        .replace('<', "\\u003c")
+        .replace('>', "\\u003e")
+        .replace('&', "\\u0026")
 }
 
-impl Template {
+// ---------------------------------------------------------------------------------------------
+// Secrets and configs as docker's templates see them
+
+/// The fields of docker's `secretContext`/`configContext` for `ls --format`.
+pub(crate) fn ls_row(o: &Object) -> Value {
+    let labels: Vec<String> = o
+        .spec
+        .labels
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    // In key order: docker's `--format json` marshals its listing context as a Go map.
+    sorted_object([
+        ("CreatedAt", ago(&o.created_at).into()),
+        (
+            "Driver",
+            o.spec
+                .driver
+                .as_ref()
+                .map(|d| d.name.clone())
+                .unwrap_or_default()
+                .into(),
+        ),
+        ("ID", o.id.as_str().into()),
+        ("Labels", labels.join(",").into()),
+        ("Name", o.spec.name.as_str().into()),
+        ("UpdatedAt", ago(&o.updated_at).into()),
+    ])
+}
+
+/// docker's column names for `secret ls` and `config ls` (configs have no driver).
+pub(crate) const SECRET_COLUMNS: Columns<'static> = Columns {
+    headers: &[
+        ("ID", "ID"),
+        ("Name", "NAME"),
+        ("Driver", "DRIVER"),
+        ("CreatedAt", "CREATED"),
+        ("UpdatedAt", "UPDATED"),
+        ("Labels", "LABELS"),
+    ],
+    row_type: Some("*secret.secretContext"),
+};
+pub(crate) const CONFIG_COLUMNS: Columns<'static> = Columns {
+    headers: &[
+        ("ID", "ID"),
+        ("Name", "NAME"),
+        ("CreatedAt", "CREATED"),
+        ("UpdatedAt", "UPDATED"),
+        ("Labels", "LABELS"),
+    ],
+    row_type: Some("*config.configContext"),
+};
+
+/// An object as docker's inspect templates see the Go struct: `Spec.Data` is a `[]byte`
+/// (numbers with `{{.Spec.Data}}`, text with `{{printf "%s" .Spec.Data}}`), and the fields
+/// JSON leaves out are still there (`{{.Spec.Driver}}` is `<nil>`), yet not in `{{json .}}`.
+pub(crate) fn as_go_struct(kind: &str, o: &Object) -> Result<Value, serde_json::Error> {
+    use lockbox_gotemplate::{bytes_value, omitted_value};
+    let mut v = serde_json::to_value(o)?;
+    let spec = &mut v["Spec"];
+    match o.spec.data.as_deref().map(|d| STANDARD.decode(d)) {
+        Some(Ok(data)) => spec["Data"] = bytes_value(&data),
+        _ => spec["Data"] = omitted_value(bytes_value(b"")),
+    }
+    if kind == "secrets" && spec.get("Driver").is_none() {
+        spec["Driver"] = omitted_value(Value::Null);
+    }
+    if spec.get("Templating").is_none() {
+        spec["Templating"] = omitted_value(Value::Null);
+    }
+    Ok(v)
+}
+
+/// docker's message for a template that does not parse or run.
+fn template_error(e: lockbox_gotemplate::Error) -> String {
+    format!("template parsing error: {e}")
+}
+
+/// `--format TEMPLATE` for one object (inspect, info): Go's text/template over the object's
+/// JSON, as docker's inspect runs it (an unknown key is an error).
+#[derive(Debug)]
+pub(crate) struct ObjectFormat {
+    template: Template,
+    funcs: Funcs,
+}
+
+impl ObjectFormat {
     pub(crate) fn parse(src: &str) -> Result<Self, String> {
-        let mut s = src.replace("\\t", "\t").replace("\\n", "\n");
-        let table = s.starts_with("table");
-        if table {
-            s = s.trim_start_matches("table").trim_start().to_string();
-        }
-        let mut parts = Vec::new();
-        let mut rest = s.as_str();
-        while let Some(i) = rest.find("{{") {
-            if i > 0 {
-                parts.push(Part::Text(rest[..i].to_string()));
-            }
-            let after = &rest[i + 2..];
-            let j = after
-                .find("}}")
-                .ok_or_else(|| format!("template: unclosed action in {src:?}"))?;
-            parts.push(Part::Action(
-                after[..j]
-                    .trim()
-                    .trim_start_matches('-')
-                    .trim_end_matches('-')
-                    .trim()
-                    .to_string(),
-            ));
-            rest = &after[j + 2..];
-        }
-        if !rest.is_empty() {
-            parts.push(Part::Text(rest.to_string()));
-        }
-        Ok(Self { table, parts })
+        let funcs = Funcs::docker();
+        let template = Template::parse(src, &funcs)
+            .map_err(template_error)?
+            .missing_key(MissingKey::Error);
+        Ok(Self { template, funcs })
     }
 
-    /// The header row: each action's last field name, upper-cased with spaces, as docker does.
-    pub(crate) fn header(&self) -> String {
-        self.parts
-            .iter()
-            .map(|p| match p {
-                Part::Text(t) => t.clone(),
-                Part::Action(a) => {
-                    let field = a
-                        .split_whitespace()
-                        .last()
-                        .unwrap_or("")
-                        .trim_start_matches('.');
-                    let field = field.rsplit('.').next().unwrap_or(field);
-                    let mut out = String::new();
-                    let mut prev_upper = true;
-                    for c in field.chars() {
-                        // "CreatedAt" → "CREATED AT", but "ID" stays "ID".
-                        if c.is_uppercase() && !prev_upper {
-                            out.push(' ');
-                        }
-                        prev_upper = c.is_uppercase();
-                        out.extend(c.to_uppercase());
-                    }
-                    out
-                }
-            })
-            .collect()
-    }
-
-    pub(crate) fn render(&self, ctx: &Value) -> Result<String, String> {
-        let mut out = String::new();
-        for p in &self.parts {
-            match p {
-                Part::Text(t) => out.push_str(t),
-                Part::Action(a) => out.push_str(&eval(a, ctx)?),
-            }
-        }
-        Ok(out)
+    pub(crate) fn render(&self, v: &Value) -> Result<String, String> {
+        self.template
+            .execute(v, &self.funcs)
+            .map_err(template_error)
     }
 }
 
-fn lookup<'a>(ctx: &'a Value, path: &str) -> Option<&'a Value> {
-    let path = path.trim_start_matches('.');
-    if path.is_empty() {
-        return Some(ctx);
-    }
-    path.split('.').try_fold(ctx, |v, k| v.get(k))
+/// A listing's columns: each row field and its header, as docker's `SubHeaderContext`; and
+/// the Go type docker names when a template asks for a field the rows lack.
+pub(crate) struct Columns<'a> {
+    pub(crate) headers: &'a [(&'a str, &'a str)],
+    pub(crate) row_type: Option<&'a str>,
 }
 
-fn plain(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Null => "<no value>".into(),
-        Value::Object(m) => {
-            // Go prints maps as map[k:v k2:v2].
-            let inner: Vec<String> = m.iter().map(|(k, v)| format!("{k}:{}", plain(v))).collect();
-            format!("map[{}]", inner.join(" "))
+/// `listing` for lockbox's own rows: each field's column is named after it, as
+/// `derived_header` does.
+pub(crate) fn own_listing(format: &str, rows: &[Value]) -> Result<String, String> {
+    let mut names: Vec<(String, String)> = Vec::new();
+    for key in rows
+        .iter()
+        .filter_map(Value::as_object)
+        .flat_map(|m| m.keys())
+    {
+        if !names.iter().any(|(k, _)| k == key) {
+            names.push((key.clone(), derived_header(key)));
         }
-        other => other.to_string(),
     }
+    let headers: Vec<(&str, &str)> = names
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let rows: Vec<_> = rows.iter().map(|r| (r.clone(), BTreeMap::new())).collect();
+    let columns = Columns {
+        headers: &headers,
+        row_type: None,
+    };
+    listing(format, &rows, &columns)
 }
 
-fn unquote(s: &str) -> String {
-    s.trim_matches('"').to_string()
+/// The column name lockbox gives a field of its own: "CreatedAt" → "CREATED AT", "ID" → "ID".
+pub(crate) fn derived_header(field: &str) -> String {
+    let mut out = String::new();
+    let mut prev_upper = true;
+    for c in field.chars() {
+        if c.is_uppercase() && !prev_upper {
+            out.push(' ');
+        }
+        prev_upper = c.is_uppercase();
+        out.extend(c.to_uppercase());
+    }
+    out
 }
 
-fn eval(action: &str, ctx: &Value) -> Result<String, String> {
-    let words: Vec<&str> = action.split_whitespace().collect();
-    match words.as_slice() {
-        [path] if path.starts_with('.') => Ok(lookup(ctx, path)
-            .map(plain)
-            .unwrap_or_else(|| "<no value>".into())),
-        ["json", path] => Ok(lookup(ctx, path)
-            .map(|v| v.to_string())
-            .unwrap_or_else(|| "null".into())),
-        ["upper", path] => Ok(lookup(ctx, path)
-            .map(plain)
-            .unwrap_or_default()
-            .to_uppercase()),
-        ["lower", path] => Ok(lookup(ctx, path)
-            .map(plain)
-            .unwrap_or_default()
-            .to_lowercase()),
-        ["index", path, key] => Ok(lookup(ctx, path)
-            .and_then(|v| v.get(unquote(key)))
-            .map(plain)
-            .unwrap_or_default()),
-        [".Label", key] => Ok(ctx
-            .get("LabelsMap")
-            .and_then(|m| m.get(unquote(key)))
-            .map(plain)
-            .unwrap_or_default()),
-        _ => Err(format!(
-            "template: unsupported action {{{{{action}}}}}: lockbox supports .Field, json, index, upper, lower and .Label"
-        )),
-    }
+/// `ls --format FORMAT` (not `json`, not plain `table`): each row through the template, a
+/// header row and aligned columns for `table …`, as docker's listing formatter does. `rows`
+/// pairs each row's fields with the labels `{{.Label "k"}}` reads (rows are told apart by
+/// their "ID").
+pub(crate) fn listing(
+    format: &str,
+    rows: &[(Value, BTreeMap<String, String>)],
+    columns: &Columns<'_>,
+) -> Result<String, String> {
+    let labels: HashMap<String, BTreeMap<String, String>> = rows
+        .iter()
+        .map(|(r, l)| (r["ID"].as_str().unwrap_or_default().to_string(), l.clone()))
+        .collect();
+    let mut funcs = Funcs::docker();
+    funcs.insert_method("Label", Arity::Exact(1), move |row, a| {
+        let id = row["ID"].as_str().unwrap_or_default();
+        let key = a.str(0)?;
+        let v = labels.get(id).and_then(|l| l.get(key)).cloned();
+        Ok(Value::String(v.unwrap_or_default()))
+    });
+    let header: serde_json::Map<String, Value> = columns
+        .headers
+        .iter()
+        .map(|(k, v)| ((*k).to_string(), Value::String((*v).to_string())))
+        .collect();
+    let list = ListFormat::parse(format, &funcs, columns.row_type).map_err(template_error)?;
+    let values: Vec<Value> = rows.iter().map(|(r, _)| r.clone()).collect();
+    list.render(
+        &values,
+        &funcs,
+        &Value::Object(header),
+        &Funcs::docker_header(),
+    )
+    .map_err(template_error)
 }
 
 /// Natural order (digits compared as numbers), as docker sorts `ls` output by name.
@@ -287,40 +348,49 @@ mod tests {
     }
 
     #[test]
-    fn templates() {
-        let ctx = serde_json::json!({"ID":"abc","Name":"db","Spec":{"Labels":{"k":"v"}},"LabelsMap":{"env":"prod"}});
-        let t = Template::parse("{{.Name}}\\t{{.ID}}").unwrap();
-        assert_eq!(t.render(&ctx).unwrap(), "db\tabc");
+    fn format_templates() {
+        let ctx = serde_json::json!({"ID":"abc","Name":"db","Spec":{"Labels":{"k":"v"}}});
+        let f = |t: &str| ObjectFormat::parse(t).and_then(|f| f.render(&ctx));
+        assert_eq!(f(r#"{{json .Spec.Labels}}"#).unwrap(), r#"{"k":"v"}"#);
+        assert_eq!(f(r#"{{index .Spec.Labels "k"}}"#).unwrap(), "v");
+        assert_eq!(f(r#"{{printf "%s:%5s" .Name .ID}}"#).unwrap(), "db:  abc");
         assert_eq!(
-            Template::parse("{{json .Spec.Labels}}")
-                .unwrap()
-                .render(&ctx)
-                .unwrap(),
-            r#"{"k":"v"}"#
-        );
-        assert_eq!(
-            Template::parse(r#"{{index .Spec.Labels "k"}}"#)
-                .unwrap()
-                .render(&ctx)
-                .unwrap(),
-            "v"
+            f("{{.Nope}}").unwrap_err(),
+            r#"template parsing error: template: :1:2: executing "" at <.Nope>: map has no entry for key "Nope""#
         );
         assert_eq!(
-            Template::parse(r#"{{.Label "env"}}"#)
-                .unwrap()
-                .render(&ctx)
-                .unwrap(),
-            "prod"
+            f("{{range .}}").unwrap_err(),
+            "template parsing error: template: :1: unexpected EOF"
         );
-        let t = Template::parse("table {{.Name}}\\t{{.CreatedAt}}").unwrap();
-        assert!(t.table);
-        assert_eq!(t.header(), "NAME\tCREATED AT");
-        assert!(
-            Template::parse("{{range .}}")
-                .unwrap()
-                .render(&ctx)
-                .is_err()
+        let rows = vec![
+            (
+                serde_json::json!({"ID": "1", "Name": "db", "CreatedAt": "x"}),
+                BTreeMap::from([("env".to_string(), "prod".to_string())]),
+            ),
+            (
+                serde_json::json!({"ID": "2", "Name": "cache", "CreatedAt": "y"}),
+                BTreeMap::new(),
+            ),
+        ];
+        let cols = Columns {
+            headers: &[("ID", "ID"), ("Name", "NAME"), ("CreatedAt", "CREATED")],
+            row_type: Some("*secret.secretContext"),
+        };
+        assert_eq!(
+            listing(
+                r#"table {{.Name}}\t{{.CreatedAt}}\t{{.Label "env"}}"#,
+                &rows,
+                &cols
+            )
+            .unwrap(),
+            "NAME      CREATED   env\ndb        x         prod\ncache     y         \n"
         );
+        assert_eq!(
+            listing(r#"{{.Name}}\t{{.ID}}"#, &rows, &cols).unwrap(),
+            "db\t1\ncache\t2\n"
+        );
+        assert_eq!(derived_header("CreatedAt"), "CREATED AT");
+        assert_eq!(derived_header("ID"), "ID");
     }
 
     #[test]

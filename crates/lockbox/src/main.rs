@@ -35,7 +35,10 @@ use crate::cli::{
     SecretCmd,
 };
 use crate::client::{Client, ClientError, enc};
-use crate::format::{Template, ago, go_time, natural_cmp, pretty_json, table};
+use crate::format::{
+    CONFIG_COLUMNS, ObjectFormat, SECRET_COLUMNS, ago, as_go_struct, go_time, listing,
+    listing_json, ls_row, natural_cmp, own_listing, pretty_json, table,
+};
 
 /// An error that already knows its exit code.
 #[derive(Debug)]
@@ -256,24 +259,6 @@ async fn create(c: &Client, kind: &str, a: CreateArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-fn ls_row(o: &Object) -> Value {
-    let labels: Vec<String> = o
-        .spec
-        .labels
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect();
-    serde_json::json!({
-        "ID": o.id,
-        "Name": o.spec.name,
-        "Driver": o.spec.driver.as_ref().map(|d| d.name.clone()).unwrap_or_default(),
-        "CreatedAt": ago(&o.created_at),
-        "UpdatedAt": ago(&o.updated_at),
-        "Labels": labels.join(","),
-        "LabelsMap": o.spec.labels,
-    })
-}
-
 async fn ls(c: &Client, kind: &str, a: LsArgs) -> anyhow::Result<i32> {
     let path = match filters_json(&a.filters)? {
         Some(f) => format!("/v1/{kind}?filters={}", enc(&f)),
@@ -292,33 +277,30 @@ async fn ls(c: &Client, kind: &str, a: LsArgs) -> anyhow::Result<i32> {
             Some("json") => {
                 for o in &objs {
                     let mut row = ls_row(o);
-                    row.as_object_mut().map(|m| m.remove("LabelsMap"));
-                    out.push_str(&row.to_string());
+                    if kind != "secrets" {
+                        row.as_object_mut().map(|m| m.remove("Driver"));
+                    }
+                    out.push_str(&listing_json(&row));
                     out.push('\n');
                 }
             }
             Some(t) if t != "table" => {
-                let tpl = Template::parse(t).map_err(|e| Exit(exit_codes::USAGE, e))?;
-                let mut rows = Vec::new();
-                if tpl.table {
-                    rows.push(
-                        tpl.header()
-                            .split('\t')
-                            .map(str::to_owned)
-                            .collect::<Vec<_>>(),
-                    );
-                }
-                for o in &objs {
-                    let line = tpl
-                        .render(&ls_row(o))
-                        .map_err(|e| Exit(exit_codes::USAGE, e))?;
-                    rows.push(line.split('\t').map(str::to_owned).collect());
-                }
-                out = if tpl.table {
-                    table(&rows)
+                let rows: Vec<_> = objs
+                    .iter()
+                    .map(|o| {
+                        let mut row = ls_row(o);
+                        if kind != "secrets" {
+                            row.as_object_mut().map(|m| m.remove("Driver"));
+                        }
+                        (row, o.spec.labels.clone().into_iter().collect())
+                    })
+                    .collect();
+                let columns = if kind == "secrets" {
+                    &SECRET_COLUMNS
                 } else {
-                    rows.iter().map(|r| r.join("\t") + "\n").collect()
+                    &CONFIG_COLUMNS
                 };
+                out = listing(t, &rows, columns).map_err(|e| Exit(exit_codes::USAGE, e))?;
             }
             _ => {
                 let mut rows = vec![vec!["ID".into(), "NAME".into()]];
@@ -397,6 +379,7 @@ async fn inspect(c: &Client, kind: &str, a: InspectArgs) -> anyhow::Result<i32> 
         }
     }
     let mut out = String::new();
+    let mut template_failures = Vec::new();
     if a.pretty {
         for (i, o) in found.iter().enumerate() {
             if i > 0 {
@@ -405,12 +388,19 @@ async fn inspect(c: &Client, kind: &str, a: InspectArgs) -> anyhow::Result<i32> 
             out.push_str(&pretty(kind, o));
         }
     } else if let Some(t) = a.format.as_deref().filter(|t| *t != "json") {
-        let tpl = Template::parse(t).map_err(|e| Exit(exit_codes::USAGE, e))?;
+        let tpl = ObjectFormat::parse(t).map_err(|e| Exit(exit_codes::USAGE, e))?;
+        // As docker's inspect: an object the template fails on is reported and skipped; if
+        // nothing printed, an empty line still does.
         for o in &found {
-            out.push_str(
-                &tpl.render(&serde_json::to_value(o)?)
-                    .map_err(|e| Exit(exit_codes::USAGE, e))?,
-            );
+            match tpl.render(&as_go_struct(kind, o)?) {
+                Ok(s) => {
+                    out.push_str(&s);
+                    out.push('\n');
+                }
+                Err(e) => template_failures.push(e),
+            }
+        }
+        if out.is_empty() {
             out.push('\n');
         }
     } else {
@@ -420,7 +410,12 @@ async fn inspect(c: &Client, kind: &str, a: InspectArgs) -> anyhow::Result<i32> 
     for e in &failed {
         eprintln!("{e}");
     }
-    Ok(if failed.is_empty() {
+    for e in &template_failures {
+        eprintln!("{e}");
+    }
+    Ok(if !template_failures.is_empty() {
+        exit_codes::USAGE
+    } else if failed.is_empty() {
         0
     } else {
         exit_codes::FAILURE
@@ -510,14 +505,14 @@ async fn client_command(cmd: Command, c: &Client) -> anyhow::Result<i32> {
                 match format.as_deref() {
                     Some("json") => println!("{}", pretty_json(&serde_json::to_value(&vs)?)),
                     Some(t) => {
-                        let tpl = Template::parse(t).map_err(|e| Exit(exit_codes::USAGE, e))?;
-                        for v in &vs {
-                            println!(
-                                "{}",
-                                tpl.render(&serde_json::to_value(v)?)
-                                    .map_err(|e| Exit(exit_codes::USAGE, e))?
-                            );
-                        }
+                        let rows = vs
+                            .iter()
+                            .map(serde_json::to_value)
+                            .collect::<Result<Vec<_>, _>>()?;
+                        print!(
+                            "{}",
+                            own_listing(t, &rows).map_err(|e| Exit(exit_codes::USAGE, e))?
+                        );
                     }
                     None => {
                         let mut rows = vec![
@@ -576,6 +571,12 @@ async fn client_command(cmd: Command, c: &Client) -> anyhow::Result<i32> {
                         out.push_str(&serde_json::to_string(r)?);
                         out.push('\n');
                     }
+                } else if let Some(t) = format.as_deref().filter(|t| *t != "table") {
+                    let rows = recs
+                        .iter()
+                        .map(serde_json::to_value)
+                        .collect::<Result<Vec<_>, _>>()?;
+                    out = own_listing(t, &rows).map_err(|e| Exit(exit_codes::USAGE, e))?;
                 } else {
                     let mut rows = vec![
                         [
@@ -674,7 +675,7 @@ async fn client_command(cmd: Command, c: &Client) -> anyhow::Result<i32> {
             match format.as_deref() {
                 Some("json") => println!("{}", serde_json::to_string(&i)?),
                 Some(t) => {
-                    let tpl = Template::parse(t).map_err(|e| Exit(exit_codes::USAGE, e))?;
+                    let tpl = ObjectFormat::parse(t).map_err(|e| Exit(exit_codes::USAGE, e))?;
                     println!(
                         "{}",
                         tpl.render(&serde_json::to_value(&i)?)
@@ -704,7 +705,24 @@ async fn client_command(cmd: Command, c: &Client) -> anyhow::Result<i32> {
             }
             Ok(0)
         }
-        Command::Version => {
+        Command::Version { format: Some(t) } => {
+            let server = c.get::<Value>("/v1/version").await?;
+            let v = serde_json::json!({
+                "Client": {"Version": env!("CARGO_PKG_VERSION")},
+                "Server": server,
+            });
+            if t == "json" {
+                println!("{v}");
+            } else {
+                let tpl = ObjectFormat::parse(&t).map_err(|e| Exit(exit_codes::USAGE, e))?;
+                println!(
+                    "{}",
+                    tpl.render(&v).map_err(|e| Exit(exit_codes::USAGE, e))?
+                );
+            }
+            Ok(0)
+        }
+        Command::Version { format: None } => {
             println!("Client:\n Version: {}", env!("CARGO_PKG_VERSION"));
             match c.get::<Value>("/v1/version").await {
                 Ok(v) => println!(
@@ -718,8 +736,8 @@ async fn client_command(cmd: Command, c: &Client) -> anyhow::Result<i32> {
             }
             Ok(0)
         }
-        Command::Events => {
-            events(c).await?;
+        Command::Events { format } => {
+            events(c, format.as_deref()).await?;
             Ok(0)
         }
         Command::Daemon(_)
@@ -739,10 +757,30 @@ async fn client_command(cmd: Command, c: &Client) -> anyhow::Result<i32> {
     }
 }
 
-async fn events(c: &Client) -> anyhow::Result<()> {
+async fn events(c: &Client, format: Option<&str>) -> anyhow::Result<()> {
+    let tpl = match format.filter(|f| *f != "json") {
+        Some(t) => Some(ObjectFormat::parse(t).map_err(|e| Exit(exit_codes::USAGE, e))?),
+        None => None,
+    };
+    // Events arrive as JSON lines, not necessarily one a chunk.
+    let mut pending = Vec::new();
     c.stream("/v1/events", |chunk| {
         let mut out = std::io::stdout().lock();
-        out.write_all(chunk)?;
+        let Some(tpl) = &tpl else {
+            out.write_all(chunk)?;
+            return out.flush();
+        };
+        pending.extend_from_slice(chunk);
+        while let Some(end) = pending.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = pending.drain(..=end).collect();
+            let Ok(ev) = serde_json::from_slice::<Value>(&line) else {
+                continue;
+            };
+            match tpl.render(&ev) {
+                Ok(s) => writeln!(out, "{s}")?,
+                Err(e) => eprintln!("{e}"),
+            }
+        }
         out.flush()
     })
     .await?;

@@ -459,20 +459,10 @@ fn info_version_completion_help() {
 #[test]
 fn events_stream_changes() {
     let d = Daemon::start();
-    let mut child = std::process::Command::new(crate::support::BIN)
-        .arg("-H")
-        .arg(d.sock())
-        .arg("events")
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    d.create("ev_one", b"x");
-    d.lb(&["secret", "rm", "ev_one"]);
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    let _ = child.kill();
-    let out = child.wait_with_output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = crate::support::events_during(&d, &[], || {
+        d.create("ev_one", b"x");
+        d.lb(&["secret", "rm", "ev_one"]);
+    });
     let evs: Vec<serde_json::Value> = text
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())

@@ -272,3 +272,21 @@ pub fn seed() -> u64 {
                 | 1
         })
 }
+
+/// What `lockbox events ARGS…` prints while `during` runs against the daemon.
+pub fn events_during(d: &Daemon, args: &[&str], during: impl FnOnce()) -> String {
+    let mut child = std::process::Command::new(BIN)
+        .arg("-H")
+        .arg(d.sock())
+        .arg("events")
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    during();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
