@@ -394,13 +394,36 @@ impl Wal {
         if full || next.is_none() {
             self.start_segment(first)?;
         }
-        let segment = self.segments.last().expect("a segment is open").first;
+        let (segment, segment_path) = {
+            let s = self.segments.last().expect("a segment is open");
+            (s.first, s.path.clone())
+        };
         let (file, len) = self.active.as_mut().expect("a segment is open");
         let offset = *len;
         let mut buf = Vec::new();
         record(&batch, &mut buf)?;
-        file.write_all(&buf)?;
-        file.sync_data()?;
+        if let Err(e) = file.write_all(&buf).and_then(|()| file.sync_data()) {
+            // Nothing of this append counts. Cutting the partial record off keeps the
+            // segment well-formed for the reopen (which would cut it as a torn tail anyway);
+            // raft stops on this error and the append is never retried in this process.
+            let cut = file.set_len(offset).and_then(|()| file.sync_data());
+            return Err(io::Error::new(
+                e.kind(),
+                format!(
+                    "raft log segment {}: append of {} bytes failed: {}{}",
+                    segment_path.display(),
+                    buf.len(),
+                    e,
+                    match cut {
+                        Ok(()) => String::new(),
+                        Err(c) => format!(
+                            " (cutting the partial record off failed too: {}; the next open cuts it)",
+                            c
+                        ),
+                    }
+                ),
+            ));
+        }
         *len += buf.len() as u64;
         self.locs.extend((0..batch.len()).map(|pos| Loc {
             segment,

@@ -21,6 +21,7 @@ use redb::{ReadableDatabase, ReadableTableMetadata, TableDefinition};
 use tempfile::TempDir;
 
 mod cluster;
+mod faults;
 
 /// The log table, as the storage module names it (a foreign file that has it is refused).
 const LOG: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("replication.log");
