@@ -59,8 +59,28 @@ use crate::staging::mount_tmpfs;
 use crate::writer::{AtomicWriter, SecretFile};
 use crate::{FORWARDED_SIGNALS, wire};
 
-/// Default size bound of the per-process tmpfs.
+/// Default size bound of the per-process tmpfs (the floor; a larger set gets more, see
+/// [`tmpfs_size_for`]).
 pub(crate) const DEFAULT_SHIM_SIZE: u64 = 16 * 1024 * 1024;
+/// Room beyond the files' pages: directories, symlinks and the scratch file of a rotation.
+const SLACK: u64 = 1024 * 1024;
+/// tmpfs gives every file whole pages.
+const PAGE: u64 = 4096;
+
+/// What a set occupies on tmpfs: each file rounded up to whole pages.
+pub(crate) fn set_bytes(files: &[SecretFile]) -> u64 {
+    files
+        .iter()
+        .map(|f| (f.data.len() as u64).div_ceil(PAGE).max(1) * PAGE)
+        .sum()
+}
+
+/// The tmpfs size a set needs: a rotation writes the whole new set before the old one goes
+/// (the atomic writer's `..data` swap), so twice the set, plus slack, and never less than
+/// [`DEFAULT_SHIM_SIZE`].
+pub(crate) fn tmpfs_size_for(bytes: u64) -> u64 {
+    (2 * bytes + SLACK).max(DEFAULT_SHIM_SIZE)
+}
 const REL_DIR: &str = "rel";
 const ABS_DIR: &str = "abs";
 
@@ -334,6 +354,9 @@ fn thread_count() -> usize {
 /// What the helper keeps after setup to apply rotations.
 struct Helper {
     control: File,
+    /// The tmpfs's current size bound, and what the published set occupies on it.
+    size: u64,
+    set_bytes: u64,
     /// The writable tmpfs root (hidden beneath the read-only bind), for scratch mounts.
     root: OwnedFd,
     rel: AtomicWriter,
@@ -381,6 +404,11 @@ impl Helper {
         // Absolute targets are read through binds of single inodes, never through `abs/..data`,
         // so no reader can be caught mid-lookup there: no grace period needed.
         abs.set_grace(std::time::Duration::ZERO);
+        let published = set_bytes(&files);
+        let size = args.size.max(tmpfs_size_for(published));
+        if size > args.size {
+            grow_tmpfs(&root, size)?;
+        }
         let (rel_files, abs_files) = split(files)?;
         rel.write(&rel_files)?;
         abs.write(&abs_files)?;
@@ -394,6 +422,8 @@ impl Helper {
 
         let mut helper = Helper {
             control,
+            size,
+            set_bytes: published,
             root,
             rel,
             abs,
@@ -482,7 +512,28 @@ impl Helper {
         cloned
     }
 
+    /// Grows the tmpfs before a set that would not fit beside the current one (the old set
+    /// stays until the new one is published), or refuses the rotation with the sizes named;
+    /// the command keeps the previous version either way.
+    fn make_room(&mut self, incoming: u64) -> Result<(), Error> {
+        let need = self.set_bytes + incoming + SLACK;
+        if need <= self.size {
+            return Ok(());
+        }
+        let size = tmpfs_size_for(incoming).max(need);
+        grow_tmpfs(&self.root, size).map_err(|e| Error::TmpfsTooSmall {
+            set: incoming,
+            size: self.size,
+            wanted: size,
+            reason: e.to_string(),
+        })?;
+        self.size = size;
+        Ok(())
+    }
+
     fn apply(&mut self, files: Vec<SecretFile>) -> Result<(), Error> {
+        let incoming = set_bytes(&files);
+        self.make_room(incoming)?;
         let (rel_files, abs_files) = split(files)?;
         self.rel.write(&rel_files)?;
         self.abs.write(&abs_files)?;
@@ -505,6 +556,7 @@ impl Helper {
                 .ctx(|| format!("unmount {}", p.display()))?;
             self.abs_bound.remove(&p);
         }
+        self.set_bytes = incoming;
         Ok(())
     }
 
@@ -524,6 +576,19 @@ impl Helper {
             }
         }
     }
+}
+
+/// Raises the size bound of the tmpfs whose root `root` is (hidden beneath the read-only
+/// bind, so reached through the descriptor). The mount keeps its `nosuid,nodev,noexec`.
+fn grow_tmpfs(root: &OwnedFd, size: u64) -> Result<(), Error> {
+    let path = fd_path(root.as_fd());
+    let data = std::ffi::CString::new(format!("size={size}")).expect("no NUL");
+    rustix::mount::mount_remount(
+        path.as_path(),
+        MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC,
+        data.as_c_str(),
+    )
+    .ctx(|| format!("resize the secrets tmpfs to {size} bytes"))
 }
 
 pub(crate) fn remount_ro(path: &Path) -> Result<(), Error> {

@@ -21,7 +21,7 @@ use signal_hook::iterator::{Handle, SignalsInfo};
 use signal_hook::low_level::siginfo::Cause;
 
 use crate::error::{Context, Error};
-use crate::shim::{DEFAULT_SHIM_SIZE, create_placeholder};
+use crate::shim::{DEFAULT_SHIM_SIZE, create_placeholder, set_bytes, tmpfs_size_for};
 use crate::writer::SecretFile;
 use crate::{FORWARDED_SIGNALS, wire};
 
@@ -59,7 +59,8 @@ pub struct RunOptions {
     pub secrets_dir: PathBuf,
     /// Drop to this uid:gid (supplementary groups cleared, no_new_privs set).
     pub user: Option<(u32, u32)>,
-    /// Size bound of the process's tmpfs, in bytes.
+    /// Size bound of the process's tmpfs, in bytes: a floor; a set that needs more (twice its
+    /// pages plus slack, so a rotation fits beside it) gets more, and a rotation grows it.
     pub tmpfs_size: u64,
     /// Extra environment for the command (paths such as `DB_PASSWORD_FILE`, never values).
     pub env: Vec<(OsString, OsString)>,
@@ -155,7 +156,11 @@ impl Supervisor {
             .arg("--secrets-dir")
             .arg(&opts.secrets_dir)
             .arg("--size")
-            .arg(opts.tmpfs_size.to_string());
+            .arg(
+                opts.tmpfs_size
+                    .max(tmpfs_size_for(set_bytes(&files)))
+                    .to_string(),
+            );
         if let Some((u, g)) = opts.user {
             cmd.arg("--user").arg(format!("{u}:{g}"));
         }

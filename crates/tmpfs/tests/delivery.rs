@@ -814,3 +814,54 @@ fn run_does_not_double_deliver_terminal_signals() {
     let st = run.wait().unwrap();
     assert_eq!(st.code(), Some(128 + 15), "{}", read(&out));
 }
+
+/// More than 8 MiB of secrets: the fixed 16 MiB tmpfs used to fit the set but not a rotation
+/// (the new set is written beside the old one), and the rotation failed while the command
+/// kept the old values. The tmpfs is now sized from the set and grown before a rotation.
+#[test]
+fn run_rotation_of_a_set_larger_than_half_the_default_tmpfs_reaches_the_child() {
+    if !require_root() {
+        return;
+    }
+    let work = scratch();
+    let out = work.path().join("out");
+    let done = work.path().join("done");
+    let script = format!(
+        r#"i=0
+while [ $i -lt 1500 ]; do
+  h=$(head -c 2 /run/secrets/big-19 2>/dev/null)
+  [ "$h" = v2 ] && break
+  sleep 0.02; i=$((i+1))
+done
+echo "last $h" >> {out}
+df -B1 --output=size /run/secrets | tail -1 >> {out}
+# Outlive the rotation's reply to the supervisor.
+i=0; while [ ! -e {done} ] && [ $i -lt 1500 ]; do sleep 0.02; i=$((i+1)); done
+[ "$h" = v2 ]"#,
+        out = out.display(),
+        done = done.display()
+    );
+    let set = |tag: &str| {
+        (0..20)
+            .map(|i| {
+                let mut data = tag.as_bytes().to_vec();
+                data.resize(500 * 1024, b'x');
+                file(&format!("big-{i}"), &data)
+            })
+            .collect::<Vec<_>>()
+    };
+    let mut opts = RunOptions::new(["/bin/sh", "-c", &script]);
+    opts.forward_signals = false;
+    let mut sup = Supervisor::spawn(&shim(), opts, set("v1")).unwrap();
+    sup.rotate(set("v2"))
+        .expect("a rotation of a 10 MB set fits (the tmpfs grows)");
+    fs::write(&done, b"").unwrap();
+    let code = sup.wait().unwrap();
+    let report = read(&out);
+    assert_eq!(code, 0, "the command saw the new value: {report}");
+    let size: u64 = report.lines().nth(1).unwrap().trim().parse().unwrap();
+    assert!(
+        size >= 2 * 20 * 500 * 1024,
+        "tmpfs sized from the set: {report}"
+    );
+}
