@@ -40,7 +40,7 @@ use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
@@ -189,6 +189,12 @@ pub fn shim_main(args: Vec<OsString>) -> ! {
         Ok(f) => f,
         Err(e) => report_fatal(&mut status, EXIT_SETUP, &e),
     };
+    // How the helper tells a supervisor that died (kill -9) from one that only let go of the
+    // command (closed the control pipe): see `Helper::serve_rotations`.
+    let supervisor = match open_parent_pidfd(args.parent_pid) {
+        Ok(fd) => fd,
+        Err(e) => report_fatal(&mut status, EXIT_SETUP, &e),
+    };
     // Tells the supervisor it may close its copies of our ends (so EOF works both ways).
     if writeln!(status, "attached")
         .and_then(|()| status.flush())
@@ -276,7 +282,15 @@ pub fn shim_main(args: Vec<OsString>) -> ! {
     let status = Arc::new(Mutex::new(status));
     {
         let status = status.clone();
-        std::thread::spawn(move || helper.serve_rotations(&status));
+        let pidfd = pidfd.clone();
+        std::thread::spawn(move || {
+            helper.serve_rotations(&status);
+            if supervisor_died(&supervisor) {
+                // Nobody is left to rotate, relay signals or report the exit: the command
+                // must not run on unsupervised.
+                let _ = rustix::process::pidfd_send_signal(&*pidfd, rustix::process::Signal::KILL);
+            }
+        });
     }
     let code = match child.wait() {
         Ok(st) => st
@@ -321,6 +335,41 @@ fn open_parent_fd(parent: i32, fd: i32, access: OFlags) -> Result<File, Error> {
         return Err(Error::Protocol(format!("{path} is not a pipe")));
     }
     Ok(File::from(f))
+}
+
+/// A pidfd on the supervisor, which must still be our parent once it is open (so the pid
+/// cannot name a recycled process).
+fn open_parent_pidfd(parent: i32) -> Result<OwnedFd, Error> {
+    let pid = rustix::process::Pid::from_raw(parent)
+        .ok_or_else(|| Error::Protocol(format!("bad supervisor pid {parent}")))?;
+    let fd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())
+        .ctx(|| "pidfd_open(supervisor)".into())?;
+    let ppid = rustix::process::getppid().map_or(0, |p| p.as_raw_nonzero().get());
+    if ppid != parent {
+        return Err(Error::Protocol(format!(
+            "parent is {ppid}, expected {parent}: the supervisor is gone"
+        )));
+    }
+    Ok(fd)
+}
+
+/// After the control pipe closed: did the supervisor exit (its pidfd turns readable), or did
+/// it only close the pipe? The kernel closes a dying process's descriptors just before it
+/// marks the process exited, so this waits a moment for the second step.
+fn supervisor_died(supervisor: &OwnedFd) -> bool {
+    use rustix::event::{PollFd, PollFlags, Timespec, poll};
+    let mut fds = [PollFd::new(supervisor, PollFlags::IN)];
+    let timeout = Timespec {
+        tv_sec: 2,
+        tv_nsec: 0,
+    };
+    loop {
+        match poll(&mut fds, Some(&timeout)) {
+            Ok(n) => return n > 0,
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(_) => return false,
+        }
+    }
 }
 
 fn spawn_command(args: &ShimArgs) -> io::Result<Child> {
@@ -647,24 +696,4 @@ fn split(files: Vec<SecretFile>) -> Result<(Vec<SecretFile>, Vec<SecretFile>), E
         }
     }
     Ok((rel, abs))
-}
-
-/// Placeholder files the supervisor creates for absolute targets that do not exist yet: a bind
-/// mount needs an existing file to cover. Created empty and mode 0 on the host filesystem.
-pub(crate) fn create_placeholder(target: &Path) -> Result<bool, Error> {
-    match fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o000)
-        .open(target)
-    {
-        Ok(_) => Ok(true),
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
-        Err(e) => Err(e).ctx(|| {
-            format!(
-                "create mount point for absolute target {} (its directory must exist)",
-                target.display()
-            )
-        }),
-    }
 }
