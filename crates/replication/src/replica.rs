@@ -360,15 +360,18 @@ impl Replica {
                 ),
             });
         }
+        let state_machine = StateMachine::new(db.clone());
+        let destructions = state_machine.destructions();
         let raft = Raft::new(
             cfg.node_id,
             raft_config,
             Network::new(cfg.node_id, dialer.clone()),
             LogStore::new(db.clone(), wal),
-            StateMachine::new(db.clone()),
+            state_machine,
         )
         .await
         .map_err(fatal)?;
+        tokio::spawn(scrub_after_destruction(raft.clone(), destructions));
         let shared = Arc::new(Shared {
             raft: raft.clone(),
             node_id: cfg.node_id,
@@ -1115,6 +1118,45 @@ fn map_read_error(e: RaftError<TypeConfig, LinearizableReadError<TypeConfig>>) -
             ReplicationError::NoQuorum(q.to_string())
         }
         RaftError::Fatal(f) => fatal(f),
+    }
+}
+
+/// How long removals are gathered before one snapshot and purge covers them all.
+const SCRUB_GATHER: Duration = Duration::from_millis(100);
+
+/// After an entry that destroyed sealed values (a secret removed, old versions pruned) is
+/// applied, makes a snapshot that covers it and purges the log up to that snapshot, so the
+/// removed values' copies in the raft log (the entries that created them) are deleted within
+/// moments instead of living until the next routine snapshot; the WAL rewrites the segment
+/// holding the purge point without the purged records (`Wal::purge`). A lagging follower then
+/// catches up from a snapshot instead of the log. Ends when raft stops.
+async fn scrub_after_destruction(raft: Raft, mut destructions: tokio::sync::watch::Receiver<u64>) {
+    while destructions.changed().await.is_ok() {
+        tokio::time::sleep(SCRUB_GATHER).await;
+        let index = *destructions.borrow_and_update();
+        if raft.trigger().snapshot().await.is_err() {
+            return;
+        }
+        let covered = raft
+            .wait(Some(Duration::from_secs(30)))
+            .metrics(
+                |m| m.snapshot.index() >= Some(index),
+                "snapshot covers the destroyed values",
+            )
+            .await;
+        let Ok(metrics) = covered else {
+            tracing::warn!(
+                index,
+                "no snapshot covered a removal within 30 s; its sealed values stay in the raft log until the next one"
+            );
+            continue;
+        };
+        let Some(upto) = metrics.snapshot.map(|s| s.index()) else {
+            continue;
+        };
+        if raft.trigger().purge_log(upto).await.is_err() {
+            return;
+        }
     }
 }
 
