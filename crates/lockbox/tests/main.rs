@@ -9,6 +9,7 @@ mod compose;
 mod crash;
 mod delivery;
 mod docker_cli;
+mod faults;
 mod keys;
 mod nemesis;
 mod no_plaintext_all;

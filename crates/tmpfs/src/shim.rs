@@ -55,32 +55,13 @@ use signal_hook::iterator::exfiltrator::WithOrigin;
 use signal_hook::low_level::siginfo::Cause;
 
 use crate::error::{Context, Error};
-use crate::staging::mount_tmpfs;
+use crate::staging::{SLACK, grow_tmpfs, mount_tmpfs, set_bytes, tmpfs_size_for};
 use crate::writer::{AtomicWriter, SecretFile};
 use crate::{FORWARDED_SIGNALS, wire};
 
 /// Default size bound of the per-process tmpfs (the floor; a larger set gets more, see
 /// [`tmpfs_size_for`]).
-pub(crate) const DEFAULT_SHIM_SIZE: u64 = 16 * 1024 * 1024;
-/// Room beyond the files' pages: directories, symlinks and the scratch file of a rotation.
-const SLACK: u64 = 1024 * 1024;
-/// tmpfs gives every file whole pages.
-const PAGE: u64 = 4096;
-
-/// What a set occupies on tmpfs: each file rounded up to whole pages.
-pub(crate) fn set_bytes(files: &[SecretFile]) -> u64 {
-    files
-        .iter()
-        .map(|f| (f.data.len() as u64).div_ceil(PAGE).max(1) * PAGE)
-        .sum()
-}
-
-/// The tmpfs size a set needs: a rotation writes the whole new set before the old one goes
-/// (the atomic writer's `..data` swap), so twice the set, plus slack, and never less than
-/// [`DEFAULT_SHIM_SIZE`].
-pub(crate) fn tmpfs_size_for(bytes: u64) -> u64 {
-    (2 * bytes + SLACK).max(DEFAULT_SHIM_SIZE)
-}
+pub(crate) const DEFAULT_SHIM_SIZE: u64 = crate::staging::DEFAULT_STAGING_SIZE;
 const REL_DIR: &str = "rel";
 const ABS_DIR: &str = "abs";
 
@@ -456,7 +437,7 @@ impl Helper {
         let published = set_bytes(&files);
         let size = args.size.max(tmpfs_size_for(published));
         if size > args.size {
-            grow_tmpfs(&root, size)?;
+            grow_tmpfs(&fd_path(root.as_fd()), size)?;
         }
         let (rel_files, abs_files) = split(files)?;
         rel.write(&rel_files)?;
@@ -570,7 +551,7 @@ impl Helper {
             return Ok(());
         }
         let size = tmpfs_size_for(incoming).max(need);
-        grow_tmpfs(&self.root, size).map_err(|e| Error::TmpfsTooSmall {
+        grow_tmpfs(&fd_path(self.root.as_fd()), size).map_err(|e| Error::TmpfsTooSmall {
             set: incoming,
             size: self.size,
             wanted: size,
@@ -625,19 +606,6 @@ impl Helper {
             }
         }
     }
-}
-
-/// Raises the size bound of the tmpfs whose root `root` is (hidden beneath the read-only
-/// bind, so reached through the descriptor). The mount keeps its `nosuid,nodev,noexec`.
-fn grow_tmpfs(root: &OwnedFd, size: u64) -> Result<(), Error> {
-    let path = fd_path(root.as_fd());
-    let data = std::ffi::CString::new(format!("size={size}")).expect("no NUL");
-    rustix::mount::mount_remount(
-        path.as_path(),
-        MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC,
-        data.as_c_str(),
-    )
-    .ctx(|| format!("resize the secrets tmpfs to {size} bytes"))
 }
 
 pub(crate) fn remount_ro(path: &Path) -> Result<(), Error> {

@@ -22,7 +22,8 @@ use signal_hook::low_level::siginfo::Cause;
 
 use crate::error::{Context, Error};
 use crate::placeholder::{DEFAULT_STATE_DIR, Placeholder, Record, reap_orphans};
-use crate::shim::{DEFAULT_SHIM_SIZE, set_bytes, tmpfs_size_for};
+use crate::shim::DEFAULT_SHIM_SIZE;
+use crate::staging::{set_bytes, tmpfs_size_for};
 use crate::writer::SecretFile;
 use crate::{FORWARDED_SIGNALS, wire};
 

@@ -815,6 +815,18 @@ fn run_does_not_double_deliver_terminal_signals() {
     assert_eq!(st.code(), Some(128 + 15), "{}", read(&out));
 }
 
+/// 20 files of 500 KiB (Docker's largest secret) starting with `tag`: 10 MB, more than half
+/// the default 16 MiB tmpfs.
+fn big_set(tag: &str) -> Vec<SecretFile> {
+    (0..20)
+        .map(|i| {
+            let mut data = tag.as_bytes().to_vec();
+            data.resize(500 * 1024, b'x');
+            file(&format!("big-{i}"), &data)
+        })
+        .collect()
+}
+
 /// More than 8 MiB of secrets: the fixed 16 MiB tmpfs used to fit the set but not a rotation
 /// (the new set is written beside the old one), and the rotation failed while the command
 /// kept the old values. The tmpfs is now sized from the set and grown before a rotation.
@@ -841,19 +853,10 @@ i=0; while [ ! -e {done} ] && [ $i -lt 1500 ]; do sleep 0.02; i=$((i+1)); done
         out = out.display(),
         done = done.display()
     );
-    let set = |tag: &str| {
-        (0..20)
-            .map(|i| {
-                let mut data = tag.as_bytes().to_vec();
-                data.resize(500 * 1024, b'x');
-                file(&format!("big-{i}"), &data)
-            })
-            .collect::<Vec<_>>()
-    };
     let mut opts = RunOptions::new(["/bin/sh", "-c", &script]);
     opts.forward_signals = false;
-    let mut sup = Supervisor::spawn(&shim(), opts, set("v1")).unwrap();
-    sup.rotate(set("v2"))
+    let mut sup = Supervisor::spawn(&shim(), opts, big_set("v1")).unwrap();
+    sup.rotate(big_set("v2"))
         .expect("a rotation of a 10 MB set fits (the tmpfs grows)");
     fs::write(&done, b"").unwrap();
     let code = sup.wait().unwrap();
@@ -1014,4 +1017,22 @@ fn run_supervisor_killed_with_sigkill_takes_the_command_down_and_its_placeholder
         "placeholder reaped, then the new one removed"
     );
     assert_eq!(fs::read_dir(&state).unwrap().count(), 0);
+}
+
+/// The daemon's staging tmpfs (containers: `docker run`, compose, services) grows the same
+/// way before a rotation of a set larger than half its size.
+#[test]
+fn staging_rotation_of_a_set_larger_than_half_the_default_tmpfs_fits() {
+    if !require_root() {
+        return;
+    }
+    let work = scratch_named(STAGING_PREFIX);
+    let staging = Staging::create(work.path(), "faults-big").unwrap();
+    staging.write(&big_set("v1")).unwrap();
+    staging
+        .write(&big_set("v2"))
+        .expect("the staging tmpfs grows before the rotation");
+    let got = fs::read(staging.published_dir().join("big-19")).unwrap();
+    assert!(got.starts_with(b"v2"));
+    staging.remove().unwrap();
 }
