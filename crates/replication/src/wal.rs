@@ -726,7 +726,10 @@ mod tests {
         let old = dir.path().join(segment_name(0));
         let old_bytes = fs::read(&old).unwrap();
         w.purge(log_id::<TypeConfig>(1, 1, 5)).unwrap();
-        assert!(!old.exists(), "the cut segment was rewritten without its purged records");
+        assert!(
+            !old.exists(),
+            "the cut segment was rewritten without its purged records"
+        );
         assert!(dir.path().join(segment_name(6)).exists());
         w.append(vec![ent(8)]).unwrap();
         drop(w);
