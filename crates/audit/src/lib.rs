@@ -40,7 +40,7 @@ pub enum AuditError {
     /// Found at open: a break in the chain that is not a torn final record. The daemon
     /// refuses to chain new records behind it.
     #[error(
-        "audit log {path} is damaged at line {line}: {problem}. The {line_before} record(s) before it verify. \
+        "audit log {path} is damaged: {problem}. The {line_before} record(s) before line {line} verify. \
          lockbox will not chain new records behind damage: move the file aside and keep it as \
          evidence (e.g. `mv {path} {path}.damaged`), then start the daemon again to begin a new chain"
     , path = .path.display(), line_before = .line - 1)]

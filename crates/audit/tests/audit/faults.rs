@@ -283,7 +283,10 @@ fn damage_before_the_last_line_is_refused_at_open_with_the_line_and_the_remedy()
         matches!(err, AuditError::Damaged { line: 3, .. }),
         "{err:?}"
     );
-    assert!(msg.contains("damaged at line 3"), "{msg}");
+    assert!(
+        msg.contains("is damaged: line 3: not a valid record"),
+        "{msg}"
+    );
     assert!(msg.contains("mv "), "the remedy is given: {msg}");
     assert_eq!(
         std::fs::read_to_string(&path).unwrap().lines().count(),
