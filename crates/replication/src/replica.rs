@@ -1121,6 +1121,10 @@ fn map_read_error(e: RaftError<TypeConfig, LinearizableReadError<TypeConfig>>) -
     }
 }
 
+/// How long a replica that hit a storage failure waits before it ends the process, so that
+/// the requests that failed with it are answered.
+const EXIT_GRACE: Duration = Duration::from_millis(500);
+
 /// How long removals are gathered before one snapshot and purge covers them all.
 const SCRUB_GATHER: Duration = Duration::from_millis(100);
 
@@ -1193,6 +1197,8 @@ async fn exit_on_storage_failure(raft: Raft, path: PathBuf) {
             eprintln!(
                 "lockbox: {e}; exiting with status {STORAGE_FAILURE_EXIT_CODE} so that the service manager restarts it"
             );
+            // Requests in flight get their error answer first; nothing can commit meanwhile.
+            tokio::time::sleep(EXIT_GRACE).await;
             std::process::exit(STORAGE_FAILURE_EXIT_CODE);
         }
         if metrics.changed().await.is_err() {
