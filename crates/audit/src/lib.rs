@@ -428,14 +428,15 @@ struct Walked {
 fn walk(reader: &mut impl std::io::BufRead, path: &Path) -> Result<Walked, AuditError> {
     let mut prev = GENESIS.to_string();
     let mut n = 0u64;
-    for (i, line) in reader.lines().enumerate() {
+    // Bytes, not `lines()`: a line that is not UTF-8 is damage to name, not an I/O error.
+    for (i, line) in reader.split(b'\n').enumerate() {
         let line_no = i as u64 + 1;
         let line = line.map_err(|source| AuditError::Io {
             path: path.to_owned(),
             source,
         })?;
         let expect = n + 1;
-        let problem = match serde_json::from_str::<AuditRecord>(&line) {
+        let problem = match serde_json::from_slice::<AuditRecord>(&line) {
             Err(e) => Some(format!("line {line_no}: not a valid record ({e})")),
             Ok(r) if hash_of(&r) != r.hash => Some(format!(
                 "line {line_no} (record {}): edited — its hash does not match its content",

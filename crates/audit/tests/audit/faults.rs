@@ -294,3 +294,25 @@ fn damage_before_the_last_line_is_refused_at_open_with_the_line_and_the_remedy()
         "a refused log is left as it was, as evidence"
     );
 }
+
+#[test]
+fn a_line_that_is_not_utf8_is_named_as_damage() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.log");
+    let mut log = AuditLog::open(&path).unwrap();
+    log.append(event(0)).unwrap();
+    drop(log);
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes.extend_from_slice(b"\xff\xfe\n");
+    std::fs::write(&path, &bytes).unwrap();
+    let v = verify(&path).unwrap();
+    assert!(
+        !v.ok && v.problem.as_deref().unwrap().starts_with("line 2"),
+        "{v:?}"
+    );
+    let err = AuditLog::open(&path).unwrap_err();
+    assert!(
+        matches!(err, AuditError::Damaged { line: 2, .. }),
+        "{err:?}"
+    );
+}
