@@ -442,3 +442,41 @@ fn disk_gone_read_only_during_bursts_loses_no_acknowledged_write_and_keeps_the_c
     sh(&["mkfs.ext4", "-q", "-F", image.to_str().unwrap()]);
     run_cycles(Disk::Ext4 { image }, "erofs");
 }
+
+/// `secret rm` used to leave the secret's ID, name and sealed value in the raft log until a
+/// routine snapshot purged it. The removal now triggers a snapshot and a purge that rewrites
+/// the log: soon after, no raft log file holds the ID or the name.
+#[test]
+fn a_removed_secret_is_gone_from_the_raft_log_soon_after() {
+    let d = Daemon::start();
+    let name = format!("faults-doomed-{:x}", seed());
+    let id = d.create(&name, b"doomed value");
+    d.create("faults-kept", b"kept value");
+    let wal = d.data().join("store.wal");
+    let log_holds = |needle: &str| {
+        crate::keys::walk(&wal).into_iter().any(|p| {
+            std::fs::read(&p)
+                .unwrap_or_default()
+                .windows(needle.len())
+                .any(|w| w == needle.as_bytes())
+        })
+    };
+    assert!(
+        log_holds(&id) && log_holds(&name),
+        "the test sees the entry"
+    );
+    let o = d.lb(&["secret", "rm", &name]);
+    assert_eq!(o.code, 0, "{o:?}");
+    // Writes go on: the purge point is not the end of the log.
+    d.create("faults-after", b"after");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while log_holds(&id) || log_holds(&name) {
+        assert!(
+            Instant::now() < deadline,
+            "the removed secret is still in the raft log after 10 s"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let o = d.lb(&["secret", "ls", "--format", "{{.Name}}"]);
+    assert!(o.stdout.contains("faults-kept") && o.stdout.contains("faults-after"));
+}
