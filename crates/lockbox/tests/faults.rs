@@ -480,3 +480,74 @@ fn a_removed_secret_is_gone_from_the_raft_log_soon_after() {
     let o = d.lb(&["secret", "ls", "--format", "{{.Name}}"]);
     assert!(o.stdout.contains("faults-kept") && o.stdout.contains("faults-after"));
 }
+
+/// More than 8 MiB of secrets in one `lockbox run`: the workload's fixed 16 MiB tmpfs used
+/// to hold the set but not a rotation (the new set is written beside the old one), so
+/// `secret rotate` succeeded while the workload kept the old value. The tmpfs is now sized
+/// from the set and grown before such a rotation.
+#[test]
+fn a_rotation_into_lockbox_run_with_more_than_8_mib_of_secrets_reaches_the_workload() {
+    let d = Daemon::start();
+    let big = |tag: &str| {
+        let mut v = tag.as_bytes().to_vec();
+        v.resize(480 * 1024, b'x');
+        v
+    };
+    let mut args: Vec<String> = vec!["run".into()];
+    for i in 0..20 {
+        d.create(&format!("faults-big-{i}"), &big("v1"));
+        args.push("--secret".into());
+        args.push(format!("faults-big-{i}"));
+    }
+    let work = tempfile::tempdir().unwrap();
+    let seen = work.path().join("seen");
+    let done = work.path().join("done");
+    let script = format!(
+        r#"i=0
+while [ $i -lt 1500 ]; do
+  [ "$(head -c 2 /run/secrets/faults-big-19)" = v2 ] && break
+  sleep 0.02; i=$((i+1))
+done
+head -c 2 /run/secrets/faults-big-19 > {seen}
+i=0; while [ ! -e {done} ] && [ $i -lt 1500 ]; do sleep 0.02; i=$((i+1)); done"#,
+        seen = seen.display(),
+        done = done.display()
+    );
+    args.extend(["--".into(), "/bin/sh".into(), "-c".into(), script]);
+    let sock = d.sock();
+    let run = std::thread::spawn(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run_cli(&sock, &args, None)
+    });
+    // The workload is up once the daemon lists it.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !d.http("GET", "/v1/workloads", None).1.contains("process") {
+        assert!(Instant::now() < deadline, "lockbox run did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let o = d.lb_in(
+        &["secret", "rotate", "faults-big-19", "-"],
+        Some(&big("v2")),
+    );
+    assert_eq!(o.code, 0, "{o:?}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::fs::read_to_string(&seen)
+        .unwrap_or_default()
+        .is_empty()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the workload never saw the new value"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::fs::write(&done, b"").unwrap();
+    let o = run.join().unwrap();
+    assert_eq!(o.code, 0, "{o:?}");
+    assert_eq!(
+        std::fs::read_to_string(&seen).unwrap(),
+        "v2",
+        "the workload sees the rotated value: {}",
+        o.stderr
+    );
+}
