@@ -28,7 +28,9 @@
 //! with its status (128+N when killed by signal N). When the command and its descendants are
 //! gone, the namespace and its tmpfs die with them: nothing ever appears in the host's mount
 //! table. [`crate::Supervisor::kill`] kills the command itself (through a pidfd), and the
-//! helper follows when it sees the command die.
+//! helper follows when it sees the command die. The helper also holds a pidfd on the
+//! supervisor: once the supervisor process is gone (`kill -9` included) and the control pipe
+//! closed, it kills the command, so no command runs on unsupervised.
 //!
 //! Protocol on the two pipes (fd numbers on the command line; the secrets are never in argv or
 //! the environment): supervisor → shim: [`crate::wire`] frames, the first one being the initial
@@ -170,8 +172,7 @@ pub fn shim_main(args: Vec<OsString>) -> ! {
         Ok(f) => f,
         Err(e) => report_fatal(&mut status, EXIT_SETUP, &e),
     };
-    // How the helper tells a supervisor that died (kill -9) from one that only let go of the
-    // command (closed the control pipe): see `Helper::serve_rotations`.
+    // The helper kills the command once the supervisor is gone (kill -9 included).
     let supervisor = match open_parent_pidfd(args.parent_pid) {
         Ok(fd) => fd,
         Err(e) => report_fatal(&mut status, EXIT_SETUP, &e),
@@ -266,9 +267,11 @@ pub fn shim_main(args: Vec<OsString>) -> ! {
         let pidfd = pidfd.clone();
         std::thread::spawn(move || {
             helper.serve_rotations(&status);
-            if supervisor_died(&supervisor) {
-                // Nobody is left to rotate, relay signals or report the exit: the command
-                // must not run on unsupervised.
+            // The control pipe closed: the supervisor died (kill -9), or let go of the
+            // command (dropped without waiting) and may live on. Either way, once it is gone
+            // nobody is left to rotate, relay signals or report the exit: the command must
+            // not run on unsupervised.
+            if wait_until_gone(&supervisor) {
                 let _ = rustix::process::pidfd_send_signal(&*pidfd, rustix::process::Signal::KILL);
             }
         });
@@ -334,20 +337,15 @@ fn open_parent_pidfd(parent: i32) -> Result<OwnedFd, Error> {
     Ok(fd)
 }
 
-/// After the control pipe closed: did the supervisor exit (its pidfd turns readable), or did
-/// it only close the pipe? The kernel closes a dying process's descriptors just before it
-/// marks the process exited, so this waits a moment for the second step.
-fn supervisor_died(supervisor: &OwnedFd) -> bool {
-    use rustix::event::{PollFd, PollFlags, Timespec, poll};
-    let mut fds = [PollFd::new(supervisor, PollFlags::IN)];
-    let timeout = Timespec {
-        tv_sec: 2,
-        tv_nsec: 0,
-    };
+/// Blocks until the process behind `pidfd` has exited (its pidfd turns readable); `false`
+/// if that cannot be watched.
+fn wait_until_gone(pidfd: &OwnedFd) -> bool {
+    use rustix::event::{PollFd, PollFlags, poll};
+    let mut fds = [PollFd::new(pidfd, PollFlags::IN)];
     loop {
-        match poll(&mut fds, Some(&timeout)) {
-            Ok(n) => return n > 0,
-            Err(rustix::io::Errno::INTR) => continue,
+        match poll(&mut fds, None) {
+            Ok(n) if n > 0 => return true,
+            Ok(_) | Err(rustix::io::Errno::INTR) => continue,
             Err(_) => return false,
         }
     }

@@ -357,7 +357,8 @@ impl Supervisor {
 
 impl Drop for Supervisor {
     fn drop(&mut self) {
-        // Like std's Child: dropping does not kill. Closing the control pipe ends rotations.
+        // Like std's Child: dropping does not kill. Closing the control pipe ends rotations;
+        // the command then lives as long as this process (the shim kills it when we exit).
         self.finish();
     }
 }
