@@ -37,6 +37,58 @@ pub enum AuditError {
         line: u64,
         reason: String,
     },
+    /// Found at open: a break in the chain that is not a torn final record. The daemon
+    /// refuses to chain new records behind it.
+    #[error(
+        "audit log {path} is damaged: {problem}. The {line_before} record(s) before line {line} verify. \
+         lockbox will not chain new records behind damage: move the file aside and keep it as \
+         evidence (e.g. `mv {path} {path}.damaged`), then start the daemon again to begin a new chain"
+    , path = .path.display(), line_before = .line - 1)]
+    Damaged {
+        path: PathBuf,
+        line: u64,
+        problem: String,
+    },
+    /// An append failed (disk full, read-only file system, I/O error). Nothing of it counts:
+    /// the file was cut back to its last good record, or, when even that failed, the writer
+    /// refuses every append until the file can be cut back.
+    #[error("audit log {path}: the record could not be written ({cause}); {state}", path = .path.display())]
+    Append {
+        path: PathBuf,
+        cause: String,
+        state: String,
+    },
+}
+
+impl AuditError {
+    /// A copy for each caller of a group commit that failed together.
+    fn duplicate(&self) -> AuditError {
+        match self {
+            AuditError::Io { path, source } => AuditError::Io {
+                path: path.clone(),
+                source: std::io::Error::new(source.kind(), source.to_string()),
+            },
+            AuditError::Malformed { path, line, reason } => AuditError::Malformed {
+                path: path.clone(),
+                line: *line,
+                reason: reason.clone(),
+            },
+            AuditError::Damaged {
+                path,
+                line,
+                problem,
+            } => AuditError::Damaged {
+                path: path.clone(),
+                line: *line,
+                problem: problem.clone(),
+            },
+            AuditError::Append { path, cause, state } => AuditError::Append {
+                path: path.clone(),
+                cause: cause.clone(),
+                state: state.clone(),
+            },
+        }
+    }
 }
 
 /// What happened, before it gets its place in the chain.
@@ -119,6 +171,12 @@ pub struct AuditLog {
     next_seq: u64,
     last_hash: String,
     torn_tail: u64,
+    /// The file's length after the last append that reached the disk: a failed append is
+    /// cut back to it.
+    good_len: u64,
+    /// Why appends are refused: a failed append could not be cut back, so the file may end
+    /// in a partial record. Cleared once a later cut-back succeeds.
+    poisoned: Option<String>,
 }
 
 impl AuditLog {
@@ -136,24 +194,26 @@ impl AuditLog {
             .open(path)
             .map_err(io)?;
         let torn_tail = drop_torn_tail(&mut file).map_err(io)?;
-        let (next_seq, last_hash) = match last_line(&mut file).map_err(io)? {
-            None => (1, GENESIS.to_string()),
-            Some((line_no, text)) => {
-                let r: AuditRecord =
-                    serde_json::from_str(&text).map_err(|e| AuditError::Malformed {
-                        path: path.to_owned(),
-                        line: line_no,
-                        reason: e.to_string(),
-                    })?;
-                (r.seq + 1, r.hash)
-            }
-        };
+        // The whole chain, not only its last line: a record chained behind damage would
+        // make every later `verify` fail, so damage is refused here with the line named.
+        file.seek(SeekFrom::Start(0)).map_err(io)?;
+        let walked = walk(&mut BufReader::new(&file), path)?;
+        if let Some((line, problem)) = walked.broken {
+            return Err(AuditError::Damaged {
+                path: path.to_owned(),
+                line,
+                problem,
+            });
+        }
+        let good_len = file.seek(SeekFrom::End(0)).map_err(io)?;
         Ok(Self {
             path: path.to_owned(),
             file,
-            next_seq,
-            last_hash,
+            next_seq: walked.records + 1,
+            last_hash: walked.head,
             torn_tail,
+            good_len,
+            poisoned: None,
         })
     }
 
@@ -169,9 +229,24 @@ impl AuditLog {
     }
 
     /// Appends several records with one write and one fdatasync (group commit): none is
-    /// acknowledged before all are on disk. On an error none of them counts, and the log's
-    /// head is unchanged (a partly written line is dropped as a torn tail at the next open).
+    /// acknowledged before all are on disk. On an error none of them counts: the file is cut
+    /// back to its length before the append (so it never keeps a partial line that the next
+    /// record would be chained behind), and the chain's head in memory is unchanged. When
+    /// even the cut-back fails (a file system gone read-only), the writer is poisoned: every
+    /// append fails until a cut-back succeeds (tried again at each append) or the log is
+    /// reopened, whose torn-tail repair does the same.
     pub fn append_batch(&mut self, events: Vec<Event>) -> Result<Vec<AuditRecord>, AuditError> {
+        if let Some(cause) = self.poisoned.clone() {
+            self.cut_back().map_err(|e| AuditError::Append {
+                path: self.path.clone(),
+                cause: cause.clone(),
+                state: format!(
+                    "an earlier append failed and the file still cannot be cut back to its last good record ({e}); \
+                     every append is refused until it can (free space or make the file system writable; restarting the daemon repairs it too)"
+                ),
+            })?;
+            self.poisoned = None;
+        }
         let mut records = Vec::with_capacity(events.len());
         let mut bytes = Vec::new();
         let (mut seq, mut prev) = (self.next_seq, self.last_hash.clone());
@@ -183,15 +258,47 @@ impl AuditLog {
             prev = r.hash.clone();
             records.push(r);
         }
-        let io = |source| AuditError::Io {
-            path: self.path.clone(),
-            source,
-        };
-        self.file.write_all(&bytes).map_err(io)?;
-        self.file.sync_data().map_err(io)?;
+        let written = self
+            .file
+            .write_all(&bytes)
+            .and_then(|()| self.file.sync_data());
+        if let Err(e) = written {
+            let cause = e.to_string();
+            let state = match self.cut_back() {
+                Ok(()) => {
+                    "nothing of it was kept: the log still ends at its last good record".to_string()
+                }
+                Err(cut) => {
+                    self.poisoned = Some(cause.clone());
+                    format!(
+                        "cutting the file back to its last good record failed too ({}), so every append is refused until it can be",
+                        cut
+                    )
+                }
+            };
+            return Err(AuditError::Append {
+                path: self.path.clone(),
+                cause,
+                state,
+            });
+        }
+        self.good_len += bytes.len() as u64;
         self.next_seq = seq;
         self.last_hash = prev;
         Ok(records)
+    }
+
+    /// Restores the file to its length after the last good append, durably. A failed
+    /// fdatasync may have dropped pages of the failed append only: everything before
+    /// `good_len` was flushed by an earlier fdatasync that succeeded.
+    fn cut_back(&mut self) -> std::io::Result<()> {
+        self.file.set_len(self.good_len)?;
+        self.file.sync_data()
+    }
+
+    /// Whether appends are refused until the file can be cut back (see [`Self::append_batch`]).
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned.is_some()
     }
 
     fn record(&self, e: Event, seq: u64, prev: String) -> AuditRecord {
@@ -264,39 +371,6 @@ fn drop_torn_tail(f: &mut File) -> std::io::Result<u64> {
     Ok(len - keep)
 }
 
-fn last_line(f: &mut File) -> std::io::Result<Option<(u64, String)>> {
-    // Reads backwards in blocks so opening a long log stays cheap.
-    let len = f.seek(SeekFrom::End(0))?;
-    if len == 0 {
-        return Ok(None);
-    }
-    let mut end = len;
-    let mut buf = Vec::new();
-    loop {
-        let start = end.saturating_sub(8192);
-        let mut chunk = vec![0u8; (end - start) as usize];
-        f.seek(SeekFrom::Start(start))?;
-        f.read_exact(&mut chunk)?;
-        chunk.extend_from_slice(&buf);
-        buf = chunk;
-        let trimmed = buf.strip_suffix(b"\n").unwrap_or(&buf);
-        if let Some(pos) = trimmed.iter().rposition(|&b| b == b'\n') {
-            let text = String::from_utf8_lossy(&trimmed[pos + 1..]).into_owned();
-            // The line number is only for messages; count it lazily.
-            f.seek(SeekFrom::Start(0))?;
-            let lines = BufReader::new(&*f).lines().count() as u64;
-            f.seek(SeekFrom::End(0))?;
-            return Ok(Some((lines, text)));
-        }
-        if start == 0 {
-            let text = String::from_utf8_lossy(trimmed).into_owned();
-            f.seek(SeekFrom::End(0))?;
-            return Ok(Some((1, text)));
-        }
-        end = start;
-    }
-}
-
 /// Reads every record, or those written at or after `since`.
 pub fn read(path: &Path, since: Option<jiff::Timestamp>) -> Result<Vec<AuditRecord>, AuditError> {
     let f = File::open(path).map_err(|source| AuditError::Io {
@@ -334,56 +408,73 @@ pub fn verify(path: &Path) -> Result<AuditVerify, AuditError> {
         path: path.to_owned(),
         source,
     })?;
+    let walked = walk(&mut BufReader::new(f), path)?;
+    Ok(AuditVerify {
+        ok: walked.broken.is_none(),
+        records: walked.records,
+        problem: walked.broken.map(|(_, p)| p),
+    })
+}
+
+/// The chain as far as it verifies.
+struct Walked {
+    records: u64,
+    /// The hash of the last good record (`GENESIS` when none).
+    head: String,
+    /// The first broken line and what is wrong with it.
+    broken: Option<(u64, String)>,
+}
+
+fn walk(reader: &mut impl std::io::BufRead, path: &Path) -> Result<Walked, AuditError> {
     let mut prev = GENESIS.to_string();
     let mut n = 0u64;
-    for (i, line) in BufReader::new(f).lines().enumerate() {
+    // Bytes, not `lines()`: a line that is not UTF-8 is damage to name, not an I/O error.
+    for (i, line) in reader.split(b'\n').enumerate() {
         let line_no = i as u64 + 1;
         let line = line.map_err(|source| AuditError::Io {
             path: path.to_owned(),
             source,
         })?;
         let expect = n + 1;
-        let broken = |problem: String| {
-            Ok(AuditVerify {
-                ok: false,
-                records: n,
-                problem: Some(problem),
-            })
-        };
-        let r: AuditRecord = match serde_json::from_str(&line) {
-            Ok(r) => r,
-            Err(e) => return broken(format!("line {line_no}: not a valid record ({e})")),
-        };
-        if hash_of(&r) != r.hash {
-            return broken(format!(
+        let problem = match serde_json::from_slice::<AuditRecord>(&line) {
+            Err(e) => Some(format!("line {line_no}: not a valid record ({e})")),
+            Ok(r) if hash_of(&r) != r.hash => Some(format!(
                 "line {line_no} (record {}): edited — its hash does not match its content",
                 r.seq
-            ));
-        }
-        if r.seq != expect {
-            let what = if r.seq > expect {
-                format!("record {expect} is missing (removed)")
-            } else {
-                format!("record {} is out of order (reordered or duplicated)", r.seq)
-            };
-            return broken(format!(
-                "line {line_no}: expected record {expect}, found {}: {what}",
-                r.seq
-            ));
-        }
-        if r.prev != prev {
-            return broken(format!(
+            )),
+            Ok(r) if r.seq != expect => {
+                let what = if r.seq > expect {
+                    format!("record {expect} is missing (removed)")
+                } else {
+                    format!("record {} is out of order (reordered or duplicated)", r.seq)
+                };
+                Some(format!(
+                    "line {line_no}: expected record {expect}, found {}: {what}",
+                    r.seq
+                ))
+            }
+            Ok(r) if r.prev != prev => Some(format!(
                 "line {line_no} (record {}): chain broken — it does not follow the record before it",
                 r.seq
-            ));
+            )),
+            Ok(r) => {
+                prev = r.hash;
+                n += 1;
+                None
+            }
+        };
+        if let Some(problem) = problem {
+            return Ok(Walked {
+                records: n,
+                head: prev,
+                broken: Some((line_no, problem)),
+            });
         }
-        prev = r.hash;
-        n += 1;
     }
-    Ok(AuditVerify {
-        ok: true,
+    Ok(Walked {
         records: n,
-        problem: None,
+        head: prev,
+        broken: None,
     })
 }
 
@@ -451,12 +542,8 @@ impl GroupCommit {
                             }
                         }
                         Err(e) => {
-                            let msg = e.to_string();
                             for reply in replies {
-                                reply.send(Err(AuditError::Io {
-                                    path: log.path.clone(),
-                                    source: std::io::Error::other(msg.clone()),
-                                }));
+                                reply.send(Err(e.duplicate()));
                             }
                         }
                     }

@@ -188,3 +188,6 @@ fn group_commit_from_many_threads_keeps_one_valid_chain() {
     assert!(v.ok, "{v:?}");
     assert_eq!(v.records, 400);
 }
+
+#[path = "audit/faults.rs"]
+mod faults;

@@ -558,11 +558,13 @@ pub(crate) async fn run(socket: &Path, a: RunArgs) -> anyhow::Result<i32> {
         if same_files(&files, &current) {
             continue;
         }
-        current = files;
-        if let Err(e) = sup.rotate(current.clone()) {
-            eprintln!("lockbox run: rotation failed: {e}");
+        // The set counts as delivered only once the rotation succeeded: after a failure the
+        // next push (even of the same files) is tried again instead of skipped as unchanged.
+        if let Err(e) = sup.rotate(files.clone()) {
+            eprintln!("lockbox run: rotation failed, the command keeps the previous files: {e}");
             continue;
         }
+        current = files;
         match policy {
             Policy::None => {}
             Policy::Signal(n) => {

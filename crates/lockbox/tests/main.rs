@@ -11,6 +11,7 @@ mod crash;
 mod delivery;
 mod docker_cli;
 mod docker_sdk;
+mod faults;
 mod formats;
 mod keys;
 mod nemesis;

@@ -28,6 +28,10 @@ pub const SHUTDOWN_CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
 /// The node id a single-node replica uses.
 pub const DEFAULT_NODE_ID: NodeId = 1;
 
+/// The process's exit status when [`ReplicaConfig::exit_on_storage_failure`] ends it
+/// (`EX_IOERR` from sysexits.h: an error doing I/O on a file).
+pub const STORAGE_FAILURE_EXIT_CODE: i32 = 74;
+
 /// How a replica runs. `Default` is right for single-node mode.
 #[derive(Debug, Clone)]
 pub struct ReplicaConfig {
@@ -79,6 +83,16 @@ pub struct ReplicaConfig {
     /// [`ReplicationError::NoQuorum`] (nothing written) or [`ReplicationError::OutcomeUnknown`]
     /// (proposed, not confirmed). Membership changes get `ready_timeout`.
     pub write_timeout: Duration,
+    /// When a write to the raft log or the store file fails (ENOSPC, EROFS, EIO, a failed
+    /// fsync), openraft stops this node's raft for good. With this set (the default), the
+    /// replica then logs the files and the cause and exits the process with
+    /// [`STORAGE_FAILURE_EXIT_CODE`], so that a service manager restarts it: the reopen cuts
+    /// the failed append off and replays the durable log. Staying up cannot be made safe: a
+    /// failed fsync may have dropped pages the kernel then reports clean, so the write is
+    /// never retried as if it were on disk (PostgreSQL's 2018 "fsyncgate" lesson). Unset
+    /// (tests, tools), every later call fails at once with [`ReplicationError::Fatal`]
+    /// naming the cause.
+    pub exit_on_storage_failure: bool,
 }
 
 /// How a new store file joins raft.
@@ -108,6 +122,7 @@ impl Default for ReplicaConfig {
             allow_torn_commit_rollback: true,
             bootstrap: Bootstrap::SingleVoter,
             write_timeout: Duration::from_secs(5),
+            exit_on_storage_failure: true,
         }
     }
 }
@@ -345,21 +360,27 @@ impl Replica {
                 ),
             });
         }
+        let state_machine = StateMachine::new(db.clone());
+        let destructions = state_machine.destructions();
         let raft = Raft::new(
             cfg.node_id,
             raft_config,
             Network::new(cfg.node_id, dialer.clone()),
             LogStore::new(db.clone(), wal),
-            StateMachine::new(db.clone()),
+            state_machine,
         )
         .await
         .map_err(fatal)?;
+        tokio::spawn(scrub_after_destruction(raft.clone(), destructions));
         let shared = Arc::new(Shared {
             raft: raft.clone(),
             node_id: cfg.node_id,
             write_timeout: cfg.write_timeout,
             stale_after: cfg.election_timeout_max * 2,
         });
+        if cfg.exit_on_storage_failure {
+            tokio::spawn(exit_on_storage_failure(raft.clone(), path.to_path_buf()));
+        }
         let replica = Replica {
             raft,
             db,
@@ -466,6 +487,7 @@ impl Replica {
         let mut body: Option<Vec<u8>> = None;
         let mut last_problem = "no leader is known".to_string();
         loop {
+            self.check_running()?;
             let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
             if remaining.is_zero() {
                 return Err(ReplicationError::NoQuorum(format!(
@@ -479,6 +501,10 @@ impl Replica {
                         // Lost leadership before appending: find the new leader.
                         Err(ReplicationError::NotLeader { .. }) => {
                             last_problem = "leadership moved".to_string();
+                        }
+                        // openraft's own message lacks the files; name them.
+                        Err(e @ ReplicationError::Fatal(_)) => {
+                            return Err(self.check_running().err().unwrap_or(e));
                         }
                         other => return other,
                     }
@@ -549,6 +575,7 @@ impl Replica {
         let body = crate::network::encode_request(&());
         let mut last_problem = "no leader is known".to_string();
         loop {
+            self.check_running()?;
             let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
             if remaining.is_zero() {
                 return Err(ReplicationError::NoQuorum(format!(
@@ -939,6 +966,16 @@ impl Replica {
         }
     }
 
+    /// `Err(Fatal)` naming the cause once raft has stopped (a storage failure): without it a
+    /// stopped node looks like one that lost its leader, and every call would wait
+    /// `write_timeout` and then blame the quorum.
+    fn check_running(&self) -> Result<(), ReplicationError> {
+        match &self.raft.metrics().borrow_watched().running_state {
+            Ok(()) => Ok(()),
+            Err(f) => Err(stopped(&self.path, f)),
+        }
+    }
+
     fn storage_error(&self, e: impl std::fmt::Display) -> ReplicationError {
         ReplicationError::Storage {
             path: self.path.clone(),
@@ -1081,6 +1118,92 @@ fn map_read_error(e: RaftError<TypeConfig, LinearizableReadError<TypeConfig>>) -
             ReplicationError::NoQuorum(q.to_string())
         }
         RaftError::Fatal(f) => fatal(f),
+    }
+}
+
+/// How long a replica that hit a storage failure waits before it ends the process, so that
+/// the requests that failed with it are answered.
+const EXIT_GRACE: Duration = Duration::from_millis(500);
+
+/// How long removals are gathered before one snapshot and purge covers them all.
+const SCRUB_GATHER: Duration = Duration::from_millis(100);
+
+/// After an entry that destroyed sealed values (a secret removed, old versions pruned) is
+/// applied, makes a snapshot that covers it and purges the log up to that snapshot, so the
+/// removed values' copies in the raft log (the entries that created them) are deleted within
+/// moments instead of living until the next routine snapshot; the WAL rewrites the segment
+/// holding the purge point without the purged records (`Wal::purge`). A lagging follower then
+/// catches up from a snapshot instead of the log. Ends when raft stops.
+async fn scrub_after_destruction(raft: Raft, mut destructions: tokio::sync::watch::Receiver<u64>) {
+    while destructions.changed().await.is_ok() {
+        tokio::time::sleep(SCRUB_GATHER).await;
+        let index = *destructions.borrow_and_update();
+        if raft.trigger().snapshot().await.is_err() {
+            return;
+        }
+        let covered = raft
+            .wait(Some(Duration::from_secs(30)))
+            .metrics(
+                |m| m.snapshot.index() >= Some(index),
+                "snapshot covers the destroyed values",
+            )
+            .await;
+        let Ok(metrics) = covered else {
+            tracing::warn!(
+                index,
+                "no snapshot covered a removal within 30 s; its sealed values stay in the raft log until the next one"
+            );
+            continue;
+        };
+        let Some(upto) = metrics.snapshot.map(|s| s.index()) else {
+            continue;
+        };
+        if raft.trigger().purge_log(upto).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// What a stopped raft means for the caller, with the store's files named.
+fn stopped(path: &Path, f: &Fatal<TypeConfig>) -> ReplicationError {
+    match f {
+        Fatal::StorageError(e) => ReplicationError::Fatal(format!(
+            "a write to the store {} or its raft log {} failed ({e}); this node stopped \
+             replicating and must be restarted once the cause is fixed",
+            path.display(),
+            crate::wal::dir_for(path).display()
+        )),
+        other => ReplicationError::Fatal(other.to_string()),
+    }
+}
+
+/// Waits until raft stops; if a storage failure stopped it, logs it and ends the process
+/// (see [`ReplicaConfig::exit_on_storage_failure`]). A shutdown ends the wait quietly.
+async fn exit_on_storage_failure(raft: Raft, path: PathBuf) {
+    let mut metrics = raft.metrics();
+    drop(raft);
+    loop {
+        let failure = match &metrics.borrow_watched().running_state {
+            Ok(()) => None,
+            Err(f @ (Fatal::StorageError(_) | Fatal::Panicked)) => Some(stopped(&path, f)),
+            Err(Fatal::Stopped) => return,
+        };
+        if let Some(e) = failure {
+            tracing::error!(
+                exit_code = STORAGE_FAILURE_EXIT_CODE,
+                "{e}; exiting so that the service manager restarts lockbox (a failed write or \
+                 fsync is never retried as if it were on disk)"
+            );
+            eprintln!(
+                "lockbox: {e}; exiting with status {STORAGE_FAILURE_EXIT_CODE} so that the service manager restarts it"
+            );
+            // Requests in flight get their error answer first; nothing can commit meanwhile.
+            tokio::time::sleep(EXIT_GRACE).await;
+            std::process::exit(STORAGE_FAILURE_EXIT_CODE);
+        }
+        if metrics.changed().await.is_err() {
+            return;
+        }
     }
 }
 

@@ -399,6 +399,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 #[derive(Clone)]
 pub struct StateMachine {
     db: Arc<Database>,
+    /// The index of the last applied entry that destroyed sealed values (a remove, or a new
+    /// version that pruned old ones): the replica then snapshots and purges the log up to it,
+    /// so the log stops holding them (see `Replica::scrub_after_destruction`).
+    destroyed: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 impl Debug for StateMachine {
@@ -411,7 +415,15 @@ impl StateMachine {
     /// Wraps a database whose tables `init_tables` and `Store::init_tables` have created
     /// (see [`new_storage`]).
     pub(crate) fn new(db: Arc<Database>) -> Self {
-        Self { db }
+        Self {
+            db,
+            destroyed: Arc::new(tokio::sync::watch::Sender::new(0)),
+        }
+    }
+
+    /// Follows the index of the last applied entry that destroyed sealed values.
+    pub(crate) fn destructions(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.destroyed.subscribe()
     }
 
     /// The current snapshot: the state machine as it is now, exported from one read
@@ -431,6 +443,17 @@ impl StateMachine {
             },
             snapshot: data,
         }))
+    }
+}
+
+/// Whether applying `cmd` destroyed sealed values whose copies in the log must go too.
+fn destroys_sealed_values(cmd: &lockbox_store::Command, reply: &lockbox_store::Response) -> bool {
+    use lockbox_store::{Command, Response};
+    match (cmd, reply) {
+        (_, Response::Failed(_)) => false,
+        (Command::Remove { .. }, _) => true,
+        (_, Response::Versioned { pruned, .. }) => !pruned.is_empty(),
+        _ => false,
     }
 }
 
@@ -497,11 +520,18 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let txn = self.db.begin_write().map_err(io_err)?;
         let mut replies = Vec::with_capacity(batch.len());
         let mut membership = None;
+        let mut destroyed = None;
         for (entry, responder) in batch {
             let index = entry.index();
             let reply = match &entry.payload {
                 EntryPayload::Blank => None,
-                EntryPayload::Normal(proposal) => Some(Store::apply(&txn, index, &proposal.0)),
+                EntryPayload::Normal(proposal) => {
+                    let reply = Store::apply(&txn, index, &proposal.0);
+                    if destroys_sealed_values(&proposal.0, &reply) {
+                        destroyed = Some(index);
+                    }
+                    Some(reply)
+                }
                 EntryPayload::Membership(m) => {
                     membership = Some(StoredMembership::new(Some(entry.log_id()), m.clone()));
                     None
@@ -518,6 +548,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         // Non-durable on purpose: the entries are already durable in the log and are
         // re-applied after a crash. See the module docs.
         commit(txn, Durability::None)?;
+        if let Some(index) = destroyed {
+            self.destroyed.send_replace(index);
+        }
 
         // Answer only after the commit, so a proposer that reads right after its propose
         // returns sees its own write.

@@ -253,6 +253,23 @@ impl Wal {
             }
         }
         segments.sort_by_key(|s| s.first);
+        // A segment whose successor starts at or below the purge point + 1 holds nothing
+        // needed: purged entries, or (a rewrite cut short by a crash, see `purge`) copies of
+        // entries its successor holds in full. Its purged bytes are deleted now.
+        if let Some(p) = last_purged.map(|l| l.index()) {
+            let superseded = segments
+                .windows(2)
+                .take_while(|w| w[1].first <= p + 1)
+                .count();
+            for seg in segments.drain(..superseded) {
+                if allow_torn_tail {
+                    fs::remove_file(&seg.path)?;
+                }
+            }
+            if superseded > 0 && allow_torn_tail {
+                sync_dir(dir)?;
+            }
+        }
 
         let purged_index = last_purged.map(|l| l.index());
         let mut entries = VecDeque::new();
@@ -394,13 +411,36 @@ impl Wal {
         if full || next.is_none() {
             self.start_segment(first)?;
         }
-        let segment = self.segments.last().expect("a segment is open").first;
+        let (segment, segment_path) = {
+            let s = self.segments.last().expect("a segment is open");
+            (s.first, s.path.clone())
+        };
         let (file, len) = self.active.as_mut().expect("a segment is open");
         let offset = *len;
         let mut buf = Vec::new();
         record(&batch, &mut buf)?;
-        file.write_all(&buf)?;
-        file.sync_data()?;
+        if let Err(e) = file.write_all(&buf).and_then(|()| file.sync_data()) {
+            // Nothing of this append counts. Cutting the partial record off keeps the
+            // segment well-formed for the reopen (which would cut it as a torn tail anyway);
+            // raft stops on this error and the append is never retried in this process.
+            let cut = file.set_len(offset).and_then(|()| file.sync_data());
+            return Err(io::Error::new(
+                e.kind(),
+                format!(
+                    "raft log segment {}: append of {} bytes failed: {}{}",
+                    segment_path.display(),
+                    buf.len(),
+                    e,
+                    match cut {
+                        Ok(()) => String::new(),
+                        Err(c) => format!(
+                            " (cutting the partial record off failed too: {}; the next open cuts it)",
+                            c
+                        ),
+                    }
+                ),
+            ));
+        }
         *len += buf.len() as u64;
         self.locs.extend((0..batch.len()).map(|pos| Loc {
             segment,
@@ -554,6 +594,63 @@ impl Wal {
             }
             sync_dir(&self.dir)?;
         }
+        self.rewrite_first_segment(upto)
+    }
+
+    /// The segment holding the purge point also holds purged records (the sealed values of
+    /// removed secrets among them): it is rewritten with only the entries after `upto`, so
+    /// that purging really removes them from disk. Crash-safe: the new segment is complete
+    /// and durable under its final name (`upto + 1`) before the old one goes, and an open
+    /// that finds both skips the old one (see [`Wal::open`]).
+    fn rewrite_first_segment(&mut self, upto: u64) -> io::Result<()> {
+        let Some(seg) = self.segments.first() else {
+            return Ok(());
+        };
+        let first = upto + 1;
+        if seg.first >= first {
+            return Ok(());
+        }
+        let old = seg.first;
+        let old_path = seg.path.clone();
+        let keep = self.locs.iter().take_while(|l| l.segment == old).count();
+        let survivors: Vec<Entry> = self.read().entries.range(..keep).cloned().collect();
+        if survivors.first().is_some_and(|e| e.index() != first) {
+            return Ok(());
+        }
+        let path = self.dir.join(segment_name(first));
+        let tmp = self.dir.join(format!("{}.tmp", segment_name(first)));
+        let mut buf = Vec::new();
+        if !survivors.is_empty() {
+            record(&survivors, &mut buf)?;
+        }
+        {
+            let mut f = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&tmp)?;
+            f.write_all(&buf)?;
+            f.sync_all()?;
+        }
+        fs::rename(&tmp, &path)?;
+        sync_dir(&self.dir)?;
+        fs::remove_file(&old_path)?;
+        sync_dir(&self.dir)?;
+        let active = self.segments.len() == 1;
+        self.segments[0] = Segment { first, path };
+        for (pos, loc) in self.locs.range_mut(..keep).enumerate() {
+            *loc = Loc {
+                segment: first,
+                offset: 0,
+                pos,
+            };
+        }
+        if active {
+            let f = OpenOptions::new()
+                .append(true)
+                .open(&self.segments[0].path)?;
+            self.active = Some((f, buf.len() as u64));
+        }
         Ok(())
     }
 }
@@ -618,5 +715,28 @@ mod tests {
         drop(w);
         let w = Wal::open(dir.path(), false).unwrap();
         assert_eq!(indexes(&w), [21]);
+    }
+
+    #[test]
+    fn a_purge_rewrites_the_segment_it_cuts_and_a_rewrite_cut_short_reopens() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = Wal::open(dir.path(), false).unwrap();
+        w.append((0..5).map(ent).collect()).unwrap();
+        w.append((5..8).map(ent).collect()).unwrap();
+        let old = dir.path().join(segment_name(0));
+        let old_bytes = fs::read(&old).unwrap();
+        w.purge(log_id::<TypeConfig>(1, 1, 5)).unwrap();
+        assert!(
+            !old.exists(),
+            "the cut segment was rewritten without its purged records"
+        );
+        assert!(dir.path().join(segment_name(6)).exists());
+        w.append(vec![ent(8)]).unwrap();
+        drop(w);
+        // A crash between the rewrite's rename and the old segment's removal.
+        fs::write(&old, &old_bytes).unwrap();
+        let w = Wal::open(dir.path(), true).unwrap();
+        assert_eq!(indexes(&w), [6, 7, 8]);
+        assert!(!old.exists(), "the superseded segment is deleted at open");
     }
 }

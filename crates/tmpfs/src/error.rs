@@ -33,6 +33,15 @@ pub enum Error {
         "the shim must run single-threaded, found {0} threads: call shim_main before starting any runtime"
     )]
     NotSingleThreaded(usize),
+    #[error(
+        "the new secrets ({set} bytes on tmpfs) do not fit beside the current ones in the workload's tmpfs of {size} bytes, and growing it to {wanted} bytes failed: {reason}; the workload keeps the previous version"
+    )]
+    TmpfsTooSmall {
+        set: u64,
+        size: u64,
+        wanted: u64,
+        reason: String,
+    },
     #[error("the command exited before the request completed")]
     ChildGone,
 }

@@ -49,6 +49,7 @@
 
 mod error;
 mod nsbind;
+mod placeholder;
 mod shim;
 mod staging;
 mod supervisor;
@@ -57,6 +58,7 @@ mod writer;
 
 pub use error::Error;
 pub use nsbind::nsbind_main;
+pub use placeholder::DEFAULT_STATE_DIR;
 pub use shim::shim_main;
 pub use staging::{DEFAULT_STAGING_SIZE, Staging, reap};
 pub use supervisor::{RunOptions, ShimCommand, Supervisor, parse_user_spec};

@@ -28,7 +28,9 @@
 //! with its status (128+N when killed by signal N). When the command and its descendants are
 //! gone, the namespace and its tmpfs die with them: nothing ever appears in the host's mount
 //! table. [`crate::Supervisor::kill`] kills the command itself (through a pidfd), and the
-//! helper follows when it sees the command die.
+//! helper follows when it sees the command die. The helper also holds a pidfd on the
+//! supervisor: once the supervisor process is gone (`kill -9` included) and the control pipe
+//! closed, it kills the command, so no command runs on unsupervised.
 //!
 //! Protocol on the two pipes (fd numbers on the command line; the secrets are never in argv or
 //! the environment): supervisor → shim: [`crate::wire`] frames, the first one being the initial
@@ -40,7 +42,7 @@ use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
@@ -55,12 +57,13 @@ use signal_hook::iterator::exfiltrator::WithOrigin;
 use signal_hook::low_level::siginfo::Cause;
 
 use crate::error::{Context, Error};
-use crate::staging::mount_tmpfs;
+use crate::staging::{SLACK, grow_tmpfs, mount_tmpfs, set_bytes, tmpfs_size_for};
 use crate::writer::{AtomicWriter, SecretFile};
 use crate::{FORWARDED_SIGNALS, wire};
 
-/// Default size bound of the per-process tmpfs.
-pub(crate) const DEFAULT_SHIM_SIZE: u64 = 16 * 1024 * 1024;
+/// Default size bound of the per-process tmpfs (the floor; a larger set gets more, see
+/// [`tmpfs_size_for`]).
+pub(crate) const DEFAULT_SHIM_SIZE: u64 = crate::staging::DEFAULT_STAGING_SIZE;
 const REL_DIR: &str = "rel";
 const ABS_DIR: &str = "abs";
 
@@ -169,6 +172,11 @@ pub fn shim_main(args: Vec<OsString>) -> ! {
         Ok(f) => f,
         Err(e) => report_fatal(&mut status, EXIT_SETUP, &e),
     };
+    // The helper kills the command once the supervisor is gone (kill -9 included).
+    let supervisor = match open_parent_pidfd(args.parent_pid) {
+        Ok(fd) => fd,
+        Err(e) => report_fatal(&mut status, EXIT_SETUP, &e),
+    };
     // Tells the supervisor it may close its copies of our ends (so EOF works both ways).
     if writeln!(status, "attached")
         .and_then(|()| status.flush())
@@ -256,7 +264,17 @@ pub fn shim_main(args: Vec<OsString>) -> ! {
     let status = Arc::new(Mutex::new(status));
     {
         let status = status.clone();
-        std::thread::spawn(move || helper.serve_rotations(&status));
+        let pidfd = pidfd.clone();
+        std::thread::spawn(move || {
+            helper.serve_rotations(&status);
+            // The control pipe closed: the supervisor died (kill -9), or let go of the
+            // command (dropped without waiting) and may live on. Either way, once it is gone
+            // nobody is left to rotate, relay signals or report the exit: the command must
+            // not run on unsupervised.
+            if wait_until_gone(&supervisor) {
+                let _ = rustix::process::pidfd_send_signal(&*pidfd, rustix::process::Signal::KILL);
+            }
+        });
     }
     let code = match child.wait() {
         Ok(st) => st
@@ -303,6 +321,36 @@ fn open_parent_fd(parent: i32, fd: i32, access: OFlags) -> Result<File, Error> {
     Ok(File::from(f))
 }
 
+/// A pidfd on the supervisor, which must still be our parent once it is open (so the pid
+/// cannot name a recycled process).
+fn open_parent_pidfd(parent: i32) -> Result<OwnedFd, Error> {
+    let pid = rustix::process::Pid::from_raw(parent)
+        .ok_or_else(|| Error::Protocol(format!("bad supervisor pid {parent}")))?;
+    let fd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())
+        .ctx(|| "pidfd_open(supervisor)".into())?;
+    let ppid = rustix::process::getppid().map_or(0, |p| p.as_raw_nonzero().get());
+    if ppid != parent {
+        return Err(Error::Protocol(format!(
+            "parent is {ppid}, expected {parent}: the supervisor is gone"
+        )));
+    }
+    Ok(fd)
+}
+
+/// Blocks until the process behind `pidfd` has exited (its pidfd turns readable); `false`
+/// if that cannot be watched.
+fn wait_until_gone(pidfd: &OwnedFd) -> bool {
+    use rustix::event::{PollFd, PollFlags, poll};
+    let mut fds = [PollFd::new(pidfd, PollFlags::IN)];
+    loop {
+        match poll(&mut fds, None) {
+            Ok(n) if n > 0 => return true,
+            Ok(_) | Err(rustix::io::Errno::INTR) => continue,
+            Err(_) => return false,
+        }
+    }
+}
+
 fn spawn_command(args: &ShimArgs) -> io::Result<Child> {
     let mut cmd = Command::new(&args.command[0]);
     cmd.args(&args.command[1..]);
@@ -334,6 +382,9 @@ fn thread_count() -> usize {
 /// What the helper keeps after setup to apply rotations.
 struct Helper {
     control: File,
+    /// The tmpfs's current size bound, and what the published set occupies on it.
+    size: u64,
+    set_bytes: u64,
     /// The writable tmpfs root (hidden beneath the read-only bind), for scratch mounts.
     root: OwnedFd,
     rel: AtomicWriter,
@@ -381,6 +432,11 @@ impl Helper {
         // Absolute targets are read through binds of single inodes, never through `abs/..data`,
         // so no reader can be caught mid-lookup there: no grace period needed.
         abs.set_grace(std::time::Duration::ZERO);
+        let published = set_bytes(&files);
+        let size = args.size.max(tmpfs_size_for(published));
+        if size > args.size {
+            grow_tmpfs(&fd_path(root.as_fd()), size)?;
+        }
         let (rel_files, abs_files) = split(files)?;
         rel.write(&rel_files)?;
         abs.write(&abs_files)?;
@@ -394,6 +450,8 @@ impl Helper {
 
         let mut helper = Helper {
             control,
+            size,
+            set_bytes: published,
             root,
             rel,
             abs,
@@ -482,7 +540,28 @@ impl Helper {
         cloned
     }
 
+    /// Grows the tmpfs before a set that would not fit beside the current one (the old set
+    /// stays until the new one is published), or refuses the rotation with the sizes named;
+    /// the command keeps the previous version either way.
+    fn make_room(&mut self, incoming: u64) -> Result<(), Error> {
+        let need = self.set_bytes + incoming + SLACK;
+        if need <= self.size {
+            return Ok(());
+        }
+        let size = tmpfs_size_for(incoming).max(need);
+        grow_tmpfs(&fd_path(self.root.as_fd()), size).map_err(|e| Error::TmpfsTooSmall {
+            set: incoming,
+            size: self.size,
+            wanted: size,
+            reason: e.to_string(),
+        })?;
+        self.size = size;
+        Ok(())
+    }
+
     fn apply(&mut self, files: Vec<SecretFile>) -> Result<(), Error> {
+        let incoming = set_bytes(&files);
+        self.make_room(incoming)?;
         let (rel_files, abs_files) = split(files)?;
         self.rel.write(&rel_files)?;
         self.abs.write(&abs_files)?;
@@ -505,6 +584,7 @@ impl Helper {
                 .ctx(|| format!("unmount {}", p.display()))?;
             self.abs_bound.remove(&p);
         }
+        self.set_bytes = incoming;
         Ok(())
     }
 
@@ -582,24 +662,4 @@ fn split(files: Vec<SecretFile>) -> Result<(Vec<SecretFile>, Vec<SecretFile>), E
         }
     }
     Ok((rel, abs))
-}
-
-/// Placeholder files the supervisor creates for absolute targets that do not exist yet: a bind
-/// mount needs an existing file to cover. Created empty and mode 0 on the host filesystem.
-pub(crate) fn create_placeholder(target: &Path) -> Result<bool, Error> {
-    match fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o000)
-        .open(target)
-    {
-        Ok(_) => Ok(true),
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
-        Err(e) => Err(e).ctx(|| {
-            format!(
-                "create mount point for absolute target {} (its directory must exist)",
-                target.display()
-            )
-        }),
-    }
 }

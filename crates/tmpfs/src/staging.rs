@@ -66,6 +66,38 @@ fn prepare_root(root: &Path) -> Result<(), Error> {
     Ok(())
 }
 
+/// Room beyond the files' pages: directories, symlinks and the scratch file of a rotation.
+pub(crate) const SLACK: u64 = 1024 * 1024;
+/// tmpfs gives every file whole pages.
+const PAGE: u64 = 4096;
+
+/// What a set occupies on tmpfs: each file rounded up to whole pages.
+pub(crate) fn set_bytes(files: &[SecretFile]) -> u64 {
+    files
+        .iter()
+        .map(|f| (f.data.len() as u64).div_ceil(PAGE).max(1) * PAGE)
+        .sum()
+}
+
+/// The tmpfs size a set needs: a rotation writes the whole new set before the old one goes
+/// (the atomic writer's `..data` swap), so twice the set, plus slack, and never less than
+/// [`DEFAULT_STAGING_SIZE`].
+pub(crate) fn tmpfs_size_for(bytes: u64) -> u64 {
+    (2 * bytes + SLACK).max(DEFAULT_STAGING_SIZE)
+}
+/// Raises the size bound of the tmpfs mounted at `path` (for the shim's hidden tmpfs, a
+/// `/proc/self/fd` path to its root). The mount keeps its `nosuid,nodev,noexec` (and its
+/// `noswap`, which a remount leaves as it was).
+pub(crate) fn grow_tmpfs(path: &Path, size: u64) -> Result<(), Error> {
+    let data = std::ffi::CString::new(format!("size={size}")).expect("no NUL");
+    rustix::mount::mount_remount(
+        path,
+        MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC,
+        data.as_c_str(),
+    )
+    .ctx(|| format!("resize the secrets tmpfs to {size} bytes"))
+}
+
 /// Mounts a tmpfs at `target`, asking for `noswap` (Linux ≥ 6.4) and falling back without it.
 pub(crate) fn mount_tmpfs(target: &Path, size: u64, mode: u32) -> Result<bool, Error> {
     let flags = MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC;
@@ -199,9 +231,27 @@ impl Staging {
         self.noswap
     }
 
-    /// Replaces the file set atomically (relative targets only).
+    /// Replaces the file set atomically (relative targets only). The tmpfs is grown first
+    /// when the new set would not fit beside what it holds (the old set stays until the new
+    /// one is published), or the write is refused with the sizes named.
     pub fn write(&self, files: &[SecretFile]) -> Result<(), Error> {
         let mut w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let st =
+            rustix::fs::fstatfs(w.dir_fd()).ctx(|| format!("statfs {}", self.path.display()))?;
+        // Field types differ between architectures.
+        #[allow(clippy::unnecessary_cast)]
+        let (blocks, free, bsize) = (st.f_blocks as u64, st.f_bfree as u64, st.f_bsize as u64);
+        let (size, used) = (blocks * bsize, (blocks - free) * bsize);
+        let incoming = set_bytes(files);
+        if used + incoming + SLACK > size {
+            let wanted = tmpfs_size_for(incoming).max(used + incoming + SLACK);
+            grow_tmpfs(&self.path, wanted).map_err(|e| Error::TmpfsTooSmall {
+                set: incoming,
+                size,
+                wanted,
+                reason: e.to_string(),
+            })?;
+        }
         w.write(files)
     }
 

@@ -5,7 +5,7 @@
 //! tokio `spawn_blocking`, and it never does namespace work itself (see [`crate::shim_main`]).
 
 use std::ffi::OsString;
-use std::fs::{self, File};
+use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::ExitStatusExt;
@@ -21,7 +21,9 @@ use signal_hook::iterator::{Handle, SignalsInfo};
 use signal_hook::low_level::siginfo::Cause;
 
 use crate::error::{Context, Error};
-use crate::shim::{DEFAULT_SHIM_SIZE, create_placeholder};
+use crate::placeholder::{DEFAULT_STATE_DIR, Placeholder, Record, reap_orphans};
+use crate::shim::DEFAULT_SHIM_SIZE;
+use crate::staging::{set_bytes, tmpfs_size_for};
 use crate::writer::SecretFile;
 use crate::{FORWARDED_SIGNALS, wire};
 
@@ -59,12 +61,16 @@ pub struct RunOptions {
     pub secrets_dir: PathBuf,
     /// Drop to this uid:gid (supplementary groups cleared, no_new_privs set).
     pub user: Option<(u32, u32)>,
-    /// Size bound of the process's tmpfs, in bytes.
+    /// Size bound of the process's tmpfs, in bytes: a floor; a set that needs more (twice its
+    /// pages plus slack, so a rotation fits beside it) gets more, and a rotation grows it.
     pub tmpfs_size: u64,
     /// Extra environment for the command (paths such as `DB_PASSWORD_FILE`, never values).
     pub env: Vec<(OsString, OsString)>,
     /// Relay SIGINT/TERM/HUP/QUIT/USR1/USR2 sent to this process to the command.
     pub forward_signals: bool,
+    /// Where the placeholders for absolute targets are recorded (0700), so that those of a
+    /// supervisor killed before it could remove them are reaped by the next one.
+    pub state_dir: PathBuf,
 }
 
 /// Parses `--user UID[:GID]` (numeric only: names would need the target's passwd database;
@@ -88,6 +94,7 @@ impl RunOptions {
             tmpfs_size: DEFAULT_SHIM_SIZE,
             env: Vec::new(),
             forward_signals: true,
+            state_dir: PathBuf::from(DEFAULT_STATE_DIR),
         }
     }
 }
@@ -102,7 +109,8 @@ pub struct Supervisor {
     status: BufReader<File>,
     forwarder: Option<(Handle, JoinHandle<()>)>,
     secrets_dir: PathBuf,
-    placeholders: Vec<PathBuf>,
+    record: Record,
+    placeholders: Vec<Placeholder>,
 }
 
 impl std::fmt::Debug for Supervisor {
@@ -138,7 +146,12 @@ impl Supervisor {
             None
         };
         let mut placeholders = Vec::new();
-        add_placeholders(&files, &mut placeholders)?;
+        reap_orphans(&opts.state_dir);
+        let record = Record::for_this_process(&opts.state_dir);
+        if let Err(e) = add_placeholders(&files, &record, &mut placeholders) {
+            record.remove_all(&placeholders);
+            return Err(e);
+        }
 
         // Both pipes stay close-on-exec: the shim opens its ends through /proc/<our pid>/fd/N,
         // so no other process this (maybe multithreaded) parent spawns can inherit them.
@@ -155,7 +168,11 @@ impl Supervisor {
             .arg("--secrets-dir")
             .arg(&opts.secrets_dir)
             .arg("--size")
-            .arg(opts.tmpfs_size.to_string());
+            .arg(
+                opts.tmpfs_size
+                    .max(tmpfs_size_for(set_bytes(&files)))
+                    .to_string(),
+            );
         if let Some((u, g)) = opts.user {
             cmd.arg("--user").arg(format!("{u}:{g}"));
         }
@@ -165,7 +182,7 @@ impl Supervisor {
         let mut shim_child = match spawned {
             Ok(c) => c,
             Err(e) => {
-                remove_placeholders(&placeholders);
+                record.remove_all(&placeholders);
                 return Err(e).ctx(|| format!("start shim {}", shim.program.display()));
             }
         };
@@ -177,7 +194,7 @@ impl Supervisor {
             Err(e) => {
                 let _ = shim_child.kill();
                 let _ = shim_child.wait();
-                remove_placeholders(&placeholders);
+                record.remove_all(&placeholders);
                 return Err(e).ctx(|| "pidfd_open(shim)".into());
             }
         };
@@ -196,6 +213,7 @@ impl Supervisor {
             status: BufReader::new(File::from(st_r)),
             forwarder: None,
             secrets_dir: opts.secrets_dir.clone(),
+            record,
             placeholders,
         };
         match attached {
@@ -257,7 +275,7 @@ impl Supervisor {
     /// absolute targets: one mount swap each). Returns when the new files are visible.
     pub fn rotate(&mut self, files: Vec<SecretFile>) -> Result<(), Error> {
         let files = normalize(files, &self.secrets_dir);
-        add_placeholders(&files, &mut self.placeholders)?;
+        add_placeholders(&files, &self.record, &mut self.placeholders)?;
         let control = self.control.as_mut().ok_or(Error::ChildGone)?;
         if wire::write_files(control, &files).is_err() {
             return Err(Error::ChildGone);
@@ -305,7 +323,8 @@ impl Supervisor {
             handle.close();
             let _ = thread.join();
         }
-        remove_placeholders(&std::mem::take(&mut self.placeholders));
+        self.record
+            .remove_all(&std::mem::take(&mut self.placeholders));
     }
 
     fn read_status(&mut self) -> Result<String, Error> {
@@ -338,7 +357,8 @@ impl Supervisor {
 
 impl Drop for Supervisor {
     fn drop(&mut self) {
-        // Like std's Child: dropping does not kill. Closing the control pipe ends rotations.
+        // Like std's Child: dropping does not kill. Closing the control pipe ends rotations;
+        // the command then lives as long as this process (the shim kills it when we exit).
         self.finish();
     }
 }
@@ -356,23 +376,21 @@ fn normalize(files: Vec<SecretFile>, secrets_dir: &Path) -> Vec<SecretFile> {
         .collect()
 }
 
-fn add_placeholders(files: &[SecretFile], placeholders: &mut Vec<PathBuf>) -> Result<(), Error> {
+fn add_placeholders(
+    files: &[SecretFile],
+    record: &Record,
+    placeholders: &mut Vec<Placeholder>,
+) -> Result<(), Error> {
     for f in files.iter().filter(|f| f.target.is_absolute()) {
         crate::writer::relative_components(f.target.strip_prefix("/").unwrap_or(&f.target))?;
-        if !placeholders.contains(&f.target) && create_placeholder(&f.target)? {
-            placeholders.push(f.target.clone());
+        if placeholders.iter().any(|p| p.path == f.target) {
+            continue;
+        }
+        if let Some(p) = record.create(&f.target)? {
+            placeholders.push(p);
         }
     }
     Ok(())
-}
-
-fn remove_placeholders(paths: &[PathBuf]) {
-    for p in paths {
-        // Only if still our empty placeholder: never delete something a user put there since.
-        if fs::symlink_metadata(p).is_ok_and(|m| m.is_file() && m.len() == 0) {
-            let _ = fs::remove_file(p);
-        }
-    }
 }
 
 /// How long a shim may take to open its pipes: it does nothing else before, so only a wrong

@@ -814,3 +814,225 @@ fn run_does_not_double_deliver_terminal_signals() {
     let st = run.wait().unwrap();
     assert_eq!(st.code(), Some(128 + 15), "{}", read(&out));
 }
+
+/// 20 files of 500 KiB (Docker's largest secret) starting with `tag`: 10 MB, more than half
+/// the default 16 MiB tmpfs.
+fn big_set(tag: &str) -> Vec<SecretFile> {
+    (0..20)
+        .map(|i| {
+            let mut data = tag.as_bytes().to_vec();
+            data.resize(500 * 1024, b'x');
+            file(&format!("big-{i}"), &data)
+        })
+        .collect()
+}
+
+/// More than 8 MiB of secrets: the fixed 16 MiB tmpfs used to fit the set but not a rotation
+/// (the new set is written beside the old one), and the rotation failed while the command
+/// kept the old values. The tmpfs is now sized from the set and grown before a rotation.
+#[test]
+fn run_rotation_of_a_set_larger_than_half_the_default_tmpfs_reaches_the_child() {
+    if !require_root() {
+        return;
+    }
+    let work = scratch();
+    let out = work.path().join("out");
+    let done = work.path().join("done");
+    let script = format!(
+        r#"i=0
+while [ $i -lt 1500 ]; do
+  h=$(head -c 2 /run/secrets/big-19 2>/dev/null)
+  [ "$h" = v2 ] && break
+  sleep 0.02; i=$((i+1))
+done
+echo "last $h" >> {out}
+df -B1 --output=size /run/secrets | tail -1 >> {out}
+# Outlive the rotation's reply to the supervisor.
+i=0; while [ ! -e {done} ] && [ $i -lt 1500 ]; do sleep 0.02; i=$((i+1)); done
+[ "$h" = v2 ]"#,
+        out = out.display(),
+        done = done.display()
+    );
+    let mut opts = RunOptions::new(["/bin/sh", "-c", &script]);
+    opts.forward_signals = false;
+    let mut sup = Supervisor::spawn(&shim(), opts, big_set("v1")).unwrap();
+    sup.rotate(big_set("v2"))
+        .expect("a rotation of a 10 MB set fits (the tmpfs grows)");
+    fs::write(&done, b"").unwrap();
+    let code = sup.wait().unwrap();
+    let report = read(&out);
+    assert_eq!(code, 0, "the command saw the new value: {report}");
+    let size: u64 = report.lines().nth(1).unwrap().trim().parse().unwrap();
+    assert!(
+        size >= 2 * 20 * 500 * 1024,
+        "tmpfs sized from the set: {report}"
+    );
+}
+
+/// The placeholder for an absolute target is root's write into a directory the workload's
+/// user may control. Re-pointing a symlinked parent during the run used to make root create
+/// a file in one root-only directory (a rotation's new target) and, at exit, delete an
+/// unrelated empty file in another.
+#[test]
+fn run_placeholders_never_follow_a_symlink_even_one_re_pointed_during_the_run() {
+    if !require_root() {
+        return;
+    }
+    let work = scratch();
+    let w = work.path();
+    let state = w.join("state");
+    let real = w.join("real");
+    let victim = w.join("victim");
+    fs::create_dir(&real).unwrap();
+    fs::create_dir(&victim).unwrap();
+    fs::set_permissions(&victim, fs::Permissions::from_mode(0o700)).unwrap();
+    // An unrelated empty file, where the placeholder would be if the path were followed.
+    fs::write(victim.join("x"), b"").unwrap();
+    std::os::unix::fs::symlink(&real, w.join("link")).unwrap();
+    let opts = |script: &str| {
+        let mut o = RunOptions::new(["/bin/sh", "-c", script]);
+        o.forward_signals = false;
+        o.state_dir = state.clone();
+        o
+    };
+
+    // A symlink on the path is refused outright, naming the target.
+    let err = Supervisor::spawn(
+        &shim(),
+        opts("true"),
+        vec![SecretFile::new(w.join("link/x"), b"v1".to_vec())],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("symlink") && err.contains("link/x"), "{err}");
+    assert!(!real.join("x").exists(), "nothing created through the link");
+
+    // A real path, re-pointed while the command runs.
+    let done = w.join("done");
+    let script = format!(
+        "i=0; while [ ! -e {d} ] && [ $i -lt 1500 ]; do sleep 0.02; i=$((i+1)); done",
+        d = done.display()
+    );
+    let mut sup = Supervisor::spawn(
+        &shim(),
+        opts(&script),
+        vec![SecretFile::new(real.join("x"), b"v1".to_vec())],
+    )
+    .unwrap();
+    assert!(real.join("x").exists(), "placeholder made");
+    let records: Vec<_> = fs::read_dir(&state).unwrap().collect();
+    assert_eq!(records.len(), 1, "the placeholder is recorded");
+    assert_eq!(
+        fs::metadata(&state).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
+    let moved = w.join("moved");
+    fs::rename(&real, &moved).unwrap();
+    std::os::unix::fs::symlink(&victim, &real).unwrap();
+
+    // A rotation that adds a target under the re-pointed path must not create it in victim/.
+    let err = sup
+        .rotate(vec![
+            SecretFile::new(real.join("x"), b"v2".to_vec()),
+            SecretFile::new(real.join("y"), b"v2".to_vec()),
+        ])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("symlink"), "{err}");
+    assert!(
+        !victim.join("y").exists(),
+        "root wrote into the victim directory"
+    );
+
+    fs::write(&done, b"").unwrap();
+    assert_eq!(sup.wait().unwrap(), 0);
+    assert!(
+        victim.join("x").exists(),
+        "the unrelated empty file was deleted through the re-pointed path"
+    );
+    assert!(
+        !moved.join("x").exists(),
+        "the placeholder itself is removed, where it really is"
+    );
+    assert_eq!(fs::read_dir(&state).unwrap().count(), 0, "record removed");
+}
+
+/// `kill -9` of the supervisor used to leave the command running unsupervised and a mode-0
+/// placeholder behind for good ("already exists" on the next run). Now the helper kills the
+/// command when its supervisor dies, and the next supervisor reaps the recorded placeholder.
+#[test]
+fn run_supervisor_killed_with_sigkill_takes_the_command_down_and_its_placeholder_is_reaped() {
+    if !require_root() {
+        return;
+    }
+    let work = scratch();
+    let w = work.path();
+    let state = w.join("state");
+    let target = w.join("etc-like/app.conf");
+    fs::create_dir(w.join("etc-like")).unwrap();
+    let pidfile = w.join("command.pid");
+    let script = format!("echo $$ > {}; exec sleep 1000", pidfile.display());
+    let mut sup = std::process::Command::new(env!("CARGO_BIN_EXE_lockbox-tmpfs-shim"))
+        .arg("--supervise")
+        .arg("--abs")
+        .arg(&target)
+        .arg("--state")
+        .arg(&state)
+        .args(["--", "/bin/sh", "-c", &script])
+        .spawn()
+        .unwrap();
+    wait_until("command started", Duration::from_secs(10), || {
+        read(&pidfile).trim().parse::<u32>().is_ok()
+    });
+    let command: u32 = read(&pidfile).trim().parse().unwrap();
+    assert!(target.exists(), "placeholder made");
+    sup.kill().unwrap();
+    sup.wait().unwrap();
+    wait_until(
+        "the command dies with its supervisor",
+        Duration::from_secs(10),
+        || fs::read_to_string(format!("/proc/{command}/stat")).map_or(true, |s| s.contains(") Z ")),
+    );
+    assert!(target.exists(), "a killed supervisor cannot clean up");
+    assert_eq!(
+        fs::read_dir(&state).unwrap().count(),
+        1,
+        "but it left a record"
+    );
+
+    // The next run reaps it, and can use the same target.
+    let code = std::process::Command::new(env!("CARGO_BIN_EXE_lockbox-tmpfs-shim"))
+        .arg("--supervise")
+        .arg("--abs")
+        .arg(&target)
+        .arg("--state")
+        .arg(&state)
+        .args(["--", "/bin/sh", "-c"])
+        .arg(format!("cat {}", target.display()))
+        .status()
+        .unwrap();
+    assert!(code.success(), "the second run delivers to the same target");
+    assert!(
+        !target.exists(),
+        "placeholder reaped, then the new one removed"
+    );
+    assert_eq!(fs::read_dir(&state).unwrap().count(), 0);
+}
+
+/// The daemon's staging tmpfs (containers: `docker run`, compose, services) grows the same
+/// way before a rotation of a set larger than half its size.
+#[test]
+fn staging_rotation_of_a_set_larger_than_half_the_default_tmpfs_fits() {
+    if !require_root() {
+        return;
+    }
+    let work = scratch_named(STAGING_PREFIX);
+    let staging = Staging::create(work.path(), "faults-big").unwrap();
+    staging.write(&big_set("v1")).unwrap();
+    staging
+        .write(&big_set("v2"))
+        .expect("the staging tmpfs grows before the rotation");
+    let got = fs::read(staging.published_dir().join("big-19")).unwrap();
+    assert!(got.starts_with(b"v2"));
+    staging.remove().unwrap();
+}

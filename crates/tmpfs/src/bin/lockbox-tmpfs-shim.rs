@@ -1,9 +1,10 @@
 //! Test and benchmark stand-in for the `lockbox` binary's process delivery.
 //!
 //! * `lockbox-tmpfs-shim <shim arguments>`: the shim itself, as `lockbox __shim` will run it.
-//! * `lockbox-tmpfs-shim --supervise -- CMD…`: a minimal `lockbox run` (supervisor in this
-//!   process, shim = this binary) delivering one fixed test file `probe`, so tests can put a
-//!   whole run inside a terminal session. Never used with real secrets.
+//! * `lockbox-tmpfs-shim --supervise [--abs PATH] [--state DIR] -- CMD…`: a minimal
+//!   `lockbox run` (supervisor in this process, shim = this binary) delivering one fixed test
+//!   file `probe` (and at `PATH`, recording placeholders in `DIR`), so tests can put a whole
+//!   run inside a terminal session or kill its supervisor. Never used with real secrets.
 //! * `lockbox-tmpfs-shim --record-signals FILE`: a command that appends one line per SIGINT it
 //!   receives, naming where it came from (`kernel` = the terminal, `sent PID` = a process), and
 //!   exits 143 on SIGTERM. Signals do not queue, so counting them in a shell cannot tell a
@@ -16,13 +17,29 @@ use lockbox_tmpfs::{RunOptions, SecretFile, ShimCommand, Supervisor};
 fn main() {
     let args: Vec<_> = std::env::args_os().skip(1).collect();
     if args.first().is_some_and(|a| a == "--supervise") {
-        let command: Vec<_> = args.into_iter().skip(2).collect();
+        let mut files = vec![SecretFile::new("probe", b"probe".to_vec())];
+        let mut state = None;
+        let mut it = args.into_iter().skip(1);
+        while let Some(a) = it.next() {
+            match a.to_str() {
+                Some("--abs") => files.push(SecretFile::new(
+                    it.next().expect("--abs PATH"),
+                    b"probe".to_vec(),
+                )),
+                Some("--state") => state = it.next(),
+                _ => break,
+            }
+        }
+        let command: Vec<_> = it.collect();
         let shim = ShimCommand::current_exe_subcommand("--shim").unwrap_or_else(|e| {
             eprintln!("{e}");
             exit(125)
         });
-        let files = vec![SecretFile::new("probe", b"probe".to_vec())];
-        let code = Supervisor::spawn(&shim, RunOptions::new(command), files)
+        let mut opts = RunOptions::new(command);
+        if let Some(dir) = state {
+            opts.state_dir = dir.into();
+        }
+        let code = Supervisor::spawn(&shim, opts, files)
             .and_then(Supervisor::wait)
             .unwrap_or_else(|e| {
                 eprintln!("{e}");

@@ -1,0 +1,553 @@
+//! Fault injection, black box: `lockbox daemon` on a data directory whose file system fails
+//! under it — full (a small tmpfs filled up, ENOSPC) and read-only (an ext4 loop device with
+//! `errors=remount-ro` forced into it, EROFS: a tmpfs cannot be remounted read-only while
+//! files are open for writing) — during bursts of creates, rotations and hand-outs.
+//!
+//! After each fault: every acknowledged write is present with an acknowledged value,
+//! `lockbox audit verify` exits 0, writes resume once the fault is cleared (after the
+//! documented exit with status 74 and a restart by the "service manager", the test), and
+//! every error names its cause. Needs root (mounts); `LOCKBOX_FAULT_CYCLES` repeats the
+//! cycles (`scripts/soak`), `LOCKBOX_TEST_SEED` replays one.
+use std::collections::BTreeMap;
+use std::io::{Read as _, Write as _};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+
+use crate::support::{Daemon, parse_response, run_cli, seed};
+
+/// `lockbox_replication::STORAGE_FAILURE_EXIT_CODE`: the daemon's exit after a storage
+/// failure (EX_IOERR).
+const STORAGE_FAILURE_EXIT: i32 = 74;
+
+fn sh(argv: &[&str]) {
+    let out = Command::new(argv[0]).args(&argv[1..]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{argv:?}: {}{} (the fault tests need root)",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Where the data directory lives and how to break it.
+enum Disk {
+    /// A 24 MiB tmpfs on `<dir>/data`.
+    Tmpfs,
+    /// An ext4 image on a loop device, mounted on `<dir>/data`.
+    Ext4 { image: PathBuf },
+}
+
+impl Disk {
+    fn mount(&self, data: &Path) {
+        std::fs::create_dir_all(data).unwrap();
+        let data = data.to_str().unwrap();
+        match self {
+            Disk::Tmpfs => sh(&[
+                "mount",
+                "-t",
+                "tmpfs",
+                "-o",
+                "size=24m,mode=0700",
+                "tmpfs",
+                data,
+            ]),
+            Disk::Ext4 { image } => sh(&[
+                "mount",
+                "-o",
+                "loop,errors=remount-ro",
+                image.to_str().unwrap(),
+                data,
+            ]),
+        }
+    }
+
+    fn unmount(data: &Path) {
+        let _ = Command::new("umount").arg(data).status();
+    }
+}
+
+/// Fills the file system holding `dir` until ENOSPC; returns the filler's path.
+fn fill(dir: &Path) -> PathBuf {
+    let filler = dir.join("filler");
+    let mut f = std::fs::File::create(&filler).unwrap();
+    let block = vec![0x5au8; 64 * 1024];
+    loop {
+        match f.write(&block) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) if e.raw_os_error() == Some(28) => break,
+            Err(e) => panic!("filling {}: {e}", dir.display()),
+        }
+    }
+    // The last partial pages too.
+    let small = [0x5au8; 512];
+    while f.write(&small).is_ok_and(|n| n > 0) {}
+    filler
+}
+
+/// One request; `None` when the daemon did not answer (gone, or the connection broke).
+fn request(sock: &Path, method: &str, path: &str, body: &str) -> Option<(u16, String)> {
+    let mut s = UnixStream::connect(sock).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: lockbox\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).ok()?;
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp).ok()?;
+    let (status, _, body) = parse_response(&resp);
+    (status != 0).then_some((status, body))
+}
+
+/// What the clients were told.
+#[derive(Default)]
+struct Ledger {
+    /// Acknowledged secrets: name → every value it may hold now (the acknowledged one, and
+    /// a rotation's new value while that rotation's outcome is unknown).
+    acked: BTreeMap<String, Vec<String>>,
+    acknowledged_writes: u64,
+    failed_writes: u64,
+    /// Every error answer, to check that it names its cause.
+    errors: Vec<String>,
+    handouts: u64,
+}
+
+fn value(seed: u64, client: usize, i: u64) -> String {
+    format!("fault-{seed:x}-{client}-{i}-{}", "v".repeat(2048))
+}
+
+/// Creates and rotates secrets from `clients` threads (and hands some out through
+/// `lockbox run`) until `stop` is set.
+fn burst(
+    sock: &Path,
+    seed: u64,
+    round: usize,
+    clients: usize,
+    ledger: &Arc<Mutex<Ledger>>,
+    stop: &Arc<AtomicBool>,
+) -> Vec<std::thread::JoinHandle<()>> {
+    let mut threads = Vec::new();
+    for c in 0..clients {
+        let (sock, ledger, stop) = (sock.to_owned(), ledger.clone(), stop.clone());
+        threads.push(std::thread::spawn(move || {
+            let client = round * 100 + c;
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                i += 1;
+                let v = value(seed, client, i);
+                let rotate = i.is_multiple_of(3);
+                let target = if rotate {
+                    let l = ledger.lock().unwrap();
+                    let mine: Vec<&String> = l
+                        .acked
+                        .keys()
+                        .filter(|k| k.starts_with(&format!("f{client}-")))
+                        .collect();
+                    mine.get(i as usize % mine.len().max(1))
+                        .map(|s| s.to_string())
+                } else {
+                    None
+                };
+                let (name, answer) = match target {
+                    Some(name) => {
+                        let body = format!(r#"{{"Data":"{}"}}"#, STANDARD.encode(&v));
+                        let a =
+                            request(&sock, "POST", &format!("/v1/secrets/{name}/rotate"), &body);
+                        (name, a)
+                    }
+                    None => {
+                        let name = format!("f{client}-{i}");
+                        let body =
+                            format!(r#"{{"Name":"{name}","Data":"{}"}}"#, STANDARD.encode(&v));
+                        (name, request(&sock, "POST", "/v1/secrets/create", &body))
+                    }
+                };
+                let mut l = ledger.lock().unwrap();
+                match answer {
+                    Some((200 | 201, _)) => {
+                        l.acknowledged_writes += 1;
+                        l.acked.insert(name, vec![v]);
+                    }
+                    other => {
+                        l.failed_writes += 1;
+                        if rotate && let Some(vals) = l.acked.get_mut(&name) {
+                            vals.push(v);
+                        }
+                        if let Some((status, body)) = other {
+                            l.errors.push(format!("{status} {body}"));
+                        }
+                        drop(l);
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                }
+            }
+        }));
+    }
+    // Hand-outs: a real `lockbox run` of an acknowledged secret.
+    let (sock, ledger, stop) = (sock.to_owned(), ledger.clone(), stop.clone());
+    threads.push(std::thread::spawn(move || {
+        while !stop.load(Ordering::Relaxed) {
+            let name = ledger.lock().unwrap().acked.keys().last().cloned();
+            if let Some(name) = name {
+                let o = run_cli(
+                    &sock,
+                    &[
+                        "run",
+                        "--secret",
+                        &name,
+                        "--",
+                        "cat",
+                        &format!("/run/secrets/{name}"),
+                    ],
+                    None,
+                );
+                if o.code == 0 {
+                    ledger.lock().unwrap().handouts += 1;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }));
+    threads
+}
+
+/// Every acknowledged secret is there with an acknowledged value (read back by a hand-out
+/// for a sample, by its version list for the rest), and the audit chain verifies.
+fn check_after_fault(d: &Daemon, ledger: &Ledger, what: &str) {
+    let sock = d.sock();
+    for (n, (name, values)) in ledger.acked.iter().enumerate() {
+        let (status, body) = request(&sock, "GET", &format!("/v1/secrets/{name}"), "")
+            .unwrap_or_else(|| panic!("{what}: the daemon did not answer"));
+        assert_eq!(
+            status, 200,
+            "{what}: acknowledged secret {name} lost: {body}"
+        );
+        if n.is_multiple_of(10) {
+            let o = run_cli(
+                &sock,
+                &[
+                    "run",
+                    "--secret",
+                    name,
+                    "--",
+                    "cat",
+                    &format!("/run/secrets/{name}"),
+                ],
+                None,
+            );
+            assert_eq!(o.code, 0, "{what}: hand-out of {name}: {}", o.stderr);
+            assert!(
+                values.contains(&o.stdout),
+                "{what}: {name} holds a value that was never acknowledged"
+            );
+        }
+    }
+    let v = run_cli(&sock, &["audit", "verify"], None);
+    assert_eq!(
+        v.code, 0,
+        "{what}: audit chain broken: {}{}",
+        v.stdout, v.stderr
+    );
+}
+
+/// The daemon's end: still running, or exited with the documented status and message.
+fn exited(d: &mut Daemon) -> Option<i32> {
+    let st = d.child.as_mut().unwrap().try_wait().unwrap()?;
+    d.child = None;
+    Some(st.code().unwrap_or(-1))
+}
+
+/// A write that must succeed within `within` (writes resume once the fault is cleared).
+fn write_resumes(d: &Daemon, name: &str, within: Duration) {
+    let deadline = Instant::now() + within;
+    let body = format!(
+        r#"{{"Name":"{name}","Data":"{}"}}"#,
+        STANDARD.encode("after")
+    );
+    loop {
+        match request(&d.sock(), "POST", "/v1/secrets/create", &body) {
+            Some((201, _)) => return,
+            other if Instant::now() > deadline => {
+                panic!(
+                    "writes did not resume within {within:?}: {other:?}\n{}",
+                    d.log_text()
+                )
+            }
+            _ => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
+}
+
+struct Cycle {
+    faults: u64,
+    exits: u64,
+}
+
+/// One fault cycle: burst, break the disk, burst on, clear, recover, check.
+fn cycle(
+    d: &mut Daemon,
+    disk: &Disk,
+    seed: u64,
+    round: usize,
+    ledger: &Arc<Mutex<Ledger>>,
+    stats: &mut Cycle,
+) {
+    let data = d.data();
+    let stop = Arc::new(AtomicBool::new(false));
+    let threads = burst(&d.sock(), seed, round, 3, ledger, &stop);
+    std::thread::sleep(Duration::from_millis(800));
+    let (cause, filler) = match disk {
+        Disk::Tmpfs => ("No space left on device", Some(fill(&data))),
+        Disk::Ext4 { .. } => {
+            let dev = String::from_utf8(
+                Command::new("findmnt")
+                    .args(["-no", "SOURCE"])
+                    .arg(&data)
+                    .output()
+                    .unwrap()
+                    .stdout,
+            )
+            .unwrap();
+            let dev = dev.trim().rsplit('/').next().unwrap().to_string();
+            std::fs::write(format!("/sys/fs/ext4/{dev}/trigger_fs_error"), "1").unwrap();
+            ("Read-only file system", None)
+        }
+    };
+    stats.faults += 1;
+    std::thread::sleep(Duration::from_millis(1500));
+    stop.store(true, Ordering::Relaxed);
+    for t in threads {
+        t.join().unwrap();
+    }
+    let what = format!("round {round} ({cause})");
+    {
+        let l = ledger.lock().unwrap();
+        for e in &l.errors {
+            assert!(
+                e.contains(cause),
+                "{what}: an error that does not name its cause: {e}"
+            );
+            assert!(!e.contains("quorum"), "{what}: blamed on the quorum: {e}");
+        }
+    }
+    // The documented exit, or still serving.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let mut code = exited(d);
+    while code.is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+        code = exited(d);
+    }
+    if let Some(c) = code {
+        stats.exits += 1;
+        let log = d.log_text();
+        assert_eq!(c, STORAGE_FAILURE_EXIT, "{what}: exit status\n{log}");
+        assert!(
+            log.contains(cause),
+            "{what}: the exit names the cause\n{log}"
+        );
+        assert!(
+            log.contains(&data.display().to_string()),
+            "{what}: the exit names the file\n{log}"
+        );
+    }
+    // Clear the fault, as an operator would.
+    match disk {
+        Disk::Tmpfs => std::fs::remove_file(filler.unwrap()).unwrap(),
+        Disk::Ext4 { image } => {
+            if d.child.is_some() {
+                d.kill9();
+            }
+            Disk::unmount(&data);
+            let _ = Command::new("fsck.ext4").arg("-y").arg(image).output();
+            disk.mount(&data);
+        }
+    }
+    if d.child.is_none() {
+        // The service manager's restart.
+        d.spawn(&[]);
+    }
+    write_resumes(d, &format!("after-{round}"), Duration::from_secs(15));
+    check_after_fault(d, &ledger.lock().unwrap(), &what);
+    ledger.lock().unwrap().errors.clear();
+}
+
+fn run_cycles(disk: Disk, name: &str) {
+    let seed = seed();
+    let cycles: usize = std::env::var("LOCKBOX_FAULT_CYCLES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2);
+    eprintln!("{name}: LOCKBOX_TEST_SEED={seed}, {cycles} cycles");
+    let dir = tempfile::Builder::new()
+        .prefix("faults-daemon-")
+        .tempdir()
+        .unwrap();
+    let data = dir.path().join("data");
+    disk.mount(&data);
+    let mut d = Daemon {
+        log: dir.path().join("daemon.log"),
+        dir,
+        child: None,
+        prefix: Vec::new(),
+        env: Vec::new(),
+    };
+    d.spawn(&[]);
+    let ledger = Arc::new(Mutex::new(Ledger::default()));
+    let mut stats = Cycle {
+        faults: 0,
+        exits: 0,
+    };
+    for round in 0..cycles {
+        cycle(&mut d, &disk, seed, round, &ledger, &mut stats);
+    }
+    let l = ledger.lock().unwrap();
+    // The summary `scripts/soak` reports; lost writes and broken chains would have failed above.
+    println!(
+        "FAULTS {name}: cycles {cycles}, faults {}, daemon exits {}, acknowledged writes {}, failed writes {}, hand-outs {}, lost writes 0, broken chains 0",
+        stats.faults, stats.exits, l.acknowledged_writes, l.failed_writes, l.handouts
+    );
+    assert!(
+        l.acknowledged_writes > 0 && l.handouts > 0,
+        "the bursts did work"
+    );
+    drop(l);
+    d.stop();
+    Disk::unmount(&d.data());
+}
+
+#[test]
+fn disk_full_during_bursts_loses_no_acknowledged_write_and_keeps_the_chain() {
+    run_cycles(Disk::Tmpfs, "enospc");
+}
+
+#[test]
+fn disk_gone_read_only_during_bursts_loses_no_acknowledged_write_and_keeps_the_chain() {
+    let images = tempfile::Builder::new()
+        .prefix("faults-image-")
+        .tempdir()
+        .unwrap();
+    let image = images.path().join("data.img");
+    std::fs::File::create(&image)
+        .unwrap()
+        .set_len(96 << 20)
+        .unwrap();
+    sh(&["mkfs.ext4", "-q", "-F", image.to_str().unwrap()]);
+    run_cycles(Disk::Ext4 { image }, "erofs");
+}
+
+/// `secret rm` used to leave the secret's ID, name and sealed value in the raft log until a
+/// routine snapshot purged it. The removal now triggers a snapshot and a purge that rewrites
+/// the log: soon after, no raft log file holds the ID or the name.
+#[test]
+fn a_removed_secret_is_gone_from_the_raft_log_soon_after() {
+    let d = Daemon::start();
+    let name = format!("faults-doomed-{:x}", seed());
+    let id = d.create(&name, b"doomed value");
+    d.create("faults-kept", b"kept value");
+    let wal = d.data().join("store.wal");
+    let log_holds = |needle: &str| {
+        crate::keys::walk(&wal).into_iter().any(|p| {
+            std::fs::read(&p)
+                .unwrap_or_default()
+                .windows(needle.len())
+                .any(|w| w == needle.as_bytes())
+        })
+    };
+    assert!(
+        log_holds(&id) && log_holds(&name),
+        "the test sees the entry"
+    );
+    let o = d.lb(&["secret", "rm", &name]);
+    assert_eq!(o.code, 0, "{o:?}");
+    // Writes go on: the purge point is not the end of the log.
+    d.create("faults-after", b"after");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while log_holds(&id) || log_holds(&name) {
+        assert!(
+            Instant::now() < deadline,
+            "the removed secret is still in the raft log after 10 s"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let o = d.lb(&["secret", "ls", "--format", "{{.Name}}"]);
+    assert!(o.stdout.contains("faults-kept") && o.stdout.contains("faults-after"));
+}
+
+/// More than 8 MiB of secrets in one `lockbox run`: the workload's fixed 16 MiB tmpfs used
+/// to hold the set but not a rotation (the new set is written beside the old one), so
+/// `secret rotate` succeeded while the workload kept the old value. The tmpfs is now sized
+/// from the set and grown before such a rotation.
+#[test]
+fn a_rotation_into_lockbox_run_with_more_than_8_mib_of_secrets_reaches_the_workload() {
+    let d = Daemon::start();
+    let big = |tag: &str| {
+        let mut v = tag.as_bytes().to_vec();
+        v.resize(480 * 1024, b'x');
+        v
+    };
+    let mut args: Vec<String> = vec!["run".into()];
+    for i in 0..20 {
+        d.create(&format!("faults-big-{i}"), &big("v1"));
+        args.push("--secret".into());
+        args.push(format!("faults-big-{i}"));
+    }
+    let work = tempfile::tempdir().unwrap();
+    let seen = work.path().join("seen");
+    let done = work.path().join("done");
+    let script = format!(
+        r#"i=0
+while [ $i -lt 1500 ]; do
+  [ "$(head -c 2 /run/secrets/faults-big-19)" = v2 ] && break
+  sleep 0.02; i=$((i+1))
+done
+head -c 2 /run/secrets/faults-big-19 > {seen}
+i=0; while [ ! -e {done} ] && [ $i -lt 1500 ]; do sleep 0.02; i=$((i+1)); done"#,
+        seen = seen.display(),
+        done = done.display()
+    );
+    args.extend(["--".into(), "/bin/sh".into(), "-c".into(), script]);
+    let sock = d.sock();
+    let run = std::thread::spawn(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run_cli(&sock, &args, None)
+    });
+    // The workload is up once the daemon lists it.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !d.http("GET", "/v1/workloads", None).1.contains("process") {
+        assert!(Instant::now() < deadline, "lockbox run did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let o = d.lb_in(
+        &["secret", "rotate", "faults-big-19", "-"],
+        Some(&big("v2")),
+    );
+    assert_eq!(o.code, 0, "{o:?}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::fs::read_to_string(&seen)
+        .unwrap_or_default()
+        .is_empty()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the workload never saw the new value"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::fs::write(&done, b"").unwrap();
+    let o = run.join().unwrap();
+    assert_eq!(o.code, 0, "{o:?}");
+    assert_eq!(
+        std::fs::read_to_string(&seen).unwrap(),
+        "v2",
+        "the workload sees the rotated value: {}",
+        o.stderr
+    );
+}
