@@ -587,15 +587,16 @@ async fn get_secret(State(d): App, ConnectInfo(who): ConnectInfo<Peer>, body: Bo
         Ok(b) => b,
         Err(e) => return plugin_err(format!("lockbox: cannot read the request: {e}")),
     };
-    let req: GetSecretRequest = match serde_json::from_slice(&body) {
-        Ok(r) => r,
-        Err(e) => {
-            return plugin_err(format!(
-                "lockbox: malformed GetSecret request: {}",
-                lockbox_store::validate::go_json_error(&e)
-            ));
-        }
-    };
+    let req: GetSecretRequest =
+        match lockbox_proto::go_json::from_slice(&body, lockbox_proto::go_json::GET_SECRET) {
+            Ok(r) => r,
+            Err(e) => {
+                return plugin_err(format!(
+                    "lockbox: malformed GetSecret request: {}",
+                    lockbox_store::validate::go_json_error(&e)
+                ));
+            }
+        };
     let wanted = req
         .secret_labels
         .as_ref()

@@ -32,6 +32,21 @@ pub const SPEC: Shape = Shape::Struct(&[
     ("Templating", DRIVER),
 ]);
 
+/// The secret-driver plugin's `POST /SecretProvider.GetSecret` (sent by a Swarm manager).
+pub const GET_SECRET: Shape = Shape::Struct(&[
+    ("SecretName", Shape::Leaf),
+    ("SecretLabels", Shape::Map),
+    ("ServiceHostname", Shape::Leaf),
+    ("ServiceID", Shape::Leaf),
+    ("ServiceName", Shape::Leaf),
+    ("ServiceLabels", Shape::Map),
+    ("TaskID", Shape::Leaf),
+    ("TaskName", Shape::Leaf),
+    ("TaskImage", Shape::Leaf),
+    ("NodeID", Shape::Leaf),
+    ("ServiceEndpointSpec", Shape::Leaf),
+]);
+
 /// `POST /swarm/unlock`.
 pub const UNLOCK: Shape = Shape::Struct(&[("UnlockKey", Shape::Leaf)]);
 
