@@ -126,8 +126,14 @@ pub(crate) fn driver_out(d: &Option<DriverRec>) -> Option<Driver> {
 
 impl Daemon {
     pub fn emit(&self, kind: Kind, action: &str, id: &str, name: &str) {
+        self.emit_typed(kind.as_str(), action, id, name);
+    }
+
+    /// An event about something that is not a secret or config (a workload, a node): `ty` is
+    /// its Docker event type.
+    pub fn emit_typed(&self, ty: &str, action: &str, id: &str, name: &str) {
         let ev = serde_json::json!({
-            "Type": kind.as_str(),
+            "Type": ty,
             "Action": action,
             "Actor": {"ID": id, "Attributes": {"name": name}},
             "scope": "local",

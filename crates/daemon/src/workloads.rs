@@ -35,6 +35,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
+use lockbox_audit::Event;
 use lockbox_keyring::Zeroizing;
 use lockbox_store::{Kind, ServiceSecret};
 use lockbox_tmpfs::{SecretFile, Staging};
@@ -171,6 +172,8 @@ struct State_ {
     delivered: Option<Vec<Delivered>>,
     staging: Option<Staging>,
     tx: Option<mpsc::UnboundedSender<Bytes>>,
+    /// The last rotation that did not reach the consumer, until one does (`GET /v1/workloads`).
+    rotation_error: Option<String>,
 }
 
 struct Workload {
@@ -653,13 +656,39 @@ impl Workloads {
         });
     }
 
+    /// Records how a rotation into `w` ended. A failure — here (a staging write) or reported
+    /// by the consumer (`lockbox run`'s shim could not swap its files) — is logged, audited,
+    /// emitted on `/events` (type `workload`, action `rotate-failed`) and kept as the
+    /// workload's `RotationError` until a later rotation reaches it: a consumer must never
+    /// be left on an old value with the only trace on its own stderr.
+    async fn rotation_result(&self, d: &Daemon, w: &Workload, actor: &str, error: Option<String>) {
+        let mut st = w.state.lock().await;
+        match error {
+            None => st.rotation_error = None,
+            Some(error) => {
+                let service = w.service.clone().unwrap_or_default();
+                tracing::error!(workload = w.id, service, "rotation failed: {error}");
+                if let Err(e) = d.audit_event(
+                    Event::new("rotate-failed", actor)
+                        .detail("workload", &w.id)
+                        .detail("service", &service)
+                        .detail("error", &error),
+                ) {
+                    tracing::error!("cannot audit a failed rotation: {e}");
+                }
+                d.emit_typed("workload", "rotate-failed", &w.id, &service);
+                st.rotation_error = Some(error);
+            }
+        }
+    }
+
     /// Moves every workload of `service` to its current references.
     pub(crate) async fn sync_service(&self, d: &Daemon, service: &str) {
         for w in self.all() {
-            if w.service.as_deref() == Some(service)
-                && let Err(e) = self.sync(d, &w, false).await
-            {
-                tracing::warn!(workload = w.id, "rotation failed: {e}");
+            if w.service.as_deref() == Some(service) {
+                let r = self.sync(d, &w, false).await;
+                self.rotation_result(d, &w, "daemon", r.err().map(|e| e.message))
+                    .await;
             }
         }
     }
@@ -673,8 +702,10 @@ impl Workloads {
                     .iter()
                     .any(|r| r.version.is_none() && secret_id.is_none_or(|s| r.secret_id == s))
             };
-            if uses && let Err(e) = self.sync(d, &w, false).await {
-                tracing::warn!(workload = w.id, "rotation failed: {e}");
+            if uses {
+                let r = self.sync(d, &w, false).await;
+                self.rotation_result(d, &w, "daemon", r.err().map(|e| e.message))
+                    .await;
             }
         }
     }
@@ -944,6 +975,7 @@ async fn create(d: Arc<Daemon>, who: Peer, body: Bytes) -> Result<Response, ApiE
             delivered: None,
             staging,
             tx: Some(tx.clone()),
+            rotation_error: None,
         }),
     });
     if let Ok(mut m) = ws.map.lock() {
@@ -1137,6 +1169,7 @@ pub(crate) async fn start(d: Arc<Daemon>) {
                         delivered: None,
                         staging: Some(staging),
                         tx: None,
+                        rotation_error: None,
                     }),
                 });
                 if let Ok(mut m) = ws.map.lock() {
@@ -1180,10 +1213,20 @@ pub(crate) fn routes() -> Router<Arc<Daemon>> {
                         "Service": w.service,
                         "Secrets": st.refs.iter().map(|r| &r.secret_name).collect::<Vec<_>>(),
                         "Staging": st.staging.as_ref().map(|s| s.path().to_path_buf()),
+                        "RotationError": st.rotation_error,
                     }));
                 }
                 json_response(StatusCode::OK, &out)
             }),
+        )
+        .route(
+            "/{id}/rotation",
+            post(
+                |State(d): App,
+                 ConnectInfo(who): ConnectInfo<Peer>,
+                 UrlPath(id): UrlPath<String>,
+                 body: Bytes| async move { report_rotation(d, who, id, body).await },
+            ),
         )
         .route(
             "/{id}/release",
@@ -1201,4 +1244,35 @@ pub(crate) fn routes() -> Router<Arc<Daemon>> {
                 }
             }),
         )
+}
+
+/// What a consumer says about a rotation it was handed (`POST /v1/workloads/{id}/rotation`).
+#[derive(Debug, Deserialize)]
+struct RotationReport {
+    #[serde(rename = "Ok")]
+    ok: bool,
+    #[serde(rename = "Error", default)]
+    error: String,
+}
+
+async fn report_rotation(
+    d: Arc<Daemon>,
+    who: Peer,
+    id: String,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let report: RotationReport = parse_required(&body)?;
+    let ws = d.workloads();
+    let w = ws
+        .get(&id)
+        .ok_or_else(|| ApiError::new(404, format!("workload {id} not found")))?;
+    let error = (!report.ok).then(|| {
+        if report.error.is_empty() {
+            "the consumer could not take the new files".to_string()
+        } else {
+            report.error
+        }
+    });
+    ws.rotation_result(&d, &w, &who.actor(), error).await;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }

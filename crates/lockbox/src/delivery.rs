@@ -529,6 +529,7 @@ pub(crate) async fn run(socket: &Path, a: RunArgs) -> anyhow::Result<i32> {
     let mut sup = Supervisor::spawn(&shim, opts.clone(), current.clone())?;
     let mut exited = exit_watch(sup.shim_pid())?;
     let mut stream = Some(lines);
+    let mut rotation_failed = false;
     loop {
         let pushed = tokio::select! {
             _ = &mut exited => break,
@@ -562,7 +563,14 @@ pub(crate) async fn run(socket: &Path, a: RunArgs) -> anyhow::Result<i32> {
         // next push (even of the same files) is tried again instead of skipped as unchanged.
         if let Err(e) = sup.rotate(files.clone()) {
             eprintln!("lockbox run: rotation failed, the command keeps the previous files: {e}");
+            // The daemon logs, audits and shows it (`GET /v1/workloads`, `/events`): the
+            // workload's stderr must not be the only trace of a value that did not arrive.
+            report_rotation(socket, &id, Some(e.to_string())).await;
+            rotation_failed = true;
             continue;
+        }
+        if std::mem::take(&mut rotation_failed) {
+            report_rotation(socket, &id, None).await;
         }
         current = files;
         match policy {
@@ -582,6 +590,18 @@ pub(crate) async fn run(socket: &Path, a: RunArgs) -> anyhow::Result<i32> {
     let code = sup.wait()?;
     drop(stream);
     Ok(code)
+}
+
+/// Tells the daemon how a rotation into this `lockbox run` ended (`error: None` once one
+/// succeeds after a failure). Best effort: a daemon that is away gets the next report.
+async fn report_rotation(socket: &Path, workload: &str, error: Option<String>) {
+    let body = json!({"Ok": error.is_none(), "Error": error.unwrap_or_default()});
+    if let Err(e) = Client::new(socket)
+        .post_empty(&format!("/v1/workloads/{}/rotation", enc(workload)), &body)
+        .await
+    {
+        eprintln!("lockbox run: cannot report the rotation to the daemon: {e}");
+    }
 }
 
 /// Whether `docker run`'s arguments ask for a detached container (`-d`, `--detach`, or a

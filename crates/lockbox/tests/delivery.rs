@@ -1107,3 +1107,70 @@ fn clean_daemon_restart_keeps_containers_attached() {
         || staging_dirs(&d).is_empty(),
     );
 }
+
+/// A rotation a consumer could not take (faults issue, finding 3: the only trace was a line on
+/// the workload's stderr) is logged by the daemon, audited, emitted on `/events` and shown in
+/// the workload's status until a rotation reaches it. `lockbox run` reports through the same
+/// call this test makes.
+#[test]
+fn a_failed_rotation_is_audited_emitted_and_shown() {
+    let d = Daemon::start();
+    d.create("rot_pw", b"v1");
+    let child = Command::new(crate::support::BIN)
+        .arg("-H")
+        .arg(d.sock())
+        .args(["run", "--secret", "rot_pw", "--", "sleep", "30"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _bg = Bg(child);
+    let mut id = String::new();
+    wait_until("workload registered", Duration::from_secs(10), || {
+        let (_, body) = d.http("GET", "/v1/workloads", None);
+        let list: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap_or_default();
+        if let Some(w) = list.first() {
+            id = w["ID"].as_str().unwrap_or_default().to_string();
+        }
+        !id.is_empty()
+    });
+    let path = format!("/v1/workloads/{id}/rotation");
+    let events = crate::support::events_during(&d, &["--format", "{{json .}}"], || {
+        let (st, body) = d.http(
+            "POST",
+            &path,
+            Some(r#"{"Ok":false,"Error":"no space left on the secrets tmpfs"}"#),
+        );
+        assert_eq!(st, 204, "{body}");
+    });
+    assert!(
+        events.contains("rotate-failed") && events.contains(&id),
+        "{events}"
+    );
+    let (_, list) = d.http("GET", "/v1/workloads", None);
+    assert!(
+        list.contains("no space left on the secrets tmpfs"),
+        "{list}"
+    );
+    let audit = ok(d.lb(&["audit", "ls", "--format", "json"]), "audit");
+    assert!(
+        audit.contains("rotate-failed") && audit.contains("no space left on the secrets tmpfs"),
+        "{audit}"
+    );
+    // A later rotation that arrives clears it.
+    let (st, _) = d.http("POST", &path, Some(r#"{"Ok":true}"#));
+    assert_eq!(st, 204);
+    let (_, list) = d.http("GET", "/v1/workloads", None);
+    assert!(list.contains(r#""RotationError":null"#), "{list}");
+    // An unknown workload is named.
+    let (st, body) = d.http(
+        "POST",
+        "/v1/workloads/nope/rotation",
+        Some(r#"{"Ok":false}"#),
+    );
+    assert_eq!(
+        (st, body.contains("workload nope not found")),
+        (404, true),
+        "{body}"
+    );
+}
