@@ -356,7 +356,9 @@ impl Daemon {
         Ok(key)
     }
 
-    async fn rotate_kek_after_key_change(&self, caller: &Caller) {
+    /// Rotates the KEK after the unlock key changed; a failure is logged and audited, not
+    /// returned (the new unlock key must still reach the caller: it is the only way in).
+    pub async fn rotate_kek_after_key_change(&self, caller: &Caller) {
         if let Err(e) = self.rotate_kek(caller).await {
             tracing::error!(
                 "the unlock key changed but the KEK could not be rotated: {e}; run 'lockbox kek rotate'"

@@ -141,6 +141,8 @@ pub(super) async fn cluster_unlock_key(
             })
             .await?;
         }
+        // A new unlock key comes with a new KEK, across managers (see `Daemon::autolock`).
+        d.rotate_kek_after_key_change(&caller).await;
         text
     } else {
         d.unlock_key(false, &caller)?
