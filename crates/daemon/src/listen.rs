@@ -58,9 +58,14 @@ pub(crate) async fn serve(
                     let app = app.clone();
                     async move {
                         let (parts, body) = req.into_parts();
-                        let body = match read_body(body).await {
-                            Ok(b) => b,
-                            Err(refusal) => return Ok(refusal),
+                        // Most requests (every GET) carry no body: nothing to wait for.
+                        let body = if hyper::body::Body::is_end_stream(&body) {
+                            axum::body::Body::empty()
+                        } else {
+                            match read_body(body).await {
+                                Ok(b) => b,
+                                Err(refusal) => return Ok(refusal),
+                            }
                         };
                         app.oneshot(hyper::Request::from_parts(parts, body)).await
                     }
