@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod baseline;
+pub mod checksum;
 pub mod cli;
 pub mod compose;
 pub mod content;

@@ -10,6 +10,9 @@ use lockbox_scan::content_rules::{CONTENT_RULES, Kind};
 use lockbox_scan::{Severity, run};
 use serde_json::Value;
 
+#[path = "corpus/corpus.rs"]
+mod corpus_gen;
+
 // ---------------------------------------------------------------------------------------
 // helpers
 
@@ -1149,4 +1152,53 @@ fn list_rules_and_help_text() {
     assert_eq!(parsed.format, Format::Sarif);
     assert_eq!(parsed.min_severity, Severity::High);
     assert_eq!(parsed.exit_code, 3);
+}
+
+// ---------------------------------------------------------------------------------------
+// the labelled corpus (tests/corpus): recall and false alarms per provider
+
+/// The targets issue 18 sets for the corpus.
+const MIN_RECALL: f64 = 0.90;
+const MAX_FALSE_ALARMS: f64 = 0.02;
+
+#[test]
+fn corpus_recall_and_false_alarms_per_provider() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let samples = corpus_gen::write_corpus(d.path()).expect("write corpus");
+    let o = scan_dir(d.path());
+    assert!(o.code == 0 || o.code == 1, "{}", o.stderr);
+    let flagged: std::collections::BTreeSet<String> = o
+        .hits()
+        .iter()
+        .filter_map(|(_, p, _)| corpus_gen::sample_dir(p))
+        .collect();
+    let rows = corpus_gen::score(&samples, &flagged);
+    let (mut found, mut secrets, mut alarms, mut clean) = (0, 0, 0, 0);
+    let mut table = String::from("provider | found/secrets | false alarms/clean\n");
+    for (p, f, s, a, c) in &rows {
+        table.push_str(&format!("{p} | {f}/{s} | {a}/{c}\n"));
+        found += f;
+        secrets += s;
+        alarms += a;
+        clean += c;
+    }
+    let missed: Vec<&str> = samples
+        .iter()
+        .filter(|s| s.secret != flagged.contains(&s.dir))
+        .map(|s| s.dir.as_str())
+        .collect();
+    let recall = found as f64 / secrets as f64;
+    let false_alarms = alarms as f64 / clean as f64;
+    println!(
+        "{table}total | {found}/{secrets} = {recall:.3} | {alarms}/{clean} = {false_alarms:.3}"
+    );
+    println!("wrong: {missed:?}");
+    assert!(
+        secrets >= 200 && clean >= 50,
+        "corpus too small: {secrets} / {clean}"
+    );
+    assert!(
+        recall >= MIN_RECALL && false_alarms <= MAX_FALSE_ALARMS,
+        "recall {recall:.3} (min {MIN_RECALL}), false alarms {false_alarms:.3} (max {MAX_FALSE_ALARMS}); wrong: {missed:?}\n{table}"
+    );
 }
