@@ -98,67 +98,7 @@ fn write(dir: &Path, rel: &str, body: &str) -> PathBuf {
     p
 }
 
-/// Deterministic pseudo-random generator so snapshots are stable while the tokens still
-/// look random to entropy checks.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn pick(&mut self, set: &[u8]) -> char {
-        set[(self.next() % set.len() as u64) as usize] as char
-    }
-}
-
-const ALNUM: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-
-/// Expands a rule's `sample` template (see content_rules.rs). With `fill`, every generated
-/// run is a repeated placeholder character instead (the negative case).
-fn expand(template: &str, rng: &mut Rng, fill: bool) -> String {
-    let mut out = String::new();
-    let mut rest = template;
-    while let Some(i) = rest.find('{') {
-        // A placeholder is `{X:N}`; any other brace is literal text (JSON samples).
-        let parsed = rest[i..].find('}').and_then(|j| {
-            let (class, n) = rest[i + 1..i + j].split_once(':')?;
-            (class.len() == 1).then_some(())?;
-            Some((j, class, n.parse::<usize>().ok()?))
-        });
-        let Some((j, class, n)) = parsed else {
-            out.push_str(&rest[..i + 1]);
-            rest = &rest[i + 1..];
-            continue;
-        };
-        out.push_str(&rest[..i]);
-        let set: &[u8] = match class {
-            "a" => ALNUM,
-            "h" => b"0123456789abcdef",
-            "H" => b"0123456789ABCDEF",
-            "u" => b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789",
-            "l" => b"abcdefghijklmnopqrstuvwxyz0123456789",
-            "d" => b"0123456789",
-            "b" => b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/",
-            "w" => b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-",
-            "c" => b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567",
-            "U" => b"ABCDEFGHIJKLMNOPQRSTUVWXYZ",
-            "B" => b"QPZRY9X8GF2TVDW0S3JN54KHCE6MUA7L",
-            other => panic!("unknown template class {other}"),
-        };
-        for _ in 0..n {
-            if fill {
-                out.push(if class == "d" { '0' } else { 'x' });
-            } else {
-                out.push(rng.pick(set));
-            }
-        }
-        rest = &rest[i + j + 1..];
-    }
-    out.push_str(rest);
-    out
-}
+use corpus_gen::{Rng, expand};
 
 fn rule_file(id: &str) -> String {
     format!("{}.cfg", id.trim_start_matches("content."))
@@ -173,11 +113,17 @@ fn every_content_rule_fires_on_its_sample_and_not_on_placeholder_fill() {
         CONTENT_RULES.len() >= 60,
         "the issue asks for at least 60 content rules"
     );
+    // The engine compiles capture regexes on first use: compile every one here.
+    for r in CONTENT_RULES.iter() {
+        if let Err(e) = lockbox_scan::content::compile_rule(r) {
+            panic!("{e}");
+        }
+    }
     let pos = tempfile::tempdir().expect("tempdir");
     let neg = tempfile::tempdir().expect("tempdir");
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
     let mut secrets = Vec::new();
-    for r in CONTENT_RULES {
+    for r in CONTENT_RULES.iter() {
         let sample = expand(r.sample, &mut rng, false);
         secrets.push(sample.clone());
         write(
@@ -194,7 +140,7 @@ fn every_content_rule_fires_on_its_sample_and_not_on_placeholder_fill() {
     let p = scan_dir(pos.path());
     assert_eq!(p.code, 1, "{}", p.stderr);
     let mut missing = Vec::new();
-    for r in CONTENT_RULES {
+    for r in CONTENT_RULES.iter() {
         let file = rule_file(r.id);
         let rules = p.rules_in(&file);
         if !rules.iter().any(|x| x == r.id) {
@@ -208,7 +154,7 @@ fn every_content_rule_fires_on_its_sample_and_not_on_placeholder_fill() {
 
     let n = scan_dir(neg.path());
     let mut fired = Vec::new();
-    for r in CONTENT_RULES {
+    for r in CONTENT_RULES.iter() {
         let file = rule_file(r.id);
         if n.rules_in(&file).iter().any(|x| x == r.id) {
             fired.push(r.id);
@@ -813,7 +759,7 @@ fn snapshot_fixture(root: &Path) {
         "config/app.yml",
         &format!(
             "github: {}\naws_access_key_id: {}\n",
-            expand("ghp_{a:36}", &mut rng, false),
+            expand("ghp_{G:36}", &mut rng, false),
             expand("AKIA{c:16}", &mut rng, false)
         ),
     );
@@ -1201,4 +1147,31 @@ fn corpus_recall_and_false_alarms_per_provider() {
         recall >= MIN_RECALL && false_alarms <= MAX_FALSE_ALARMS,
         "recall {recall:.3} (min {MIN_RECALL}), false alarms {false_alarms:.3} (max {MAX_FALSE_ALARMS}); wrong: {missed:?}\n{table}"
     );
+}
+
+#[test]
+fn github_tokens_with_a_bad_checksum_are_reported_one_severity_lower() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let mut rng = Rng(99);
+    let good = expand("ghp_{G:36}", &mut rng, false);
+    // Change one character of the random part: the CRC-32 suffix no longer matches.
+    let mut bad = good.clone().into_bytes();
+    bad[6] = if bad[6] == b'Q' { b'R' } else { b'Q' };
+    let bad = String::from_utf8(bad).expect("ascii");
+    write(d.path(), "good.env", &format!("GITHUB_TOKEN={good}\n"));
+    write(d.path(), "bad.env", &format!("GITHUB_TOKEN={bad}\n"));
+    let o = scan_dir(d.path());
+    let severity = |path: &str| {
+        o.findings()
+            .iter()
+            .find(|f| f["path"] == path && f["rule"] == "content.github-pat")
+            .map(|f| f["severity"].as_str().unwrap_or_default().to_string())
+    };
+    assert_eq!(
+        severity("good.env").as_deref(),
+        Some("critical"),
+        "{}",
+        o.stdout
+    );
+    assert_eq!(severity("bad.env").as_deref(), Some("high"), "{}", o.stdout);
 }

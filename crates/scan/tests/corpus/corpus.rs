@@ -2,6 +2,9 @@
 //! sample, `<provider-slug>/<n>/<path>`. Shared by the corpus test and the `scan-corpus`
 //! example that `bench/scan/run` calls, so lockbox and its peers see the same files.
 
+// The example uses the writer only; the test uses the scorer too.
+#![allow(dead_code)]
+
 use std::path::Path;
 
 pub(crate) const SAMPLES: &str = include_str!("samples.txt");
@@ -18,10 +21,12 @@ pub(crate) struct Sample {
     pub(crate) content: Vec<u8>,
 }
 
-struct Rng(u64);
+/// Deterministic pseudo-random generator (xorshift), so runs and snapshots are stable
+/// while the values still look random to entropy checks.
+pub(crate) struct Rng(pub(crate) u64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
+    pub(crate) fn next(&mut self) -> u64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
@@ -53,22 +58,23 @@ fn class_set(class: &str) -> Option<&'static [u8]> {
     })
 }
 
-fn uuid(rng: &mut Rng) -> String {
+fn uuid(rng: &mut Rng, fill: bool) -> String {
     let mut s = String::new();
     for (i, n) in [8, 4, 4, 4, 12].iter().enumerate() {
         if i > 0 {
             s.push('-');
         }
         for _ in 0..*n {
-            s.push(rng.pick(HEX));
+            s.push(if fill { 'x' } else { rng.pick(HEX) });
         }
     }
     s
 }
 
 /// Expands one template. Any brace that is not a known placeholder is literal text (JSON,
-/// Go, `{SumoAccessKey}`-style placeholders in the clean samples).
-fn expand(template: &str, rng: &mut Rng) -> String {
+/// Go, `{SumoAccessKey}`-style placeholders in the clean samples). With `fill`, every
+/// generated run is a repeated placeholder character instead (a rule's negative case).
+pub(crate) fn expand(template: &str, rng: &mut Rng, fill: bool) -> String {
     let mut out = String::new();
     let mut rest = template;
     while let Some(i) = rest.find('{') {
@@ -77,10 +83,14 @@ fn expand(template: &str, rng: &mut Rng) -> String {
         let close = tail.find('}');
         let inner = close.map(|j| &tail[1..j]).unwrap_or("");
         let expanded = match inner {
-            "uuid" => Some(uuid(rng)),
-            "UUID" => Some(uuid(rng).to_ascii_uppercase()),
+            "uuid" => Some(uuid(rng, fill)),
+            "UUID" => Some(uuid(rng, fill).to_ascii_uppercase()),
             _ => inner.split_once(':').and_then(|(class, n)| {
                 let n: usize = n.parse().ok()?;
+                if fill {
+                    class_set(class).or((class == "G").then_some(ALNUM))?;
+                    return Some((if class == "d" { "0" } else { "x" }).repeat(n));
+                }
                 if class == "G" {
                     let body: String = (0..30).map(|_| rng.pick(ALNUM)).collect();
                     let sum = lockbox_scan::checksum::crc32(body.as_bytes());
@@ -148,7 +158,7 @@ pub(crate) fn samples() -> Vec<Sample> {
             let content = if lower.ends_with(".p12") || lower.ends_with(".pfx") {
                 binary_content(&text, rng)
             } else {
-                expand(&text, rng).into_bytes()
+                expand(&text, rng, false).into_bytes()
             };
             out.push(Sample {
                 provider: provider.to_string(),
