@@ -1,14 +1,16 @@
-//! Writes lockbox's labelled scan corpus to a directory, with `labels.json` beside it, for
-//! `bench/scan/run` to score lockbox and its peers on the same files.
+//! Writes lockbox's labelled scan corpus to a directory and its labels to a JSON file
+//! outside it (so no scanner reads the labels), for `bench/scan/run` to score lockbox and
+//! its peers on the same files.
 //!
-//! Usage: `scan-corpus DIR` (DIR must not exist yet).
+//! Usage: `scan-corpus DIR LABELS.json` (DIR must not exist yet).
 
 #[path = "../tests/corpus/corpus.rs"]
 mod corpus;
 
 fn main() -> std::process::ExitCode {
-    let Some(dir) = std::env::args_os().nth(1) else {
-        eprintln!("usage: scan-corpus DIR");
+    let (Some(dir), Some(labels_path)) = (std::env::args_os().nth(1), std::env::args_os().nth(2))
+    else {
+        eprintln!("usage: scan-corpus DIR LABELS.json");
         return std::process::ExitCode::from(2);
     };
     let root = std::path::PathBuf::from(dir);
@@ -41,8 +43,11 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
-    if let Err(e) = std::fs::write(root.join("labels.json"), text) {
-        eprintln!("scan-corpus: writing labels.json: {e}");
+    if let Err(e) = std::fs::write(&labels_path, text) {
+        eprintln!(
+            "scan-corpus: writing {}: {e}",
+            std::path::Path::new(&labels_path).display()
+        );
         return std::process::ExitCode::from(2);
     }
     println!("{} samples in {}", samples.len(), root.display());

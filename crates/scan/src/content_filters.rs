@@ -79,6 +79,8 @@ pub(crate) fn base64_wraps_jwt(s: &[u8]) -> bool {
 const PUBLISHED_EXAMPLES: &[&[u8]] = &[
     // The browser key in Google's Maps JavaScript API samples.
     b"AIzaSyDaGmWKa4JsXZ-HjGw7ISLn_3namBGewQe",
+    // The token jwt.io shows by default (HS256, "John Doe").
+    b"eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIiwibmFtZSI6IkpvaG4gRG9lIiwiaWF0IjoxNTE2MjM5MDIyfQ.SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c",
 ];
 
 /// Vendor documentation values (`AKIAIOSFODNN7EXAMPLE`) and obviously fake fill.
@@ -148,6 +150,18 @@ pub(crate) fn assignment_is_secret(
     if names::is_placeholder(&v) || v.len() < 4 {
         return false;
     }
+    // `passwordKey: db-password`, `existingSecret: app-credentials`: a lower-case
+    // identifier that names a secret is the name of a Secret or key holding it.
+    let lower_v = v.to_ascii_lowercase();
+    if v.bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+        && (v.contains('-') || v.contains('_'))
+        && ["password", "passwd", "secret", "credential", "token"]
+            .iter()
+            .any(|w| lower_v.contains(w))
+    {
+        return false;
+    }
     // `pass_stmt: 'pass'`, `password: "password"`: the value names the key, it is no secret.
     if name.to_ascii_lowercase().contains(&v.to_ascii_lowercase()) {
         return false;
@@ -191,6 +205,18 @@ pub(crate) fn assignment_is_secret(
     if !quoted {
         // Unquoted config values: reject obvious expressions and file paths.
         if v.contains('(') || v.starts_with('/') || v.starts_with("./") || v.starts_with('~') {
+            return false;
+        }
+        // `random_password.db.result`, `aws_secretsmanager_secret.x.arn`: an HCL/Terraform
+        // attribute path (two dots or more between identifiers) names where a value lives.
+        let segments: Vec<&str> = v.split('.').collect();
+        if segments.len() >= 3
+            && segments.iter().all(|p| {
+                !p.is_empty()
+                    && p.bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+            })
+        {
             return false;
         }
     } else if ctx.is_code {

@@ -31,6 +31,15 @@ fn top_level_value<'a>(line: &'a str, key: &str) -> Option<&'a str> {
     )
 }
 
+/// Does the YAML hold ciphertext meant to be committed: a SOPS-encrypted document (top-level
+/// `sops:`) or a Bitnami `SealedSecret`? Its generic-rule findings are then dropped.
+pub fn holds_ciphertext(text: &str) -> bool {
+    text.lines().any(|l| {
+        top_level_value(l, "sops").is_some()
+            || top_level_value(l, "kind").is_some_and(|k| k.eq_ignore_ascii_case("sealedsecret"))
+    })
+}
+
 pub fn scan_manifests(display: &str, text: &str, out: &mut Vec<Finding>) {
     let lines: Vec<&str> = text.lines().collect();
     let mut start = 0;

@@ -10,9 +10,10 @@ use ignore::{WalkBuilder, WalkState};
 
 use crate::compose::{ComposeCtx, is_compose_name, scan_compose, scan_env_file};
 use crate::content::{Engine, FileCtx, is_code_path};
+use crate::content_rules::{CONTENT_RULES, Kind};
 use crate::dockerfile::{DockerfileCtx, is_dockerfile_name, scan_dockerfile};
 use crate::finding::{Finding, Redacted, Severity};
-use crate::kubernetes::{is_yaml_name, scan_manifests};
+use crate::kubernetes::{holds_ciphertext, is_yaml_name, scan_manifests};
 use crate::names::is_generic_allowlisted_path;
 use crate::shell::{is_shellish, scan_shell};
 
@@ -148,6 +149,7 @@ pub fn scan_file(
         stats.skipped_binary.fetch_add(1, Ordering::Relaxed);
         return Ok(());
     }
+    let first_finding = out.len();
     engine.scan_bytes(&data, &ctx, out);
     let Ok(text) = std::str::from_utf8(&data) else {
         return Ok(());
@@ -159,8 +161,13 @@ pub fn scan_file(
     } else if is_dotenv_name(&file_name) {
         scan_env_file(display, text, out);
     }
-    if is_yaml_name(&file_name) && !ctx.generic_allowlisted {
-        scan_manifests(display, text, out);
+    if is_yaml_name(&file_name) {
+        if holds_ciphertext(text) {
+            let mine = out.split_off(first_finding);
+            out.extend(mine.into_iter().filter(|f| !is_generic_rule(&f.rule)));
+        } else if !ctx.generic_allowlisted {
+            scan_manifests(display, text, out);
+        }
     }
     if is_shellish(display, &data[..data.len().min(256)]) || is_dockerfile_name(&file_name) {
         scan_shell(display, text, out);
@@ -201,4 +208,13 @@ fn pkcs12_finding(display: &str) -> Finding {
         fingerprint: Finding::fingerprint_of(ID, display, display),
         secret: None::<Redacted>,
     }
+}
+
+/// Rules whose findings are heuristics (keyword assignments, entropy) rather than a token
+/// format: what ciphertext files mute.
+fn is_generic_rule(id: &str) -> bool {
+    id == crate::content_rules::HIGH_ENTROPY_ID
+        || CONTENT_RULES
+            .iter()
+            .any(|r| r.id == id && r.kind == Kind::Generic)
 }
