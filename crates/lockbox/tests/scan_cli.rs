@@ -47,3 +47,81 @@ fn scan_finds_the_docker_guide_example_and_redacts_it() {
         .unwrap();
     assert_eq!(o.status.code(), Some(2));
 }
+
+/// Provider formats, the generic syntaxes and the clean look-alikes through the binary:
+/// findings per file, severities from the checksum, nothing printed in full.
+#[test]
+fn scan_reports_provider_tokens_and_stays_quiet_on_references() {
+    let dir = tempfile::tempdir().unwrap();
+    let random = "Q7wErTy8UiOp9AsDfGh1JkLzXcVbNm";
+    let token = format!(
+        "ghp_{random}{}",
+        lockbox_scan::checksum::base62(lockbox_scan::checksum::crc32(random.as_bytes()), 6)
+    );
+    let secret_value = "k8sV4lueZ9xQ2mW7";
+    let files = [
+        ("ci.env", format!("GITHUB_TOKEN={token}\n")),
+        (
+            "secret.yaml",
+            format!("data:\n  password: {secret_value}\nkind: secret\napiVersion: v1\n"),
+        ),
+        ("Makefile", "DEPLOY_TOKEN ::= \"Zr8Kq2Lm5Nx7Pw4Tj9Hv\"\n".to_string()),
+        (
+            "main.tf",
+            "resource \"x\" \"y\" {\n  password = var.db_password\n}\n".to_string(),
+        ),
+        (
+            "sops.yaml",
+            "kind: Secret\ndata:\n  password: ENC[AES256_GCM,data:abc,type:str]\nsops:\n  version: 3.8.1\n"
+                .to_string(),
+        ),
+    ];
+    for (name, body) in &files {
+        std::fs::write(dir.path().join(name), body).unwrap();
+    }
+    let o = Command::new(BIN)
+        .args(["scan", "--format", "json", "--no-progress"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let out = String::from_utf8_lossy(&o.stdout);
+    let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let hits: Vec<(String, String, String)> = json["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["path"].as_str().unwrap().to_string(),
+                f["rule"].as_str().unwrap().to_string(),
+                f["severity"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let has = |path: &str, rule: &str| hits.iter().any(|h| h.0 == path && h.1 == rule);
+    assert!(has("ci.env", "content.github-pat"), "{hits:?}");
+    assert!(
+        hits.iter()
+            .any(|h| h.1 == "content.github-pat" && h.2 == "critical"),
+        "a verified checksum keeps the rule's severity: {hits:?}"
+    );
+    assert!(
+        has("secret.yaml", "content.kubernetes-secret-data"),
+        "{hits:?}"
+    );
+    assert!(has("Makefile", "content.secret-assignment"), "{hits:?}");
+    assert!(
+        !hits.iter().any(|h| h.0 == "main.tf" || h.0 == "sops.yaml"),
+        "{hits:?}"
+    );
+    assert!(
+        !out.contains(&token) && !out.contains(secret_value),
+        "{out}"
+    );
+}

@@ -143,37 +143,111 @@ fn binary_content(hex: &str, rng: &mut Rng) -> Vec<u8> {
     out
 }
 
+/// The assignment syntaxes a `@@ matrix` line expands into: (file name, template), `{i}`
+/// the identifier, `{I}` it upper-cased, `{s}` the secret. Written for lockbox from each
+/// language's own syntax (the idea of testing every provider rule in every syntax comes
+/// from gitleaks' rule tests).
+const SYNTAXES: &[(&str, &str)] = &[
+    ("settings.ini", "{i}Token=\"{s}\""),
+    ("settings2.ini", "{i}Token = \"{s}\""),
+    ("plain.ini", "{i}Token={s}"),
+    ("plain2.ini", "{i}Token = {s}"),
+    ("config.json", "{\n  \"{i}_token\": \"{s}\"\n}"),
+    (
+        "bundle.json",
+        "{\"app.env\": \"{I}_TOKEN={s}\\nDEBUG=false\"}",
+    ),
+    ("element.xml", "<{i}Token>{s}</{i}Token>"),
+    ("element-multiline.xml", "<{i}Token>\n    {s}\n</{i}Token>"),
+    ("plain.yaml", "{i}_token: {s}"),
+    ("single.yaml", "{i}_token: '{s}'"),
+    ("double.yaml", "{i}_token: \"{s}\""),
+    ("Program.cs", "string {i}Token = \"{s}\";"),
+    ("typed.go", "var {i}Token string = \"{s}\""),
+    ("short.go", "{i}Token := \"{s}\""),
+    ("raw.go", "{i}Token := `{s}`"),
+    ("Main.java", "String {i}Token = \"{s}\";"),
+    ("Main.kt", "var {i}Token = \"{s}\""),
+    ("concat.php", "${i}Token .= \"{s}\";"),
+    ("single.py", "{i}Token = '{s}'"),
+    ("double.py", "{i}Token = \"{s}\""),
+    ("Props.java", "System.setProperty(\"{I}_TOKEN\", \"{s}\");"),
+    ("pipeline.conf", "  \"{i}Token\" => \"{s}\""),
+    ("recursive.mk", "{i}_TOKEN = \"{s}\""),
+    ("simple.mk", "{i}_TOKEN := \"{s}\""),
+    ("shell.mk", "{i}_TOKEN ::= \"{s}\""),
+    ("evaluated.mk", "{i}_TOKEN :::= \"{s}\""),
+    ("conditional.mk", "{i}_TOKEN ?= \"{s}\""),
+    ("export.sh", "export {I}_TOKEN={s}"),
+    ("app.env", "{I}_TOKEN={s}"),
+    ("config.toml", "{i}_token = '{s}'"),
+];
+
+/// Numbers the samples of each provider, so every sample gets its own directory.
+#[derive(Default)]
+struct Collector {
+    out: Vec<Sample>,
+    counter: std::collections::HashMap<String, usize>,
+}
+
+impl Collector {
+    fn push(&mut self, provider: &str, secret: bool, path: String, content: Vec<u8>) {
+        let n = self.counter.entry(provider.to_string()).or_insert(0);
+        *n += 1;
+        self.out.push(Sample {
+            provider: provider.to_string(),
+            secret,
+            dir: format!("{}/{}", slug(provider), n),
+            path,
+            content,
+        });
+    }
+
+    fn push_template(&mut self, provider: &str, cur: (bool, String, Vec<&str>), rng: &mut Rng) {
+        let (secret, path, lines) = cur;
+        let text = lines.join("\n") + "\n";
+        let lower = path.to_ascii_lowercase();
+        let content = if lower.ends_with(".p12") || lower.ends_with(".pfx") {
+            binary_content(&text, rng)
+        } else {
+            expand(&text, rng, false).into_bytes()
+        };
+        self.push(provider, secret, path, content);
+    }
+
+    /// `@@ matrix IDENT VALUE`: one secret sample per syntax.
+    fn push_matrix(&mut self, provider: &str, spec: &str, rng: &mut Rng) {
+        let (ident, value) = spec.trim().split_once(' ').unwrap_or((spec.trim(), ""));
+        for (file, form) in SYNTAXES {
+            let secret = expand(value, rng, false);
+            let text = form
+                .replace("{i}", ident)
+                .replace("{I}", &ident.to_ascii_uppercase())
+                .replace("{s}", &secret);
+            self.push(
+                provider,
+                true,
+                (*file).to_string(),
+                (text + "\n").into_bytes(),
+            );
+        }
+    }
+}
+
 pub(crate) fn samples() -> Vec<Sample> {
     let mut rng = Rng(0x5EED_1234_ABCD_0001);
-    let mut out: Vec<Sample> = Vec::new();
+    let mut c = Collector::default();
     let mut provider = String::new();
     let mut current: Option<(bool, String, Vec<&str>)> = None;
-    let mut counter = std::collections::HashMap::<String, usize>::new();
-    let mut flush = |cur: Option<(bool, String, Vec<&str>)>, provider: &str, rng: &mut Rng| {
-        if let Some((secret, path, lines)) = cur {
-            let n = counter.entry(provider.to_string()).or_insert(0);
-            *n += 1;
-            let text = lines.join("\n") + "\n";
-            let lower = path.to_ascii_lowercase();
-            let content = if lower.ends_with(".p12") || lower.ends_with(".pfx") {
-                binary_content(&text, rng)
-            } else {
-                expand(&text, rng, false).into_bytes()
-            };
-            out.push(Sample {
-                provider: provider.to_string(),
-                secret,
-                dir: format!("{}/{}", slug(provider), n),
-                path,
-                content,
-            });
-        }
-    };
     for line in SAMPLES.lines() {
         if let Some(rest) = line.strip_prefix("@@ ") {
-            flush(current.take(), &provider, &mut rng);
+            if let Some(cur) = current.take() {
+                c.push_template(&provider, cur, &mut rng);
+            }
             if let Some(p) = rest.strip_prefix("provider ") {
                 provider = p.trim().to_string();
+            } else if let Some(m) = rest.strip_prefix("matrix ") {
+                c.push_matrix(&provider, m, &mut rng);
             } else if let Some(p) = rest.strip_prefix("+ ") {
                 current = Some((true, p.trim().to_string(), Vec::new()));
             } else if let Some(p) = rest.strip_prefix("- ") {
@@ -185,8 +259,10 @@ pub(crate) fn samples() -> Vec<Sample> {
             lines.push(line);
         }
     }
-    flush(current.take(), &provider, &mut rng);
-    out
+    if let Some(cur) = current.take() {
+        c.push_template(&provider, cur, &mut rng);
+    }
+    c.out
 }
 
 /// Writes every sample under `root` (created) and returns them.
