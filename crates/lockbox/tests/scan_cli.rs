@@ -4,17 +4,11 @@ use std::process::Command;
 
 use crate::support::BIN;
 
-#[test]
-fn scan_finds_the_docker_guide_example_and_redacts_it() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("docker-compose.yml"),
-        "services:\n  db:\n    image: mysql\n    environment:\n      MYSQL_ROOT_PASSWORD: foobar\n",
-    )
-    .unwrap();
+/// `lockbox scan --format json DIR`, which must exit 1 (findings); its standard output.
+fn scan_json_with_findings(dir: &std::path::Path) -> String {
     let o = Command::new(BIN)
-        .args(["scan", "--format", "json"])
-        .arg(dir.path())
+        .args(["scan", "--format", "json", "--no-progress"])
+        .arg(dir)
         .output()
         .unwrap();
     assert_eq!(
@@ -23,7 +17,18 @@ fn scan_finds_the_docker_guide_example_and_redacts_it() {
         "{}",
         String::from_utf8_lossy(&o.stderr)
     );
-    let out = String::from_utf8_lossy(&o.stdout);
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn scan_finds_the_docker_guide_example_and_redacts_it() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("docker-compose.yml"),
+        "services:\n  db:\n    image: mysql\n    environment:\n      MYSQL_ROOT_PASSWORD: foobar\n",
+    )
+    .unwrap();
+    let out = scan_json_with_findings(dir.path());
     assert!(out.contains("compose.env-literal-secret"), "{out}");
     assert!(
         !out.contains("foobar"),
@@ -79,18 +84,7 @@ fn scan_reports_provider_tokens_and_stays_quiet_on_references() {
     for (name, body) in &files {
         std::fs::write(dir.path().join(name), body).unwrap();
     }
-    let o = Command::new(BIN)
-        .args(["scan", "--format", "json", "--no-progress"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert_eq!(
-        o.status.code(),
-        Some(1),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    let out = String::from_utf8_lossy(&o.stdout);
+    let out = scan_json_with_findings(dir.path());
     let json: serde_json::Value = serde_json::from_str(&out).unwrap();
     let hits: Vec<(String, String, String)> = json["findings"]
         .as_array()
