@@ -15,6 +15,7 @@ pub mod content_rules;
 pub mod docker;
 pub mod dockerfile;
 pub mod finding;
+pub mod fix;
 pub mod kubernetes;
 pub mod named_rules;
 pub mod names;

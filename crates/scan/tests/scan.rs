@@ -29,6 +29,9 @@ fn args(paths: &[&Path]) -> ScanArgs {
         threads: Some(2),
         no_progress: true,
         list_rules: false,
+        fix: false,
+        dry_run: false,
+        yes: false,
     }
 }
 
@@ -1174,4 +1177,131 @@ fn github_tokens_with_a_bad_checksum_are_reported_one_severity_lower() {
         o.stdout
     );
     assert_eq!(severity("bad.env").as_deref(), Some("high"), "{}", o.stdout);
+}
+
+// ---------------------------------------------------------------------------------------
+// scan --fix
+
+const FIX_COMPOSE: &str = "services:
+  db:
+    image: mysql:8
+    environment:
+      MYSQL_ROOT_PASSWORD: S3cretRootPw9
+      MYSQL_DATABASE: app
+  cache:
+    image: postgres:16
+    secrets:
+      - other
+    environment:
+      - POSTGRES_PASSWORD=Pg-Pa55w0rd-x
+  web:
+    image: acme/web:1
+    environment:
+      API_TOKEN: Zk8Lq2Wm5Rt7Yp3Nv6Xc
+secrets:
+  other:
+    external: true
+";
+
+fn fix_args(dir: &Path, dry_run: bool) -> ScanArgs {
+    let mut a = args(&[dir]);
+    a.fix = true;
+    a.dry_run = dry_run;
+    a.yes = !dry_run;
+    a
+}
+
+#[test]
+fn fix_moves_compose_literals_to_secret_files_and_never_echoes_them() {
+    use std::os::unix::fs::PermissionsExt;
+    let d = tempfile::tempdir().expect("tempdir");
+    let compose = write(d.path(), "compose.yaml", FIX_COMPOSE);
+    write(d.path(), ".gitignore", "node_modules");
+
+    // Dry run: the plan is shown with values redacted, nothing is written.
+    let o = scan(&fix_args(d.path(), true));
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let shown = o.stdout.replace(&d.path().display().to_string(), "[dir]");
+    insta::assert_snapshot!("fix_dry_run", shown);
+    assert!(!d.path().join("secrets").exists());
+    assert_eq!(
+        std::fs::read_to_string(&compose).expect("read"),
+        FIX_COMPOSE
+    );
+
+    // Written: values only in the 0600 files, the Compose file parses and scans clean of
+    // the moved variables, the directory is ignored.
+    let o = scan(&fix_args(d.path(), false));
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    for out in [&o.stdout, &shown] {
+        assert!(
+            !out.contains("S3cretRootPw9") && !out.contains("Pg-Pa55w0rd-x"),
+            "{out}"
+        );
+    }
+    let fixed = std::fs::read_to_string(&compose).expect("read");
+    assert!(
+        !fixed.contains("S3cretRootPw9") && !fixed.contains("Pg-Pa55w0rd-x"),
+        "{fixed}"
+    );
+    assert!(fixed.contains("MYSQL_ROOT_PASSWORD_FILE: /run/secrets/db_mysql_root_password"));
+    assert!(fixed.contains("- POSTGRES_PASSWORD_FILE=/run/secrets/cache_postgres_password"));
+    assert!(
+        fixed.contains("API_TOKEN: Zk8Lq2Wm5Rt7Yp3Nv6Xc"),
+        "acme/web has no _FILE support"
+    );
+    let sdir = d.path().join("secrets");
+    let mode = |p: &Path| std::fs::metadata(p).expect("meta").permissions().mode() & 0o777;
+    assert_eq!(mode(&sdir), 0o700);
+    let f = sdir.join("db_mysql_root_password");
+    assert_eq!(mode(&f), 0o600);
+    assert_eq!(std::fs::read_to_string(&f).expect("read"), "S3cretRootPw9");
+    assert_eq!(
+        std::fs::read_to_string(sdir.join("cache_postgres_password")).expect("read"),
+        "Pg-Pa55w0rd-x"
+    );
+    assert_eq!(
+        std::fs::read_to_string(d.path().join(".gitignore")).expect("read"),
+        "node_modules\n/secrets/\n"
+    );
+    let rescan = scan_dir(d.path());
+    let left: Vec<String> = rescan
+        .findings()
+        .iter()
+        .filter(|f| f["rule"] == "compose.env-literal-secret")
+        .map(|f| f["message"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert!(left[0].starts_with("API_TOKEN"), "{left:?}");
+    assert!(
+        !rescan
+            .hits()
+            .iter()
+            .any(|h| h.0.starts_with("compose.secret-file")),
+        "{}",
+        rescan.stdout
+    );
+
+    // A second run has nothing left to move and changes nothing.
+    let o = scan(&fix_args(d.path(), false));
+    assert_eq!(o.code, 0);
+    assert_eq!(std::fs::read_to_string(&compose).expect("read"), fixed);
+}
+
+#[test]
+fn fix_refuses_to_overwrite_a_different_secret_file() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let compose = write(d.path(), "compose.yaml", FIX_COMPOSE);
+    write(d.path(), "secrets/db_mysql_root_password", "something-else");
+    let o = scan(&fix_args(d.path(), false));
+    assert_eq!(o.code, 2);
+    assert!(
+        o.stderr.contains("exists with other content"),
+        "{}",
+        o.stderr
+    );
+    assert_eq!(
+        std::fs::read_to_string(&compose).expect("read"),
+        FIX_COMPOSE
+    );
 }
