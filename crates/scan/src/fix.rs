@@ -206,13 +206,16 @@ fn plan(path: &Path, text: &str, fixable: &[EnvLiteral]) -> Result<Plan, FixErro
     // new key right under the service's name.
     let mut services: Vec<&str> = grants.iter().map(|g| g.0.as_str()).collect();
     services.dedup();
+    // Service keys sit at the indentation of the first line under `services:`.
+    let service_indent = plan.lines[services_line + 1..]
+        .iter()
+        .find(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+        .map_or(2, |l| indent_of(l).len());
     for svc in services {
         let key = (services_line + 1..plan.lines.len())
             .find(|&i| {
                 let l = &plan.lines[i];
-                !indent_of(l).is_empty()
-                    && l.trim_end().trim_start() == format!("{svc}:")
-                    && l.trim_start().len() + indent_of(l).len() == l.len()
+                indent_of(l).len() == service_indent && l.trim() == format!("{svc}:")
             })
             .ok_or_else(|| refuse(format!("service `{svc}` not found as a `{svc}:` line")))?;
         let end = block_end(&plan.lines, key);
