@@ -4,20 +4,27 @@ use std::process::Command;
 
 use crate::support::BIN;
 
-/// `lockbox scan --format json DIR`, which must exit 1 (findings); its standard output.
-fn scan_json_with_findings(dir: &std::path::Path) -> String {
+/// `lockbox scan ARGS… DIR`, which must exit with `code`; its standard output.
+fn run_scan(args: &[&str], dir: &std::path::Path, code: i32) -> String {
     let o = Command::new(BIN)
-        .args(["scan", "--format", "json", "--no-progress"])
+        .arg("scan")
+        .args(args)
         .arg(dir)
         .output()
         .unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout).into_owned();
     assert_eq!(
         o.status.code(),
-        Some(1),
-        "{}",
+        Some(code),
+        "{stdout}{}",
         String::from_utf8_lossy(&o.stderr)
     );
-    String::from_utf8_lossy(&o.stdout).into_owned()
+    stdout
+}
+
+/// `lockbox scan --format json DIR`, which must exit 1 (findings); its standard output.
+fn scan_json_with_findings(dir: &std::path::Path) -> String {
+    run_scan(&["--format", "json", "--no-progress"], dir, 1)
 }
 
 #[test]
@@ -118,4 +125,45 @@ fn scan_reports_provider_tokens_and_stays_quiet_on_references() {
         !out.contains(&token) && !out.contains(secret_value),
         "{out}"
     );
+}
+
+/// `lockbox scan --fix` without a terminal writes: afterwards the project scans clean and
+/// the value is only in the git-ignored secret file.
+#[test]
+fn scan_fix_moves_the_docker_guide_example_to_a_secret_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let value = "Fx9-root-Pw-4471";
+    std::fs::write(
+        dir.path().join("compose.yaml"),
+        format!(
+            "services:\n  db:\n    image: mysql:8\n    environment:\n      MYSQL_ROOT_PASSWORD: {value}\n"
+        ),
+    )
+    .unwrap();
+    let shown = run_scan(&["--fix"], dir.path(), 0);
+    assert!(!shown.contains(value), "{shown}");
+    let compose = std::fs::read_to_string(dir.path().join("compose.yaml")).unwrap();
+    assert!(
+        compose.contains("MYSQL_ROOT_PASSWORD_FILE: /run/secrets/db_mysql_root_password"),
+        "{compose}"
+    );
+    run_scan(&["--no-progress"], dir.path(), 0);
+    // The value is nowhere but in the secret file.
+    let mut holders = Vec::new();
+    let mut stack = vec![dir.path().to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if std::fs::read(&p)
+                .unwrap()
+                .windows(value.len())
+                .any(|w| w == value.as_bytes())
+            {
+                holders.push(p.strip_prefix(dir.path()).unwrap().display().to_string());
+            }
+        }
+    }
+    assert_eq!(holders, vec!["secrets/db_mysql_root_password".to_string()]);
 }
