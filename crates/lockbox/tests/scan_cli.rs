@@ -4,6 +4,29 @@ use std::process::Command;
 
 use crate::support::BIN;
 
+/// `lockbox scan ARGS… DIR`, which must exit with `code`; its standard output.
+fn run_scan(args: &[&str], dir: &std::path::Path, code: i32) -> String {
+    let o = Command::new(BIN)
+        .arg("scan")
+        .args(args)
+        .arg(dir)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert_eq!(
+        o.status.code(),
+        Some(code),
+        "{stdout}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    stdout
+}
+
+/// `lockbox scan --format json DIR`, which must exit 1 (findings); its standard output.
+fn scan_json_with_findings(dir: &std::path::Path) -> String {
+    run_scan(&["--format", "json", "--no-progress"], dir, 1)
+}
+
 #[test]
 fn scan_finds_the_docker_guide_example_and_redacts_it() {
     let dir = tempfile::tempdir().unwrap();
@@ -12,18 +35,7 @@ fn scan_finds_the_docker_guide_example_and_redacts_it() {
         "services:\n  db:\n    image: mysql\n    environment:\n      MYSQL_ROOT_PASSWORD: foobar\n",
     )
     .unwrap();
-    let o = Command::new(BIN)
-        .args(["scan", "--format", "json"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert_eq!(
-        o.status.code(),
-        Some(1),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    let out = String::from_utf8_lossy(&o.stdout);
+    let out = scan_json_with_findings(dir.path());
     assert!(out.contains("compose.env-literal-secret"), "{out}");
     assert!(
         !out.contains("foobar"),
@@ -46,4 +58,112 @@ fn scan_finds_the_docker_guide_example_and_redacts_it() {
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(2));
+}
+
+/// Provider formats, the generic syntaxes and the clean look-alikes through the binary:
+/// findings per file, severities from the checksum, nothing printed in full.
+#[test]
+fn scan_reports_provider_tokens_and_stays_quiet_on_references() {
+    let dir = tempfile::tempdir().unwrap();
+    let random = "Q7wErTy8UiOp9AsDfGh1JkLzXcVbNm";
+    let token = format!(
+        "ghp_{random}{}",
+        lockbox_scan::checksum::base62(lockbox_scan::checksum::crc32(random.as_bytes()), 6)
+    );
+    let secret_value = "k8sV4lueZ9xQ2mW7";
+    let files = [
+        ("ci.env", format!("GITHUB_TOKEN={token}\n")),
+        (
+            "secret.yaml",
+            format!("data:\n  password: {secret_value}\nkind: secret\napiVersion: v1\n"),
+        ),
+        ("Makefile", "DEPLOY_TOKEN ::= \"Zr8Kq2Lm5Nx7Pw4Tj9Hv\"\n".to_string()),
+        (
+            "main.tf",
+            "resource \"x\" \"y\" {\n  password = var.db_password\n}\n".to_string(),
+        ),
+        (
+            "sops.yaml",
+            "kind: Secret\ndata:\n  password: ENC[AES256_GCM,data:abc,type:str]\nsops:\n  version: 3.8.1\n"
+                .to_string(),
+        ),
+    ];
+    for (name, body) in &files {
+        std::fs::write(dir.path().join(name), body).unwrap();
+    }
+    let out = scan_json_with_findings(dir.path());
+    let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let hits: Vec<(String, String, String)> = json["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["path"].as_str().unwrap().to_string(),
+                f["rule"].as_str().unwrap().to_string(),
+                f["severity"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let has = |path: &str, rule: &str| hits.iter().any(|h| h.0 == path && h.1 == rule);
+    assert!(has("ci.env", "content.github-pat"), "{hits:?}");
+    assert!(
+        hits.iter()
+            .any(|h| h.1 == "content.github-pat" && h.2 == "critical"),
+        "a verified checksum keeps the rule's severity: {hits:?}"
+    );
+    assert!(
+        has("secret.yaml", "content.kubernetes-secret-data"),
+        "{hits:?}"
+    );
+    assert!(has("Makefile", "content.secret-assignment"), "{hits:?}");
+    assert!(
+        !hits.iter().any(|h| h.0 == "main.tf" || h.0 == "sops.yaml"),
+        "{hits:?}"
+    );
+    assert!(
+        !out.contains(&token) && !out.contains(secret_value),
+        "{out}"
+    );
+}
+
+/// `lockbox scan --fix` without a terminal writes: afterwards the project scans clean and
+/// the value is only in the git-ignored secret file.
+#[test]
+fn scan_fix_moves_the_docker_guide_example_to_a_secret_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let value = "Fx9-root-Pw-4471";
+    std::fs::write(
+        dir.path().join("compose.yaml"),
+        format!(
+            "services:\n  db:\n    image: mysql:8\n    environment:\n      MYSQL_ROOT_PASSWORD: {value}\n"
+        ),
+    )
+    .unwrap();
+    let shown = run_scan(&["--fix"], dir.path(), 0);
+    assert!(!shown.contains(value), "{shown}");
+    let compose = std::fs::read_to_string(dir.path().join("compose.yaml")).unwrap();
+    assert!(
+        compose.contains("MYSQL_ROOT_PASSWORD_FILE: /run/secrets/db_mysql_root_password"),
+        "{compose}"
+    );
+    run_scan(&["--no-progress"], dir.path(), 0);
+    // The value is nowhere but in the secret file.
+    let mut holders = Vec::new();
+    let mut stack = vec![dir.path().to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if std::fs::read(&p)
+                .unwrap()
+                .windows(value.len())
+                .any(|w| w == value.as_bytes())
+            {
+                holders.push(p.strip_prefix(dir.path()).unwrap().display().to_string());
+            }
+        }
+    }
+    assert_eq!(holders, vec!["secrets/db_mysql_root_password".to_string()]);
 }

@@ -84,6 +84,21 @@ pub struct ScanArgs {
     /// Print every rule (id, severity, title) and exit.
     #[arg(long)]
     pub list_rules: bool,
+
+    /// Move literal secrets out of Compose `environment:` into secret files, top-level
+    /// `secrets:` and `NAME_FILE=/run/secrets/…` (official images that read `NAME_FILE`),
+    /// and ignore the files in `.gitignore`. Shows the edits first, values redacted; on a
+    /// terminal it writes nothing unless `--yes` is given.
+    #[arg(long)]
+    pub fix: bool,
+
+    /// With `--fix`: show the edits, write nothing.
+    #[arg(long, requires = "fix", conflicts_with = "yes")]
+    pub dry_run: bool,
+
+    /// With `--fix`: write the edits, also on a terminal.
+    #[arg(long, requires = "fix")]
+    pub yes: bool,
 }
 
 /// Runs `lockbox scan`. Returns the exit status: 0 clean, `--exit-code` when findings
@@ -110,6 +125,8 @@ enum RunError {
     Output(#[from] std::io::Error),
     #[error("{0}")]
     Usage(String),
+    #[error(transparent)]
+    Fix(#[from] crate::fix::FixError),
 }
 
 fn run_inner(args: &ScanArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<i32, RunError> {
@@ -117,6 +134,29 @@ fn run_inner(args: &ScanArgs, out: &mut dyn Write, err: &mut dyn Write) -> Resul
         for r in crate::rules::all_rules() {
             writeln!(out, "{:<44} {:<8} {}", r.id, r.severity.as_str(), r.title)?;
         }
+        return Ok(0);
+    }
+    if args.fix {
+        let roots = if args.paths.is_empty() {
+            vec![PathBuf::from(".")]
+        } else {
+            args.paths.clone()
+        };
+        let write = !args.dry_run && (args.yes || !std::io::stdout().is_terminal());
+        let s = crate::fix::run_fix(&roots, write, out)?;
+        let verb = if write { "moved" } else { "would move" };
+        writeln!(
+            out,
+            "{verb} {} value(s) in {} Compose file(s) to secret files; {} left for a hand fix{}",
+            s.moved,
+            s.files,
+            s.left,
+            if write || s.moved == 0 {
+                ""
+            } else {
+                " (dry run: rerun with --yes to write)"
+            }
+        )?;
         return Ok(0);
     }
     if args.threads == Some(0) {

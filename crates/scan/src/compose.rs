@@ -464,6 +464,103 @@ fn loc_col(s: &serde_saphyr::Location) -> usize {
     s.column() as usize
 }
 
+/// One `environment:` entry: name, value (`None` for a bare name), line, column of the
+/// value, column of the name, and whether it is written in list form (`- NAME=value`).
+type EnvVar = (String, Option<String>, usize, usize, usize, bool);
+
+fn service_vars(environment: Option<Environment>, text: &str) -> Vec<EnvVar> {
+    let mut vars: Vec<EnvVar> = Vec::new();
+    match environment {
+        Some(Environment::Map(entries)) => {
+            for (k, v) in entries {
+                let (val, vline, vcol) = match v {
+                    Some(s) => (s.value.0, loc_line(&s.referenced), loc_col(&s.referenced)),
+                    None => (None, loc_line(&k.referenced), loc_col(&k.referenced)),
+                };
+                vars.push((k.value, val, vline, vcol, loc_col(&k.referenced), false));
+            }
+        }
+        Some(Environment::List(items)) => {
+            for it in items {
+                let Some(s) = it.value.0 else { continue };
+                let line = loc_line(&it.referenced);
+                let col = loc_col(&it.referenced);
+                // A quoted list item starts one column later than its text.
+                let quoted = usize::from(
+                    s.as_bytes().first()
+                        != text
+                            .as_bytes()
+                            .get(it.referenced.span().byte_offset().unwrap_or(0) as usize),
+                );
+                match s.split_once('=') {
+                    Some((k, v)) => vars.push((
+                        k.to_string(),
+                        Some(v.to_string()),
+                        line,
+                        col + quoted + k.len() + 1,
+                        col,
+                        true,
+                    )),
+                    None => vars.push((s.clone(), None, line, col, col, true)),
+                }
+            }
+        }
+        None => {}
+    }
+    vars
+}
+
+/// A literal secret in a service's `environment:`, for `lockbox scan --fix`.
+pub(crate) struct EnvLiteral {
+    pub(crate) service: String,
+    pub(crate) name: String,
+    pub(crate) value: String,
+    pub(crate) line: usize,
+    pub(crate) list_form: bool,
+    /// The service's official image reads `NAME_FILE` (see `FILE_VARIANTS`).
+    pub(crate) file_variant: bool,
+}
+
+/// The official image (see `FILE_VARIANTS`) a service runs, if any.
+fn official_image_of(svc: &Service) -> Option<&'static str> {
+    svc.image
+        .as_ref()
+        .and_then(|i| i.value.0.as_deref())
+        .and_then(official_image_name)
+}
+
+/// Whether a text parses as a Compose model.
+pub(crate) fn parses(text: &str) -> bool {
+    serde_saphyr::from_str::<ComposeFile>(text).is_ok()
+}
+
+/// Every secret-named variable with a literal value, per service, in file order.
+pub(crate) fn env_literals(text: &str) -> Vec<EnvLiteral> {
+    let Ok(file) = serde_saphyr::from_str::<ComposeFile>(text) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (service, svc) in file.services.unwrap_or_default() {
+        let Some(svc) = svc else { continue };
+        let image = official_image_of(&svc);
+        for (name, value, line, _, _, list_form) in service_vars(svc.environment, text) {
+            let Some(value) = value.filter(|v| is_secret_name(&name) && !is_placeholder(v)) else {
+                continue;
+            };
+            out.push(EnvLiteral {
+                file_variant: image.is_some_and(|img| supports_file_variant(img, &name)),
+                service: service.clone(),
+                name,
+                value,
+                line,
+                list_form,
+            });
+        }
+    }
+    out.sort_by_key(|e| e.line);
+    out
+}
+
 /// Runs every Compose rule on one file. A file that is not valid YAML or not a Compose
 /// model yields no structural findings (content rules still run on it).
 pub fn scan_compose(ctx: &ComposeCtx<'_>, text: &str, out: &mut Vec<Finding>) {
@@ -480,51 +577,10 @@ pub fn scan_compose(ctx: &ComposeCtx<'_>, text: &str, out: &mut Vec<Finding>) {
 
     for (_name, svc) in file.services.unwrap_or_default() {
         let Some(svc) = svc else { continue };
-        let image = svc
-            .image
-            .as_ref()
-            .and_then(|i| i.value.0.as_deref())
-            .and_then(official_image_name);
-        // (name, value, line, column-of-value, column-of-name)
-        let mut vars: Vec<(String, Option<String>, usize, usize, usize)> = Vec::new();
-        match svc.environment {
-            Some(Environment::Map(entries)) => {
-                for (k, v) in entries {
-                    let (val, vline, vcol) = match v {
-                        Some(s) => (s.value.0, loc_line(&s.referenced), loc_col(&s.referenced)),
-                        None => (None, loc_line(&k.referenced), loc_col(&k.referenced)),
-                    };
-                    vars.push((k.value, val, vline, vcol, loc_col(&k.referenced)));
-                }
-            }
-            Some(Environment::List(items)) => {
-                for it in items {
-                    let Some(s) = it.value.0 else { continue };
-                    let line = loc_line(&it.referenced);
-                    let col = loc_col(&it.referenced);
-                    // A quoted list item starts one column later than its text.
-                    let quoted = usize::from(
-                        s.as_bytes().first()
-                            != text
-                                .as_bytes()
-                                .get(it.referenced.span().byte_offset().unwrap_or(0) as usize),
-                    );
-                    match s.split_once('=') {
-                        Some((k, v)) => vars.push((
-                            k.to_string(),
-                            Some(v.to_string()),
-                            line,
-                            col + quoted + k.len() + 1,
-                            col,
-                        )),
-                        None => vars.push((s.clone(), None, line, col, col)),
-                    }
-                }
-            }
-            None => {}
-        }
+        let image = official_image_of(&svc);
+        let vars: Vec<EnvVar> = service_vars(svc.environment, text);
         let names: BTreeSet<&str> = vars.iter().map(|v| v.0.as_str()).collect();
-        for (name, value, line, vcol, ncol) in &vars {
+        for (name, value, line, vcol, ncol, _) in &vars {
             let supports = image.is_some_and(|img| supports_file_variant(img, name));
             let secretish = is_secret_name(name);
             let literal = value.as_deref().filter(|v| !is_placeholder(v));

@@ -8,6 +8,12 @@ use std::io::Read;
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind as AcMatchKind};
 use regex_automata::{Input, MatchKind, PatternSet, meta, util::syntax};
 
+pub use crate::content_filters::is_code_path;
+use crate::content_filters::{
+    assignment_before, assignment_is_secret, checked_severity, is_b64_byte, is_doc_path,
+    is_example_value, is_named_rule, is_url_credential_rule, literal_is_secret, looks_random,
+    names_a_non_secret, url_password_is_user,
+};
 use crate::content_rules::{CONTENT_RULES, ContentRule, HIGH_ENTROPY_ID, Kind};
 use crate::finding::{Finding, Redacted, Severity, shannon_entropy};
 use crate::names;
@@ -33,22 +39,87 @@ pub enum EngineError {
     },
 }
 
+/// A set of rule indexes: the rule table outgrew one machine word.
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
+struct Bits([u64; 4]);
+
+const MAX_RULES: usize = 256;
+
+impl Bits {
+    fn one(i: usize) -> Bits {
+        let mut b = Bits::default();
+        b.0[i / 64] |= 1u64 << (i % 64);
+        b
+    }
+    fn has(&self, i: usize) -> bool {
+        self.0[i / 64] & (1u64 << (i % 64)) != 0
+    }
+    fn is_empty(&self) -> bool {
+        self.0.iter().all(|w| *w == 0)
+    }
+    fn iter(self) -> impl Iterator<Item = usize> {
+        self.0
+            .into_iter()
+            .enumerate()
+            .flat_map(|(w, word)| bits(word).map(move |b| w * 64 + b))
+    }
+}
+
+impl std::ops::BitOr for Bits {
+    type Output = Bits;
+    fn bitor(mut self, o: Bits) -> Bits {
+        self |= o;
+        self
+    }
+}
+
+impl std::ops::BitOrAssign for Bits {
+    fn bitor_assign(&mut self, o: Bits) {
+        for (a, b) in self.0.iter_mut().zip(o.0) {
+            *a |= b;
+        }
+    }
+}
+
+impl std::ops::BitAnd for Bits {
+    type Output = Bits;
+    fn bitand(mut self, o: Bits) -> Bits {
+        for (a, b) in self.0.iter_mut().zip(o.0) {
+            *a &= b;
+        }
+        self
+    }
+}
+
+impl std::ops::Not for Bits {
+    type Output = Bits;
+    fn not(mut self) -> Bits {
+        for a in self.0.iter_mut() {
+            *a = !*a;
+        }
+        self
+    }
+}
+
 /// The compiled rule set. Built once per scan and shared by all threads.
 pub struct Engine {
     keywords: AhoCorasick,
     /// keyword index → bitset of rules that keyword enables.
-    keyword_rules: Vec<u128>,
+    keyword_rules: Vec<Bits>,
     /// keyword index → the exact bytes it must match, for case-sensitive keywords.
     keyword_exact: Vec<Option<Vec<u8>>>,
     /// Rules whose regex runs on its own on a candidate line instead of inside the
     /// combined automaton (see `Engine::new`).
-    solo_rules: u128,
+    solo_rules: Bits,
     /// All line (non-block) rules as one automaton; pattern id → rule index.
     all: meta::Regex,
     pattern_rule: Vec<usize>,
-    /// Per-rule capture regexes, run only on lines where `all` said the rule matches.
-    per_rule: Vec<regex::bytes::Regex>,
-    block_rules: u128,
+    /// Per-rule capture regexes, run only on lines where `all` said the rule matches (or,
+    /// for solo and block rules, where a keyword hit). Compiled on first use: most rules
+    /// never meet a candidate line, and compiling 200 regexes up front was a third of a
+    /// small scan's run time.
+    per_rule: Vec<std::sync::OnceLock<Option<regex::bytes::Regex>>>,
+    block_rules: Bits,
     /// Lazy-DFA caches, reused across files: a fresh cache per file would rebuild the
     /// same DFA states for every file (it was 75% of the run time on the CPython tree).
     caches: std::sync::Mutex<Vec<meta::Cache>>,
@@ -66,20 +137,23 @@ pub struct FileCtx<'a> {
 
 impl Engine {
     pub fn new() -> Result<Engine, EngineError> {
-        assert!(CONTENT_RULES.len() <= 128, "rule bitsets are u128");
+        assert!(
+            CONTENT_RULES.len() <= MAX_RULES,
+            "rule bitsets hold {MAX_RULES}"
+        );
         let mut kw_list: Vec<&str> = Vec::new();
-        let mut keyword_rules: Vec<u128> = Vec::new();
+        let mut keyword_rules: Vec<Bits> = Vec::new();
         for (i, rule) in CONTENT_RULES.iter().enumerate() {
             for kw in rule.keywords {
                 let k = match kw_list.iter().position(|x| x == kw) {
                     Some(k) => k,
                     None => {
                         kw_list.push(kw);
-                        keyword_rules.push(0);
+                        keyword_rules.push(Bits::default());
                         kw_list.len() - 1
                     }
                 };
-                keyword_rules[k] |= 1u128 << i;
+                keyword_rules[k] |= Bits::one(i);
             }
         }
         // Overlapping search: a leftmost one would let `-pass` hide `password:` and lose the
@@ -99,29 +173,21 @@ impl Engine {
             .build(&kw_list)?;
         let mut patterns = Vec::new();
         let mut pattern_rule = Vec::new();
-        let mut block_rules = 0u128;
-        let mut solo_rules = 0u128;
+        let mut block_rules = Bits::default();
+        let mut solo_rules = Bits::default();
         let mut per_rule = Vec::new();
         for (i, rule) in CONTENT_RULES.iter().enumerate() {
-            // ASCII classes keep the DFA small; secrets are ASCII anyway.
-            let re = regex::bytes::RegexBuilder::new(rule.pattern)
-                .unicode(false)
-                .size_limit(64 << 20)
-                .build()
-                .map_err(|source| EngineError::Rule {
-                    id: rule.id,
-                    source,
-                })?;
-            per_rule.push(re);
+            per_rule.push(std::sync::OnceLock::new());
             if rule.kind == Kind::Block {
-                block_rules |= 1u128 << i;
-            } else if rule.kind == Kind::Generic {
+                block_rules |= Bits::one(i);
+            } else if matches!(rule.kind, Kind::Generic | Kind::Context) {
                 // The keyword/assignment heuristics start with unbounded name patterns that,
                 // inside an all-patterns overlapping DFA, multiply its states until the lazy
                 // DFA spends its time determinizing (measured: ~45% of the run on the CPython
                 // tree). They run alone on their candidate lines; the provider formats, with
-                // their distinctive prefixes, share the one automaton.
-                solo_rules |= 1u128 << i;
+                // their distinctive prefixes, share the one automaton. The provider-named
+                // rules start the same way (`[\w.-]*` before the assignment).
+                solo_rules |= Bits::one(i);
             } else {
                 patterns.push(rule.pattern);
                 pattern_rule.push(i);
@@ -203,6 +269,14 @@ impl Engine {
         Ok(true)
     }
 
+    /// The capture regex of rule `ri`. The patterns are static and every one is compiled by
+    /// the test suite; one that failed would only find nothing.
+    fn rule_regex(&self, ri: usize) -> Option<&regex::bytes::Regex> {
+        self.per_rule[ri]
+            .get_or_init(|| compile_rule(CONTENT_RULES[ri]).ok())
+            .as_ref()
+    }
+
     fn take_cache(&self) -> meta::Cache {
         let popped = self.caches.lock().unwrap_or_else(|p| p.into_inner()).pop();
         popped.unwrap_or_else(|| self.all.create_cache())
@@ -233,7 +307,7 @@ impl Engine {
     ) {
         let region = &buf[..region_end];
         // (line start, line end, candidate rules)
-        let mut lines: Vec<(usize, usize, u128)> = Vec::new();
+        let mut lines: Vec<(usize, usize, Bits)> = Vec::new();
         for m in self.keywords.find_overlapping_iter(region) {
             let p = m.start();
             let k = m.pattern().as_usize();
@@ -266,27 +340,27 @@ impl Engine {
         for &(ls, le, mask) in &lines {
             let line_no = cursor.line_at(ls);
             let line = &buf[ls..le];
-            for ri in bits(mask & self.solo_rules) {
+            for ri in (mask & self.solo_rules).iter() {
                 self.extract(ri, line, line, line_no, ctx, out);
             }
             let line_rules = mask & !self.block_rules & !self.solo_rules;
-            if line_rules != 0 {
+            if !line_rules.is_empty() {
                 set.clear();
                 self.all
                     .which_overlapping_matches_with(cache, &Input::new(line), &mut set);
                 for pid in set.iter() {
                     let ri = self.pattern_rule[pid.as_usize()];
-                    if line_rules & (1u128 << ri) == 0 {
+                    if !line_rules.has(ri) {
                         continue;
                     }
                     self.extract(ri, line, line, line_no, ctx, out);
                 }
             }
             let block = mask & self.block_rules;
-            if block != 0 {
+            if !block.is_empty() {
                 let end = (ls + BLOCK_WINDOW).min(buf.len());
                 let window = &buf[ls..end];
-                for ri in bits(block) {
+                for ri in block.iter() {
                     self.extract_block(ri, window, line, line_no, ctx, out);
                 }
             }
@@ -305,11 +379,14 @@ impl Engine {
         ctx: &FileCtx<'_>,
         out: &mut Vec<Finding>,
     ) {
-        let rule = &CONTENT_RULES[ri];
+        let rule = CONTENT_RULES[ri];
         if rule.kind == Kind::Generic && ctx.generic_allowlisted {
             return;
         }
-        for caps in self.per_rule[ri].captures_iter(hay) {
+        let Some(re) = self.rule_regex(ri) else {
+            return;
+        };
+        for caps in re.captures_iter(hay) {
             let Some(secret) = secret_group(rule, &caps) else {
                 continue;
             };
@@ -319,9 +396,17 @@ impl Engine {
                 if !assignment_is_secret(name, &caps, hay, ctx) {
                     continue;
                 }
-            } else if rule.kind == Kind::Generic {
+            } else if is_named_rule(rule.id) {
+                let name = caps.get(1).map_or(&b""[..], |m| m.as_bytes());
+                if !literal_is_secret(name, s) {
+                    continue;
+                }
+            } else if matches!(rule.kind, Kind::Generic | Kind::Context) {
                 let text = String::from_utf8_lossy(s);
-                if names::is_placeholder(&text) {
+                if names::is_placeholder(&text) || is_example_value(s) {
+                    continue;
+                }
+                if is_url_credential_rule(rule.id) && url_password_is_user(hay, secret.start(), s) {
                     continue;
                 }
             } else if is_example_value(s) {
@@ -330,12 +415,15 @@ impl Engine {
             if rule.min_entropy > 0.0 && shannon_entropy(s) < rule.min_entropy {
                 continue;
             }
+            let Some(severity) = checked_severity(rule, s) else {
+                continue;
+            };
             if inline_ignored(line, rule.id) {
                 continue;
             }
             out.push(make_finding(
                 rule.id,
-                rule.severity,
+                severity,
                 rule.title,
                 ctx.display,
                 line_no,
@@ -356,8 +444,8 @@ impl Engine {
         ctx: &FileCtx<'_>,
         out: &mut Vec<Finding>,
     ) {
-        let rule = &CONTENT_RULES[ri];
-        let Some(caps) = self.per_rule[ri].captures(window) else {
+        let rule = CONTENT_RULES[ri];
+        let Some(caps) = self.rule_regex(ri).and_then(|re| re.captures(window)) else {
             return;
         };
         let Some(m) = secret_group(rule, &caps) else {
@@ -365,14 +453,26 @@ impl Engine {
         };
         // Only report a block that begins on this line; later lines of the same block are
         // reached from their own keyword hits only if they start a new block.
-        if m.start() >= line.len() || inline_ignored(line, rule.id) {
+        let begins = caps.get(0).map_or(m.start(), |w| w.start());
+        if begins >= line.len() || inline_ignored(line, rule.id) {
             return;
         }
         let s = m.as_bytes();
         if is_example_value(s) {
             return;
         }
-        let end = m.end().min(line.len());
+        if is_named_rule(rule.id) {
+            let name = caps.get(1).map_or(&b""[..], |n| n.as_bytes());
+            if ctx.generic_allowlisted || !literal_is_secret(name, s) {
+                return;
+            }
+        }
+        // A value on a later line of the block (XML elements) is shown at the block's start.
+        let (start, end) = if m.start() < line.len() {
+            (m.start(), m.end().min(line.len()))
+        } else {
+            (begins, line.len())
+        };
         out.push(make_finding(
             rule.id,
             rule.severity,
@@ -380,7 +480,7 @@ impl Engine {
             ctx.display,
             line_no,
             line,
-            m.start(),
+            start,
             end,
             s,
         ));
@@ -443,6 +543,18 @@ impl Engine {
     }
 }
 
+/// ASCII classes keep the DFA small; secrets are ASCII anyway.
+pub fn compile_rule(rule: &ContentRule) -> Result<regex::bytes::Regex, EngineError> {
+    regex::bytes::RegexBuilder::new(rule.pattern)
+        .unicode(false)
+        .size_limit(64 << 20)
+        .build()
+        .map_err(|source| EngineError::Rule {
+            id: rule.id,
+            source,
+        })
+}
+
 fn read_retry<R: Read>(r: &mut R, buf: &mut [u8]) -> std::io::Result<usize> {
     loop {
         match r.read(buf) {
@@ -453,7 +565,7 @@ fn read_retry<R: Read>(r: &mut R, buf: &mut [u8]) -> std::io::Result<usize> {
     }
 }
 
-fn bits(mut x: u128) -> impl Iterator<Item = usize> {
+fn bits(mut x: u64) -> impl Iterator<Item = usize> {
     std::iter::from_fn(move || {
         if x == 0 {
             None
@@ -486,210 +598,11 @@ fn secret_group<'h>(
     rule: &ContentRule,
     caps: &regex::bytes::Captures<'h>,
 ) -> Option<regex::bytes::Match<'h>> {
-    let skip = usize::from(rule.id == "content.secret-assignment");
+    let skip = usize::from(is_named_rule(rule.id));
     if caps.len() == 1 {
         return caps.get(0);
     }
     (1 + skip..caps.len()).find_map(|i| caps.get(i))
-}
-
-/// Vendor documentation values (`AKIAIOSFODNN7EXAMPLE`) and obviously fake fill.
-fn is_example_value(s: &[u8]) -> bool {
-    let lower = s.to_ascii_lowercase();
-    memchr::memmem::find(&lower, b"example").is_some()
-        || memchr::memmem::find(&lower, b"xxxxxxxx").is_some()
-        || memchr::memmem::find(&lower, b"00000000000").is_some()
-}
-
-const CODE_EXTS: &[&str] = &[
-    "py", "pyi", "js", "mjs", "cjs", "jsx", "ts", "tsx", "go", "rs", "java", "kt", "kts", "scala",
-    "c", "h", "cc", "cpp", "hpp", "cs", "rb", "php", "swift", "m", "mm", "lua", "pl", "pm", "r",
-    "dart", "ex", "exs", "erl", "clj", "groovy", "vb", "fs", "jl", "zig", "nim", "el", "lisp",
-];
-
-/// Prose documentation: its long random-looking strings are example IDs and hashes, and
-/// provider rules still cover real tokens pasted into it.
-fn is_doc_path(path: &str) -> bool {
-    let lower = path.to_ascii_lowercase();
-    [
-        ".md", ".rst", ".txt", ".html", ".htm", ".adoc", ".xml", ".svg", ".csv",
-    ]
-    .iter()
-    .any(|e| lower.ends_with(e))
-}
-
-/// Whether a path names source code (see [`FileCtx::is_code`]).
-pub fn is_code_path(path: &str) -> bool {
-    let file = path.rsplit('/').next().unwrap_or(path);
-    match file.rsplit_once('.') {
-        Some((_, ext)) => CODE_EXTS.contains(&ext.to_ascii_lowercase().as_str()),
-        None => false,
-    }
-}
-
-/// Filters for the keyword-assignment rule, modelled on what makes detect-secrets'
-/// KeywordDetector noisy: indirect references, comparisons, prose, placeholders.
-fn assignment_is_secret(
-    name: &[u8],
-    caps: &regex::bytes::Captures<'_>,
-    hay: &[u8],
-    ctx: &FileCtx<'_>,
-) -> bool {
-    let name = String::from_utf8_lossy(name);
-    // `self.db_password`, `config.auth.token` → the last segment names the value.
-    let last = name.rsplit(['.', '>']).next().unwrap_or(&name);
-    if !names::is_credential_name(last) {
-        return false;
-    }
-    let password_name = names::is_password_name(last);
-    let (value, quoted) = match (caps.get(2), caps.get(3), caps.get(4), caps.get(5)) {
-        (Some(v), ..) | (_, Some(v), ..) | (_, _, Some(v), _) => (v, true),
-        (_, _, _, Some(v)) => (v, false),
-        _ => return false,
-    };
-    let whole = caps.get(0).map_or(&b""[..], |m| m.as_bytes());
-    // `password == other`, `token != x`: comparisons, not assignments.
-    if memchr::memmem::find(whole, b"==").is_some() || memchr::memmem::find(whole, b"!=").is_some()
-    {
-        return false;
-    }
-    let v = String::from_utf8_lossy(value.as_bytes());
-    if names::is_placeholder(&v) || v.len() < 4 {
-        return false;
-    }
-    // `pass_stmt: 'pass'`, `password: "password"`: the value names the key, it is no secret.
-    if name.to_ascii_lowercase().contains(&v.to_ascii_lowercase()) {
-        return false;
-    }
-    // OIDs, versions, format strings: no letters, or printf/format placeholders.
-    if !v.bytes().any(|b| b.is_ascii_alphabetic()) || v.contains("%d") || v.contains("%r") {
-        return false;
-    }
-    // Prose ("Password required", "Enter your token") and format strings are not secrets.
-    if v.contains(' ') || v.contains("%s") || v.contains("{}") || v.contains("{0}") {
-        return false;
-    }
-    // A dotted path or a bare identifier (`Items.Name`, `NextToken`) is a reference to a
-    // field, unless the name says password (where `foobar` is exactly what leaks).
-    let identifier = v
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.');
-    if identifier && !password_name && !v.bytes().any(|b| b.is_ascii_digit()) {
-        return false;
-    }
-    if !quoted
-        && matches!(
-            caps.get(0).and_then(|w| hay.get(w.end())),
-            Some(b'"' | b'\'')
-        )
-    {
-        // `"secretsmanager:resource/Type"`: the "assignment" is inside a string.
-        return false;
-    }
-    if !quoted && ctx.is_code {
-        // In code an unquoted right-hand side is an expression: a variable, a call, an
-        // attribute, a literal of another type.
-        return false;
-    }
-    if !quoted {
-        // Unquoted config values: reject obvious expressions and file paths.
-        if v.contains('(') || v.starts_with('/') || v.starts_with("./") || v.starts_with('~') {
-            return false;
-        }
-    } else if ctx.is_code {
-        // A quoted identifier-looking word in code is usually a key name or enum value
-        // (`auth_method = "basic_auth"`); require something a human password has.
-        let has_digit = v.bytes().any(|b| b.is_ascii_digit());
-        let has_upper = v.bytes().any(|b| b.is_ascii_uppercase());
-        let has_symbol = v.bytes().any(|b| !b.is_ascii_alphanumeric() && b != b'_');
-        if !(has_digit || has_upper || has_symbol) || v.contains('/') && !has_digit {
-            return false;
-        }
-    }
-    true
-}
-
-fn is_b64_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=' | b'_' | b'-')
-}
-
-fn looks_random(s: &[u8]) -> bool {
-    let upper = s.iter().any(u8::is_ascii_uppercase);
-    let lower = s.iter().any(u8::is_ascii_lowercase);
-    let digits = s.iter().filter(|b| b.is_ascii_digit()).count();
-    if !(upper && lower && digits >= 2) {
-        return false;
-    }
-    // Paths and dotted identifiers are not tokens.
-    if s.iter().filter(|&&b| b == b'/').count() > 2 || s.contains(&b'.') {
-        return false;
-    }
-    let threshold = if s.len() >= 32 { 4.3 } else { 4.0 };
-    if shannon_entropy(s) < threshold {
-        return false;
-    }
-    !names::is_placeholder(&String::from_utf8_lossy(s)) && !is_example_value(s)
-}
-
-/// Does the name assigned to (the word before `=`/`:`) say what the value is — font or image
-/// data, a digest, an identifier? Such strings are random by nature and are not credentials
-/// (gitleaks' stopwords play the same role).
-fn names_a_non_secret(buf: &[u8], q: usize) -> bool {
-    let ls = memchr::memrchr(b'\n', &buf[..q]).map_or(0, |i| i + 1);
-    let before = String::from_utf8_lossy(&buf[ls..q]);
-    let name = before
-        .trim_end_matches(|c: char| c.is_whitespace() || matches!(c, '=' | ':' | '>' | '"' | '\''))
-        .rsplit(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-'))
-        .next()
-        .unwrap_or("");
-    if names::is_credential_name(name) {
-        return false;
-    }
-    const HINTS: &[&str] = &[
-        "font",
-        "icon",
-        "image",
-        "img",
-        "logo",
-        "png",
-        "jpeg",
-        "gif",
-        "svg",
-        "woff",
-        "data",
-        "blob",
-        "hash",
-        "digest",
-        "checksum",
-        "sha1",
-        "sha256",
-        "sha512",
-        "md5",
-        "crc",
-        "etag",
-        "uuid",
-        "guid",
-        "nonce",
-        "integrity",
-        "fingerprint",
-        "commit",
-        "revision",
-        "rev",
-        "id",
-    ];
-    names::split_parts(name)
-        .iter()
-        .any(|part| HINTS.contains(&part.as_str()))
-}
-
-/// Is the quote at `q` the right-hand side of an assignment (`=`, `:` or `=>` before it on
-/// the same line)?
-fn assignment_before(buf: &[u8], q: usize) -> bool {
-    let mut k = q;
-    while k > 0 && (buf[k - 1] == b' ' || buf[k - 1] == b'\t') {
-        k -= 1;
-    }
-    k > 0 && matches!(buf[k - 1], b'=' | b':' | b'>')
 }
 
 /// `lockbox:ignore` alone silences every rule on the line; `lockbox:ignore a,b` only the
@@ -732,7 +645,7 @@ fn char_col(line: &[u8], byte_off: usize) -> usize {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn make_finding(
+pub(crate) fn make_finding(
     rule_id: &str,
     severity: Severity,
     title: &str,

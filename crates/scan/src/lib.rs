@@ -6,17 +6,24 @@
 #![forbid(unsafe_code)]
 
 pub mod baseline;
+pub mod checksum;
 pub mod cli;
 pub mod compose;
 pub mod content;
+pub mod content_filters;
 pub mod content_rules;
 pub mod docker;
 pub mod dockerfile;
 pub mod finding;
+pub mod fix;
+pub mod kubernetes;
+pub mod named_rules;
 pub mod names;
 pub mod output;
+pub mod provider_rules;
 pub mod rules;
 pub mod shell;
+pub mod syntax_rules;
 pub mod walk;
 
 pub use cli::{SCAN_AFTER_HELP, ScanArgs, run};

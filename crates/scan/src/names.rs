@@ -378,14 +378,98 @@ pub fn is_credential_name(name: &str) -> bool {
     {
         return true;
     }
-    (parts.len() >= 2
+    if (parts.len() >= 2
         && parts
             .iter()
             .any(|p| CREDENTIAL_QUALIFIERS.contains(&p.as_str())))
         || parts
             .iter()
             .any(|p| p == "secret" || p == "secrets" || p == "credentials")
+    {
+        return true;
+    }
+    // `token`, `my_token`, `DATADOG_TOKEN`, `adafruit_key`: a name that ends in the
+    // credential word holds one, unless the word before it says what kind of lookup key or
+    // pagination token it is (`dict_key`, `page_token` are excluded above or here).
+    let Some(last) = parts.last() else {
+        return false;
+    };
+    let ends_in_credential = matches!(last.as_str(), "token" | "tokens")
+        || (parts.len() >= 2 && matches!(last.as_str(), "key" | "keys"));
+    ends_in_credential && !parts.iter().any(|p| LOOKUP_KEY_PARTS.contains(&p.as_str()))
 }
+
+/// Words before `_key`/`_token` that name a lookup key, a parser token or a UI key, not a
+/// credential (`dict_key`, `env_key`, `hot_key`, `lexer_token`).
+const LOOKUP_KEY_PARTS: &[&str] = &[
+    "dict",
+    "map",
+    "hash",
+    "row",
+    "index",
+    "field",
+    "column",
+    "header",
+    "param",
+    "env",
+    "var",
+    "config",
+    "setting",
+    "settings",
+    "translation",
+    "i18n",
+    "label",
+    "message",
+    "attr",
+    "prop",
+    "property",
+    "object",
+    "item",
+    "entry",
+    "node",
+    "group",
+    "hot",
+    "short",
+    "shortcut",
+    "keyboard",
+    "lexer",
+    "parser",
+    "syntax",
+    "start",
+    "end",
+    "eof",
+    "bos",
+    "eos",
+    "pad",
+    "unk",
+    "mask",
+    "sep",
+    "cls",
+    "special",
+    "type",
+    "kind",
+    "sort",
+    "order",
+    "group",
+    "unique",
+    "composite",
+    "natural",
+    "surrogate",
+    "api_key_header",
+    "sync",
+    "lock",
+    "meta",
+    "data",
+    "state",
+    "storage_key",
+    "query",
+    "search",
+    "route",
+    "url",
+    "menu",
+    "dom",
+    "react",
+];
 
 /// Words that are not real secrets when they are the whole value (documentation,
 /// templates, defaults meant to be replaced).
@@ -484,12 +568,71 @@ pub fn is_reference(value: &str) -> bool {
         || v.starts_with("vault:")
         || v.starts_with("env:")
         || v.starts_with("file:")
+        // SOPS and Datadog's secret backend write `ENC[…]` for what they encrypt.
+        || v.starts_with("ENC[")
+        || is_yaml_tag_reference(v)
+        || is_config_reference(v)
+}
+
+/// YAML tags that stand for a value held elsewhere: Ansible `!vault`, CloudFormation
+/// `!Ref`/`!Sub`/`!GetAtt`/`!ImportValue`, Home Assistant `!secret`, `!ENV`.
+fn is_yaml_tag_reference(v: &str) -> bool {
+    let tag = v.split_whitespace().next().unwrap_or("");
+    [
+        "!vault",
+        "!Ref",
+        "!Sub",
+        "!GetAtt",
+        "!ImportValue",
+        "!FindInMap",
+        "!Join",
+        "!secret",
+        "!ENV",
+        "!env",
+        "!include",
+    ]
+    .contains(&tag)
+}
+
+/// A dotted path into a configuration language's variables — Terraform `var.db_password`,
+/// `local.x`, `data.y.z`, `module.m.out`, GitHub Actions `secrets.TOKEN`, Helm `.Values.x` —
+/// names where the value lives, it is not the value.
+fn is_config_reference(v: &str) -> bool {
+    const ROOTS: &[&str] = &[
+        "var.",
+        "local.",
+        "locals.",
+        "data.",
+        "module.",
+        "each.",
+        "self.",
+        "env.",
+        "secrets.",
+        "vars.",
+        "inputs.",
+        "params.",
+        "parameters.",
+        ".values.",
+        "values.",
+        "process.env.",
+        "settings.",
+        "config.",
+        "os.environ",
+    ];
+    let lower = v.to_ascii_lowercase();
+    ROOTS.iter().any(|r| lower.starts_with(r))
+        && v.bytes().all(|b| {
+            b.is_ascii_alphanumeric()
+                || matches!(b, b'_' | b'.' | b'-' | b'[' | b']' | b'"' | b'\'')
+        })
 }
 
 /// Is the value a placeholder, a reference, a boolean/number switch, or otherwise clearly
 /// not a secret?
 pub fn is_placeholder(value: &str) -> bool {
-    let v = value.trim().trim_matches(|c| c == '"' || c == '\'');
+    let v = value
+        .trim()
+        .trim_matches(|c| c == '"' || c == '\'' || c == '`');
     if v.is_empty() || is_reference(v) {
         return true;
     }
@@ -505,6 +648,10 @@ pub fn is_placeholder(value: &str) -> bool {
     if v.chars().all(|c| c == first) {
         return true;
     }
+    // A long run of one character inside (`123456789:AAAAAAAAAAAA…`) is fill, not entropy.
+    if v.len() >= 16 && longest_run(v.as_bytes()) * 2 > v.len() {
+        return true;
+    }
     // Pure small numbers are ports, counts and flags.
     if v.len() <= 5 && v.chars().all(|c| c.is_ascii_digit()) {
         return true;
@@ -514,6 +661,15 @@ pub fn is_placeholder(value: &str) -> bool {
         return true;
     }
     false
+}
+
+fn longest_run(b: &[u8]) -> usize {
+    let (mut best, mut cur) = (0, 0);
+    for (i, &c) in b.iter().enumerate() {
+        cur = if i > 0 && b[i - 1] == c { cur + 1 } else { 1 };
+        best = best.max(cur);
+    }
+    best
 }
 
 fn is_sequential(b: &[u8]) -> bool {

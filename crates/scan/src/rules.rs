@@ -163,6 +163,22 @@ pub static STRUCTURAL_RULES: &[RuleInfo] = &[
               `RUN --mount=type=secret,id=NAME` in the Dockerfile.",
     },
     RuleInfo {
+        id: "content.kubernetes-secret-data",
+        family: Family::Content,
+        severity: Severity::Medium,
+        title: "Kubernetes Secret manifest with an inline value",
+        fix: "A Secret's `data` is base64, not encryption. Keep the manifest out of git: encrypt it (SOPS, \
+              Sealed Secrets) or reference the value from a secret store (External Secrets), and rotate the value.",
+    },
+    RuleInfo {
+        id: "content.pkcs12-file",
+        family: Family::Content,
+        severity: Severity::High,
+        title: "PKCS#12 key store (`.p12`/`.pfx`): a private key and its certificate chain",
+        fix: "Remove the file from the repository (and from git history), rotate the key, and deliver it at run \
+              time: `lockbox secret create NAME - < FILE` and a `/run/secrets/NAME` file.",
+    },
+    RuleInfo {
         id: "image.env-secret",
         family: Family::Image,
         severity: Severity::High,
@@ -198,7 +214,7 @@ pub static STRUCTURAL_RULES: &[RuleInfo] = &[
 /// Every rule, structural first, then content.
 pub fn all_rules() -> Vec<RuleInfo> {
     let mut v: Vec<RuleInfo> = STRUCTURAL_RULES.to_vec();
-    for r in CONTENT_RULES {
+    for r in CONTENT_RULES.iter() {
         v.push(RuleInfo {
             id: r.id,
             family: Family::Content,

@@ -10,8 +10,10 @@ use ignore::{WalkBuilder, WalkState};
 
 use crate::compose::{ComposeCtx, is_compose_name, scan_compose, scan_env_file};
 use crate::content::{Engine, FileCtx, is_code_path};
+use crate::content_rules::{CONTENT_RULES, Kind};
 use crate::dockerfile::{DockerfileCtx, is_dockerfile_name, scan_dockerfile};
-use crate::finding::Finding;
+use crate::finding::{Finding, Redacted, Severity};
+use crate::kubernetes::{holds_ciphertext, is_yaml_name, scan_manifests};
 use crate::names::is_generic_allowlisted_path;
 use crate::shell::{is_shellish, scan_shell};
 
@@ -130,6 +132,9 @@ pub fn scan_file(
         is_code: is_code_path(display),
     };
     stats.files.fetch_add(1, Ordering::Relaxed);
+    if len > 0 && is_pkcs12_name(&file_name) {
+        out.push(pkcs12_finding(display));
+    }
     if len > WHOLE_FILE_MAX {
         stats.bytes.fetch_add(len, Ordering::Relaxed);
         if !engine.scan_reader(f, &ctx, out)? {
@@ -144,6 +149,7 @@ pub fn scan_file(
         stats.skipped_binary.fetch_add(1, Ordering::Relaxed);
         return Ok(());
     }
+    let first_finding = out.len();
     engine.scan_bytes(&data, &ctx, out);
     let Ok(text) = std::str::from_utf8(&data) else {
         return Ok(());
@@ -154,6 +160,14 @@ pub fn scan_file(
         scan_dockerfile(&DockerfileCtx { path, display }, text, out);
     } else if is_dotenv_name(&file_name) {
         scan_env_file(display, text, out);
+    }
+    if is_yaml_name(&file_name) {
+        if holds_ciphertext(text) {
+            let mine = out.split_off(first_finding);
+            out.extend(mine.into_iter().filter(|f| !is_generic_rule(&f.rule)));
+        } else if !ctx.generic_allowlisted {
+            scan_manifests(display, text, out);
+        }
     }
     if is_shellish(display, &data[..data.len().min(256)]) || is_dockerfile_name(&file_name) {
         scan_shell(display, text, out);
@@ -170,4 +184,37 @@ fn is_dotenv_name(name: &str) -> bool {
     .iter()
     .any(|t| lower.ends_with(t));
     !template && (lower == ".env" || lower.starts_with(".env.") || lower.ends_with(".env"))
+}
+
+/// PKCS#12 key stores are binary (the content scan skips them) and always hold a private
+/// key, so the name is the finding.
+fn is_pkcs12_name(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    lower.ends_with(".p12") || lower.ends_with(".pfx")
+}
+
+fn pkcs12_finding(display: &str) -> Finding {
+    const ID: &str = "content.pkcs12-file";
+    let title = crate::rules::info(ID).map_or("PKCS#12 key store", |r| r.title);
+    Finding {
+        rule: ID.to_string(),
+        severity: Severity::High,
+        path: display.to_string(),
+        line: 0,
+        column: 0,
+        end_column: 0,
+        message: format!("{title}: {display}"),
+        fix: crate::rules::fix_for(ID).to_string(),
+        fingerprint: Finding::fingerprint_of(ID, display, display),
+        secret: None::<Redacted>,
+    }
+}
+
+/// Rules whose findings are heuristics (keyword assignments, entropy) rather than a token
+/// format: what ciphertext files mute.
+fn is_generic_rule(id: &str) -> bool {
+    id == crate::content_rules::HIGH_ENTROPY_ID
+        || CONTENT_RULES
+            .iter()
+            .any(|r| r.id == id && r.kind == Kind::Generic)
 }
