@@ -573,7 +573,7 @@ impl Workloads {
                 .filter(|x| {
                     !old.iter()
                         .flatten()
-                        .any(|o| o.r == x.r && o.version == x.version)
+                        .any(|o| o.r == x.r && o.version == x.version && o.data == x.data)
                 })
                 .map(|x| (published.join(container_name(&x.r)), x.r.target.clone()))
                 .collect();
@@ -705,25 +705,29 @@ fn local_files(
     let caller = Caller {
         actor: format!("{} workload:{}", w.owner, w.id),
     };
+    let mut templates = Vec::new();
     for r in &st.refs {
         let prev = old
             .into_iter()
             .flatten()
             .find(|x| x.r.secret_id == r.secret_id && x.r.target == r.target);
-        let version = match r.version {
-            Some(v) => v,
-            None => match d.reader()?.resolve(Kind::Secret, &r.secret_id) {
-                Ok(rec) => rec.current,
-                // Removed (an ad-hoc reference): the consumer keeps what it has.
-                Err(_) => match prev {
-                    Some(p) => p.version,
-                    None => continue,
-                },
+        let rec = d.reader()?.resolve(Kind::Secret, &r.secret_id).ok();
+        let version = match (r.version, &rec) {
+            (Some(v), _) => v,
+            (None, Some(rec)) => rec.current,
+            // Removed (an ad-hoc reference): the consumer keeps what it has.
+            (None, None) => match prev {
+                Some(p) => p.version,
+                None => continue,
             },
         };
+        // A template's file depends on the secrets it includes: it is rendered anew on
+        // every sync (a sync runs when one of them rotates), never reused.
+        let templated = rec.filter(crate::templating::is_templated);
         let reuse = old
             .into_iter()
             .flatten()
+            .filter(|_| templated.is_none())
             .find(|x| x.r.secret_id == r.secret_id && x.version == version);
         let data = match reuse {
             Some(x) => x.data.clone(),
@@ -738,11 +742,47 @@ fn local_files(
                     .2
             }
         };
+        if let Some(rec) = templated {
+            templates.push((new.len(), rec));
+        }
         new.push(Delivered {
             r: r.clone(),
             version,
             data,
         });
+    }
+    if !templates.is_empty() {
+        // The consumer's grant: every secret delivered with it, at the version it gets.
+        let granted: Vec<crate::templating::Grant> = new
+            .iter()
+            .map(|x| crate::templating::Grant {
+                name: x.r.secret_name.clone(),
+                id: x.r.secret_id.clone(),
+                version: x.version,
+            })
+            .collect();
+        let consumer = crate::templating::Consumer {
+            workload: &w.id,
+            service: w.service.as_deref(),
+            caller: &caller,
+            granted: &granted,
+        };
+        // Rendered from the raw values (a template including a templated secret gets
+        // its source), and all before any file is written.
+        let mut rendered = Vec::with_capacity(templates.len());
+        for (i, rec) in &templates {
+            let x = &new[*i];
+            rendered.push(crate::templating::render(
+                d,
+                &consumer,
+                rec,
+                &x.r.target,
+                &x.data,
+            )?);
+        }
+        for ((i, _), data) in templates.iter().zip(rendered) {
+            new[*i].data = data;
+        }
     }
     Ok(new)
 }

@@ -1,0 +1,124 @@
+//! Templated secrets (`--template-driver golang`) rendered at delivery: a config file that
+//! embeds a database password, delivered by `lockbox run` and re-rendered live when the
+//! password rotates; a template that includes a secret outside its set, or does not parse,
+//! fails the start with a message naming the problem, before anything runs.
+//!
+//! Needs root (`lockbox run`), as delivery.rs.
+use std::time::Duration;
+
+use crate::delivery::{spawn_bg, wait_until};
+use crate::support::Daemon;
+
+fn create_template(d: &Daemon, name: &str, template: &str) {
+    let o = d.lb_in(
+        &["secret", "create", "--template-driver", "golang", name, "-"],
+        Some(template.as_bytes()),
+    );
+    assert_eq!(o.code, 0, "create {name}: {o:?}");
+}
+
+#[test]
+fn run_renders_a_template_and_rerenders_it_on_rotation() {
+    let d = Daemon::start();
+    d.create("db_pw", b"pw-one");
+    create_template(
+        &d,
+        "app_conf",
+        "password={{ secret \"db_pw\" }}\ntask={{ .Task.ID }} os={{ .Node.Platform.OS }} env=[{{ env \"HOME\" }}]\n",
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let copy = tmp.path().join("seen");
+    let script = format!(
+        "while true; do cat /run/secrets/app_conf > {c}.tmp && mv {c}.tmp {c}; sleep 0.02; done",
+        c = copy.display()
+    );
+    let _run = spawn_bg(
+        &d,
+        &[
+            "run", "--secret", "db_pw", "--secret", "app_conf", "--", "sh", "-c", &script,
+        ],
+    );
+    let seen = || std::fs::read_to_string(&copy).unwrap_or_default();
+    wait_until("the rendered file", Duration::from_secs(10), || {
+        seen().starts_with("password=pw-one\n")
+    });
+    let first = seen();
+    let task = first
+        .lines()
+        .nth(1)
+        .and_then(|l| l.strip_prefix("task="))
+        .and_then(|l| l.split(' ').next())
+        .unwrap_or_default()
+        .to_owned();
+    assert_eq!(task.len(), 24, "the workload ID as .Task.ID: {first:?}");
+    assert!(task.bytes().all(|b| b.is_ascii_hexdigit()), "{first:?}");
+    assert!(first.ends_with(" os=linux env=[]\n"), "{first:?}");
+    let workloads = d.lb(&["audit", "ls", "--format", "json"]).stdout;
+    assert!(workloads.contains(&task), "hand-outs name the workload");
+
+    let o = d.lb_in(&["secret", "rotate", "db_pw", "-"], Some(b"pw-two"));
+    assert_eq!(o.code, 0, "{o:?}");
+    let t0 = std::time::Instant::now();
+    wait_until("the re-rendered file", Duration::from_secs(5), || {
+        seen().starts_with("password=pw-two\n")
+    });
+    eprintln!("re-rendered after rotation in {:?}", t0.elapsed());
+    assert!(seen().contains(&format!("task={task} ")), "{}", seen());
+
+    // The inclusion is a hand-out of its own, audited with the template that included it.
+    let audit = d.lb(&["audit", "ls", "--format", "json"]).stdout;
+    let inclusions = audit
+        .lines()
+        .filter(|l| l.contains("\"handout\"") && l.contains("db_pw") && l.contains("app_conf"))
+        .count();
+    assert!(inclusions >= 2, "one audited inclusion per render: {audit}");
+}
+
+#[test]
+fn run_refuses_a_template_outside_its_grant_or_unparsable() {
+    let d = Daemon::start();
+    d.create("db_pw", b"pw-one");
+    d.create("other_pw", b"not-yours");
+    create_template(&d, "greedy", "x={{ secret \"other_pw\" }}");
+    create_template(&d, "broken", "x={{ secret \"db_pw\" ");
+
+    let o = d.lb(&[
+        "run",
+        "--secret",
+        "db_pw",
+        "--secret",
+        "greedy",
+        "--",
+        "sh",
+        "-c",
+        "echo started",
+    ]);
+    assert_ne!(o.code, 0, "{o:?}");
+    assert!(
+        !o.stdout.contains("started"),
+        "the workload never starts: {o:?}"
+    );
+    assert!(
+        o.stderr.contains("greedy") && o.stderr.contains("\"other_pw\" is not granted"),
+        "{o:?}"
+    );
+
+    let o = d.lb(&[
+        "run",
+        "--secret",
+        "db_pw",
+        "--secret",
+        "broken",
+        "--",
+        "sh",
+        "-c",
+        "echo started",
+    ]);
+    assert_ne!(o.code, 0, "{o:?}");
+    assert!(!o.stdout.contains("started"), "{o:?}");
+    assert!(
+        o.stderr.contains("secret broken: template: broken:1:"),
+        "{o:?}"
+    );
+    eprintln!("{}", o.stderr);
+}
