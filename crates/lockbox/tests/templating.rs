@@ -1,9 +1,10 @@
 //! Templated secrets (`--template-driver golang`) rendered at delivery: a config file that
-//! embeds a database password, delivered by `lockbox run` and re-rendered live when the
+//! embeds a database password, delivered by `lockbox run` and `lockbox docker run` and
+//! re-rendered live when the
 //! password rotates; a template that includes a secret outside its set, or does not parse,
 //! fails the start with a message naming the problem, before anything runs.
 //!
-//! Needs root (`lockbox run`), as delivery.rs.
+//! Needs root and Docker with `lockbox-test/busybox:latest`, as delivery.rs.
 use std::time::Duration;
 
 use crate::delivery::{spawn_bg, wait_until};
@@ -121,4 +122,61 @@ fn run_refuses_a_template_outside_its_grant_or_unparsable() {
         "{o:?}"
     );
     eprintln!("{}", o.stderr);
+}
+
+/// Removes a container when dropped, test failure included.
+struct Container(String);
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("docker")
+            .args(["rm", "-f", &self.0])
+            .output();
+    }
+}
+
+fn exec_cat(name: &str, path: &str) -> String {
+    let o = std::process::Command::new("docker")
+        .args(["exec", name, "cat", path])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn docker_run_renders_a_template_and_rerenders_it_on_rotation() {
+    let d = Daemon::start();
+    d.create("db_pw", b"pw-one");
+    create_template(
+        &d,
+        "app_conf",
+        "password={{ secret \"db_pw\" }} task={{ .Task.ID }}\n",
+    );
+    let c = Container(format!("templating-{}", std::process::id()));
+    let o = d.lb(&[
+        "docker",
+        "run",
+        "--secret",
+        "db_pw",
+        "--secret",
+        "app_conf",
+        "--",
+        "-d",
+        "--name",
+        &c.0,
+        "lockbox-test/busybox:latest",
+        "sleep",
+        "300",
+    ]);
+    assert_eq!(o.code, 0, "{o:?}");
+    let first = exec_cat(&c.0, "/run/secrets/app_conf");
+    assert!(first.starts_with("password=pw-one task="), "{first:?}");
+    let o = d.lb_in(&["secret", "rotate", "db_pw", "-"], Some(b"pw-two"));
+    assert_eq!(o.code, 0, "{o:?}");
+    wait_until("the re-rendered file", Duration::from_secs(5), || {
+        exec_cat(&c.0, "/run/secrets/app_conf").starts_with("password=pw-two task=")
+    });
+    // The rendering context is the workload's, unchanged by the rotation.
+    let again = exec_cat(&c.0, "/run/secrets/app_conf");
+    assert_eq!(first.split(" task=").nth(1), again.split(" task=").nth(1));
 }
