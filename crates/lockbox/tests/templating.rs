@@ -1,8 +1,8 @@
 //! Templated secrets (`--template-driver golang`) rendered at delivery: a config file that
 //! embeds a database password, delivered by `lockbox run` and `lockbox docker run` and
-//! re-rendered live when the
-//! password rotates; a template that includes a secret outside its set, or does not parse,
-//! fails the start with a message naming the problem, before anything runs.
+//! re-rendered live when the password rotates; a template that includes a secret outside
+//! its set, or does not parse, fails the start with a message naming the problem, before
+//! anything runs.
 //!
 //! Needs root and Docker with `lockbox-test/busybox:latest`, as delivery.rs.
 use std::time::Duration;
