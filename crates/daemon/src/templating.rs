@@ -7,6 +7,7 @@
 //! `Labels`), `.Node` (`ID`, `Hostname`, `Platform.OS`, `Platform.Architecture`) and
 //! `.Task` (`Name`, `ID` = the workload ID, `Slot` = 1). Every inclusion is a hand-out,
 //! audited through the core's `reveal` before the rendered file is written anywhere.
+//! Workloads render for local consumers; a manager renders for a worker's (agent.rs).
 //!
 //! Go templates run function calls in order and values can steer control flow, so the
 //! names a template includes are known only by running it: a pass that meets a value not
@@ -17,7 +18,7 @@ use std::sync::{Arc, Mutex};
 
 use lockbox_gotemplate::{Arity, FuncError, Funcs, Template};
 use lockbox_keyring::Zeroizing;
-use lockbox_store::{Kind, ObjectRecord, node_id_text};
+use lockbox_store::{Kind, ObjectRecord, ServiceSecret, node_id_text};
 use serde_json::{Value, json};
 
 use crate::ApiError;
@@ -37,10 +38,10 @@ pub(crate) fn is_templated(rec: &ObjectRecord) -> bool {
 }
 
 /// A secret the consumer is granted: its name, ID and the version it gets.
-pub(crate) struct Grant {
-    pub(crate) name: String,
-    pub(crate) id: String,
-    pub(crate) version: u64,
+struct Grant {
+    name: String,
+    id: String,
+    version: u64,
 }
 
 /// Who a template is rendered for.
@@ -48,7 +49,9 @@ pub(crate) struct Consumer<'a> {
     pub(crate) workload: &'a str,
     pub(crate) service: Option<&'a str>,
     pub(crate) caller: &'a Caller,
-    pub(crate) granted: &'a [Grant],
+    /// The consumer's node (ID, hostname) when it is not this one: a manager rendering
+    /// for a worker.
+    pub(crate) node: Option<(String, String)>,
 }
 
 /// Values fetched so far, and those the last pass asked for and did not have.
@@ -106,13 +109,17 @@ fn context(d: &Daemon, c: &Consumer<'_>) -> Value {
             BTreeMap::new(),
         ),
     };
-    let node_id = d
-        .cluster()
-        .map(|cl| node_id_text(cl.config().node_id))
-        .unwrap_or_default();
-    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_owned())
-        .unwrap_or_default();
+    let (node_id, hostname) = match &c.node {
+        Some(n) => n.clone(),
+        None => (
+            d.cluster()
+                .map(|cl| node_id_text(cl.config().node_id))
+                .unwrap_or_default(),
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|s| s.trim().to_owned())
+                .unwrap_or_default(),
+        ),
+    };
     let task_name = match c.service {
         Some(s) => format!("{s}.1.{}", c.workload),
         None => c.workload.to_owned(),
@@ -128,11 +135,44 @@ fn context(d: &Daemon, c: &Consumer<'_>) -> Value {
     })
 }
 
-/// Renders secret `name` (its record `rec`, value `src`) delivered at `target`. Any
-/// failure is an error naming the secret; nothing is returned half-rendered.
-pub(crate) fn render(
+/// A rendered file: its index in the set and its value.
+pub(crate) type Rendered = (usize, Zeroizing<Vec<u8>>);
+
+/// Renders the templates of a consumer's file set: `files` are every file it gets
+/// (reference, version, raw value: its grant), `templates` the indexes of the templated
+/// ones with their records. Returns each index with its rendered value, or the first error;
+/// nothing is returned half-rendered. A template that includes a templated secret gets its
+/// source.
+pub(crate) fn render_set(
     d: &Daemon,
     c: &Consumer<'_>,
+    files: &[(&ServiceSecret, u64, &[u8])],
+    templates: &[(usize, ObjectRecord)],
+) -> Result<Vec<Rendered>, ApiError> {
+    let granted: Vec<Grant> = files
+        .iter()
+        .map(|(r, version, _)| Grant {
+            name: r.secret_name.clone(),
+            id: r.secret_id.clone(),
+            version: *version,
+        })
+        .collect();
+    let mut out = Vec::with_capacity(templates.len());
+    for (i, rec) in templates {
+        let (r, _, src) = files
+            .get(*i)
+            .ok_or_else(|| ApiError::internal("template outside its file set"))?;
+        out.push((*i, render(d, c, &granted, rec, &r.target, src)?));
+    }
+    Ok(out)
+}
+
+/// Renders secret `rec` (value `src`) delivered at `target`. Any failure is an error
+/// naming the secret.
+fn render(
+    d: &Daemon,
+    c: &Consumer<'_>,
+    granted: &[Grant],
     rec: &ObjectRecord,
     target: &str,
     src: &[u8],
@@ -152,7 +192,7 @@ pub(crate) fn render(
     let text =
         std::str::from_utf8(src).map_err(|_| fail("the template is not UTF-8 text".to_owned()))?;
     let fetch = Arc::new(Mutex::new(Fetch::default()));
-    let funcs = funcs(&fetch, c.granted.iter().map(|g| g.name.clone()).collect());
+    let funcs = funcs(&fetch, granted.iter().map(|g| g.name.clone()).collect());
     let template = Template::parse_named(name, text, &funcs).map_err(|e| fail(e.to_string()))?;
     let data = context(d, c);
     let detail = [
@@ -176,8 +216,7 @@ pub(crate) fn render(
         for (kind, what) in wanted {
             let value = match kind {
                 Kind::Secret => {
-                    let g = c
-                        .granted
+                    let g = granted
                         .iter()
                         .find(|g| g.name == what)
                         .ok_or_else(|| fail(format!("secret {what:?} is not granted")))?;

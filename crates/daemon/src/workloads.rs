@@ -752,36 +752,16 @@ fn local_files(
         });
     }
     if !templates.is_empty() {
-        // The consumer's grant: every secret delivered with it, at the version it gets.
-        let granted: Vec<crate::templating::Grant> = new
-            .iter()
-            .map(|x| crate::templating::Grant {
-                name: x.r.secret_name.clone(),
-                id: x.r.secret_id.clone(),
-                version: x.version,
-            })
-            .collect();
         let consumer = crate::templating::Consumer {
             workload: &w.id,
             service: w.service.as_deref(),
             caller: &caller,
-            granted: &granted,
+            node: None,
         };
-        // Rendered from the raw values (a template including a templated secret gets
-        // its source), and all before any file is written.
-        let mut rendered = Vec::with_capacity(templates.len());
-        for (i, rec) in &templates {
-            let x = &new[*i];
-            rendered.push(crate::templating::render(
-                d,
-                &consumer,
-                rec,
-                &x.r.target,
-                &x.data,
-            )?);
-        }
-        for ((i, _), data) in templates.iter().zip(rendered) {
-            new[*i].data = data;
+        // All rendered before any file is written.
+        let files: Vec<_> = new.iter().map(|x| (&x.r, x.version, &x.data[..])).collect();
+        for (i, data) in crate::templating::render_set(d, &consumer, &files, &templates)? {
+            new[i].data = data;
         }
     }
     Ok(new)

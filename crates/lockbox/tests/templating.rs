@@ -180,3 +180,43 @@ fn docker_run_renders_a_template_and_rerenders_it_on_rotation() {
     let again = exec_cat(&c.0, "/run/secrets/app_conf");
     assert_eq!(first.split(" task=").nth(1), again.split(" task=").nth(1));
 }
+
+/// On a worker, which holds no store, the manager renders the template for the worker's
+/// node and workload, and a rotation on the manager re-renders it on the worker.
+#[test]
+fn a_worker_gets_the_template_rendered_by_its_manager() {
+    let (c, _) = crate::cluster::Cluster::start(1, 1, false);
+    let worker_id = c.ready_worker();
+    let (m, w) = (&c.nodes[0].d, &c.nodes[1].d);
+    m.create("db_pw", b"pw-one");
+    create_template(
+        m,
+        "app_conf",
+        "password={{ secret \"db_pw\" }} node={{ .Node.ID }} service={{ .Service.Name }}\n",
+    );
+    let o = m.lb(&[
+        "service", "create", "tweb", "--secret", "db_pw", "--secret", "app_conf",
+    ]);
+    assert_eq!(o.code, 0, "{o:?}");
+    let tmp = tempfile::tempdir().unwrap();
+    let copy = tmp.path().join("seen");
+    let script = format!(
+        "while true; do cat /run/secrets/app_conf > {c}.tmp && mv {c}.tmp {c}; sleep 0.02; done",
+        c = copy.display()
+    );
+    let _run = spawn_bg(w, &["run", "--service", "tweb", "--", "sh", "-c", &script]);
+    let seen = || std::fs::read_to_string(&copy).unwrap_or_default();
+    let want = |pw: &str| format!("password={pw} node={worker_id} service=tweb\n");
+    wait_until(
+        "the rendered file on the worker",
+        Duration::from_secs(15),
+        || seen() == want("pw-one"),
+    );
+    let o = m.lb_in(&["secret", "rotate", "db_pw", "-"], Some(b"pw-two"));
+    assert_eq!(o.code, 0, "{o:?}");
+    wait_until(
+        "the re-rendered file on the worker",
+        Duration::from_secs(15),
+        || seen() == want("pw-two"),
+    );
+}
