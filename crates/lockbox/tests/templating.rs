@@ -22,10 +22,12 @@ fn create_template(d: &Daemon, name: &str, template: &str) {
 fn run_renders_a_template_and_rerenders_it_on_rotation() {
     let d = Daemon::start();
     d.create("db_pw", b"pw-one");
+    let o = d.lb_in(&["config", "create", "db_host", "-"], Some(b"db.internal"));
+    assert_eq!(o.code, 0, "{o:?}");
     create_template(
         &d,
         "app_conf",
-        "password={{ secret \"db_pw\" }}\ntask={{ .Task.ID }} os={{ .Node.Platform.OS }} env=[{{ env \"HOME\" }}]\n",
+        "password={{ secret \"db_pw\" }}\ntask={{ .Task.ID }} os={{ .Node.Platform.OS }} env=[{{ env \"HOME\" }}] host={{ config \"db_host\" }}\n",
     );
     let tmp = tempfile::tempdir().unwrap();
     let copy = tmp.path().join("seen");
@@ -53,7 +55,10 @@ fn run_renders_a_template_and_rerenders_it_on_rotation() {
         .to_owned();
     assert_eq!(task.len(), 24, "the workload ID as .Task.ID: {first:?}");
     assert!(task.bytes().all(|b| b.is_ascii_hexdigit()), "{first:?}");
-    assert!(first.ends_with(" os=linux env=[]\n"), "{first:?}");
+    assert!(
+        first.ends_with(" os=linux env=[] host=db.internal\n"),
+        "{first:?}"
+    );
     let workloads = d.lb(&["audit", "ls", "--format", "json"]).stdout;
     assert!(workloads.contains(&task), "hand-outs name the workload");
 
