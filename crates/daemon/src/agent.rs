@@ -467,16 +467,25 @@ async fn fetch(
     let caller = Caller {
         actor: actor.clone(),
     };
-    let mut files = Vec::with_capacity(s.secrets.len());
+    let mut out = Vec::with_capacity(s.secrets.len());
+    let mut templates = Vec::new();
     for r in &s.secrets {
         let version = match r.version {
             Some(v) => v,
             None => d.reader()?.resolve(Kind::Secret, &r.secret_id)?.current,
         };
-        let held = req
-            .have
-            .iter()
-            .any(|h| h.secret_id == r.secret_id && h.version == version);
+        let templated = d
+            .reader()?
+            .resolve(Kind::Secret, &r.secret_id)
+            .ok()
+            .filter(crate::templating::is_templated);
+        // A rendered file changes without its version (an included secret rotated): it is
+        // always sent, never taken as held.
+        let held = templated.is_none()
+            && req
+                .have
+                .iter()
+                .any(|h| h.secret_id == r.secret_id && h.version == version);
         let data = if held {
             Zeroizing::new(Vec::new())
         } else {
@@ -490,14 +499,39 @@ async fn fetch(
             d.reveal(Kind::Secret, &r.secret_id, Some(version), &caller, &detail)?
                 .2
         };
-        let x = Delivered {
-            r: r.clone(),
-            version,
-            data,
+        if let Some(rec) = templated {
+            templates.push((out.len(), rec));
+        }
+        out.push((
+            Delivered {
+                r: r.clone(),
+                version,
+                data,
+            },
+            held,
+        ));
+    }
+    if !templates.is_empty() {
+        // Rendered here, for the worker's node: the worker holds no store to render from.
+        let consumer = crate::templating::Consumer {
+            workload: &req.workload,
+            service: Some(&s.name),
+            caller: &caller,
+            node: Some((node_id_text(node.id), node.hostname.clone())),
         };
-        let mut v = crate::workloads::file_json(&x, !held);
-        v["SecretID"] = r.secret_id.clone().into();
-        if let Some(p) = r.version {
+        let files: Vec<_> = out
+            .iter()
+            .map(|(x, _)| (&x.r, x.version, &x.data[..]))
+            .collect();
+        for (i, data) in crate::templating::render_set(&d, &consumer, &files, &templates)? {
+            out[i].0.data = data;
+        }
+    }
+    let mut files = Vec::with_capacity(out.len());
+    for (x, held) in &out {
+        let mut v = crate::workloads::file_json(x, !held);
+        v["SecretID"] = x.r.secret_id.clone().into();
+        if let Some(p) = x.r.version {
             v["Pinned"] = p.into();
         }
         files.push(v);

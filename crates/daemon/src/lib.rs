@@ -29,6 +29,7 @@ mod peers;
 mod placement;
 mod serve;
 mod services;
+mod templating;
 mod workloads;
 
 pub use error::DaemonError;

@@ -576,7 +576,7 @@ impl Workloads {
                 .filter(|x| {
                     !old.iter()
                         .flatten()
-                        .any(|o| o.r == x.r && o.version == x.version)
+                        .any(|o| o.r == x.r && o.version == x.version && o.data == x.data)
                 })
                 .map(|x| (published.join(container_name(&x.r)), x.r.target.clone()))
                 .collect();
@@ -736,25 +736,29 @@ fn local_files(
     let caller = Caller {
         actor: format!("{} workload:{}", w.owner, w.id),
     };
+    let mut templates = Vec::new();
     for r in &st.refs {
         let prev = old
             .into_iter()
             .flatten()
             .find(|x| x.r.secret_id == r.secret_id && x.r.target == r.target);
-        let version = match r.version {
-            Some(v) => v,
-            None => match d.reader()?.resolve(Kind::Secret, &r.secret_id) {
-                Ok(rec) => rec.current,
-                // Removed (an ad-hoc reference): the consumer keeps what it has.
-                Err(_) => match prev {
-                    Some(p) => p.version,
-                    None => continue,
-                },
+        let rec = d.reader()?.resolve(Kind::Secret, &r.secret_id).ok();
+        let version = match (r.version, &rec) {
+            (Some(v), _) => v,
+            (None, Some(rec)) => rec.current,
+            // Removed (an ad-hoc reference): the consumer keeps what it has.
+            (None, None) => match prev {
+                Some(p) => p.version,
+                None => continue,
             },
         };
+        // A template's file depends on the secrets it includes: it is rendered anew on
+        // every sync (a sync runs when one of them rotates), never reused.
+        let templated = rec.filter(crate::templating::is_templated);
         let reuse = old
             .into_iter()
             .flatten()
+            .filter(|_| templated.is_none())
             .find(|x| x.r.secret_id == r.secret_id && x.version == version);
         let data = match reuse {
             Some(x) => x.data.clone(),
@@ -769,11 +773,27 @@ fn local_files(
                     .2
             }
         };
+        if let Some(rec) = templated {
+            templates.push((new.len(), rec));
+        }
         new.push(Delivered {
             r: r.clone(),
             version,
             data,
         });
+    }
+    if !templates.is_empty() {
+        let consumer = crate::templating::Consumer {
+            workload: &w.id,
+            service: w.service.as_deref(),
+            caller: &caller,
+            node: None,
+        };
+        // All rendered before any file is written.
+        let files: Vec<_> = new.iter().map(|x| (&x.r, x.version, &x.data[..])).collect();
+        for (i, data) in crate::templating::render_set(d, &consumer, &files, &templates)? {
+            new[i].data = data;
+        }
     }
     Ok(new)
 }

@@ -29,6 +29,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "placement",
             "cluster",
             "backup",
+            "templating",
         ],
     ),
     (

@@ -186,6 +186,9 @@ pub(crate) struct CreateArgs {
     /// Secret label (K=V)
     #[arg(short, long = "label", value_name = "K=V", value_parser = label)]
     pub(crate) labels: Vec<(String, String)>,
+    /// Template driver (golang): the value is a Go template, rendered for each consumer at delivery
+    #[arg(long, value_name = "DRIVER")]
+    pub(crate) template_driver: Option<String>,
     /// The name consumers refer to it by
     pub(crate) name: String,
     /// A file, or - for standard input

@@ -252,7 +252,10 @@ async fn create(c: &Client, kind: &str, a: CreateArgs) -> anyhow::Result<i32> {
         labels: a.labels.into_iter().collect(),
         data: Some(b64(&data).to_string()),
         driver: None,
-        templating: None,
+        templating: a.template_driver.map(|name| lockbox_proto::api::Driver {
+            name,
+            options: None,
+        }),
     };
     let r: IdResponse = c.post(&format!("/v1/{kind}/create"), &spec).await?;
     println!("{}", r.id);

@@ -102,6 +102,7 @@ on_both_composes!(
     compose_build_hands_build_secrets_to_buildkit,
     compose_replicas_share_a_workload_until_the_last_one_goes,
     compose_global_options_after_the_double_dash,
+    compose_renders_a_templated_secret_and_rerenders_it_on_rotation,
 );
 
 /// The engine, the test image and (if asked) that Compose and the buildx plugin (BuildKit).
@@ -1198,5 +1199,54 @@ fn compose_global_options_after_the_double_dash(compose: Compose) {
     assert_eq!(down.code, 0, "{down:?}");
     wait_until("staging removed", Duration::from_secs(10), || {
         staging_mounts(&d).is_empty() && workloads(&d).as_array().is_some_and(Vec::is_empty)
+    });
+}
+
+/// A templated secret (`--template-driver golang`) granted through Compose's external
+/// secrets: rendered into the container with the other secret it includes, and re-rendered
+/// when that one rotates.
+fn compose_renders_a_templated_secret_and_rerenders_it_on_rotation(compose: Compose) {
+    if !prereqs(Some(compose), false) {
+        return;
+    }
+    let d = Daemon::start();
+    let (pw, conf) = (
+        format!("lbc_tpw_{}", rand_hex(4)),
+        format!("lbc_tconf_{}", rand_hex(4)),
+    );
+    d.create(&pw, b"pw-one");
+    let template = format!("password={{{{ secret \"{pw}\" }}}} task={{{{ .Task.ID }}}}");
+    let c = d.lb_in(
+        &[
+            "secret",
+            "create",
+            "--template-driver",
+            "golang",
+            &conf,
+            "-",
+        ],
+        Some(template.as_bytes()),
+    );
+    assert_eq!(c.code, 0, "{c:?}");
+    let p = Project::new(
+        compose,
+        &[(
+            "compose.yaml",
+            &format!(
+                "services:\n  app:\n    image: {IMAGE}\n    command: [sleep, '3600']\n    secrets: [pw, conf]\nsecrets:\n  pw:\n    external: true\n    name: {pw}\n  conf:\n    external: true\n    name: {conf}\n"
+            ),
+        )],
+    );
+    let up = p.lb(&d, &[], &["compose", "-p", &p.name, "--", "up", "-d"]);
+    assert_eq!(up.code, 0, "{up:?}");
+    let app = p.container("app");
+    let first = exec(&app, "cat /run/secrets/conf").stdout;
+    assert!(first.starts_with("password=pw-one task="), "{first:?}");
+    let r = d.lb_in(&["secret", "rotate", &pw, "-"], Some(b"pw-two"));
+    assert_eq!(r.code, 0, "{r:?}");
+    wait_until("the re-rendered file", Duration::from_secs(10), || {
+        exec(&app, "cat /run/secrets/conf")
+            .stdout
+            .starts_with("password=pw-two task=")
     });
 }

@@ -19,3 +19,4 @@ mod no_plaintext_all;
 mod plaintext;
 mod scan_cli;
 mod secrets;
+mod templating;
