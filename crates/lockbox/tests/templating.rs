@@ -225,3 +225,48 @@ fn a_worker_gets_the_template_rendered_by_its_manager() {
         || seen() == want("pw-two"),
     );
 }
+
+/// The same through lockbox's Docker socket, as an SDK writes it (lower-case field names at
+/// API 1.45, which Go's decoder accepts): the template is stored from the Docker API and
+/// rendered at delivery like one made with the CLI.
+#[test]
+fn a_template_created_through_the_docker_api_renders() {
+    use base64::Engine as _;
+    let d = Daemon::start();
+    d.create("api_pw", b"from-the-cli");
+    let template = base64::engine::general_purpose::STANDARD.encode(b"pw={{ secret \"api_pw\" }}");
+    let body =
+        format!(r#"{{"name":"api_tpl","data":"{template}","templating":{{"name":"golang"}}}}"#);
+    let (st, answer) = crate::support::http(
+        &d.dir.path().join("docker.sock"),
+        "POST",
+        "/v1.45/secrets/create",
+        Some(&body),
+    );
+    assert_eq!(st, 201, "{answer}");
+    let (_, inspect) = crate::support::http(
+        &d.dir.path().join("docker.sock"),
+        "GET",
+        "/v1.45/secrets/api_tpl",
+        None,
+    );
+    assert!(
+        inspect.contains(r#""Templating":{"Name":"golang""#),
+        "{inspect}"
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let copy = tmp.path().join("seen");
+    let script = format!(
+        "while true; do cat /run/secrets/api_tpl > {c}.tmp && mv {c}.tmp {c}; sleep 0.02; done",
+        c = copy.display()
+    );
+    let _run = spawn_bg(
+        &d,
+        &[
+            "run", "--secret", "api_pw", "--secret", "api_tpl", "--", "sh", "-c", &script,
+        ],
+    );
+    wait_until("the rendered file", Duration::from_secs(10), || {
+        std::fs::read_to_string(&copy).unwrap_or_default() == "pw=from-the-cli"
+    });
+}
