@@ -658,7 +658,14 @@ async fn snapshot_install_and_follower_restart() {
         .add_learner(4, &cluster.node(4).addr.clone(), true)
         .await
         .expect("add learner 4");
-    let snap = cluster.r(4).raft().metrics().borrow_watched().snapshot;
+    // The learner is caught up when add_learner returns; its metrics may report the
+    // installed snapshot a moment later (seen once in CI: `None` right after the return).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let mut snap = cluster.r(4).raft().metrics().borrow_watched().snapshot;
+    while !snap.index().is_some_and(|s| s >= purged) && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        snap = cluster.r(4).raft().metrics().borrow_watched().snapshot;
+    }
     assert!(
         snap.index().is_some_and(|s| s >= purged),
         "node 4 installed a snapshot (its snapshot: {snap:?}, leader purged {purged})"
