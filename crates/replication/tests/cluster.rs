@@ -662,7 +662,7 @@ async fn snapshot_install_and_follower_restart() {
     // installed snapshot a moment later (seen once in CI: `None` right after the return).
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     let mut snap = cluster.r(4).raft().metrics().borrow_watched().snapshot;
-    while !snap.index().is_some_and(|s| s >= purged) && std::time::Instant::now() < deadline {
+    while snap.index().is_none_or(|s| s < purged) && std::time::Instant::now() < deadline {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         snap = cluster.r(4).raft().metrics().borrow_watched().snapshot;
     }
