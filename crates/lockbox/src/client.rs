@@ -83,12 +83,24 @@ async fn connect(socket: &Path) -> Result<tokio::net::UnixStream, ClientError> {
             });
         }
     }
-    tokio::net::UnixStream::connect(socket)
+    let stream = tokio::net::UnixStream::connect(socket)
         .await
         .map_err(|e| match e.kind() {
             std::io::ErrorKind::PermissionDenied => ClientError::Denied(socket.to_owned()),
             _ => ClientError::Unreachable(socket.to_owned()),
-        })
+        })?;
+    // The path may have been swapped between the check above and the connect: the kernel's
+    // word on who is listening is what counts, before a byte is sent.
+    if let Ok(cred) = stream.peer_cred() {
+        let me = rustix::process::geteuid().as_raw();
+        if cred.uid() != 0 && cred.uid() != me {
+            return Err(ClientError::Untrusted {
+                socket: socket.to_owned(),
+                owner: cred.uid(),
+            });
+        }
+    }
+    Ok(stream)
 }
 
 /// Percent-encodes a query value or path segment.
