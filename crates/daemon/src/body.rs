@@ -13,6 +13,10 @@ use crate::ApiError;
 
 type Result<T> = std::result::Result<T, ApiError>;
 
+/// The largest request body any route accepts: the Docker API's, a 1 MB secret in base64
+/// plus its spec. The accept loop reads no more than this; routes may set less.
+pub(crate) const BODY_LIMIT: usize = 1_400_000 + 64 * 1024;
+
 /// A JSON body ending in a newline, as Go's encoder writes it.
 pub(crate) fn json_response<T: Serialize>(status: StatusCode, v: &T) -> Response {
     let mut body = serde_json::to_vec(v).expect("serialisable");

@@ -23,10 +23,10 @@ use crate::body::json_response;
 use crate::identity::Peer;
 use lockbox_core::{Caller, Daemon};
 
-use crate::docker_request::{API_VERSION, MIN_API_VERSION, RequestedVersion, check_version};
 /// Docker has no body bound of its own; the largest legitimate body is a config of just
 /// under 1000 KiB, base64-encoded (4/3) inside a small JSON object.
-const BODY_LIMIT: usize = 1_400_000 + 64 * 1024;
+use crate::body::BODY_LIMIT;
+use crate::docker_request::{API_VERSION, MIN_API_VERSION, RequestedVersion, check_version};
 /// What Docker says on every manager route of a locked Swarm. `docker swarm unlock` works
 /// here too (`POST /swarm/unlock`), so the advice is true.
 const DOCKER_LOCKED: &str = "Swarm is encrypted and needs to be unlocked before it can be used. Please use \"docker swarm unlock\" to unlock it.";

@@ -21,9 +21,7 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a client may take to send a request's body once its headers are in: a body
 /// trickled a byte at a time would otherwise hold a connection (and its task) forever.
 pub(crate) const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
-/// The largest request body any route accepts (the Docker API's, a 1 MB secret in base64
-/// plus its spec); routes set their own smaller limits on top.
-const BODY_MAX: usize = 1_400_000 + 64 * 1024;
+use crate::body::BODY_LIMIT as BODY_MAX;
 /// How long shutdown waits for open requests (event streams, long reads) before closing them.
 const DRAIN: Duration = Duration::from_secs(5);
 
