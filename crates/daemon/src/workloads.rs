@@ -662,9 +662,10 @@ impl Workloads {
     /// workload's `RotationError` until a later rotation reaches it: a consumer must never
     /// be left on an old value with the only trace on its own stderr.
     async fn rotation_result(&self, d: &Daemon, w: &Workload, actor: &str, error: Option<String>) {
-        let mut st = w.state.lock().await;
+        // The audit record (an fsync) is written before the workload's lock is taken, so a
+        // slow disk never holds up the workload's own syncs.
         match error {
-            None => st.rotation_error = None,
+            None => w.state.lock().await.rotation_error = None,
             Some(error) => {
                 let service = w.service.clone().unwrap_or_default();
                 tracing::error!(workload = w.id, service, "rotation failed: {error}");
@@ -677,7 +678,7 @@ impl Workloads {
                     tracing::error!("cannot audit a failed rotation: {e}");
                 }
                 d.emit_typed("workload", "rotate-failed", &w.id, &service);
-                st.rotation_error = Some(error);
+                w.state.lock().await.rotation_error = Some(error);
             }
         }
     }
