@@ -1162,6 +1162,12 @@ fn a_failed_rotation_is_audited_emitted_and_shown() {
     assert_eq!(st, 204);
     let (_, list) = d.http("GET", "/v1/workloads", None);
     assert!(list.contains(r#""RotationError":null"#), "{list}");
+    // A report that is not one is refused, naming the problem, and changes nothing.
+    let (st, body) = d.http("POST", &path, Some(r#"{"Error":"no Ok field"}"#));
+    assert_eq!(st, 400, "{body}");
+    assert!(body.contains("Ok"), "{body}");
+    let (_, list) = d.http("GET", "/v1/workloads", None);
+    assert!(list.contains(r#""RotationError":null"#), "{list}");
     // An unknown workload is named.
     let (st, body) = d.http(
         "POST",
