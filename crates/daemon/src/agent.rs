@@ -202,10 +202,10 @@ fn fingerprint(d: &Daemon, service: &str) -> String {
     };
     let mut fp = s.index.to_string();
     for r in s.secrets.iter().filter(|r| r.version.is_none()) {
-        let current = reader
-            .resolve(Kind::Secret, &r.secret_id)
-            .map(|rec| rec.current)
-            .unwrap_or(0);
+        let current = [Kind::Secret, Kind::Config]
+            .into_iter()
+            .find_map(|k| reader.get(k, &r.secret_id).ok().flatten())
+            .map_or(0, |rec| rec.current);
         fp.push_str(&format!(" {}:{current}", r.secret_id));
     }
     fp
@@ -470,15 +470,10 @@ async fn fetch(
     let mut out = Vec::with_capacity(s.secrets.len());
     let mut templates = Vec::new();
     for r in &s.secrets {
-        let version = match r.version {
-            Some(v) => v,
-            None => d.reader()?.resolve(Kind::Secret, &r.secret_id)?.current,
-        };
-        let templated = d
-            .reader()?
-            .resolve(Kind::Secret, &r.secret_id)
-            .ok()
-            .filter(crate::templating::is_templated);
+        let (kind, rec) = crate::services::referenced(&d, &r.secret_id)?
+            .ok_or_else(|| ApiError::new(404, format!("secret {} not found", r.secret_name)))?;
+        let version = r.version.unwrap_or(rec.current);
+        let templated = Some(rec).filter(crate::templating::is_templated);
         // A rendered file changes without its version (an included secret rotated): it is
         // always sent, never taken as held.
         let held = templated.is_none()
@@ -496,7 +491,7 @@ async fn fetch(
                 ("node", &actor[5..]),
             ];
             // Audited (on disk) before the value comes back, so before it is sent.
-            d.reveal(Kind::Secret, &r.secret_id, Some(version), &caller, &detail)?
+            d.reveal(kind, &r.secret_id, Some(version), &caller, &detail)?
                 .2
         };
         if let Some(rec) = templated {

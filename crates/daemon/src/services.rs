@@ -37,6 +37,38 @@ pub(crate) struct RefRequest {
     pub file: Option<FileRequest>,
     #[serde(rename = "Version", default, skip_serializing_if = "Option::is_none")]
     pub version: Option<u64>,
+    /// `config` for a reference to a config (`lockbox compose` sends its lockbox configs
+    /// this way, so that a templated one is rendered); absent or `secret` otherwise.
+    #[serde(rename = "Kind", default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+}
+
+impl RefRequest {
+    fn object_kind(&self) -> Result<Kind, ApiError> {
+        match self.kind.as_deref() {
+            None | Some("") | Some("secret") => Ok(Kind::Secret),
+            Some("config") => Ok(Kind::Config),
+            Some(other) => Err(ApiError::bad_request(format!(
+                "{INVALID}invalid reference kind {other:?}: expected \"secret\" or \"config\""
+            ))),
+        }
+    }
+}
+
+/// Which kind of object a stored reference names, with its record. A reference keeps the
+/// object's ID only (its stored form predates configs in workloads, and records are not
+/// self-describing); IDs are random and unique across kinds, so the ID tells the kind.
+pub(crate) fn referenced(
+    d: &Daemon,
+    id: &str,
+) -> Result<Option<(Kind, lockbox_store::ObjectRecord)>, ApiError> {
+    let reader = d.reader()?;
+    for kind in [Kind::Secret, Kind::Config] {
+        if let Some(rec) = reader.get(kind, id)? {
+            return Ok(Some((kind, rec)));
+        }
+    }
+    Ok(None)
 }
 
 /// `File` of a reference: Docker's strings for UID/GID, a decimal `Mode`.
@@ -184,8 +216,9 @@ impl ServiceRecords for Daemon {
     /// unknown secrets (all of them named at once) and conflicting targets.
     fn resolve_refs(&self, refs: &[RefRequest]) -> Result<Vec<ServiceSecret>, ApiError> {
         let mut out = Vec::with_capacity(refs.len());
-        let mut missing = BTreeSet::new();
+        let mut missing: BTreeMap<Kind, BTreeSet<String>> = BTreeMap::new();
         for r in refs {
+            let kind = r.object_kind()?;
             if r.secret_name.is_empty() {
                 return Err(ApiError::bad_request(format!(
                     "{INVALID}malformed secret reference"
@@ -212,10 +245,13 @@ impl ServiceRecords for Daemon {
             sr.validate()
                 .map_err(|e| ApiError::bad_request(format!("{INVALID}{e}")))?;
             // Exact, case-sensitive name (a prefix or case-folded hit does not count).
-            let rec = match self.reader()?.resolve(Kind::Secret, &r.secret_name) {
+            let rec = match self.reader()?.resolve(kind, &r.secret_name) {
                 Ok(rec) if rec.name == r.secret_name => rec,
                 Ok(_) | Err(StoreError::NotFound(..)) | Err(StoreError::Ambiguous(..)) => {
-                    missing.insert(r.secret_name.clone());
+                    missing
+                        .entry(kind)
+                        .or_default()
+                        .insert(r.secret_name.clone());
                     continue;
                 }
                 Err(e) => return Err(e.into()),
@@ -223,7 +259,7 @@ impl ServiceRecords for Daemon {
             if let Some(v) = r.version
                 && !rec.versions.iter().any(|m| m.number == v)
             {
-                return Err(StoreError::NoSuchVersion(Kind::Secret, rec.name.clone(), v).into());
+                return Err(StoreError::NoSuchVersion(kind, rec.name.clone(), v).into());
             }
             out.push(ServiceSecret {
                 secret_id: rec.id,
@@ -235,11 +271,13 @@ impl ServiceRecords for Daemon {
                 version: sr.version,
             });
         }
-        if !missing.is_empty() {
-            let names: Vec<_> = missing.into_iter().collect();
-            let what = if names.len() > 1 { "secrets" } else { "secret" };
+        // Secrets first, as Docker reports them; configs after.
+        if let Some((kind, names)) = missing.into_iter().next() {
+            let names: Vec<_> = names.into_iter().collect();
+            let what = kind.as_str();
+            let s = if names.len() > 1 { "s" } else { "" };
             return Err(ApiError::bad_request(format!(
-                "{INVALID}{what} not found: {}",
+                "{INVALID}{what}{s} not found: {}",
                 names.join(", ")
             )));
         }

@@ -1,5 +1,6 @@
-//! Templated secrets, as Swarm has them: a secret created with `Templating: {Name: golang}`
-//! is stored as written and rendered as a Go template for each consumer at delivery.
+//! Templated secrets and configs, as Swarm has them: one created with
+//! `Templating: {Name: golang}` is stored as written and rendered as a Go template for each
+//! consumer at delivery.
 //!
 //! A template sees `{{ secret "NAME" }}` (only the secrets delivered with it: the consumer's
 //! grant), `{{ config "NAME" }}`, `{{ env "VAR" }}` (always empty: lockbox never learns a
@@ -149,14 +150,19 @@ pub(crate) fn render_set(
     files: &[(&ServiceSecret, u64, &[u8])],
     templates: &[(usize, ObjectRecord)],
 ) -> Result<Vec<Rendered>, ApiError> {
-    let granted: Vec<Grant> = files
-        .iter()
-        .map(|(r, version, _)| Grant {
+    // Configs delivered beside a template are not secrets it may include by `secret`.
+    let reader = d.reader()?;
+    let mut granted: Vec<Grant> = Vec::with_capacity(files.len());
+    for (r, version, _) in files {
+        if reader.get(Kind::Secret, &r.secret_id)?.is_none() {
+            continue;
+        }
+        granted.push(Grant {
             name: r.secret_name.clone(),
             id: r.secret_id.clone(),
             version: *version,
-        })
-        .collect();
+        });
+    }
     let mut out = Vec::with_capacity(templates.len());
     for (i, rec) in templates {
         let (r, _, src) = files
@@ -167,8 +173,8 @@ pub(crate) fn render_set(
     Ok(out)
 }
 
-/// Renders secret `rec` (value `src`) delivered at `target`. Any failure is an error
-/// naming the secret.
+/// Renders secret or config `rec` (value `src`) delivered at `target`. Any failure is an
+/// error naming it.
 fn render(
     d: &Daemon,
     c: &Consumer<'_>,
@@ -178,7 +184,8 @@ fn render(
     src: &[u8],
 ) -> Result<Zeroizing<Vec<u8>>, ApiError> {
     let name = &rec.name;
-    let fail = |msg: String| ApiError::bad_request(format!("secret {name}: {msg}"));
+    let noun = rec.kind.as_str();
+    let fail = |msg: String| ApiError::bad_request(format!("{noun} {name}: {msg}"));
     let driver = rec
         .templating
         .as_ref()

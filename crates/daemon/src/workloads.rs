@@ -743,7 +743,9 @@ fn local_files(
             .into_iter()
             .flatten()
             .find(|x| x.r.secret_id == r.secret_id && x.r.target == r.target);
-        let rec = d.reader()?.resolve(Kind::Secret, &r.secret_id).ok();
+        let found = crate::services::referenced(d, &r.secret_id)?;
+        let kind = found.as_ref().map_or(Kind::Secret, |(k, _)| *k);
+        let rec = found.map(|(_, rec)| rec);
         let version = match (r.version, &rec) {
             (Some(v), _) => v,
             (None, Some(rec)) => rec.current,
@@ -770,7 +772,7 @@ fn local_files(
                     ("target", r.target.as_str()),
                 ];
                 // Audited (on disk) before the value comes back, so before any write.
-                d.reveal(Kind::Secret, &r.secret_id, Some(version), &caller, &detail)?
+                d.reveal(kind, &r.secret_id, Some(version), &caller, &detail)?
                     .2
             }
         };

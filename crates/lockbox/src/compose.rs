@@ -129,8 +129,24 @@ pub(crate) struct WorkloadSpec {
 
 impl WorkloadSpec {
     pub(crate) fn lockbox(&mut self, name: &str, target: &str, uid: u32, gid: u32, mode: u32) {
+        self.reference(Kind::Secret, name, target, (uid, gid, mode));
+    }
+
+    /// A lockbox secret or config, delivered by the daemon: a templated one is rendered
+    /// there, for this consumer, and again when a secret it includes rotates.
+    pub(crate) fn reference(
+        &mut self,
+        kind: Kind,
+        name: &str,
+        target: &str,
+        (uid, gid, mode): (u32, u32, u32),
+    ) {
+        let kind = match kind {
+            Kind::Secret => "secret",
+            Kind::Config => "config",
+        };
         self.refs.push(json!({
-            "SecretName": name,
+            "SecretName": name, "Kind": kind,
             "File": {"Name": target, "UID": uid.to_string(), "GID": gid.to_string(), "Mode": mode},
         }));
     }
@@ -236,14 +252,6 @@ pub(crate) async fn resolve_all(
             .ok_or_else(|| fail(format!("{} {key} is not declared", kind.noun())))?;
         let source = lockbox_compose::resolve(res, &in_lockbox).map_err(|e| fail(e.to_string()))?;
         let v = match source {
-            Source::Lockbox { name } if kind == Kind::Config => {
-                // Configs are not sensitive and do not rotate: their data comes with inspect.
-                let o: Object = c.get(&format!("/v1/configs/{}", enc(&name))).await?;
-                let data = STANDARD
-                    .decode(o.spec.data.unwrap_or_default())
-                    .context("undecodable config data")?;
-                Resolved::Local(Zeroizing::new(data))
-            }
             Source::Lockbox { name } => Resolved::Lockbox(name),
             other => Resolved::Local(
                 lockbox_compose::read_local(project, res, &other)
@@ -264,7 +272,9 @@ pub(crate) fn add_reference(
     // ones get a file bind of their own.
     let target = r.target.strip_prefix("/run/secrets/").unwrap_or(&r.target);
     match values.get(&(r.kind, r.source.clone())) {
-        Some(Resolved::Lockbox(name)) => spec.lockbox(name, target, r.uid, r.gid, r.mode),
+        Some(Resolved::Lockbox(name)) => {
+            spec.reference(r.kind, name, target, (r.uid, r.gid, r.mode));
+        }
         Some(Resolved::Local(data)) => spec.inline(target, r.uid, r.gid, r.mode, data),
         None => {}
     }

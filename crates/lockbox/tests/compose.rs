@@ -103,6 +103,7 @@ on_both_composes!(
     compose_replicas_share_a_workload_until_the_last_one_goes,
     compose_global_options_after_the_double_dash,
     compose_renders_a_templated_secret_and_rerenders_it_on_rotation,
+    compose_renders_a_templated_config_with_a_secret_it_includes,
 );
 
 /// The engine, the test image and (if asked) that Compose and the buildx plugin (BuildKit).
@@ -1249,4 +1250,89 @@ fn compose_renders_a_templated_secret_and_rerenders_it_on_rotation(compose: Comp
             .stdout
             .starts_with("password=pw-two task=")
     });
+}
+
+/// A templated config (`config create --template-driver golang`) named by Compose's
+/// `configs:` is rendered on its own, for the service, at its absolute target: it may
+/// include the secrets the service is granted and nothing else, and is re-rendered when one
+/// rotates. A plain lockbox config next to it arrives as written.
+fn compose_renders_a_templated_config_with_a_secret_it_includes(compose: Compose) {
+    if !prereqs(Some(compose), false) {
+        return;
+    }
+    let d = Daemon::start();
+    let tag = rand_hex(4);
+    let (pw, other, conf, plain) = (
+        format!("lbc_cpw_{tag}"),
+        format!("lbc_cother_{tag}"),
+        format!("lbc_cconf_{tag}"),
+        format!("lbc_cplain_{tag}"),
+    );
+    d.create(&pw, b"pw-one");
+    d.create(&other, b"not-granted");
+    let template = format!(
+        "dsn=postgres://app:{{{{ secret \"{pw}\" }}}}@db/app os={{{{ .Node.Platform.OS }}}}"
+    );
+    let create = |name: &str, args: &[&str], data: &[u8]| {
+        let mut a = vec!["config", "create"];
+        a.extend_from_slice(args);
+        a.extend_from_slice(&[name, "-"]);
+        let o = d.lb_in(&a, Some(data));
+        assert_eq!(o.code, 0, "config create {name}: {o:?}");
+    };
+    create(&conf, &["--template-driver", "golang"], template.as_bytes());
+    create(&plain, &[], b"{{ not a template }}");
+    let file = |service_secrets: &str| {
+        format!(
+            "services:\n  app:\n    image: {IMAGE}\n    command: [sleep, '3600']\n    secrets: [{service_secrets}]\n    configs:\n      - source: conf\n        target: /etc/app.conf\n        mode: 0440\n      - source: plain\n        target: /etc/plain.conf\nsecrets:\n  pw:\n    external: true\n    name: {pw}\nconfigs:\n  conf:\n    external: true\n    name: {conf}\n  plain:\n    external: true\n    name: {plain}\n"
+        )
+    };
+    let p = Project::new(compose, &[("compose.yaml", &file("pw"))]);
+    let up = p.lb(&d, &[], &["compose", "-p", &p.name, "--", "up", "-d"]);
+    assert_eq!(up.code, 0, "{up:?}");
+    let app = p.container("app");
+    let first = exec(&app, "cat /etc/app.conf; echo; stat -c %a /etc/app.conf").stdout;
+    assert_eq!(
+        first, "dsn=postgres://app:pw-one@db/app os=linux\n440\n",
+        "rendered config"
+    );
+    assert_eq!(
+        exec(&app, "cat /etc/plain.conf").stdout,
+        "{{ not a template }}"
+    );
+    let r = d.lb_in(&["secret", "rotate", &pw, "-"], Some(b"pw-two"));
+    assert_eq!(r.code, 0, "{r:?}");
+    wait_until("the re-rendered config", Duration::from_secs(10), || {
+        exec(&app, "cat /etc/app.conf").stdout == "dsn=postgres://app:pw-two@db/app os=linux"
+    });
+    let down = p.lb(&d, &[], &["compose", "-p", &p.name, "--", "down"]);
+    assert_eq!(down.code, 0, "{down:?}");
+
+    // The template may include only what the service is granted: a config naming a secret
+    // the service does not have fails the start, and nothing runs.
+    let leak = format!("{conf}_leak");
+    create(
+        &leak,
+        &["--template-driver", "golang"],
+        format!("x={{{{ secret \"{other}\" }}}}").as_bytes(),
+    );
+    let p2 = Project::new(
+        compose,
+        &[(
+            "compose.yaml",
+            &file("pw").replace(&format!("name: {conf}\n"), &format!("name: {leak}\n")),
+        )],
+    );
+    let up = p2.lb(&d, &[], &["compose", "-p", &p2.name, "--", "up", "-d"]);
+    assert_ne!(up.code, 0, "{up:?}");
+    assert!(
+        up.stderr.contains(&format!("config {leak}: template: "))
+            && up.stderr.contains("is not granted"),
+        "{up:?}"
+    );
+    assert!(
+        p2.containers().is_empty(),
+        "nothing may run: {:?}",
+        p2.containers()
+    );
 }
