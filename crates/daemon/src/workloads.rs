@@ -76,6 +76,18 @@ struct WorkloadRequest {
     inline: Vec<InlineRequest>,
 }
 
+/// `POST /v1/workloads/{id}/release`: `Foreground` when the CLI's foreground run returned
+/// (its container has exited, whatever the engine lists for a moment).
+#[derive(Debug, Default, Deserialize)]
+struct ReleaseRequest {
+    #[serde(rename = "Foreground", default)]
+    foreground: bool,
+}
+
+/// How long a foreground release waits for the engine to stop listing an exited container
+/// as running.
+const FOREGROUND_EXIT_LAG: Duration = Duration::from_secs(5);
+
 /// One inline file of a workload request (`Data` in base64).
 #[derive(Debug, Default, Deserialize)]
 struct InlineRequest {
@@ -499,8 +511,21 @@ impl Workloads {
 
     /// A container workload whose CLI is done with it: kept while its container runs
     /// (detached), reaped otherwise (foreground run ended, `docker run` failed, Ctrl-C).
-    async fn release(&self, id: &str) {
+    ///
+    /// After a foreground run the container has exited, but Engine 26 can list it as
+    /// running for a moment: the release waits (bounded) until the engine agrees, here over
+    /// the Engine API rather than in the CLI through `docker ps`, whose start alone cost
+    /// more than the rest of a delivery.
+    async fn release(&self, id: &str, foreground: bool) {
         let Some(w) = self.get(id) else { return };
+        if w.container && foreground {
+            let deadline = tokio::time::Instant::now() + FOREGROUND_EXIT_LAG;
+            while tokio::time::Instant::now() < deadline
+                && self.container_id(id, true).await.is_some()
+            {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
         if w.container && self.container_id(id, true).await.is_some() {
             tracing::info!(
                 workload = id,
@@ -1042,7 +1067,7 @@ async fn create(d: Arc<Daemon>, who: Peer, body: Bytes) -> Result<Response, ApiE
         tx.closed().await;
         let Some(w) = ws2.get(&id) else { return };
         if w.container {
-            ws2.release(&id).await;
+            ws2.release(&id, false).await;
         } else {
             let mine = w
                 .state
@@ -1253,10 +1278,16 @@ pub(crate) fn routes() -> Router<Arc<Daemon>> {
         )
         .route(
             "/{id}/release",
-            post(|State(d): App, UrlPath(id): UrlPath<String>| async move {
-                d.workloads().release(&id).await;
-                StatusCode::NO_CONTENT.into_response()
-            }),
+            post(
+                |State(d): App, UrlPath(id): UrlPath<String>, body: Bytes| async move {
+                    let req: ReleaseRequest = match crate::body::parse_body(&body) {
+                        Ok(r) => r,
+                        Err(e) => return e.into_response(),
+                    };
+                    d.workloads().release(&id, req.foreground).await;
+                    StatusCode::NO_CONTENT.into_response()
+                },
+            ),
         )
         .route(
             "/{id}",

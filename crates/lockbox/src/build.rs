@@ -189,7 +189,7 @@ pub(crate) async fn build(socket: &Path, a: BuildArgs) -> anyhow::Result<i32> {
     cmd.args(&secret_args).args(&a.args);
     let code = run_child(cmd).await;
     if let Some(w) = w {
-        w.release(socket).await;
+        w.release(socket, false).await;
     }
     code
 }
@@ -279,7 +279,7 @@ pub(crate) async fn compose_build(
             cmd.arg(&context);
             eprintln!("Building {} with lockbox build secrets", s.service);
             let code = run_child(cmd).await;
-            w.release(socket).await;
+            w.release(socket, false).await;
             let code = code?;
             if code != 0 {
                 return Ok(code);

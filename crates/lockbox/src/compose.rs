@@ -33,7 +33,7 @@ use serde_json::{Value, json};
 use zeroize::Zeroizing;
 
 use crate::Exit;
-use crate::client::{Client, Lines, enc, open_lines};
+use crate::client::{Client, Lines, open_lines};
 
 /// `lockbox compose`.
 #[derive(Debug, Args)]
@@ -191,15 +191,8 @@ impl WorkloadSpec {
 impl Workload {
     /// Done with it: the daemon keeps the tmpfs while a container with the workload's label
     /// runs, and removes it otherwise.
-    pub(crate) async fn release(self, socket: &Path) {
-        let c = Client::new(socket);
-        let _ = c
-            .raw(
-                Method::POST,
-                &format!("/v1/workloads/{}/release", enc(&self.id)),
-                Some(b"{}".to_vec()),
-            )
-            .await;
+    pub(crate) async fn release(self, socket: &Path, foreground: bool) {
+        let _ = crate::delivery::release_workload(socket, &self.id, foreground).await;
         drop(self.stream);
     }
 }
@@ -446,7 +439,7 @@ pub(crate) async fn compose(socket: &Path, mut a: ComposeArgs) -> anyhow::Result
                 Ok(w) => w,
                 Err(e) => {
                     for w in workloads {
-                        w.release(socket).await;
+                        w.release(socket, false).await;
                     }
                     return Err(e);
                 }
@@ -484,25 +477,15 @@ pub(crate) async fn compose(socket: &Path, mut a: ComposeArgs) -> anyhow::Result
     cmd.args(&args);
     let code = run_child(cmd).await;
     drop(file);
-    // A foreground `up`/`run` has returned, so its containers have stopped; the engine may
-    // still list them as running for a moment (see `delivery::await_not_running`).
+    // A foreground `up`/`run` has returned, so its containers have stopped.
     let foreground = creates && !crate::delivery::detached(&args);
     for w in workloads {
-        if foreground {
-            crate::delivery::await_not_running(&docker, &w.id).await;
-        }
-        w.release(socket).await;
+        w.release(socket, foreground).await;
     }
     // `down` removed the containers; the daemon's event follower reaps their tmpfs too, but
     // asking here means it is gone when `down` returns.
     for id in before_down {
-        let _ = c
-            .raw(
-                Method::POST,
-                &format!("/v1/workloads/{}/release", enc(&id)),
-                Some(b"{}".to_vec()),
-            )
-            .await;
+        let _ = crate::delivery::release_workload(socket, &id, false).await;
     }
     code
 }

@@ -617,19 +617,24 @@ pub(crate) fn detached(args: &[OsString]) -> bool {
     })
 }
 
-/// A foreground `docker run` has returned, so its container has exited; Engine 26 can still
-/// list it as running for a moment, and the daemon would then keep its secrets as if it ran
-/// detached. Waits (briefly, bounded) until the engine agrees.
-pub(crate) async fn await_not_running(docker: &str, workload: &str) {
-    let filter = format!("label=lockbox.workload={workload}");
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
-    while tokio::time::Instant::now() < deadline {
-        let running = crate::build::probe_output(docker, &["ps", "-q", "--filter", &filter]);
-        if running.is_none_or(|out| out.trim().is_empty()) {
-            return;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+/// Tells the daemon the CLI is done with a container workload. `foreground`: the run it
+/// started has returned, so its containers have exited (the daemon waits out the engine's
+/// listing lag before it decides); otherwise the daemon keeps the tmpfs while a container
+/// with the workload's label runs.
+pub(crate) async fn release_workload(
+    socket: &Path,
+    id: &str,
+    foreground: bool,
+) -> Result<(), ClientError> {
+    let body = json!({ "Foreground": foreground }).to_string().into_bytes();
+    Client::new(socket)
+        .raw(
+            Method::POST,
+            &format!("/v1/workloads/{}/release", enc(id)),
+            Some(body),
+        )
+        .await
+        .map(drop)
 }
 
 /// `lockbox docker run`.
@@ -687,16 +692,7 @@ pub(crate) async fn docker_run(socket: &Path, a: DockerRunArgs) -> anyhow::Resul
         }
     };
     // Keeps the staging for a container that runs on (detached), reaps it otherwise.
-    if !detached(&args) {
-        await_not_running(&a.docker, &id).await;
-    }
-    let c = Client::new(socket);
-    c.raw(
-        Method::POST,
-        &format!("/v1/workloads/{}/release", enc(&id)),
-        Some(b"{}".to_vec()),
-    )
-    .await?;
+    release_workload(socket, &id, !detached(&args)).await?;
     drop(lines);
     use std::os::unix::process::ExitStatusExt as _;
     Ok(status
