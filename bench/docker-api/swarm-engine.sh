@@ -82,9 +82,12 @@ stop)
     ;;
 restart)
     # Same data, same netns: how long a Swarm manager takes to come back (bench/scale).
-    pid=$(cat "$dir/dockerd.pid")
-    kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 1 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    # dockerd removes its pidfile on exit: the caller may have stopped it already.
+    pid=$(cat "$dir/dockerd.pid" 2>/dev/null || true)
+    if [[ -n "$pid" ]]; then
+        kill -TERM "$pid" 2>/dev/null || true
+        for _ in $(seq 1 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    fi
     launch
     echo "$dir/docker.sock"
     ;;

@@ -21,7 +21,7 @@ ROWS = [
 
 def main():
     runs = [json.loads(l) for l in sys.stdin if l.strip()]
-    idle = {"lockbox": sys.argv[1]}
+    idle = {"lockbox": sys.argv[1]} if sys.argv[1] else {}
     if len(sys.argv) > 2 and sys.argv[2]:
         idle["swarm"] = sys.argv[2]
     engines = [e for e in ("lockbox", "swarm") if any(r["engine"] == e for r in runs)]
