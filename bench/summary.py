@@ -109,6 +109,23 @@ if cl:
         ratio = f"{l / e:.2f}x" if l and e else "pending"
         rows.append((label, value, anchor, ratio))
 
+sc = plot.scale_runs(root / "scale/RESULTS.md")
+if sc:
+    lbs, sws = sc.get("lockbox", {}), sc.get("swarm", {})
+    top = max(lbs) if lbs else None
+    if top:
+        l, w = lbs[top], sws.get(top, {})
+        rows.append((f"scale: RSS with {top:,} secrets", f"{l['rss_after_queries_mib']:.1f} MiB",
+                     "target 100 MiB" + (f"; Swarm's dockerd {w['rss_after_queries_mib']:.1f} MiB (same run)" if w else ""),
+                     f"{l['rss_after_queries_mib'] / 100:.2f}x of the target"))
+        rows.append((f"scale: restart to ready, {top:,} secrets", f"{l['ready_s']:.2f} s",
+                     "target 1 s" + (f"; Swarm {w['ready_s']:.2f} s (same run)" if w else ""),
+                     f"{l['ready_s']:.2f}x of the target"))
+        for label, key in [("list all", "list_p50_ms"), ("list with a label filter", "list_label_p50_ms")]:
+            ratio = f"{l[key] / w[key]:.2f}x" if w else "Swarm pending"
+            anchor = f"Swarm {w[key]:.2f} ms (same run)" if w else "Swarm: not recorded"
+            rows.append((f"scale: {label} at {top:,} secrets, p50", f"{l[key]:.2f} ms", anchor, ratio))
+
 print("| figure | lockbox | anchor | ratio |")
 print("|---|---|---|---|")
 for r in rows:
@@ -119,7 +136,7 @@ if not rows:
 images = plot.main()
 if images:
     print()
-    print("Curves (drawn by `bench/plots/plot.py` from the raw runs in bench/cluster/RESULTS.md):")
+    print("Curves (drawn by `bench/plots/plot.py` from the raw runs in bench/cluster/RESULTS.md and bench/scale/RESULTS.md):")
     print()
     for line in images:
         print(line)

@@ -7,6 +7,7 @@
 #   swarm-engine.sh start DIR   -> prints the socket path; DIR/plugins is where a secret
 #                                  driver socket must go (the engine sees it as
 #                                  /run/docker/plugins)
+#   swarm-engine.sh restart DIR -> stops dockerd and starts it again on the same data
 #   swarm-engine.sh stop DIR    -> stops dockerd, deletes the netns, removes DIR
 #
 # Never start such an engine in the host's network namespace: with --bridge none it would
@@ -37,16 +38,9 @@ stop() {
     rm -rf "$dir" 2>/dev/null || { sleep 1; rm -rf "$dir" || true; }
 }
 
-case "$cmd" in
-start)
-    image=${LOCKBOX_TEST_IMAGE:-lockbox-test/busybox:latest}
-    mkdir -p "$dir"/{data,exec,plugins}
-    ip netns add "$ns"
-    ip netns exec "$ns" ip link set lo up
+# Starts dockerd on DIR's directories inside the netns (existing or new) and waits for it.
+launch() {
     sock="$dir/docker.sock"
-    # nsenter, not `ip netns exec`: the latter remounts /sys, hiding the cgroup mounts
-    # dockerd needs. A private mount namespace keeps the bind mount over
-    # /run/docker/plugins to this engine.
     nsenter --net="/run/netns/$ns" unshare -m --propagation private sh -c '
         mkdir -p /run/docker/plugins
         mount --bind "$1/plugins" /run/docker/plugins
@@ -67,6 +61,15 @@ start)
         stop
         exit 1
     fi
+}
+
+case "$cmd" in
+start)
+    image=${LOCKBOX_TEST_IMAGE:-lockbox-test/busybox:latest}
+    mkdir -p "$dir"/{data,exec,plugins}
+    ip netns add "$ns"
+    ip netns exec "$ns" ip link set lo up
+    launch
     docker -H "unix://$sock" swarm init --advertise-addr 127.0.0.1 >/dev/null
     # The test image, copied from the machine's engine (nothing can be pulled here).
     if [[ "${SWARM_ENGINE_IMAGE:-1}" == 1 ]]; then
@@ -77,8 +80,19 @@ start)
 stop)
     stop
     ;;
+restart)
+    # Same data, same netns: how long a Swarm manager takes to come back (bench/scale).
+    # dockerd removes its pidfile on exit: the caller may have stopped it already.
+    pid=$(cat "$dir/dockerd.pid" 2>/dev/null || true)
+    if [[ -n "$pid" ]]; then
+        kill -TERM "$pid" 2>/dev/null || true
+        for _ in $(seq 1 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    fi
+    launch
+    echo "$dir/docker.sock"
+    ;;
 *)
-    echo "usage: $0 start|stop DIR" >&2
+    echo "usage: $0 start|restart|stop DIR" >&2
     exit 2
     ;;
 esac

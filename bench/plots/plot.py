@@ -8,6 +8,8 @@ bench/summary.py calls `main()`; bench/run puts its output into BENCHMARKS.md.
 Only figures with an x-axis become curves; everything else stays a table:
   cluster-latency.svg      write p50 and p99 against client count, lockbox and etcd
   cluster-throughput.svg   writes/s against client count, lockbox and etcd
+  scale-rss.svg            server RSS against secrets stored, lockbox and Swarm (bench/scale)
+  scale-list.svg           list p50 (all; label filter) against secrets stored
 from the raw client.py JSON lines at the end of bench/cluster/RESULTS.md (one line per
 system and client count; `CLIENTS=1,8,16,32,64 bench/cluster/run.sh` gives five points a
 curve instead of two). A system without a recorded run is named in the legend as pending.
@@ -26,19 +28,26 @@ LEFT, RIGHT, TOP, BOTTOM = 72, 290, 44, 58
 SYSTEMS = [("lockbox", "lockbox, 3 managers", "#1f6fb4"), ("etcd", "etcd 3.4, 3 members", "#e0701a")]
 
 
+def json_lines(path, marker):
+    """The JSON objects of path's lines that start with `{` and contain marker."""
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if not (line.startswith("{") and marker in line):
+            continue
+        try:
+            out.append(json.loads(line))
+        except ValueError:
+            continue
+    return out
+
+
 def cluster_runs(path=BENCH / "cluster/RESULTS.md"):
     """{system: {clients: run}} from the JSON lines of RESULTS.md."""
     runs = {}
-    if not path.exists():
-        return runs
-    for line in path.read_text().splitlines():
-        line = line.strip()
-        if not (line.startswith("{") and '"clients"' in line):
-            continue
-        try:
-            r = json.loads(line)
-        except ValueError:
-            continue
+    for r in json_lines(path, '"clients"'):
         runs.setdefault(r.get("target"), {})[int(r["clients"])] = r
     return runs
 
@@ -84,7 +93,7 @@ def log_ticks(lo, hi):
     return [round(v, 10) for v in out]
 
 
-def chart(path, title, xlabel, ylabel, series, xs, ylog=False, note=""):
+def chart(path, title, xlabel, ylabel, series, xs, ylog=False, note="", xunit="clients"):
     """series: [(label, color, dash, [(x, y)])]; a series with no points is a legend entry
     only (pending). x is on a log2 axis (client counts)."""
     pts = [p for s in series for p in s[3]]
@@ -129,7 +138,7 @@ def chart(path, title, xlabel, ylabel, series, xs, ylog=False, note=""):
         o.append(f'<polyline points="{d}" fill="none" stroke="{color}" stroke-width="2"{da}/>')
         for x, y in data:
             o.append(f'<circle cx="{px(x):.1f}" cy="{py(y):.1f}" r="3.5" fill="{color}">'
-                     f'<title>{escape(label)}: {fmt(x)} clients, {y:g}</title></circle>')
+                     f'<title>{escape(label)}: {fmt(x)} {xunit}, {y:g}</title></circle>')
     ly = TOP + 8
     for label, color, dash, data in series:
         da = ' stroke-dasharray="6 4"' if dash else ""
@@ -145,11 +154,50 @@ def chart(path, title, xlabel, ylabel, series, xs, ylog=False, note=""):
     path.write_text("\n".join(o) + "\n")
 
 
+def scale_runs(path=BENCH / "scale/RESULTS.md"):
+    """{engine: {n: run}} from the JSON lines of bench/scale/RESULTS.md."""
+    runs = {}
+    for r in json_lines(path, '"engine"'):
+        runs.setdefault(r["engine"], {})[int(r["n"])] = r
+    return runs
+
+
+SCALE_ENGINES = [("lockbox", "lockbox", "#1f6fb4"), ("swarm", "Swarm (1 manager)", "#e0701a")]
+
+
+def scale_charts():
+    """scale-rss.svg and scale-list.svg: RSS and list latency against the number of secrets."""
+    runs = scale_runs()
+    if not runs:
+        return []
+    xs = sorted({n for r in runs.values() for n in r})
+    rss, lst = [], []
+    for key, name, color in SCALE_ENGINES:
+        r = runs.get(key, {})
+        rss.append((f"{name}, after the fill", color, False, [(n, v["rss_mib"]) for n, v in r.items()]))
+        rss.append((f"{name}, after queries", color, True,
+                    [(n, v["rss_after_queries_mib"]) for n, v in r.items()]))
+        lst.append((f"{name}, list all", color, False, [(n, v["list_p50_ms"]) for n, v in r.items()]))
+        lst.append((f"{name}, label filter (1 %)", color, True,
+                    [(n, v["list_label_p50_ms"]) for n, v in r.items()]))
+    note = "one keep-alive connection;\nsee bench/scale/RESULTS.md"
+    chart(HERE / "scale-rss.svg", "Resident memory against stored secrets",
+          "secrets stored (log scale)", "RSS, MiB", rss, xs, note=note, xunit="secrets")
+    chart(HERE / "scale-list.svg", "List latency (p50) against stored secrets",
+          "secrets stored (log scale)", "list p50, ms (log scale)", lst, xs, ylog=True, note=note,
+          xunit="secrets")
+    sizes = ", ".join(f"{n:,}" for n in xs)
+    return [
+        f"![Server RSS (MiB) against secrets stored ({sizes}), lockbox vs Swarm](bench/plots/scale-rss.svg)",
+        f"![List p50 (ms) against secrets stored ({sizes}), lockbox vs Swarm](bench/plots/scale-list.svg)",
+    ]
+
+
 def main():
     """Writes the charts; returns the Markdown lines that embed them (empty if no data)."""
     runs = cluster_runs()
     if not runs:
-        return []
+        return scale_charts()
     xs = sorted({c for r in runs.values() for c in r}) or [1, 64]
     lat, tput = [], []
     pending = []
@@ -169,7 +217,7 @@ def main():
           "concurrent clients (log scale)", "writes per second", tput, xs, note=note)
     counts = ", ".join(str(c) for c in xs)
     caption = f"clients {counts}" + (f"; {' and '.join(pending)} pending" if pending else "")
-    return [
+    return scale_charts() + [
         f"![Cluster write latency p50/p99 (ms) against clients, lockbox vs etcd ({caption})](bench/plots/cluster-latency.svg)",
         f"![Cluster writes/s against clients, lockbox vs etcd ({caption})](bench/plots/cluster-throughput.svg)",
     ]

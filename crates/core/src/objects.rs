@@ -70,15 +70,22 @@ impl Daemon {
         Ok(IdResponse { id })
     }
 
-    /// `GET /secrets`, `GET /configs`.
-    pub fn list(&self, kind: Kind, filters: Option<&str>) -> Result<Vec<Object>, ApiError> {
+    /// `GET /secrets`, `GET /configs`: the JSON array (and a newline), written one object at
+    /// a time as the store yields them, so that the answer is the only thing of its size
+    /// in memory (not also every record and every object).
+    pub fn list_json(&self, kind: Kind, filters: Option<&str>) -> Result<Vec<u8>, ApiError> {
         self.check_unlocked()?;
         let f = validate::parse_filters(kind, filters)?;
-        self.reader()?
-            .list(kind, &f)?
-            .iter()
-            .map(|r| self.to_object(r))
-            .collect()
+        let mut out = b"[".to_vec();
+        self.reader()?.visit(kind, &f, |rec| {
+            if out.len() > 1 {
+                out.push(b',');
+            }
+            serde_json::to_writer(&mut out, &self.to_object(&rec)?)
+                .map_err(|e| ApiError::internal(format!("encoding the list: {e}")))
+        })?;
+        out.extend_from_slice(b"]\n");
+        Ok(out)
     }
 
     /// `GET /secrets/{id}`.

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use tower::ServiceExt as _;
 
 use crate::ApiError;
-use crate::body::json_response;
+use crate::body::{json_body, json_response};
 use crate::identity::Peer;
 use lockbox_core::{Caller, Daemon};
 
@@ -402,10 +402,10 @@ fn read_json_body(
 type Body_ = std::result::Result<Bytes, BytesRejection>;
 
 async fn list(kind: Kind, d: &Daemon, q: &HashMap<String, String>) -> Result<Response> {
-    let objs = d
-        .list(kind, q.get("filters").map(String::as_str))
+    let json = d
+        .list_json(kind, q.get("filters").map(String::as_str))
         .map_err(dockerize)?;
-    Ok(json_response(StatusCode::OK, &objs))
+    Ok(json_body(json.into()))
 }
 
 async fn create(

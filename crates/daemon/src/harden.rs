@@ -19,6 +19,9 @@ pub(crate) fn harden() -> Hardening {
             maximum: Some(0),
         },
     );
+    // The allocator commits its arenas eagerly; with transparent huge pages each first touch
+    // faulted in (and, locked, pinned) 2 MiB instead of 4 KiB: 53 of an idle daemon's 72 MiB.
+    let _ = rustix::thread::disable_transparent_huge_pages(true);
     let mlocked = rustix::mm::mlockall(
         rustix::mm::MlockAllFlags::CURRENT
             | rustix::mm::MlockAllFlags::FUTURE

@@ -15,7 +15,7 @@ use lockbox_store::Kind;
 use serde::Serialize;
 
 use crate::ApiError;
-use crate::body::{json_response, parse_body, parse_required};
+use crate::body::{json_body, json_response, parse_body, parse_required};
 use crate::identity::Peer;
 use lockbox_core::{Caller, Daemon};
 
@@ -28,9 +28,9 @@ fn ok_empty(status: StatusCode) -> Response {
 }
 
 async fn list(kind: Kind, d: &Daemon, q: &HashMap<String, String>) -> Result<Response> {
-    Ok(json_response(
-        StatusCode::OK,
-        &d.list(kind, q.get("filters").map(String::as_str))?,
+    Ok(json_body(
+        d.list_json(kind, q.get("filters").map(String::as_str))?
+            .into(),
     ))
 }
 

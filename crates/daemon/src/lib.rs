@@ -14,6 +14,7 @@
 mod agent;
 pub mod backup;
 mod body;
+pub mod budget;
 mod cluster;
 mod docker;
 mod docker_events;

@@ -38,6 +38,8 @@ pub struct DaemonConfig {
     /// (created new, 0600). Without it the key is only shown to an administrator's client
     /// (`lockbox unlock-key`), never on the daemon's output.
     pub autolock_key_file: Option<PathBuf>,
+    /// `--cache-size`: the store's page cache in bytes ([`crate::budget`]).
+    pub cache_size: u64,
 }
 
 /// What `run` reports once it listens (for the foreground message and tests).
@@ -280,10 +282,22 @@ pub async fn run(cfg: DaemonConfig) -> Result<(), DaemonError> {
     let membership = crate::cluster::load(&cfg.data_dir)
         .map_err(DaemonError::Other)?
         .map(|(node, tls)| (node, crate::peers::TlsState::new(tls)));
+    let cache_size = usize::try_from(cfg.cache_size).map_err(|_| {
+        DaemonError::Other(format!(
+            "--cache-size {}: too large for this machine",
+            cfg.cache_size
+        ))
+    })?;
     let store = match &membership {
         None => {
-            let replica =
-                Replica::open(&cfg.data_dir.join("store.redb"), ReplicaConfig::default()).await?;
+            let replica = Replica::open(
+                &cfg.data_dir.join("store.redb"),
+                ReplicaConfig {
+                    cache_size,
+                    ..ReplicaConfig::default()
+                },
+            )
+            .await?;
             Some(NodeStore {
                 reader: Reader::new(replica.db()),
                 replica,
@@ -296,6 +310,7 @@ pub async fn run(cfg: DaemonConfig) -> Result<(), DaemonError> {
                 node,
                 tls,
                 lockbox_replication::Bootstrap::Join,
+                cache_size,
             )
             .await?,
         ),
@@ -325,6 +340,9 @@ pub async fn run(cfg: DaemonConfig) -> Result<(), DaemonError> {
         extensions: lockbox_core::Extensions::default(),
     });
     install_features(&daemon);
+    daemon
+        .extensions
+        .insert(Arc::new(crate::budget::CacheBudget(cache_size)));
     daemon.extensions.insert(Arc::new(crate::gate::Admins {
         daemon_uid: rustix::process::geteuid().as_raw(),
         group: admin_group,

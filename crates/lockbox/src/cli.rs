@@ -156,6 +156,9 @@ pub(crate) struct DaemonArgs {
     /// With --autolock on a first start: write the unlock key to this new file (mode 0600) instead of leaving it to 'lockbox unlock-key'
     #[arg(long, value_name = "FILE", requires = "autolock")]
     pub(crate) autolock_key_file: Option<PathBuf>,
+    /// The store's page cache, which bounds the daemon's memory as the store grows: bytes or a number with K, M or G (powers of 1024), from 1MiB to 64GiB
+    #[arg(long, value_name = "SIZE", default_value = "32MiB", value_parser = lockbox_daemon::budget::parse_cache_size)]
+    pub(crate) cache_size: u64,
     /// Log format
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub(crate) log_format: LogFormat,

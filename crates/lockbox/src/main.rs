@@ -174,6 +174,7 @@ fn run_daemon(args: cli::DaemonArgs, socket: PathBuf) -> anyhow::Result<i32> {
         group: args.group,
         admin_group: args.admin_group,
         autolock_key_file: args.autolock_key_file,
+        cache_size: args.cache_size,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

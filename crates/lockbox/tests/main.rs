@@ -17,6 +17,7 @@ mod keys;
 mod nemesis;
 mod no_plaintext_all;
 mod plaintext;
+mod scale;
 mod scan_cli;
 mod secrets;
 mod templating;

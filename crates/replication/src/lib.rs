@@ -102,7 +102,7 @@ mod watch;
 pub use error::ReplicationError;
 pub use network::{Dialer, NoDialer, TcpDialer};
 pub use replica::{
-    Bootstrap, DEFAULT_NODE_ID, Member, NodeState, Replica, ReplicaConfig, SHUTDOWN_CLOSE_TIMEOUT,
-    STORAGE_FAILURE_EXIT_CODE, Status,
+    Bootstrap, DEFAULT_CACHE_SIZE, DEFAULT_NODE_ID, Member, NodeState, Replica, ReplicaConfig,
+    SHUTDOWN_CLOSE_TIMEOUT, STORAGE_FAILURE_EXIT_CODE, Status,
 };
 pub use rpc::{RpcHandler, serve_plain_tcp, serve_rpc};

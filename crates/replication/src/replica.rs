@@ -93,7 +93,15 @@ pub struct ReplicaConfig {
     /// (tests, tools), every later call fails at once with [`ReplicationError::Fatal`]
     /// naming the cause.
     pub exit_on_storage_failure: bool,
+    /// redb's page cache for the store file, in bytes ([`DEFAULT_CACHE_SIZE`] by default).
+    /// It is what bounds the daemon's memory as the store grows: redb's own default (1 GiB)
+    /// let the cache follow the file, and the daemon locks its memory (`mlockall`).
+    pub cache_size: usize,
 }
+
+/// The store's page cache unless configured: at 100,000 secrets the hot part of the
+/// B-trees (names, objects, the label index) fits, and lookups stay at one or two reads.
+pub const DEFAULT_CACHE_SIZE: usize = 32 << 20;
 
 /// How a new store file joins raft.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -123,6 +131,7 @@ impl Default for ReplicaConfig {
             bootstrap: Bootstrap::SingleVoter,
             write_timeout: Duration::from_secs(5),
             exit_on_storage_failure: true,
+            cache_size: DEFAULT_CACHE_SIZE,
         }
     }
 }
@@ -287,7 +296,8 @@ impl Replica {
         dialer: D,
     ) -> Result<Replica, ReplicationError> {
         let raft_config = Arc::new(cfg.raft_config()?);
-        let (db, rolled_back_torn_commit) = open_database(path, cfg.allow_torn_commit_rollback)?;
+        let (db, rolled_back_torn_commit) =
+            open_database(path, cfg.allow_torn_commit_rollback, cfg.cache_size)?;
         let db = Arc::new(db);
         // A file is one node's log and vote: opening it as another node would make it vote
         // and append under the wrong identity.
@@ -1235,6 +1245,7 @@ fn map_write_error(e: RaftError<TypeConfig, ClientWriteError<TypeConfig>>) -> Re
 fn open_database(
     path: &Path,
     allow_torn_commit_rollback: bool,
+    cache_size: usize,
 ) -> Result<(Database, bool), ReplicationError> {
     let storage_err = |source: io::Error| ReplicationError::Storage {
         path: path.to_path_buf(),
@@ -1248,7 +1259,7 @@ fn open_database(
         Err(e) => return Err(storage_err(e)),
     }
 
-    let (db, rolled_back) = open_existing(path, allow_torn_commit_rollback)?;
+    let (db, rolled_back) = open_existing(path, allow_torn_commit_rollback, cache_size)?;
 
     match storage::read_format(&db).map_err(storage_err)? {
         // Format 1 had the raft log in redb; `storage::open_log` moves it to the WAL.
@@ -1321,6 +1332,7 @@ fn create_database(path: &Path) -> io::Result<()> {
 fn open_existing(
     path: &Path,
     allow_torn_commit_rollback: bool,
+    cache_size: usize,
 ) -> Result<(Database, bool), ReplicationError> {
     let corrupt = |reason: String| ReplicationError::Corrupt {
         path: path.to_path_buf(),
@@ -1328,6 +1340,7 @@ fn open_existing(
     };
     let fell_back = Arc::new(AtomicBool::new(false));
     let mut builder = redb::Builder::new();
+    builder.set_cache_size(cache_size);
     // Verify every page checksum on every open, not only after a crash: a plain open trusts
     // a cleanly closed file and may panic on one damaged since. Cost: one read of the file.
     builder.set_check_integrity_on_open(true);

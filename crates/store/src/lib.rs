@@ -9,6 +9,7 @@
 
 pub mod cluster;
 mod error;
+mod index;
 pub mod machine;
 mod model;
 mod read;

@@ -246,7 +246,7 @@ impl Store {
         for t in ALL {
             txn.open_table(t)?;
         }
-        Ok(())
+        crate::index::ensure(txn).map_err(index_error)
     }
 
     /// Applies one committed command at raft log `index` inside `txn`. Deterministic: the
@@ -292,8 +292,13 @@ impl Store {
                 table.insert(k.as_slice(), v.as_slice())?;
             }
         }
-        Ok(())
+        crate::index::rebuild(txn).map_err(index_error)
     }
+}
+
+/// The label index is built inside redb's transaction; a record it cannot decode is damage.
+fn index_error(e: StoreError) -> redb::Error {
+    redb::Error::Corrupted(format!("building the label index: {e}"))
 }
 
 fn load(txn: &WriteTransaction, kind: Kind, id: &str) -> Result<ObjectRecord, StoreError> {
@@ -307,11 +312,20 @@ fn load(txn: &WriteTransaction, kind: Kind, id: &str) -> Result<ObjectRecord, St
 
 fn save(txn: &WriteTransaction, rec: &ObjectRecord) -> Result<(), StoreError> {
     let mut objects = txn.open_table(OBJECTS)?;
-    objects.insert(
-        object_key(rec.kind, &rec.id).as_slice(),
-        encode(rec).as_slice(),
-    )?;
-    Ok(())
+    let old = objects
+        .insert(
+            object_key(rec.kind, &rec.id).as_slice(),
+            encode(rec).as_slice(),
+        )?
+        .map(|v| decode::<ObjectRecord>(v.value()))
+        .transpose()?;
+    crate::index::relabel(
+        txn,
+        rec.kind,
+        &rec.id,
+        old.as_ref().map(|o| &o.labels),
+        Some(&rec.labels),
+    )
 }
 
 fn services_using(txn: &WriteTransaction, id: &str) -> Result<Vec<String>, StoreError> {
@@ -407,6 +421,7 @@ fn apply_inner(txn: &WriteTransaction, index: u64, cmd: &Command) -> Result<Resp
             }
             txn.open_table(OBJECTS)?
                 .remove(object_key(*kind, id).as_slice())?;
+            crate::index::relabel(txn, *kind, id, Some(&rec.labels), None)?;
             txn.open_table(NAMES)?
                 .remove(name_key(*kind, &rec.name).as_slice())?;
             for v in &rec.versions {
@@ -684,6 +699,7 @@ fn restore(txn: &WriteTransaction, index: u64, dump: &[u8]) -> Result<Response, 
     for (t, k, v) in rows {
         txn.open_table(t)?.insert(k.as_slice(), v.as_slice())?;
     }
+    crate::index::rebuild(txn)?;
     Ok(Response::Ok)
 }
 

@@ -46,6 +46,14 @@ fn matches(rec: &ObjectRecord, filters: &Filters) -> bool {
     })
 }
 
+/// A visitor that collects what [`Reader::visit`] hands out.
+fn push_to(out: &mut Vec<ObjectRecord>) -> impl FnMut(ObjectRecord) -> Result<(), StoreError> + '_ {
+    |rec| {
+        out.push(rec);
+        Ok(())
+    }
+}
+
 impl Reader {
     /// Reads through `db`, which holds the state-machine tables.
     pub fn new(db: Arc<Database>) -> Self {
@@ -59,26 +67,91 @@ impl Reader {
     /// Every object of `kind` that passes `filters`, sorted by ID (as Docker's daemon
     /// answers an unfiltered list).
     pub fn list(&self, kind: Kind, filters: &Filters) -> Result<Vec<ObjectRecord>, StoreError> {
-        let txn = self.txn()?;
-        let objects = txn.open_table(OBJECTS)?;
-        let prefix = [kind.tag()];
         let mut out = Vec::new();
-        for row in objects.range(prefix.as_slice()..)? {
-            let (k, v) = row?;
+        self.visit(kind, filters, push_to(&mut out))?;
+        Ok(out)
+    }
+
+    /// [`Reader::list`] one record at a time, without holding them all: a list of 100,000
+    /// secrets is answered without a vector of 100,000 records beside its JSON.
+    pub fn visit<E: From<StoreError>>(
+        &self,
+        kind: Kind,
+        filters: &Filters,
+        mut each: impl FnMut(ObjectRecord) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let txn = self.txn()?;
+        let Some(ids) = crate::index::candidates(&txn, kind, filters)? else {
+            return self.visit_by_scan(kind, filters, each);
+        };
+        let objects = txn.open_table(OBJECTS).map_err(StoreError::from)?;
+        // A BTreeSet iterates in byte order: the order of the objects table's keys.
+        for id in ids {
+            let raw = objects
+                .get(object_key(kind, &id).as_slice())
+                .map_err(StoreError::from)?;
+            if let Some(v) = raw {
+                let rec: ObjectRecord = decode(v.value())?;
+                if matches(&rec, filters) {
+                    each(rec)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// [`Reader::list`] by decoding every object of `kind`: what a list without a narrowing
+    /// filter has to do, and the reference the indexes are tested against.
+    #[doc(hidden)]
+    pub fn list_by_scan(
+        &self,
+        kind: Kind,
+        filters: &Filters,
+    ) -> Result<Vec<ObjectRecord>, StoreError> {
+        let mut out = Vec::new();
+        self.visit_by_scan(kind, filters, push_to(&mut out))?;
+        Ok(out)
+    }
+
+    fn visit_by_scan<E: From<StoreError>>(
+        &self,
+        kind: Kind,
+        filters: &Filters,
+        mut each: impl FnMut(ObjectRecord) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let txn = self.txn()?;
+        let objects = txn.open_table(OBJECTS).map_err(StoreError::from)?;
+        let prefix = [kind.tag()];
+        for row in objects
+            .range(prefix.as_slice()..)
+            .map_err(StoreError::from)?
+        {
+            let (k, v) = row.map_err(StoreError::from)?;
             if k.value().first() != Some(&kind.tag()) {
                 break;
             }
             let rec: ObjectRecord = decode(v.value())?;
             if matches(&rec, filters) {
-                out.push(rec);
+                each(rec)?;
             }
         }
-        Ok(out)
+        Ok(())
     }
 
     /// How many objects of `kind` there are.
     pub fn count(&self, kind: Kind) -> Result<u64, StoreError> {
-        Ok(self.list(kind, &Filters::new())?.len() as u64)
+        let txn = self.txn()?;
+        let objects = txn.open_table(OBJECTS)?;
+        let mut n = 0;
+        // Keys only: no record is decoded.
+        for row in objects.range([kind.tag()].as_slice()..)? {
+            let (k, _) = row?;
+            if k.value().first() != Some(&kind.tag()) {
+                break;
+            }
+            n += 1;
+        }
+        Ok(n)
     }
 
     /// The object with exactly this ID.

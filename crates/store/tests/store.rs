@@ -689,3 +689,6 @@ fn values_in_the_id_keyed_versions_table_still_work() {
     });
     assert_eq!((rows(BY_ID), rows(BY_TIME)), (0, 0));
 }
+
+#[path = "store/index.rs"]
+mod index;

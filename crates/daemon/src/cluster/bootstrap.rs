@@ -191,7 +191,14 @@ pub(super) async fn reopen_store(
     if let Some(old) = old {
         lockbox_core::close_store(old).await;
     }
-    let store = open_store(&d.data_dir, cfg, tls, bootstrap).await?;
+    let store = open_store(
+        &d.data_dir,
+        cfg,
+        tls,
+        bootstrap,
+        crate::budget::cache_size(d),
+    )
+    .await?;
     if let Ok(mut s) = d.store.write() {
         *s = Some(Arc::new(store));
     }

@@ -207,7 +207,14 @@ pub(super) async fn local_join(d: Arc<Daemon>, who: Peer, body: Bytes) -> Result
     }
     let _ = fs::remove_file(d.data_dir.join("store.redb"));
     if joined.role == NodeRole::Manager {
-        let store = open_store(&d.data_dir, &cfg, &tls, Bootstrap::Join).await?;
+        let store = open_store(
+            &d.data_dir,
+            &cfg,
+            &tls,
+            Bootstrap::Join,
+            crate::budget::cache_size(&d),
+        )
+        .await?;
         if let Ok(mut s) = d.store.write() {
             *s = Some(Arc::new(store));
         }

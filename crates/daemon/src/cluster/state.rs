@@ -187,10 +187,14 @@ pub(crate) async fn open_store(
     cfg: &NodeConfig,
     tls: &TlsState,
     bootstrap: Bootstrap,
+    cache_size: usize,
 ) -> Result<NodeStore, lockbox_replication::ReplicationError> {
     let replica = Replica::open_with(
         &data_dir.join("store.redb"),
-        replica_config(cfg, bootstrap),
+        ReplicaConfig {
+            cache_size,
+            ..replica_config(cfg, bootstrap)
+        },
         TlsDialer(tls.clone()),
     )
     .await?;

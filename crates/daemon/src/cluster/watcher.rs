@@ -117,7 +117,14 @@ pub(crate) async fn become_manager(d: &Arc<Daemon>) -> Result<()> {
     cfg.role = NodeRole::Manager;
     // A retry after a failed admission reuses the store it opened.
     if d.store().is_err() {
-        let store = open_store(&d.data_dir, &cfg, &c.tls, Bootstrap::Join).await?;
+        let store = open_store(
+            &d.data_dir,
+            &cfg,
+            &c.tls,
+            Bootstrap::Join,
+            crate::budget::cache_size(d),
+        )
+        .await?;
         if let Ok(mut s) = d.store.write() {
             *s = Some(Arc::new(store));
         }
