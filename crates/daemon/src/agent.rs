@@ -28,6 +28,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use axum::Extension;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, State};
@@ -44,7 +45,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ApiError;
 use crate::body::{json_body, json_response, parse_body, parse_required};
-use crate::cluster::ClusterRecords;
+use crate::cluster::{Authorized, ClusterRecords};
 use crate::peers::{self, NodePeer};
 use crate::services::ServiceRecords;
 use crate::workloads::WorkloadsState;
@@ -325,10 +326,9 @@ fn line(v: &serde_json::Value) -> String {
 /// the node runs.
 async fn watch(
     State(d): State<Arc<Daemon>>,
-    ConnectInfo(peer): ConnectInfo<NodePeer>,
+    Extension(who): Extension<Authorized>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let who = crate::cluster::authorize(&d, &peer, false)?;
     let node_id = who.node.id;
     let req: RegisterBody = parse_body(&body)?;
     let stream = STREAMS.fetch_add(1, Ordering::Relaxed);
@@ -385,10 +385,9 @@ async fn watch(
 /// `/agent/register`: the node's workloads now (replaces what its watch stream registered).
 async fn register(
     State(d): State<Arc<Daemon>>,
-    ConnectInfo(peer): ConnectInfo<NodePeer>,
+    Extension(who): Extension<Authorized>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let who = crate::cluster::authorize(&d, &peer, false)?;
     let req: RegisterBody = parse_required(&body)?;
     set_registrations(&d, who.node.id, None, canonical(&d, req.workloads))?;
     mark_seen(&d, who.node.id);
@@ -400,12 +399,14 @@ async fn register(
 async fn fetch(
     State(d): State<Arc<Daemon>>,
     ConnectInfo(peer): ConnectInfo<NodePeer>,
+    Extension(who): Extension<Authorized>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let req: FetchRequest = parse_required(&body)?;
     // Decide on everything committed before the request (a revocation, a placement change
-    // or a rotation acknowledged elsewhere), not on what this manager has applied so far.
-    d.fresh_reader().await?;
+    // or a rotation acknowledged elsewhere), not on what this manager has applied so far:
+    // the node's record too, read again (the gate read it from what was applied).
+    let reader = d.fresh_reader().await?;
     let refuse = |actor: &str, status: u16, why: String| {
         let _ = d.audit_event(
             Event::new("handout-refused", actor)
@@ -416,18 +417,17 @@ async fn fetch(
         );
         ApiError::new(status, why)
     };
-    let who = match crate::cluster::authorize(&d, &peer, false) {
-        Ok(w) => w,
-        Err(e) => {
-            let actor = match &peer.identity {
-                Some(id) => format!("node:{}", node_id_text(id.node_id)),
-                None => format!("peer:{}", peer.addr),
-            };
-            return Err(refuse(&actor, e.status, e.message));
-        }
+    let actor = format!("node:{}", node_id_text(who.node.id));
+    let Some(node) = reader.node(who.node.id)? else {
+        return Err(refuse(
+            &actor,
+            403,
+            format!(
+                "need-to-know: node {} is no longer a member of this cluster",
+                node_id_text(who.node.id)
+            ),
+        ));
     };
-    let node = who.node;
-    let actor = format!("node:{}", node_id_text(node.id));
     let s = match d.service(&req.service) {
         Ok(s) => s,
         Err(e) if e.status == 404 => {
@@ -443,8 +443,7 @@ async fn fetch(
         }
         Err(e) => return Err(e),
     };
-    if let Err(c) = crate::placement::admits(&s.constraints, &node) {
-        let why = crate::placement::refusal(&s, &node, c);
+    if let Err(why) = crate::placement::qualifies(&s, &node) {
         return Err(refuse(&actor, 403, format!("need-to-know: {why}")));
     }
     let runs = d.agents().registered.lock().is_ok_and(|m| {

@@ -24,6 +24,7 @@ mod harden;
 mod http;
 mod identity;
 mod listen;
+pub mod node_gate;
 pub mod paths;
 mod peers;
 mod placement;

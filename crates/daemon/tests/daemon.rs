@@ -19,7 +19,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "listen",
         ],
     ),
-    ("authorization gate", &["gate"]),
+    ("authorization gate", &["gate", "node_gate"]),
     (
         "features",
         &[

@@ -16,6 +16,7 @@ mod formats;
 mod keys;
 mod nemesis;
 mod no_plaintext_all;
+mod node_authz;
 mod plaintext;
 mod scan_cli;
 mod secrets;
