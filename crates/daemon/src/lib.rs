@@ -28,6 +28,7 @@ pub mod node_gate;
 pub mod paths;
 mod peers;
 mod placement;
+mod revocation;
 mod serve;
 mod services;
 mod templating;

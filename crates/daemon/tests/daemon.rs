@@ -27,6 +27,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "workloads",
             "services",
             "placement",
+            "revocation",
             "cluster",
             "backup",
             "templating",

@@ -18,6 +18,7 @@ mod nemesis;
 mod no_plaintext_all;
 mod node_authz;
 mod plaintext;
+mod revocation;
 mod scan_cli;
 mod secrets;
 mod templating;
