@@ -3,13 +3,15 @@
 //!
 //! A worker holds no store. Its agent keeps one watch stream open to a manager (any of them,
 //! trying the next when one fails): the manager sends a heartbeat every few seconds (so a
-//! dead manager is noticed and the agent moves on) and a `rotate` line when a service this
-//! node runs workloads of changed (its references, or a new version of a secret it follows).
+//! dead manager is noticed and the agent moves on), a `rotate` line when a service this
+//! node runs workloads of changed (its references, or a new version of a secret it follows),
+//! and a `revoke` line when the node stopped qualifying for one (revocation.rs).
 //!
 //! ```text
 //! worker agent                                        manager (node API, mutual TLS)
 //!  │ /agent/watch {Workloads: [(ID, service)]} ──────► registrations of this node (in memory,
-//!  │ ◄── heartbeat, {"Type":"rotate","Service":S} ───┘  gone when the stream ends)
+//!  │ ◄── heartbeat, rotate S, revoke S (reason) ─────┘  gone when the stream ends; every
+//!  │                                                   stream re-sends all of them)
 //!  │ /agent/register {Workloads} (a workload started or ended) ──► replaces them
 //!  │ /agent/fetch {Service, Workload, Have} ─────────► node authorized (certificate vs. record),
 //!  │                                                   service exists, placement admits the node,
@@ -21,7 +23,7 @@
 //! **Invariant (need-to-know):** a worker gets the value of a secret only through a service
 //! whose placement admits it and of which it runs a workload right now; the worker keeps it
 //! in memory only ([`crate::workloads::Handout`]) and drops it with the last workload of the
-//! service. A worker whose managers are all unreachable keeps serving its running workloads
+//! service, or when the manager says it no longer qualifies. A worker whose managers are all unreachable keeps serving its running workloads
 //! from memory; new workloads fail (503) until a manager answers.
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
