@@ -715,7 +715,7 @@ impl Workloads {
                     workload = w.id,
                     "stopping the container: its secrets were revoked"
                 );
-                if let Err(e) = engine("POST", &format!("/containers/{cid}/stop?t=10")).await {
+                if let Err(e) = engine("POST", &format!("/containers/{cid}/stop?t=1")).await {
                     tracing::error!(workload = w.id, "cannot stop container {cid}: {e}");
                 }
             }

@@ -130,10 +130,9 @@ fn move_web(d: &Daemon, from: &str, to: &str) -> crate::support::Out {
     ])
 }
 
-/// A cluster of `managers` managers and one worker labelled `zone=a`; secrets `s1` and `s2`
-/// attached to service `web`, placed on `zone==a`; a workload of `web` on the worker reading
-/// both. Returns the cluster, the worker's ID, both values and the reader.
-fn placed(managers: usize) -> (Cluster, String, String, String, Reader) {
+/// A cluster of `managers` managers and one worker (the last node) labelled `zone=a`, and
+/// secrets `s1` and `s2` with fresh markers: the cluster, the worker's ID, both values.
+fn labelled(managers: usize) -> (Cluster, String, String, String) {
     let (c, _) = Cluster::start(managers, 1, false);
     let worker_id = c.ready_worker();
     let m = &c.nodes[0].d;
@@ -147,6 +146,15 @@ fn placed(managers: usize) -> (Cluster, String, String, String, Reader) {
     let (v1, v2) = (marker(), marker());
     m.create("s1", v1.as_bytes());
     m.create("s2", v2.as_bytes());
+    (c, worker_id, v1, v2)
+}
+
+/// A cluster of `managers` managers and one worker labelled `zone=a`; secrets `s1` and `s2`
+/// attached to service `web`, placed on `zone==a`; a workload of `web` on the worker reading
+/// both. Returns the cluster, the worker's ID, both values and the reader.
+fn placed(managers: usize) -> (Cluster, String, String, String, Reader) {
+    let (c, worker_id, v1, v2) = labelled(managers);
+    let m = &c.nodes[0].d;
     let o = m.lb(&[
         "service",
         "create",
@@ -307,4 +315,91 @@ fn the_revocation_reaches_the_worker_when_the_manager_holding_its_registrations_
         on_a_manager,
         "LOCKBOX_TEST_SEED={s}: no manager audited the revocation"
     );
+}
+
+/// Removes the named containers when dropped (test failure included).
+struct Named(Vec<String>);
+
+impl Drop for Named {
+    fn drop(&mut self) {
+        for n in &self.0 {
+            let _ = crate::delivery::docker(&["rm", "-f", n]);
+        }
+    }
+}
+
+#[test]
+fn containers_on_a_drained_worker_lose_their_files_and_one_with_an_absolute_target_stops() {
+    let s = seed();
+    let (c, worker_id, v1, v2) = labelled(1);
+    let (m, w) = (&c.nodes[0].d, &c.nodes[1].d);
+    for (name, secret) in [("web", "s1"), ("abs", "source=s2,target=/etc/app/key")] {
+        let o = m.lb(&[
+            "service",
+            "create",
+            name,
+            "--secret",
+            secret,
+            "--constraint",
+            "node.labels.zone==a",
+        ]);
+        assert_eq!(o.code, 0, "service create {name}: {o:?}");
+    }
+    let names = Named(vec![
+        crate::delivery::rand_name("edge-revoke"),
+        crate::delivery::rand_name("edge-revoke"),
+    ]);
+    for (service, name) in [("web", &names.0[0]), ("abs", &names.0[1])] {
+        let o = w.lb(&[
+            "docker",
+            "run",
+            "--service",
+            service,
+            "--",
+            "-d",
+            "--name",
+            name,
+            "lockbox-test/busybox:latest",
+            "sleep",
+            "300",
+        ]);
+        assert_eq!(
+            o.code,
+            0,
+            "LOCKBOX_TEST_SEED={s}: docker run {service}: {o:?}\n{}",
+            w.log_text()
+        );
+    }
+    let exec_cat = |name: &str, path: &str| crate::delivery::docker(&["exec", name, "cat", path]);
+    assert_eq!(exec_cat(&names.0[0], "/run/secrets/s1").stdout, v1);
+    assert_eq!(exec_cat(&names.0[1], "/etc/app/key").stdout, v2);
+
+    let o = m.lb(&["node", "update", "--availability", "drain", &worker_id]);
+    assert_eq!(o.code, 0, "{o:?}");
+    let t0 = Instant::now();
+    let running = |name: &str| {
+        crate::delivery::docker(&["inspect", "-f", "{{.State.Running}}", name])
+            .stdout
+            .trim()
+            == "true"
+    };
+    loop {
+        let gone = exec_cat(&names.0[0], "/run/secrets/s1");
+        if gone.code != 0 && !running(&names.0[1]) {
+            assert!(!gone.stdout.contains(&v1));
+            break;
+        }
+        assert!(
+            t0.elapsed() < BOUND,
+            "LOCKBOX_TEST_SEED={s}: after {BOUND:?}, web reads {:?}, abs running: {}\nworker log:\n{}",
+            gone.stdout,
+            running(&names.0[1]),
+            w.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    println!("revoked from both containers after {:?}", t0.elapsed());
+    // The relative-target container keeps running, without the file.
+    assert!(running(&names.0[0]));
+    assert!(revoked_on(w, "web", None) && revoked_on(w, "abs", None));
 }
