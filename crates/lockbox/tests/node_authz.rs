@@ -199,3 +199,66 @@ fn security_md_node_matrix_is_the_gate_table() {
         "SECURITY.md's node-API matrix differs from the node rows of crates/daemon/src/gate.rs; paste this between its markers:\n{expected}"
     );
 }
+
+/// A node cannot act for another: the gate gives handlers the certificate's node only, so
+/// worker B presenting worker A's running workload gets nothing (A's registration is A's),
+/// and the refusal is audited with B's ID.
+#[test]
+fn a_worker_cannot_fetch_for_another_workers_workload() {
+    let s = seed();
+    let (c, _) = Cluster::start(1, 2, false);
+    let m = &c.nodes[0].d;
+    let value = crate::support::marker();
+    m.create("shared", value.as_bytes());
+    let o = m.lb(&["service", "create", "web", "--secret", "shared"]);
+    assert_eq!(o.code, 0, "{o:?}");
+    let (a, b) = (&c.nodes[1].d, &c.nodes[2].d);
+    // Both agents up; B's ID is the node record with B's address.
+    crate::delivery::wait_until("both workers joined", Duration::from_secs(20), || {
+        let (_, v) = crate::cluster::json(m, "GET", "/v1/nodes", None);
+        v.as_array().is_some_and(|l| {
+            l.iter()
+                .filter(|n| n["Role"] == "worker" && n["Status"] == "ready")
+                .count()
+                == 2
+        })
+    });
+    let (_, nodes) = crate::cluster::json(m, "GET", "/v1/nodes", None);
+    let b_id = nodes
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|n| n["Addr"] == c.nodes[2].addr.as_str())
+        .and_then(|n| n["ID"].as_str())
+        .unwrap_or_else(|| panic!("worker B's record: {nodes}"))
+        .to_owned();
+    let _bg = crate::delivery::spawn_bg(a, &["run", "--service", "web", "--", "sleep", "60"]);
+    let mut workload = String::new();
+    crate::delivery::wait_until("A's workload runs", Duration::from_secs(20), || {
+        let (_, body) = a.http("GET", "/v1/workloads", None);
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        workload = v[0]["ID"].as_str().unwrap_or_default().to_owned();
+        !workload.is_empty()
+    });
+    let (st, body) = crate::agent::node_call(
+        b,
+        &c.nodes[0].addr,
+        "/agent/fetch",
+        &format!(r#"{{"Service":"web","Workload":"{workload}"}}"#),
+    );
+    assert_eq!(st, 403, "LOCKBOX_TEST_SEED={s}: {body}");
+    assert!(body.contains("no running workload"), "{body}");
+    assert!(!body.contains(&crate::cluster::base64(value.as_bytes())));
+    let audited = std::fs::read_to_string(m.data().join("audit.log"))
+        .unwrap()
+        .lines()
+        .any(|l| {
+            l.contains("handout-refused")
+                && l.contains(&format!("node:{b_id}"))
+                && l.contains(&workload)
+        });
+    assert!(
+        audited,
+        "LOCKBOX_TEST_SEED={s}: refusal not audited with B's node ID"
+    );
+}
