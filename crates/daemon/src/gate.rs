@@ -187,7 +187,8 @@ pub const RULES: &[Rule] = &[
     rule(Socket::Node, "POST", "/cluster/admit", NodeCert),
     rule(Socket::Node, "POST", "/cluster/renew", NodeCert),
     rule(Socket::Node, "POST", "/cluster/membership", ManagerCert),
-    rule(Socket::Node, "POST", "/agent/watch", WorkerCert),
+    // Any node: a worker promoted while its stream was down learns it from the heartbeat.
+    rule(Socket::Node, "POST", "/agent/watch", NodeCert),
     rule(Socket::Node, "POST", "/agent/register", WorkerCert),
     rule(Socket::Node, "POST", "/agent/fetch", WorkerCert),
 ];

@@ -125,6 +125,12 @@ pub(crate) async fn check(State(d): State<Arc<Daemon>>, mut req: Request, next: 
             return ApiError::new(403, "no node may call this route").into_response();
         }
     };
+    // A worker takes "not a member" as the revocation of everything it holds (agent.rs), so
+    // the agent's routes are decided on everything committed, not on a lagging manager's
+    // applied state. Without a quorum nothing new can be committed: the applied state serves.
+    if req.uri().path().starts_with("/agent/") && peer.identity.is_some() {
+        let _ = d.fresh_reader().await;
+    }
     // Revoked, foreign, stale or unknown certificates are refused (and audited as
     // `node-refused`) by the cluster's own check; a missing one is audited here.
     let who = match crate::cluster::authorize(&d, &peer) {
