@@ -3,13 +3,15 @@
 //!
 //! A worker holds no store. Its agent keeps one watch stream open to a manager (any of them,
 //! trying the next when one fails): the manager sends a heartbeat every few seconds (so a
-//! dead manager is noticed and the agent moves on) and a `rotate` line when a service this
-//! node runs workloads of changed (its references, or a new version of a secret it follows).
+//! dead manager is noticed and the agent moves on), a `rotate` line when a service this
+//! node runs workloads of changed (its references, or a new version of a secret it follows),
+//! and a `revoke` line when the node stopped qualifying for one (revocation.rs).
 //!
 //! ```text
 //! worker agent                                        manager (node API, mutual TLS)
 //!  │ /agent/watch {Workloads: [(ID, service)]} ──────► registrations of this node (in memory,
-//!  │ ◄── heartbeat, {"Type":"rotate","Service":S} ───┘  gone when the stream ends)
+//!  │ ◄── heartbeat, rotate S, revoke S (reason) ─────┘  gone when the stream ends; every
+//!  │                                                   stream re-sends all of them)
 //!  │ /agent/register {Workloads} (a workload started or ended) ──► replaces them
 //!  │ /agent/fetch {Service, Workload, Have} ─────────► node authorized (certificate vs. record),
 //!  │                                                   service exists, placement admits the node,
@@ -21,13 +23,14 @@
 //! **Invariant (need-to-know):** a worker gets the value of a secret only through a service
 //! whose placement admits it and of which it runs a workload right now; the worker keeps it
 //! in memory only ([`crate::workloads::Handout`]) and drops it with the last workload of the
-//! service. A worker whose managers are all unreachable keeps serving its running workloads
+//! service, or when the manager says it no longer qualifies. A worker whose managers are all unreachable keeps serving its running workloads
 //! from memory; new workloads fail (503) until a manager answers.
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use axum::Extension;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, State};
@@ -39,12 +42,12 @@ use base64::engine::general_purpose::STANDARD;
 use http_body_util::BodyExt as _;
 use lockbox_audit::Event;
 use lockbox_keyring::Zeroizing;
-use lockbox_store::{Kind, NodeRole, ServiceSecret, node_id_text};
+use lockbox_store::{Kind, NodeRecord, NodeRole, ServiceSecret, node_id_text};
 use serde::{Deserialize, Serialize};
 
 use crate::ApiError;
 use crate::body::{json_body, json_response, parse_body, parse_required};
-use crate::cluster::ClusterRecords;
+use crate::cluster::{Authorized, ClusterRecords};
 use crate::peers::{self, NodePeer};
 use crate::services::ServiceRecords;
 use crate::workloads::WorkloadsState;
@@ -80,7 +83,17 @@ struct Registration {
     /// Workload ID → service name.
     workloads: BTreeMap<String, String>,
     /// Per registered service, its state as last announced (see [`fingerprint`]).
-    marks: HashMap<String, String>,
+    marks: HashMap<String, Mark>,
+    /// Services whose values this stream announced as revoked (revocation.rs), until the
+    /// node qualifies again.
+    revoked: BTreeSet<String>,
+}
+
+/// A registered service as last announced: its fingerprint and the secrets it hands out.
+#[derive(Clone, PartialEq, Eq)]
+struct Mark {
+    fp: String,
+    secrets: BTreeSet<String>,
 }
 
 /// This node's agent state, kept in the core's extensions.
@@ -196,9 +209,12 @@ fn canonical(d: &Daemon, list: Vec<Registered>) -> BTreeMap<String, String> {
 
 /// What a registered service's workloads depend on: the service record's index and the
 /// current version of every secret it follows. A change means the agent must re-fetch.
-fn fingerprint(d: &Daemon, service: &str) -> String {
+fn fingerprint(d: &Daemon, service: &str) -> Mark {
     let (Ok(s), Ok(reader)) = (d.service(service), d.reader()) else {
-        return "-".into();
+        return Mark {
+            fp: "-".into(),
+            secrets: BTreeSet::new(),
+        };
     };
     let mut fp = s.index.to_string();
     for r in s.secrets.iter().filter(|r| r.version.is_none()) {
@@ -208,7 +224,10 @@ fn fingerprint(d: &Daemon, service: &str) -> String {
             .map_or(0, |rec| rec.current);
         fp.push_str(&format!(" {}:{current}", r.secret_id));
     }
-    fp
+    Mark {
+        fp,
+        secrets: s.secrets.iter().map(|r| r.secret_name.clone()).collect(),
+    }
 }
 
 /// Replaces node `node`'s registrations (of stream `stream`, or of whichever stream is
@@ -221,7 +240,7 @@ fn set_registrations(
     workloads: BTreeMap<String, String>,
 ) -> Result<(), ApiError> {
     let services: BTreeSet<String> = workloads.values().cloned().collect();
-    let baselines: Vec<(String, String)> = services
+    let baselines: Vec<(String, Mark)> = services
         .iter()
         .map(|s| (s.clone(), fingerprint(d, s)))
         .collect();
@@ -235,6 +254,7 @@ fn set_registrations(
             stream: id,
             workloads: BTreeMap::new(),
             marks: HashMap::new(),
+            revoked: BTreeSet::new(),
         }),
         None => all.get_mut(&node).ok_or_else(|| {
             ApiError::new(
@@ -253,6 +273,7 @@ fn set_registrations(
         reg.marks.entry(s).or_insert(fp);
     }
     reg.marks.retain(|s, _| services.contains(s));
+    reg.revoked.retain(|s| services.contains(s));
     reg.workloads = workloads;
     Ok(())
 }
@@ -273,7 +294,8 @@ impl StreamGuard {
             .is_ok_and(|m| m.get(&self.node).is_some_and(|r| r.stream == self.stream))
     }
 
-    /// The registered services whose fingerprint moved since last announced.
+    /// The registered services whose fingerprint moved since last announced (not those
+    /// revoked on this stream); secrets detached from one are audited as revoked.
     fn rotated(&self) -> Vec<String> {
         let services: BTreeSet<String> = match self.d.agents().registered.lock() {
             Ok(m) => m
@@ -282,7 +304,7 @@ impl StreamGuard {
                 .unwrap_or_default(),
             Err(_) => return Vec::new(),
         };
-        let now: Vec<(String, String)> = services
+        let now: Vec<(String, Mark)> = services
             .into_iter()
             .map(|s| {
                 let fp = fingerprint(&self.d, &s);
@@ -297,13 +319,86 @@ impl StreamGuard {
             return Vec::new();
         };
         let mut out = Vec::new();
-        for (s, fp) in now {
-            if reg.marks.get(&s).is_some_and(|old| *old != fp) {
-                out.push(s.clone());
+        let mut detached = Vec::new();
+        for (s, mark) in now {
+            if let Some(old) = reg.marks.get(&s).filter(|old| **old != mark) {
+                let gone: Vec<&str> = old
+                    .secrets
+                    .difference(&mark.secrets)
+                    .map(String::as_str)
+                    .collect();
+                if !gone.is_empty() && !reg.revoked.contains(&s) {
+                    detached.push((s.clone(), gone.join(",")));
+                }
+                if !reg.revoked.contains(&s) {
+                    out.push(s.clone());
+                }
             }
-            reg.marks.insert(s, fp);
+            reg.marks.insert(s, mark);
+        }
+        drop(m);
+        for (s, gone) in detached {
+            crate::revocation::audit_on_manager(
+                &self.d,
+                self.node,
+                &s,
+                "detached from the service (service update --secret-rm)",
+                &gone,
+            );
         }
         out
+    }
+
+    /// Services this node stopped qualifying for (`node`: its record, `None` once removed)
+    /// since the last check, each audited and marked, with the reason; and the revoked ones
+    /// it qualifies for again, unmarked (to be re-fetched).
+    fn requalified(&self, node: Option<&NodeRecord>) -> (Vec<(String, String)>, Vec<String>) {
+        let services: BTreeSet<String> = match self.d.agents().registered.lock() {
+            Ok(m) => m
+                .get(&self.node)
+                .filter(|r| r.stream == self.stream)
+                .map(|r| r.workloads.values().cloned().collect())
+                .unwrap_or_default(),
+            Err(_) => return (Vec::new(), Vec::new()),
+        };
+        let verdicts: Vec<(String, Option<String>)> = services
+            .into_iter()
+            .map(|s| {
+                let why = crate::revocation::disqualified(&self.d, node, &s);
+                (s, why)
+            })
+            .collect();
+        let agents = self.d.agents();
+        let Ok(mut m) = agents.registered.lock() else {
+            return (Vec::new(), Vec::new());
+        };
+        let Some(reg) = m.get_mut(&self.node).filter(|r| r.stream == self.stream) else {
+            return (Vec::new(), Vec::new());
+        };
+        let (mut revoked, mut restored) = (Vec::new(), Vec::new());
+        for (s, why) in verdicts {
+            match why {
+                Some(why) if reg.revoked.insert(s.clone()) => {
+                    let secrets = reg
+                        .marks
+                        .get(&s)
+                        .map(|m| m.secrets.iter().cloned().collect::<Vec<_>>().join(","))
+                        .unwrap_or_default();
+                    revoked.push((s, why, secrets));
+                }
+                None if reg.revoked.remove(&s) => restored.push(s),
+                _ => {}
+            }
+        }
+        drop(m);
+        let revoked = revoked
+            .into_iter()
+            .map(|(s, why, secrets)| {
+                crate::revocation::audit_on_manager(&self.d, self.node, &s, &why, &secrets);
+                (s, why)
+            })
+            .collect();
+        (revoked, restored)
     }
 }
 
@@ -325,10 +420,9 @@ fn line(v: &serde_json::Value) -> String {
 /// the node runs.
 async fn watch(
     State(d): State<Arc<Daemon>>,
-    ConnectInfo(peer): ConnectInfo<NodePeer>,
+    Extension(who): Extension<Authorized>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let who = crate::cluster::authorize(&d, &peer, false)?;
     let node_id = who.node.id;
     let req: RegisterBody = parse_body(&body)?;
     let stream = STREAMS.fetch_add(1, Ordering::Relaxed);
@@ -340,26 +434,43 @@ async fn watch(
         stream,
     };
     let stream = futures_util::stream::unfold(
-        (guard, Instant::now()),
-        move |(g, heartbeat_due)| async move {
+        (guard, Instant::now(), false),
+        move |(g, heartbeat_due, ended)| async move {
             loop {
-                // The node's record as this manager sees it; a removed node's stream ends,
-                // and so does one replaced by a newer stream of the same node.
-                let node = g.d.reader().ok()?.node(g.node).ok()??;
-                if !g.live() {
+                // The node's record as this manager sees it; a removed node is told that
+                // its values are revoked, then its stream ends, and so does one replaced by
+                // a newer stream of the same node.
+                let node = g.d.reader().ok()?.node(g.node).ok()?;
+                if ended || !g.live() {
                     return None;
                 }
-                let rotated = g.rotated();
+                let (revoked, restored) = g.requalified(node.as_ref());
+                let revoke_lines: String = revoked
+                    .iter()
+                    .map(|(s, why)| {
+                        line(&serde_json::json!({"Type": "revoke", "Service": s, "Reason": why}))
+                    })
+                    .collect();
+                let Some(node) = node else {
+                    let out = revoke_lines + &line(&serde_json::json!({"Type": "removed"}));
+                    return Some((
+                        Ok::<_, std::convert::Infallible>(Bytes::from(out)),
+                        (g, heartbeat_due, true),
+                    ));
+                };
+                let mut rotated = g.rotated();
+                rotated.extend(restored);
                 let now = Instant::now();
-                if rotated.is_empty() && now < heartbeat_due {
+                if rotated.is_empty() && revoke_lines.is_empty() && now < heartbeat_due {
                     let store = g.d.store().ok()?;
                     store.replica.changed(heartbeat_due - now).await;
                     continue;
                 }
-                let mut out: String = rotated
+                let mut out: String = revoke_lines;
+                out += &rotated
                     .iter()
                     .map(|s| line(&serde_json::json!({"Type": "rotate", "Service": s})))
-                    .collect();
+                    .collect::<String>();
                 let mut due = heartbeat_due;
                 if now >= heartbeat_due {
                     mark_seen(&g.d, g.node);
@@ -374,7 +485,7 @@ async fn watch(
                 }
                 return Some((
                     Ok::<_, std::convert::Infallible>(Bytes::from(out)),
-                    (g, due),
+                    (g, due, false),
                 ));
             }
         },
@@ -385,10 +496,9 @@ async fn watch(
 /// `/agent/register`: the node's workloads now (replaces what its watch stream registered).
 async fn register(
     State(d): State<Arc<Daemon>>,
-    ConnectInfo(peer): ConnectInfo<NodePeer>,
+    Extension(who): Extension<Authorized>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let who = crate::cluster::authorize(&d, &peer, false)?;
     let req: RegisterBody = parse_required(&body)?;
     set_registrations(&d, who.node.id, None, canonical(&d, req.workloads))?;
     mark_seen(&d, who.node.id);
@@ -400,12 +510,14 @@ async fn register(
 async fn fetch(
     State(d): State<Arc<Daemon>>,
     ConnectInfo(peer): ConnectInfo<NodePeer>,
+    Extension(who): Extension<Authorized>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let req: FetchRequest = parse_required(&body)?;
     // Decide on everything committed before the request (a revocation, a placement change
-    // or a rotation acknowledged elsewhere), not on what this manager has applied so far.
-    d.fresh_reader().await?;
+    // or a rotation acknowledged elsewhere), not on what this manager has applied so far:
+    // the node's record too, read again (the gate read it from what was applied).
+    let reader = d.fresh_reader().await?;
     let refuse = |actor: &str, status: u16, why: String| {
         let _ = d.audit_event(
             Event::new("handout-refused", actor)
@@ -416,18 +528,17 @@ async fn fetch(
         );
         ApiError::new(status, why)
     };
-    let who = match crate::cluster::authorize(&d, &peer, false) {
-        Ok(w) => w,
-        Err(e) => {
-            let actor = match &peer.identity {
-                Some(id) => format!("node:{}", node_id_text(id.node_id)),
-                None => format!("peer:{}", peer.addr),
-            };
-            return Err(refuse(&actor, e.status, e.message));
-        }
+    let actor = format!("node:{}", node_id_text(who.node.id));
+    let Some(node) = reader.node(who.node.id)? else {
+        return Err(refuse(
+            &actor,
+            403,
+            format!(
+                "need-to-know: node {} is no longer a member of this cluster",
+                node_id_text(who.node.id)
+            ),
+        ));
     };
-    let node = who.node;
-    let actor = format!("node:{}", node_id_text(node.id));
     let s = match d.service(&req.service) {
         Ok(s) => s,
         Err(e) if e.status == 404 => {
@@ -443,8 +554,7 @@ async fn fetch(
         }
         Err(e) => return Err(e),
     };
-    if let Err(c) = crate::placement::admits(&s.constraints, &node) {
-        let why = crate::placement::refusal(&s, &node, c);
+    if let Err(why) = crate::placement::qualifies(&s, &node) {
         return Err(refuse(&actor, 403, format!("need-to-know: {why}")));
     }
     let runs = d.agents().registered.lock().is_ok_and(|m| {
@@ -671,7 +781,16 @@ pub(crate) async fn acquire(
     let addr = current_manager(d).ok_or_else(|| ApiError::new(503, NO_MANAGER))?;
     let pending = d.workloads().pending(workload, service);
     register_with(d, &addr).await?;
+    let epoch = crate::revocation::epoch(d, service);
     let h = fetch_from(d, &addr, service, workload, None).await?;
+    if crate::revocation::epoch(d, service) != epoch {
+        return Err(ApiError::new(
+            403,
+            format!(
+                "need-to-know: the secrets of service {service} were revoked on this node while the workload started"
+            ),
+        ));
+    }
     d.workloads().put_handout(h.clone());
     Ok((h, pending))
 }
@@ -688,8 +807,12 @@ async fn refresh(d: Arc<Daemon>, addr: String, service: String) {
         return;
     };
     let prev = d.workloads().handout(&service);
+    let epoch = crate::revocation::epoch(&d, &service);
     match fetch_from(&d, &addr, &service, &workload, prev.as_deref()).await {
+        // Revoked while the fetch was on its way: what it brought is not kept.
+        Ok(_) if crate::revocation::epoch(&d, &service) != epoch => {}
         Ok(h) => {
+            crate::revocation::audit_detached(&d, prev.as_deref(), &h);
             d.workloads().put_handout(h);
             d.workloads().sync_service(&d, &service).await;
         }
@@ -781,10 +904,15 @@ async fn follow(
             .await
             .map(|b| b.to_bytes())
             .unwrap_or_default();
-        return Err(format!(
-            "manager refused the watch ({status}): {}",
-            String::from_utf8_lossy(&bytes).trim()
-        ));
+        let message = String::from_utf8_lossy(&bytes).trim().to_owned();
+        // The cluster itself refused this node (removed, certificate revoked): nothing it
+        // holds may stay. (The gate's role refusals say "permission denied" and are not
+        // about membership.)
+        if status == 403 && !message.contains("permission denied") {
+            crate::revocation::revoke_all(d, &format!("the cluster refused this node: {message}"))
+                .await;
+        }
+        return Err(format!("manager refused the watch ({status}): {message}"));
     }
     set_manager(d, Some(addr.to_owned()));
     tracing::info!(manager = addr, "agent: following the manager");
@@ -826,6 +954,16 @@ async fn follow(
                         crate::cluster::ensure_trust(&d, &c, &target).await;
                     }
                 });
+            }
+            if v["Type"] == "revoke"
+                && let Some(service) = v["Service"].as_str()
+            {
+                let reason = v["Reason"].as_str().unwrap_or("revoked by the manager");
+                crate::revocation::revoke(d, service, reason).await;
+            }
+            if v["Type"] == "removed" {
+                crate::revocation::revoke_all(d, "the node was removed from the cluster").await;
+                return Err("this node was removed from the cluster".into());
             }
             if v["Type"] == "rotate"
                 && let Some(service) = v["Service"].as_str()

@@ -11,6 +11,9 @@
 //!
 //! The plugin socket (the Swarm secret driver) answers uid 0 only: dockerd is its one client.
 //!
+//! The node API's rows (`Socket::Node`) live in the same table; its identity is a verified
+//! certificate, not a uid, so its middleware is `node_gate.rs`.
+//!
 //! Owns: the route table and the decision. Touches: the core's audit log (every refusal is
 //! recorded), identity (who is asking).
 use std::sync::Arc;
@@ -44,6 +47,18 @@ pub enum Need {
     Admin,
     /// uid 0 only.
     Root,
+    /// Node API: no certificate needed; the handler checks the join token in the body.
+    JoinToken,
+    /// Node API: a manager certificate of this cluster, not revoked (a joining manager's
+    /// record may not have reached this store yet, so the certificate's role counts then).
+    RaftPeer,
+    /// Node API: any current, unrevoked node certificate of this cluster, acting for the
+    /// node it names (handlers take the node from the gate, never from the body).
+    NodeCert,
+    /// Node API: a node whose record says manager.
+    ManagerCert,
+    /// Node API: a node whose record says worker (the agent's routes).
+    WorkerCert,
 }
 
 impl Need {
@@ -52,6 +67,8 @@ impl Need {
             Need::Anyone => true,
             Need::Admin => matches!(class, Class::Root | Class::Admin),
             Need::Root => class == Class::Root,
+            // Node-API needs are met by certificates, never by a Unix-socket caller.
+            _ => false,
         }
     }
 
@@ -61,6 +78,11 @@ impl Need {
             Need::Anyone => "anyone",
             Need::Admin => "admin",
             Need::Root => "root",
+            Need::JoinToken => "join token",
+            Need::RaftPeer => "manager (raft)",
+            Need::NodeCert => "node",
+            Need::ManagerCert => "manager",
+            Need::WorkerCert => "worker",
         }
     }
 }
@@ -74,6 +96,8 @@ pub enum Socket {
     Docker,
     /// The Swarm secret-driver plugin protocol.
     Plugin,
+    /// The node API peers reach over mutual TLS (identity: the verified certificate).
+    Node,
 }
 
 impl Socket {
@@ -82,6 +106,7 @@ impl Socket {
             Socket::Native => "native",
             Socket::Docker => "docker",
             Socket::Plugin => "plugin",
+            Socket::Node => "node",
         }
     }
 }
@@ -105,10 +130,10 @@ const fn rule(socket: Socket, method: &'static str, path: &'static str, need: Ne
     }
 }
 
-use Need::{Admin, Anyone, Root};
+use Need::{Admin, Anyone, JoinToken, ManagerCert, NodeCert, RaftPeer, Root, WorkerCert};
 use Socket::{Docker, Native, Plugin};
 
-/// Every route of every Unix socket. SECURITY.md's matrix is checked against this table by
+/// Every route of every socket. SECURITY.md's matrix is checked against this table by
 /// the daemon's tests (`tests/daemon.rs`), and the authorization matrix test drives each
 /// row as each caller class.
 pub const RULES: &[Rule] = &[
@@ -156,6 +181,16 @@ pub const RULES: &[Rule] = &[
     // Swarm secret-driver plugin: dockerd only
     rule(Plugin, "POST", "/Plugin.Activate", Root),
     rule(Plugin, "POST", "/SecretProvider.GetSecret", Root),
+    // Node API (mutual TLS; identity from the verified certificate): node_gate.rs
+    rule(Socket::Node, "POST", "/raft/{op}", RaftPeer),
+    rule(Socket::Node, "POST", "/cluster/join", JoinToken),
+    rule(Socket::Node, "POST", "/cluster/admit", NodeCert),
+    rule(Socket::Node, "POST", "/cluster/renew", NodeCert),
+    rule(Socket::Node, "POST", "/cluster/membership", ManagerCert),
+    // Any node: a worker promoted while its stream was down learns it from the heartbeat.
+    rule(Socket::Node, "POST", "/agent/watch", NodeCert),
+    rule(Socket::Node, "POST", "/agent/register", WorkerCert),
+    rule(Socket::Node, "POST", "/agent/fetch", WorkerCert),
 ];
 
 fn segment_matches(pattern: &str, segment: &str) -> bool {
@@ -207,6 +242,7 @@ pub fn need(socket: Socket, method: &str, path: &str) -> Need {
         .map_or(
             match socket {
                 Socket::Plugin => Need::Root,
+                Socket::Node => Need::ManagerCert,
                 _ => Need::Admin,
             },
             |r| r.need,
@@ -220,7 +256,8 @@ pub fn markdown_matrix() -> String {
     let mut out = String::from(
         "| socket | method | route | root | admin | socket group | other users |\n|---|---|---|---|---|---|---|\n",
     );
-    for r in RULES {
+    // The node API's rows have caller classes of their own (node_gate::markdown_matrix).
+    for r in RULES.iter().filter(|r| r.socket != Socket::Node) {
         let cell = |ok: bool| if ok { "yes" } else { "403" };
         let (admin, member) = match r.need {
             Need::Anyone => (cell(true), cell(true)),
@@ -228,6 +265,7 @@ pub fn markdown_matrix() -> String {
             // The plugin socket is 0600 root: nobody else even connects.
             Need::Root if r.socket == Socket::Plugin => ("cannot connect", "cannot connect"),
             Need::Root => (cell(false), cell(false)),
+            _ => ("403", "403"),
         };
         out.push_str(&format!(
             "| {} | {} | `{}` | yes | {admin} | {member} | cannot connect |\n",

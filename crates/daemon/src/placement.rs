@@ -82,6 +82,21 @@ pub(crate) fn refusal(s: &ServiceRecord, node: &NodeRecord, constraint: &str) ->
     )
 }
 
+/// Whether `node` qualifies for service `s` now: its placement admits the node and the node
+/// is not drained (a drained node runs nothing, as in Swarm). A worker's running workloads
+/// keep a service's values only while this holds; the reason names what failed.
+pub(crate) fn qualifies(s: &ServiceRecord, node: &NodeRecord) -> Result<(), String> {
+    if node.availability == "drain" {
+        return Err(format!(
+            "node {} ({}) is drained: it runs no workload of service {}",
+            node_id_text(node.id),
+            node.hostname,
+            s.name
+        ));
+    }
+    admits(&s.constraints, node).map_err(|c| refusal(s, node, c))
+}
+
 /// On a manager in a cluster: refuses (400) a workload of a service whose placement excludes
 /// this node. A single node has no node record and no placement.
 pub(crate) fn check_here(d: &Daemon, s: &ServiceRecord) -> Result<(), ApiError> {

@@ -453,6 +453,9 @@ fn install_features(d: &Daemon) {
         connected: crate::agent::agent_connected,
         node_routes: crate::agent::node_routes,
     }));
+    d.extensions.insert(Arc::new(crate::cluster::NodeGate {
+        layer: crate::node_gate::layer,
+    }));
     d.extensions
         .insert(Arc::new(crate::workloads::RemoteHandouts {
             acquire: |d, workload, service| Box::pin(crate::agent::acquire(d, workload, service)),

@@ -719,6 +719,34 @@ impl Workloads {
         }
     }
 
+    /// Takes a service's files back from its workloads on this worker (its hand-out was
+    /// emptied, revocation.rs): each workload is synced to the empty set, so its tmpfs
+    /// loses them; a container that had an absolute target is stopped, since a single-file
+    /// bind inside a running container cannot be taken back.
+    pub(crate) async fn revoke_service(&self, d: &Daemon, service: &str) {
+        for w in self.all() {
+            if w.service.as_deref() != Some(service) {
+                continue;
+            }
+            let absolute = w.container && {
+                let st = w.state.lock().await;
+                st.refs.iter().any(|r| r.target.starts_with('/'))
+            };
+            let r = self.sync(d, &w, false).await;
+            self.rotation_result(d, &w, "daemon", r.err().map(|e| e.message))
+                .await;
+            if absolute && let Some(cid) = self.container_id(&w.id, true).await {
+                tracing::warn!(
+                    workload = w.id,
+                    "stopping the container: its secrets were revoked"
+                );
+                if let Err(e) = engine("POST", &format!("/containers/{cid}/stop?t=1")).await {
+                    tracing::error!(workload = w.id, "cannot stop container {cid}: {e}");
+                }
+            }
+        }
+    }
+
     /// Moves every workload that follows secret `secret_id` to its current version.
     async fn sync_secret(&self, d: &Daemon, secret_id: Option<&str>) {
         for w in self.all() {

@@ -19,7 +19,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "listen",
         ],
     ),
-    ("authorization gate", &["gate"]),
+    ("authorization gate", &["gate", "node_gate"]),
     (
         "features",
         &[
@@ -27,6 +27,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "workloads",
             "services",
             "placement",
+            "revocation",
             "cluster",
             "backup",
             "templating",

@@ -17,7 +17,7 @@ use crate::support::{Daemon, marker, parse_response};
 
 /// One request to `addr`'s node API over mutual TLS with the certificate and key in `from`'s
 /// data directory (`cluster/node.key`, `node.crt`, `ca.crt`, all DER).
-fn node_call(from: &Daemon, addr: &str, path: &str, body: &str) -> (u16, String) {
+pub(crate) fn node_call(from: &Daemon, addr: &str, path: &str, body: &str) -> (u16, String) {
     let dir = from.data().join("cluster");
     let read = |n: &str| std::fs::read(dir.join(n)).unwrap();
     let ca = read("ca.crt");

@@ -14,7 +14,7 @@ use crate::support::{Daemon, Out, http};
 
 const IMAGE: &str = "lockbox-test/busybox:latest";
 
-fn rand_name(prefix: &str) -> String {
+pub(crate) fn rand_name(prefix: &str) -> String {
     let mut b = [0u8; 6];
     std::fs::File::open("/dev/urandom")
         .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b))
@@ -99,7 +99,7 @@ impl Drop for Bg {
     }
 }
 
-fn docker(args: &[&str]) -> Out {
+pub(crate) fn docker(args: &[&str]) -> Out {
     let o = Command::new("docker").args(args).output().unwrap();
     Out {
         code: o.status.code().unwrap_or(-1),

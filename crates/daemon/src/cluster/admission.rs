@@ -5,6 +5,7 @@
 //! Owns: node-API authorization. Touches: the core's replica and keys.
 use std::sync::Arc;
 
+use axum::Extension;
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, State};
 use axum::http::StatusCode;
@@ -15,21 +16,23 @@ use lockbox_store::{NodeRecord, NodeRole, node_id_text};
 
 use crate::ApiError;
 use crate::body::json_response;
-use crate::peers::{self, NodePeer};
+use crate::peers::NodePeer;
 use lockbox_core::{Daemon, Keys};
 
 #[allow(unused_imports)]
 use super::*;
 
-/// Who a node-API caller is, checked against the store.
+/// Who a node-API caller is, checked against the store (the node gate attaches it to
+/// every request it passes).
+#[derive(Clone)]
 pub(crate) struct Authorized {
     pub(crate) node: NodeRecord,
 }
 
 /// Checks a peer's certificate against the cluster's records: same cluster, not revoked,
-/// the node's current certificate, and (if `manager`) a manager. Refusals of a known
-/// identity are audited.
-pub(crate) fn authorize(d: &Daemon, peer: &NodePeer, manager: bool) -> Result<Authorized> {
+/// the node's current certificate. Refusals of a known identity are audited. (Which role a
+/// route needs is the node gate's business.)
+pub(crate) fn authorize(d: &Daemon, peer: &NodePeer) -> Result<Authorized> {
     let Some(id) = &peer.identity else {
         return Err(ApiError::new(
             401,
@@ -65,16 +68,13 @@ pub(crate) fn authorize(d: &Daemon, peer: &NodePeer, manager: bool) -> Result<Au
     {
         return Err(refuse("its certificate is not the node's current one"));
     }
-    if manager && node.role != NodeRole::Manager {
-        return Err(refuse("it is not a manager"));
-    }
     Ok(Authorized { node })
 }
 
 /// Raft traffic: any manager certificate of this cluster that is not revoked. (A joining
 /// manager's store is empty until the leader catches it up, so this cannot require the
 /// leader's node record to be known yet.)
-pub(super) fn authorize_raft(d: &Daemon, peer: &NodePeer) -> Result<()> {
+pub(crate) fn authorize_raft(d: &Daemon, peer: &NodePeer) -> Result<()> {
     let id = peer
         .identity
         .as_ref()
@@ -107,27 +107,12 @@ pub(super) fn authorize_raft(d: &Daemon, peer: &NodePeer) -> Result<()> {
     Ok(())
 }
 
+/// Raft RPCs (authorized by the node gate, [`authorize_raft`]).
 pub(super) async fn raft_rpc(
     State(d): State<Arc<Daemon>>,
-    ConnectInfo(peer): ConnectInfo<NodePeer>,
     uri: axum::http::Uri,
     body: Bytes,
 ) -> Response {
-    let now = std::time::Instant::now();
-    let cached = peer
-        .raft_ok_until
-        .lock()
-        .ok()
-        .and_then(|t| *t)
-        .is_some_and(|until| now < until);
-    if !cached {
-        if let Err(e) = authorize_raft(&d, &peer) {
-            return e.into_response();
-        }
-        if let Ok(mut t) = peer.raft_ok_until.lock() {
-            *t = Some(now + peers::RAFT_AUTH_TTL);
-        }
-    }
     let handler = match d.store() {
         Ok(s) => s.replica.rpc_handler(),
         Err(e) => return e.into_response(),
@@ -147,9 +132,9 @@ pub(super) async fn raft_rpc(
 pub(super) async fn admit(
     State(d): State<Arc<Daemon>>,
     ConnectInfo(peer): ConnectInfo<NodePeer>,
+    Extension(who): Extension<Authorized>,
 ) -> Result<Response> {
     let store = d.require_leader()?;
-    let who = authorize(&d, &peer, false)?;
     let node = who.node;
     let mut resp = AdmitResponse::default();
     resp.managers = manager_addrs(&store.reader);

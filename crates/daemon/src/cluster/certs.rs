@@ -7,8 +7,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use axum::Extension;
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use lockbox_audit::Event;
@@ -20,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use crate::ApiError;
 use crate::body::json_response;
 use crate::identity::Peer;
-use crate::peers::{self, NodePeer};
+use crate::peers;
 use lockbox_core::{Caller, Daemon, NodeStore, now_ns, rfc3339};
 
 #[allow(unused_imports)]
@@ -179,10 +180,9 @@ pub(super) struct RenewResponse {
 /// expires (so connections opened before the swap keep working).
 pub(super) async fn renew(
     State(d): State<Arc<Daemon>>,
-    ConnectInfo(peer): ConnectInfo<NodePeer>,
+    Extension(who): Extension<Authorized>,
     body: Bytes,
 ) -> Result<Response> {
-    let who = authorize(&d, &peer, false)?;
     let req: RenewRequest = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("malformed renew request: {e}")))?;
     let (c, rotation) = d.cluster_and_rotation()?;

@@ -7,8 +7,9 @@ use std::fs;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::Extension;
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use lockbox_audit::Event;
@@ -20,7 +21,6 @@ use serde::{Deserialize, Serialize};
 use crate::ApiError;
 use crate::body::{json_response, parse_body};
 use crate::identity::Peer;
-use crate::peers::NodePeer;
 use lockbox_core::{Caller, Daemon, Keys, NodeStore, now_ns, rfc3339};
 
 #[allow(unused_imports)]
@@ -45,10 +45,9 @@ pub(super) enum MembershipOp {
 
 pub(super) async fn membership(
     State(d): State<Arc<Daemon>>,
-    ConnectInfo(peer): ConnectInfo<NodePeer>,
+    Extension(who): Extension<Authorized>,
     body: Bytes,
 ) -> Result<Response> {
-    let who = authorize(&d, &peer, true)?;
     let (id, op): (u64, MembershipOp) = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("malformed membership request: {e}")))?;
     apply_membership(&d, id, op, &format!("node:{}", node_id_text(who.node.id))).await?;

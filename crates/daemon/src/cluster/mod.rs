@@ -43,9 +43,9 @@ use crate::ApiError;
 use crate::peers::{TlsState, Trust};
 use lockbox_core::Daemon;
 
-pub(crate) use self::admission::authorize;
 #[allow(unused_imports)]
 use self::admission::*;
+pub(crate) use self::admission::{Authorized, authorize, authorize_raft};
 #[allow(unused_imports)]
 use self::bootstrap::*;
 #[allow(unused_imports)]
@@ -119,6 +119,29 @@ impl Default for AgentHooks {
             stop: |_| {},
             connected: |_, _| false,
             node_routes: Router::new,
+        }
+    }
+}
+
+/// The node API's authorization gate, installed by the composition root (serve.rs): the
+/// cluster builds the router but may not name the gate above it. Until it is installed
+/// every node request is refused, so a router without its gate is closed, not open.
+#[derive(Clone, Copy)]
+pub(crate) struct NodeGate {
+    /// Wraps the node API's router in the gate (its outermost layer).
+    pub(crate) layer: fn(Router, Arc<Daemon>) -> Router,
+}
+
+impl Default for NodeGate {
+    fn default() -> Self {
+        Self {
+            layer: |router, _| {
+                router.layer(axum::middleware::from_fn(
+                    |_: axum::extract::Request, _: axum::middleware::Next| async {
+                        ApiError::new(503, "the node API's gate is not installed")
+                    },
+                ))
+            },
         }
     }
 }

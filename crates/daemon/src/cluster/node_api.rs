@@ -98,9 +98,10 @@ pub(crate) fn local_routes() -> Router<Arc<Daemon>> {
         )
 }
 
-/// The node API: what peers reach over mutual TLS.
+/// The node API: what peers reach over mutual TLS, every route behind the node gate.
 pub(super) fn node_router(d: Arc<Daemon>) -> Router {
-    Router::new()
+    let gate = d.extensions.get_or_init(NodeGate::default).layer;
+    let router = Router::new()
         .route("/raft/{op}", post(raft_rpc))
         .route("/cluster/join", post(join_request))
         .route("/cluster/admit", post(admit))
@@ -108,5 +109,6 @@ pub(super) fn node_router(d: Arc<Daemon>) -> Router {
         .route("/cluster/renew", post(renew))
         .nest("/agent", (d.agent_hooks().node_routes)())
         .fallback(|| async { ApiError::new(404, "page not found") })
-        .with_state(d)
+        .with_state(d.clone());
+    gate(router, d)
 }
