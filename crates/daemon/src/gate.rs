@@ -9,7 +9,8 @@
 //!   member may only ask who the daemon is; everything else is refused with 403, audited.
 //!   Unlike Docker's socket group, membership is not root-equivalent.
 //!
-//! The plugin socket (the Swarm secret driver) answers uid 0 only: dockerd is its one client.
+//! The plugin socket (the Swarm secret driver, the volume driver) answers uid 0 only: dockerd
+//! is its one client.
 //!
 //! Owns: the route table and the decision. Touches: the core's audit log (every refusal is
 //! recorded), identity (who is asking).
@@ -72,7 +73,7 @@ pub enum Socket {
     Native,
     /// The Docker Engine API subset (`/v1.NN/…` or unversioned).
     Docker,
-    /// The Swarm secret-driver plugin protocol.
+    /// Docker's plugin protocols: the Swarm secret driver and the volume driver.
     Plugin,
 }
 
@@ -156,6 +157,16 @@ pub const RULES: &[Rule] = &[
     // Swarm secret-driver plugin: dockerd only
     rule(Plugin, "POST", "/Plugin.Activate", Root),
     rule(Plugin, "POST", "/SecretProvider.GetSecret", Root),
+    // Volume driver: dockerd only (anyone who can drive dockerd can create such a volume,
+    // as they can mount the host's disk)
+    rule(Plugin, "POST", "/VolumeDriver.Create", Root),
+    rule(Plugin, "POST", "/VolumeDriver.Remove", Root),
+    rule(Plugin, "POST", "/VolumeDriver.Mount", Root),
+    rule(Plugin, "POST", "/VolumeDriver.Unmount", Root),
+    rule(Plugin, "POST", "/VolumeDriver.Path", Root),
+    rule(Plugin, "POST", "/VolumeDriver.Get", Root),
+    rule(Plugin, "POST", "/VolumeDriver.List", Root),
+    rule(Plugin, "POST", "/VolumeDriver.Capabilities", Root),
 ];
 
 fn segment_matches(pattern: &str, segment: &str) -> bool {

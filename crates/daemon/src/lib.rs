@@ -30,6 +30,7 @@ mod placement;
 mod serve;
 mod services;
 mod templating;
+mod volumes;
 mod workloads;
 
 pub use error::DaemonError;
