@@ -20,3 +20,4 @@ mod plaintext;
 mod scan_cli;
 mod secrets;
 mod templating;
+mod volumes;
