@@ -101,6 +101,9 @@ impl Drop for Driver {
             }
             let _ = docker(&["volume", "rm", "-f", v]);
         }
+        // A killed daemon leaves its socket: dockerd would keep finding a dead plugin.
+        self.d.kill9();
+        let _ = std::fs::remove_file(self.sock());
     }
 }
 
