@@ -1,6 +1,7 @@
 //! The no-plaintext audit (hardening issue): the whole product runs with secrets holding
 //! random markers — daemon, `lockbox run`, `lockbox docker run`, `lockbox compose`,
-//! `lockbox build`, `docker run -v` of a lockbox volume, rotation, backup — and then every marker is searched for, raw, base64, hex and
+//! `lockbox build`, `docker run -v` of a lockbox volume, rotation, backup — and then every
+//! marker is searched for, raw, base64, hex and
 //! UTF-16, in the data directory, the daemon's logs, `/var/lib/docker` (container configs,
 //! layers, image history), `docker inspect`/`history`/`save` output, every process's
 //! environment and command line, and the host's mount table. Zero hits are allowed: the
