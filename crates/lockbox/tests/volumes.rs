@@ -388,6 +388,9 @@ fn a_lockbox_restart_keeps_live_mounts_rotating_and_a_crash_leaves_none_behind()
     // A crash, and the container goes while lockbox is down (dockerd cannot unmount): the
     // next start finds no container using the volume and reaps the mount.
     drv.d.kill9();
+    // Its socket goes too: dockerd retries a socket nobody answers on for up to 30 s, which
+    // would slow every volume call on the shared engine; "no such file" fails at once.
+    let _ = std::fs::remove_file(drv.sock());
     ok(docker(&["rm", "-f", &name]), "rm -f while lockbox is down");
     drv.respawn();
     wait_until("the stale mount reaped", Duration::from_secs(10), || {
