@@ -29,6 +29,16 @@ pub(crate) fn json_response<T: Serialize>(status: StatusCode, v: &T) -> Response
     r
 }
 
+/// A 200 in the media type of Docker's plugin protocols (secret and volume drivers).
+pub(crate) fn plugin_json<T: Serialize>(v: &T) -> Response {
+    let mut r = json_response(StatusCode::OK, v);
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/vnd.docker.plugins.v1.2+json"),
+    );
+    r
+}
+
 /// A 200 with `body` (one JSON document, or a stream of JSON lines) typed as JSON.
 pub(crate) fn json_body(body: axum::body::Body) -> Response {
     let mut r = Response::new(body);

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use tower::ServiceExt as _;
 
 use crate::ApiError;
-use crate::body::{json_body, json_response};
+use crate::body::{json_body, json_response, plugin_json};
 use crate::identity::Peer;
 use lockbox_core::{Caller, Daemon};
 
@@ -565,16 +565,6 @@ struct GetSecretResponse {
     do_not_reuse: bool,
 }
 
-/// Docker's plugin responses carry this media type.
-fn plugin_json<T: Serialize>(v: &T) -> Response {
-    let mut r = json_response(StatusCode::OK, v);
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/vnd.docker.plugins.v1.2+json"),
-    );
-    r
-}
-
 fn plugin_err(msg: String) -> Response {
     plugin_json(&GetSecretResponse {
         err: msg,
@@ -635,14 +625,34 @@ async fn get_secret(State(d): App, ConnectInfo(who): ConnectInfo<Peer>, body: Bo
     }
 }
 
-/// The Swarm secret-driver plugin router (`/Plugin.Activate`, `/SecretProvider.GetSecret`).
-pub(crate) fn plugin_router(d: Arc<Daemon>) -> Router {
-    let app = Router::new()
+/// Which of Docker's plugin protocols a plugin socket serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PluginRoles {
+    /// The Swarm secret driver (`SecretProvider.GetSecret`).
+    pub(crate) secret_driver: bool,
+    /// The volume driver (`VolumeDriver.*`, `volumes.rs`).
+    pub(crate) volume_driver: bool,
+}
+
+/// The plugin router: `/Plugin.Activate` naming what this socket implements, then the
+/// Swarm secret driver's and the volume driver's routes as `roles` asks.
+pub(crate) fn plugin_router(d: Arc<Daemon>, roles: PluginRoles) -> Router {
+    let mut implements = Vec::new();
+    let mut app = Router::new();
+    if roles.secret_driver {
+        implements.push("secretprovider");
+        app = app.route("/SecretProvider.GetSecret", post(get_secret));
+    }
+    if roles.volume_driver {
+        implements.push("VolumeDriver");
+        app = app.merge(crate::volumes::plugin_routes());
+    }
+    let activate = serde_json::json!({ "Implements": implements });
+    let app = app
         .route(
             "/Plugin.Activate",
-            post(|| async { plugin_json(&serde_json::json!({"Implements": ["secretprovider"]})) }),
+            post(move || async move { plugin_json(&activate) }),
         )
-        .route("/SecretProvider.GetSecret", post(get_secret))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(64 * 1024))
         .with_state(d.clone());

@@ -9,7 +9,8 @@
 //!   member may only ask who the daemon is; everything else is refused with 403, audited.
 //!   Unlike Docker's socket group, membership is not root-equivalent.
 //!
-//! The plugin socket (the Swarm secret driver) answers uid 0 only: dockerd is its one client.
+//! The plugin socket (the Swarm secret driver, the volume driver) answers uid 0 only: dockerd
+//! is its one client.
 //!
 //! The node API's rows (`Socket::Node`) live in the same table; its identity is a verified
 //! certificate, not a uid, so its middleware is `node_gate.rs`.
@@ -94,7 +95,7 @@ pub enum Socket {
     Native,
     /// The Docker Engine API subset (`/v1.NN/…` or unversioned).
     Docker,
-    /// The Swarm secret-driver plugin protocol.
+    /// Docker's plugin protocols: the Swarm secret driver and the volume driver.
     Plugin,
     /// The node API peers reach over mutual TLS (identity: the verified certificate).
     Node,
@@ -181,6 +182,16 @@ pub const RULES: &[Rule] = &[
     // Swarm secret-driver plugin: dockerd only
     rule(Plugin, "POST", "/Plugin.Activate", Root),
     rule(Plugin, "POST", "/SecretProvider.GetSecret", Root),
+    // Volume driver: dockerd only (anyone who can drive dockerd can create such a volume,
+    // as they can mount the host's disk)
+    rule(Plugin, "POST", "/VolumeDriver.Create", Root),
+    rule(Plugin, "POST", "/VolumeDriver.Remove", Root),
+    rule(Plugin, "POST", "/VolumeDriver.Mount", Root),
+    rule(Plugin, "POST", "/VolumeDriver.Unmount", Root),
+    rule(Plugin, "POST", "/VolumeDriver.Path", Root),
+    rule(Plugin, "POST", "/VolumeDriver.Get", Root),
+    rule(Plugin, "POST", "/VolumeDriver.List", Root),
+    rule(Plugin, "POST", "/VolumeDriver.Capabilities", Root),
     // Node API (mutual TLS; identity from the verified certificate): node_gate.rs
     rule(Socket::Node, "POST", "/raft/{op}", RaftPeer),
     rule(Socket::Node, "POST", "/cluster/join", JoinToken),

@@ -33,6 +33,7 @@ mod revocation;
 mod serve;
 mod services;
 mod templating;
+mod volumes;
 mod workloads;
 
 pub use error::DaemonError;

@@ -29,6 +29,13 @@ pub struct DaemonConfig {
     pub docker_api: Option<PathBuf>,
     /// Where to serve the Swarm secret-driver plugin protocol (`None`: not at all).
     pub swarm_driver: Option<PathBuf>,
+    /// Where to serve the volume driver (`None`: not at all); the plugin's name is the
+    /// socket's file name without `.sock`. The same path as `swarm_driver` serves both.
+    pub volume_driver: Option<PathBuf>,
+    /// The volume driver was not asked for but is on by default (root, and
+    /// `/run/docker/plugins` exists): a socket another daemon holds is a warning, not an
+    /// error.
+    pub volume_driver_by_default: bool,
     /// `--group`: the group (name or gid) whose members may connect to the sockets (mode
     /// 0660); they are members, not administrators. `None`: owner only (0600).
     pub group: Option<String>,
@@ -404,14 +411,40 @@ pub async fn run(cfg: DaemonConfig) -> Result<(), DaemonError> {
         ));
         extra_sockets.push(path.clone());
     }
+    let shared = cfg.swarm_driver.is_some() && cfg.swarm_driver == cfg.volume_driver;
     if let Some(path) = &cfg.swarm_driver {
+        let roles = crate::docker::PluginRoles {
+            secret_driver: true,
+            volume_driver: shared,
+        };
         serve_on(
             // dockerd (root) is the plugin socket's one client: never the socket group.
             bind_socket(path, None)?,
-            crate::docker::plugin_router(daemon.clone()),
+            crate::docker::plugin_router(daemon.clone(), roles),
         );
-        say(&format!("Swarm secret-driver plugin on {}", path.display()));
+        say(&format!(
+            "Swarm secret-driver plugin{} on {}",
+            if shared { " and volume driver" } else { "" },
+            path.display()
+        ));
         extra_sockets.push(path.clone());
+    }
+    if let Some(path) = cfg.volume_driver.as_ref().filter(|_| !shared) {
+        let roles = crate::docker::PluginRoles {
+            secret_driver: false,
+            volume_driver: true,
+        };
+        match bind_socket(path, None) {
+            Ok(l) => {
+                serve_on(l, crate::docker::plugin_router(daemon.clone(), roles));
+                say(&format!("volume driver on {}", path.display()));
+                extra_sockets.push(path.clone());
+            }
+            Err(e) if cfg.volume_driver_by_default => tracing::warn!(
+                "volume driver not served ({e}); give --volume-driver PATH to serve it elsewhere, or --volume-driver none"
+            ),
+            Err(e) => return Err(e),
+        }
     }
     shutdown_signal().await;
     let _ = stop_tx.send(true);

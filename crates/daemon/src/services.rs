@@ -25,7 +25,8 @@ use crate::body::{json_response, parse_body, parse_required};
 use crate::identity::Peer;
 use lockbox_core::{Caller, Daemon, now_ns, rfc3339};
 
-const INVALID: &str = "rpc error: code = InvalidArgument desc = ";
+/// The gRPC prefix of SwarmKit's validation messages, which Docker's CLI shows.
+pub(crate) const INVALID: &str = "rpc error: code = InvalidArgument desc = ";
 
 /// A reference as a raw API caller may send it (every field optional, so that each gap gets
 /// Docker's own message instead of a JSON decoding error).

@@ -140,6 +140,19 @@ struct Persisted {
     /// Who started it (`uid:N pid:P`), the actor of its hand-outs' audit records.
     #[serde(default)]
     owner: Option<String>,
+    /// A mount of the volume driver (then `container` is true: it has a staging tmpfs).
+    #[serde(default)]
+    volume: Option<VolumeMount>,
+}
+
+/// A workload that is one mount of a volume of the volume driver (`volumes.rs`): dockerd
+/// binds its staging tmpfs into a container, and it ends at `Unmount`, not with a container.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct VolumeMount {
+    /// The volume's name.
+    pub(crate) volume: String,
+    /// The mount ID dockerd chose (`VolumeDriver.Mount`'s `ID`).
+    pub(crate) mount_id: String,
 }
 
 /// One file as a consumer gets it: reference, version and value.
@@ -197,6 +210,7 @@ struct Workload {
     service: Option<String>,
     adhoc: Vec<ServiceSecret>,
     inline: Vec<Inline>,
+    volume: Option<VolumeMount>,
     state: tokio::sync::Mutex<State_>,
 }
 
@@ -459,6 +473,7 @@ impl Workloads {
                 on_rotate: st.on_rotate.clone(),
                 inline: w.inline.iter().map(|i| i.r.clone()).collect(),
                 owner: Some(w.owner.clone()),
+                volume: w.volume.clone(),
             });
         }
         let tmp = self.state_path.with_extension("json.tmp");
@@ -765,6 +780,132 @@ impl Workloads {
     }
 }
 
+/// Whether a running container uses volume `name` (Docker's `volume` filter). When the
+/// engine cannot be asked, the answer is yes: a mount is never reaped on a guess.
+async fn volume_in_use(name: &str) -> bool {
+    let filters = serde_json::json!({"volume": [name]});
+    match engine(
+        "GET",
+        &format!("/containers/json?filters={}", q(&filters.to_string())),
+    )
+    .await
+    {
+        Ok(v) => v.as_array().is_some_and(|a| !a.is_empty()),
+        Err(e) => {
+            tracing::warn!(volume = name, "cannot ask Docker who uses the volume: {e}");
+            true
+        }
+    }
+}
+
+impl Workloads {
+    /// Mounts of volume `volume` on this node: (mount ID, published directory).
+    pub(crate) async fn volume_mounts(&self, volume: &str) -> Vec<(String, PathBuf)> {
+        let mut out = Vec::new();
+        for w in self.all() {
+            let Some(v) = w.volume.as_ref().filter(|v| v.volume == volume) else {
+                continue;
+            };
+            let st = w.state.lock().await;
+            if let Some(s) = &st.staging {
+                out.push((v.mount_id.clone(), s.published_dir()));
+            }
+        }
+        out.sort();
+        out
+    }
+
+    /// One mount of a volume: a new workload with its own staging tmpfs holding `refs`,
+    /// revealed now (audited with the volume and the mount ID). Answers the directory
+    /// dockerd binds. On any error nothing is left: no workload, no tmpfs.
+    pub(crate) async fn mount_volume(
+        &self,
+        d: &Daemon,
+        owner: String,
+        mount: VolumeMount,
+        refs: Vec<ServiceSecret>,
+    ) -> Result<PathBuf, ApiError> {
+        let id = new_workload_id()?;
+        let staging = Staging::create(&self.root, &id)
+            .map_err(|e| ApiError::internal(format!("cannot prepare the volume's tmpfs: {e}")))?;
+        let w = Arc::new(Workload {
+            id: id.clone(),
+            owner,
+            container: true,
+            service: None,
+            adhoc: refs.clone(),
+            inline: Vec::new(),
+            volume: Some(mount.clone()),
+            state: tokio::sync::Mutex::new(State_ {
+                refs,
+                on_rotate: "none".to_string(),
+                delivered: None,
+                staging: Some(staging),
+                tx: None,
+                rotation_error: None,
+            }),
+        });
+        // The check and the insert under one lock: two Mounts of one ID cannot both pass.
+        let taken = match self.map.lock() {
+            Ok(mut m) => {
+                let taken = m.values().any(|o| {
+                    o.volume
+                        .as_ref()
+                        .is_some_and(|v| v.mount_id == mount.mount_id)
+                });
+                if !taken {
+                    m.insert(id.clone(), w.clone());
+                }
+                taken
+            }
+            Err(_) => true,
+        };
+        if taken {
+            if let Some(s) = w.state.lock().await.staging.take() {
+                let _ = s.remove();
+            }
+            return Err(ApiError::new(
+                409,
+                format!(
+                    "mount ID {} of volume {} is already mounted: Unmount it first",
+                    mount.mount_id, mount.volume
+                ),
+            ));
+        }
+        if let Err(e) = self.sync(d, &w, true).await {
+            self.remove(&id).await;
+            return Err(e);
+        }
+        let published = w
+            .state
+            .lock()
+            .await
+            .staging
+            .as_ref()
+            .map(|s| s.published_dir());
+        self.persist().await;
+        published.ok_or_else(|| ApiError::internal("the volume's mount has no tmpfs"))
+    }
+
+    /// Ends the mount `mount_id` of a volume: its tmpfs is unmounted and removed. False
+    /// when no such mount exists here.
+    pub(crate) async fn unmount_volume(&self, volume: &str, mount_id: &str) -> bool {
+        let id = self.all().into_iter().find_map(|w| {
+            w.volume
+                .as_ref()
+                .filter(|v| v.volume == volume && v.mount_id == mount_id)
+                .map(|_| w.id.clone())
+        });
+        match id {
+            Some(id) => {
+                self.remove(&id).await;
+                true
+            }
+            None => false,
+        }
+    }
+}
+
 /// On a manager or single node: the files a workload should have now, from the store. Only
 /// what changed is revealed (audited, with service, workload and target).
 fn local_files(
@@ -819,11 +960,15 @@ fn local_files(
         let data = match reuse {
             Some(x) => x.data.clone(),
             None => {
-                let detail = [
+                let mut detail = vec![
                     ("service", w.service.as_deref().unwrap_or("")),
                     ("workload", w.id.as_str()),
                     ("target", r.target.as_str()),
                 ];
+                if let Some(v) = &w.volume {
+                    detail.push(("volume", v.volume.as_str()));
+                    detail.push(("mount_id", v.mount_id.as_str()));
+                }
                 // Audited (on disk) before the value comes back, so before any write.
                 d.reveal(kind, &r.secret_id, Some(version), &caller, &detail)?
                     .2
@@ -1045,6 +1190,7 @@ async fn create(d: Arc<Daemon>, who: Peer, body: Bytes) -> Result<Response, ApiE
         service,
         adhoc,
         inline,
+        volume: None,
         state: tokio::sync::Mutex::new(State_ {
             refs,
             on_rotate,
@@ -1150,7 +1296,7 @@ async fn follow_docker(ws: Arc<Workloads>) {
         };
         warned = false;
         for w in ws.all() {
-            if w.container && ws.container_id(&w.id, false).await.is_none() {
+            if w.container && w.volume.is_none() && ws.container_id(&w.id, false).await.is_none() {
                 let attached = w
                     .state
                     .lock()
@@ -1215,7 +1361,21 @@ pub(crate) async fn start(d: Arc<Daemon>) {
         .and_then(|b| serde_json::from_slice(&b).ok())
         .unwrap_or_default();
     for p in saved {
-        if !p.container || !valid_id(&p.id) || ws.container_id(&p.id, false).await.is_none() {
+        if !p.container || !valid_id(&p.id) {
+            continue;
+        }
+        let alive = match &p.volume {
+            Some(v) => volume_in_use(&v.volume).await,
+            None => ws.container_id(&p.id, false).await.is_some(),
+        };
+        if !alive {
+            if let Some(v) = &p.volume {
+                tracing::info!(
+                    volume = v.volume,
+                    mount_id = v.mount_id,
+                    "no running container uses the volume any more: its mount is reaped"
+                );
+            }
             continue;
         }
         match Staging::open(&ws.root, &p.id) {
@@ -1239,6 +1399,7 @@ pub(crate) async fn start(d: Arc<Daemon>) {
                     service: p.service,
                     adhoc: p.adhoc,
                     inline,
+                    volume: p.volume,
                     state: tokio::sync::Mutex::new(State_ {
                         refs: p.refs,
                         on_rotate: p.on_rotate,
@@ -1285,7 +1446,11 @@ pub(crate) fn routes() -> Router<Arc<Daemon>> {
                     let st = w.state.lock().await;
                     out.push(serde_json::json!({
                         "ID": w.id,
-                        "Kind": if w.container { "container" } else { "process" },
+                        "Kind": match (&w.volume, w.container) {
+                            (Some(_), _) => "volume",
+                            (None, true) => "container",
+                            (None, false) => "process",
+                        },
                         "Service": w.service,
                         "Secrets": st.refs.iter().map(|r| &r.secret_name).collect::<Vec<_>>(),
                         "Staging": st.staging.as_ref().map(|s| s.path().to_path_buf()),

@@ -31,6 +31,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "cluster",
             "backup",
             "templating",
+            "volumes",
         ],
     ),
     (

@@ -147,6 +147,9 @@ pub(crate) struct DaemonArgs {
     /// Serve the Swarm secret-driver plugin protocol (off unless given) [default path when given without a value: /run/docker/plugins/lockbox.sock]
     #[arg(long, value_name = "PATH", num_args = 0..=1, default_missing_value = "/run/docker/plugins/lockbox.sock")]
     pub(crate) swarm_driver: Option<PathBuf>,
+    /// Serve Docker's volume plugin protocol here, so 'docker volume create -d lockbox -o secret=NAME VOL' and 'docker run -v VOL:/run/secrets' deliver secrets with no wrapper; the driver's name is the socket's file name; 'none' disables it [default: /run/docker/plugins/lockbox.sock when the daemon is root and /run/docker/plugins exists, else off]
+    #[arg(long, value_name = "PATH")]
+    pub(crate) volume_driver: Option<String>,
     /// Let this group's members connect to the sockets (mode 0660; a name or a gid, like dockerd's -G). Members are not administrators: they may only ask for the version until an admin grants more [default: none, the sockets are 0600]
     #[arg(long, value_name = "GROUP")]
     pub(crate) group: Option<String>,

@@ -162,6 +162,22 @@ fn run_daemon(args: cli::DaemonArgs, socket: PathBuf) -> anyhow::Result<i32> {
         Some(a) => Some(PathBuf::from(a.strip_prefix("unix://").unwrap_or(a))),
         None => Some(socket.with_file_name("docker.sock")),
     };
+    let plugins_dir = std::path::Path::new("/run/docker/plugins");
+    let (volume_driver, volume_driver_by_default) = match args.volume_driver.as_deref() {
+        Some("none") => (None, false),
+        Some("") => {
+            return Err(Exit(
+                exit_codes::USAGE,
+                "--volume-driver: give a socket path (e.g. /run/docker/plugins/lockbox.sock) or 'none'".into(),
+            )
+            .into());
+        }
+        Some(p) => (Some(PathBuf::from(p)), false),
+        None if rustix::process::geteuid().is_root() && plugins_dir.is_dir() => {
+            (Some(plugins_dir.join("lockbox.sock")), true)
+        }
+        None => (None, false),
+    };
     let cfg = lockbox_daemon::DaemonConfig {
         data_dir: args
             .data_dir
@@ -171,6 +187,8 @@ fn run_daemon(args: cli::DaemonArgs, socket: PathBuf) -> anyhow::Result<i32> {
         keep_versions: args.keep_versions,
         docker_api,
         swarm_driver: args.swarm_driver,
+        volume_driver,
+        volume_driver_by_default,
         group: args.group,
         admin_group: args.admin_group,
         autolock_key_file: args.autolock_key_file,

@@ -136,6 +136,9 @@ fn shared_daemon() -> (Daemon, PathBuf) {
         &ADMIN_GID.to_string(),
         "--swarm-driver",
         plugin.to_str().unwrap(),
+        // The same socket serves the volume driver: every plugin row is driven.
+        "--volume-driver",
+        plugin.to_str().unwrap(),
     ]);
     for p in [d.dir.path(), dir_for_plugin.as_path()] {
         std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();

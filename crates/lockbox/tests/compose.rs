@@ -13,9 +13,9 @@ use std::time::{Duration, Instant};
 
 use crate::support::{BIN, Daemon, Out};
 
-const IMAGE: &str = "lockbox-test/busybox:latest";
+pub(crate) const IMAGE: &str = "lockbox-test/busybox:latest";
 
-fn rand_hex(n: usize) -> String {
+pub(crate) fn rand_hex(n: usize) -> String {
     let mut b = vec![0u8; n];
     std::fs::File::open("/dev/urandom")
         .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b))
@@ -31,11 +31,11 @@ fn out(o: std::process::Output) -> Out {
     }
 }
 
-fn docker(args: &[&str]) -> Out {
+pub(crate) fn docker(args: &[&str]) -> Out {
     out(Command::new("docker").args(args).output().unwrap())
 }
 
-fn ok(o: Out, what: &str) -> String {
+pub(crate) fn ok(o: Out, what: &str) -> String {
     assert_eq!(o.code, 0, "{what}: {o:?}");
     o.stdout
 }
@@ -51,7 +51,7 @@ pub(crate) enum Compose {
 
 impl Compose {
     /// What `lockbox compose --compose` (`LOCKBOX_COMPOSE`) is given.
-    fn command(self) -> &'static str {
+    pub(crate) fn command(self) -> &'static str {
         match self {
             Compose::V2 => "docker compose",
             Compose::V1 => "docker-compose",
@@ -66,7 +66,7 @@ impl Compose {
         }
     }
 
-    fn works(self) -> bool {
+    pub(crate) fn works(self) -> bool {
         let mut words = self.command().split_whitespace();
         Command::new(words.next().unwrap_or_default())
             .args(words)
@@ -108,7 +108,7 @@ on_both_composes!(
 
 /// The engine, the test image and (if asked) that Compose and the buildx plugin (BuildKit).
 /// Missing under CI=true: a failure. Elsewhere: a note and `false`.
-fn prereqs(compose: Option<Compose>, buildkit: bool) -> bool {
+pub(crate) fn prereqs(compose: Option<Compose>, buildkit: bool) -> bool {
     let mut missing = Vec::new();
     if docker(&["image", "inspect", IMAGE]).code != 0 {
         missing.push(format!("a Docker engine with {IMAGE}"));
@@ -211,11 +211,11 @@ impl Drop for Project {
     }
 }
 
-fn exec(container: &str, script: &str) -> Out {
+pub(crate) fn exec(container: &str, script: &str) -> Out {
     docker(&["exec", container, "sh", "-c", script])
 }
 
-fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+pub(crate) fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
         if f() {
@@ -227,7 +227,7 @@ fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
 }
 
 /// Staging tmpfs of this daemon still mounted (from the host's mount table).
-fn staging_mounts(d: &Daemon) -> Vec<String> {
+pub(crate) fn staging_mounts(d: &Daemon) -> Vec<String> {
     let root = d.data().join("workloads");
     let root = root.to_string_lossy();
     std::fs::read_to_string("/proc/self/mountinfo")
@@ -238,7 +238,7 @@ fn staging_mounts(d: &Daemon) -> Vec<String> {
         .collect()
 }
 
-fn workloads(d: &Daemon) -> serde_json::Value {
+pub(crate) fn workloads(d: &Daemon) -> serde_json::Value {
     let (status, body) = d.http("GET", "/v1/workloads", None);
     assert_eq!(status, 200, "{body}");
     serde_json::from_str(&body).unwrap()

@@ -23,3 +23,4 @@ mod scale;
 mod scan_cli;
 mod secrets;
 mod templating;
+mod volumes;

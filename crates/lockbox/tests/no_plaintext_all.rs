@@ -1,6 +1,7 @@
 //! The no-plaintext audit (hardening issue): the whole product runs with secrets holding
 //! random markers — daemon, `lockbox run`, `lockbox docker run`, `lockbox compose`,
-//! `lockbox build`, rotation, backup — and then every marker is searched for, raw, base64, hex and
+//! `lockbox build`, `docker run -v` of a lockbox volume, rotation, backup — and then every
+//! marker is searched for, raw, base64, hex and
 //! UTF-16, in the data directory, the daemon's logs, `/var/lib/docker` (container configs,
 //! layers, image history), `docker inspect`/`history`/`save` output, every process's
 //! environment and command line, and the host's mount table. Zero hits are allowed: the
@@ -97,13 +98,17 @@ fn no_marker_survives_anywhere_outside_consumer_tmpfs() {
     ) {
         return;
     }
-    let mut d = Daemon::start_with(&["--log-level", "trace"]);
-    let m: Vec<String> = (0..6).map(|_| marker()).collect();
+    // The volume driver under a name of this test's own on the shared engine.
+    let driver = format!("lbnp{}", &marker()[7..17]);
+    let plugin = format!("/run/docker/plugins/{driver}.sock");
+    let mut d = Daemon::start_with(&["--log-level", "trace", "--volume-driver", &plugin]);
+    let m: Vec<String> = (0..7).map(|_| marker()).collect();
     for (name, v) in [
         ("np_run", &m[0]),
         ("np_dock", &m[1]),
         ("np_comp", &m[2]),
         ("np_build", &m[3]),
+        ("np_vol", &m[6]),
     ] {
         d.create(name, v.as_bytes());
     }
@@ -135,6 +140,38 @@ fn no_marker_survives_anywhere_outside_consumer_tmpfs() {
         "test -s /run/secrets/np_dock",
     ]);
     assert_eq!(o.code, 0, "lockbox docker run: {o:?}");
+
+    // The volume driver: plain docker run mounts a lockbox volume; the volume goes after.
+    let vol = format!("{driver}-vol");
+    let o = cmd(
+        "docker",
+        &[
+            "volume",
+            "create",
+            "-d",
+            &driver,
+            "-o",
+            "secret=np_vol",
+            &vol,
+        ],
+    );
+    assert!(o.status.success(), "volume create: {o:?}");
+    let mount = format!("{vol}:/run/secrets:ro");
+    let o = cmd(
+        "docker",
+        &[
+            "run",
+            "--rm",
+            "-v",
+            &mount,
+            IMAGE,
+            "test",
+            "-s",
+            "/run/secrets/np_vol",
+        ],
+    );
+    let _ = cmd("docker", &["volume", "rm", "-f", &vol]);
+    assert!(o.status.success(), "docker run -v: {o:?}");
 
     // lockbox compose: a service keeps running while its secret is rotated, then goes down.
     let proj = tempfile::tempdir().unwrap();
@@ -283,6 +320,7 @@ fn no_marker_survives_anywhere_outside_consumer_tmpfs() {
     assert!(paths.iter().any(|p| p.ends_with("store.redb")));
     let needles: Vec<(String, Vec<u8>)> = m[..5]
         .iter()
+        .chain(&m[6..])
         .enumerate()
         .flat_map(|(i, mk)| {
             encodings(mk)

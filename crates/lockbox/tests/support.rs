@@ -75,6 +75,15 @@ impl Daemon {
             .arg("-H")
             .arg(self.sock())
             .args(extra)
+            // A root daemon serves the volume driver at /run/docker/plugins/lockbox.sock by
+            // default: test daemons stay off the shared engine's plugin directory unless a
+            // test names its own socket.
+            .args(
+                (!extra.contains(&"--volume-driver"))
+                    .then_some(["--volume-driver", "none"])
+                    .into_iter()
+                    .flatten(),
+            )
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()

@@ -20,6 +20,7 @@ pub use error::StoreError;
 pub use machine::{Command, Response, Rewrapped, Store};
 pub use model::{
     DriverRec, Kind, NewVersion, ObjectRecord, ServiceRecord, ServiceSecret, VersionMeta,
+    VolumeRecord,
 };
 pub use read::Reader;
 pub use validate::Filters;

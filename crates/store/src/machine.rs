@@ -14,7 +14,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::StoreError;
 use crate::cluster::{CaRotation, ClusterRecord, NodeRecord};
-use crate::model::{DriverRec, Kind, NewVersion, ObjectRecord, ServiceRecord, VersionMeta};
+use crate::model::{
+    DriverRec, Kind, NewVersion, ObjectRecord, ServiceRecord, VersionMeta, VolumeRecord,
+};
 
 pub(crate) const OBJECTS: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new("objects");
 pub(crate) const NAMES: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new("names");
@@ -34,15 +36,18 @@ pub(crate) const VERSIONS_BY_TIME: TableDefinition<'static, &[u8], &[u8]> =
 /// The cluster record (key `cluster`), node records (key `node/<raft id, big-endian>`) and a
 /// CA rotation in progress (key `ca-rotation`).
 pub(crate) const CLUSTER: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new("cluster");
+/// Volumes of the volume driver, keyed by name.
+pub(crate) const VOLUMES: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new("volumes");
 // Snapshots list tables in this order; a new table goes last, so an older snapshot restores
 // it empty.
-const ALL: [TableDefinition<'static, &[u8], &[u8]>; 6] = [
+const ALL: [TableDefinition<'static, &[u8], &[u8]>; 7] = [
     OBJECTS,
     NAMES,
     VERSIONS,
     SERVICES,
     CLUSTER,
     VERSIONS_BY_TIME,
+    VOLUMES,
 ];
 
 pub(crate) const CLUSTER_KEY: &[u8] = b"cluster";
@@ -197,6 +202,11 @@ pub enum Command {
         rotation_started_ns: i64,
         time_ns: i64,
     },
+    /// Creates a volume of the volume driver; refused if one of that name exists with
+    /// other options (the same options again is Docker's idempotent create).
+    PutVolume { volume: VolumeRecord },
+    /// Removes a volume.
+    RemoveVolume { name: String },
 }
 
 /// One data key wrapped under a new KEK.
@@ -498,6 +508,34 @@ fn apply_inner(txn: &WriteTransaction, index: u64, cmd: &Command) -> Result<Resp
                 Ok(Response::Ok)
             } else {
                 Err(StoreError::Invalid(format!("service {name} not found")))
+            }
+        }
+        Command::PutVolume { volume } => {
+            let mut table = txn.open_table(VOLUMES)?;
+            let existing: Option<VolumeRecord> = table
+                .get(volume.name.as_bytes())?
+                .map(|v| decode(v.value()))
+                .transpose()?;
+            match existing {
+                Some(e) if e.options == volume.options => Ok(Response::Ok),
+                Some(_) => Err(StoreError::Invalid(format!(
+                    "volume {} already exists with other options",
+                    volume.name
+                ))),
+                None => {
+                    let mut v = volume.clone();
+                    v.index = index;
+                    table.insert(v.name.as_bytes(), encode(&v).as_slice())?;
+                    Ok(Response::Ok)
+                }
+            }
+        }
+        Command::RemoveVolume { name } => {
+            let removed = txn.open_table(VOLUMES)?.remove(name.as_bytes())?.is_some();
+            if removed {
+                Ok(Response::Ok)
+            } else {
+                Err(StoreError::Invalid(format!("volume {name} not found")))
             }
         }
         Command::InitCluster { cluster, node } => {

@@ -111,3 +111,15 @@ pub struct ServiceSecret {
     pub mode: u32,
     pub version: Option<u64>,
 }
+
+/// A volume of the lockbox volume driver: a name and the secret references its mounts get.
+/// No value is ever held here; each mount reveals the values when it is made.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VolumeRecord {
+    pub name: String,
+    pub created_ns: i64,
+    pub index: u64,
+    /// The driver options as Docker passed them (`docker volume inspect` shows them).
+    pub options: BTreeMap<String, String>,
+    pub secrets: Vec<ServiceSecret>,
+}

@@ -8,9 +8,9 @@ use crate::StoreError;
 use crate::cluster::{CaRotation, ClusterRecord, NodeRecord};
 use crate::machine::{
     CA_ROTATION_KEY, CLUSTER, CLUSTER_KEY, NAMES, OBJECTS, SERVICES, VERSIONS, VERSIONS_BY_TIME,
-    decode, name_key, node_key, object_key, timed_version_key, version_key,
+    VOLUMES, decode, name_key, node_key, object_key, timed_version_key, version_key,
 };
-use crate::model::{Kind, ObjectRecord, ServiceRecord};
+use crate::model::{Kind, ObjectRecord, ServiceRecord, VolumeRecord};
 use crate::validate::Filters;
 
 /// Read access to the state machine's tables. Cheap to clone.
@@ -238,6 +238,28 @@ impl Reader {
             out.push(decode(v.value())?);
         }
         Ok(out)
+    }
+
+    /// Every volume of the volume driver, by name.
+    pub fn volumes(&self) -> Result<Vec<VolumeRecord>, StoreError> {
+        let txn = self.txn()?;
+        let table = txn.open_table(VOLUMES)?;
+        let mut out = Vec::new();
+        for row in table.iter()? {
+            let (_, v) = row?;
+            out.push(decode(v.value())?);
+        }
+        Ok(out)
+    }
+
+    /// One volume by its exact name.
+    pub fn volume(&self, name: &str) -> Result<Option<VolumeRecord>, StoreError> {
+        let txn = self.txn()?;
+        let table = txn.open_table(VOLUMES)?;
+        table
+            .get(name.as_bytes())?
+            .map(|v| decode(v.value()))
+            .transpose()
     }
 
     /// Number of rows in the objects table (cheap, for `info`).
