@@ -1199,14 +1199,51 @@ async fn scrub_after_destruction(
 /// What a stopped raft means for the caller, with the store's files named.
 fn stopped(path: &Path, f: &Fatal<TypeConfig>) -> ReplicationError {
     match f {
-        Fatal::StorageError(e) => ReplicationError::Fatal(format!(
-            "a write to the store {} or its raft log {} failed ({e}); this node stopped \
-             replicating and must be restarted once the cause is fixed",
-            path.display(),
-            crate::wal::dir_for(path).display()
-        )),
+        Fatal::StorageError(e) => {
+            // redb answers every call after its first I/O error with "Previous I/O error
+            // occurred", which names no cause (the first one may have gone to a reader): ask
+            // the file system what it is.
+            let msg = e.to_string();
+            let cause = if msg.contains("Previous I/O error") {
+                probe_storage(path)
+                    .map(|c| format!("; the file system now answers: {c}"))
+                    .unwrap_or_default()
+            } else {
+                String::new()
+            };
+            ReplicationError::Fatal(format!(
+                "a write to the store {} or its raft log {} failed ({msg}{cause}); this node \
+                 stopped replicating and must be restarted once the cause is fixed",
+                path.display(),
+                crate::wal::dir_for(path).display()
+            ))
+        }
         other => ReplicationError::Fatal(other.to_string()),
     }
+}
+
+/// What a write to the store's file system fails with now, if it fails: an fsync of the
+/// store file (a read-only or failed file system), then a small synced write beside it (a
+/// full one). Only asked once raft has stopped on a storage error.
+fn probe_storage(path: &Path) -> Option<String> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    if let Err(e) = fs::File::open(path).and_then(|f| f.sync_all()) {
+        return Some(e.to_string());
+    }
+    let probe = path.with_extension(format!("probe.{}", std::process::id()));
+    let written = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&probe)
+        .and_then(|mut f| {
+            f.write_all(&[0u8; 4096])?;
+            f.sync_all()
+        });
+    let _ = fs::remove_file(&probe);
+    written.err().map(|e| e.to_string())
 }
 
 /// Waits until raft stops; if a storage failure stopped it, logs it and ends the process
