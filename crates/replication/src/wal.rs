@@ -33,7 +33,7 @@
 //! the journal aborts (an I/O error, `errors=remount-ro`), an `fdatasync` racing the abort can
 //! return success although the transaction holding the append's blocks never reached the
 //! disk (measured on Linux 6.18 with a plain loop of `write` + `fdatasync` and a forced ext4
-//! error: the last acknowledged append missing after the remount in 5 of 20 runs; overwriting
+//! error: the last acknowledged append missing after the remount in 4 of 20 runs; overwriting
 //! preallocated blocks the same way: 0 of 20). So the segment is extended ahead of the records
 //! (`PREALLOCATE` bytes of zeros written and `fdatasync`ed before any record lands there), and
 //! an append overwrites blocks that are already allocated and sized: its `fdatasync` writes
