@@ -68,9 +68,87 @@ impl Disk {
         }
     }
 
+    /// Unmounts `data`, waiting out a file system still busy for a moment after the daemon
+    /// died: a failed unmount followed by `fsck` and a second mount of the same image would
+    /// corrupt it, and the test would blame lockbox.
     fn unmount(data: &Path) {
-        let _ = Command::new("umount").arg(data).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let out = Command::new("umount").arg(data).output().unwrap();
+            if out.status.success() {
+                return;
+            }
+            let err = String::from_utf8_lossy(&out.stderr);
+            if err.contains("not mounted") {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "umount {}: {err}",
+                data.display()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
+}
+
+impl Disk {
+    /// Makes sure no file system instance lives on the image any more before `fsck` and the
+    /// remount: `fsck` on a file system still alive elsewhere (another mount namespace's
+    /// private copy of the mount) and a remount sharing its aborted superblock made this
+    /// test lose writes that lockbox had on disk. A `lockbox run` workload no longer keeps
+    /// such a copy, but on a shared machine any process that makes itself a private mount
+    /// namespace while the test's mount exists does (another test's `dockerd`). Such a copy
+    /// is emergency-read-only and writes nothing more, so the disk is then taken as it is,
+    /// like a failed disk moved to another machine: the image is copied and the copy used.
+    fn release(&mut self, what: &str) {
+        let Disk::Ext4 { image } = self else {
+            return;
+        };
+        let deadline = Instant::now() + Duration::from_secs(3);
+        let holder = loop {
+            let out = Command::new("losetup")
+                .arg("-j")
+                .arg(&*image)
+                .output()
+                .unwrap();
+            if out.status.success() && out.stdout.is_empty() {
+                return;
+            }
+            if Instant::now() > deadline {
+                break String::from_utf8_lossy(&out.stdout).into_owned();
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let copy = image.with_file_name(format!("data-{stamp}.img"));
+        eprintln!(
+            "{what}: {} is still held after the unmount ({}); going on with a copy",
+            image.display(),
+            holder.trim()
+        );
+        sh(&[
+            "cp",
+            "--sparse=always",
+            image.to_str().unwrap(),
+            copy.to_str().unwrap(),
+        ]);
+        let _ = std::fs::remove_file(&*image);
+        *image = copy;
+    }
+}
+
+/// Makes `dir` a shared mount (a bind of itself), as every mount on a systemd host is: an
+/// unmount below it then reaches the mount namespaces copied from this one (`lockbox run`
+/// workloads), which it does not when the parent mount is private (as `/` is in some
+/// containers; see SECURITY.md). Undone by [`Disk::unmount`].
+fn share(dir: &Path) {
+    let d = dir.to_str().unwrap();
+    sh(&["mount", "--bind", d, d]);
+    sh(&["mount", "--make-shared", d]);
 }
 
 /// Fills the file system holding `dir` until ENOSPC; returns the filler's path.
@@ -296,7 +374,7 @@ struct Cycle {
 /// One fault cycle: burst, break the disk, burst on, clear, recover, check.
 fn cycle(
     d: &mut Daemon,
-    disk: &Disk,
+    disk: &mut Disk,
     seed: u64,
     round: usize,
     ledger: &Arc<Mutex<Ledger>>,
@@ -361,14 +439,33 @@ fn cycle(
         );
     }
     // Clear the fault, as an operator would.
+    if let Disk::Ext4 { .. } = disk {
+        if d.child.is_some() {
+            d.kill9();
+        }
+        Disk::unmount(&data);
+        disk.release(&what);
+    }
     match disk {
         Disk::Tmpfs => std::fs::remove_file(filler.unwrap()).unwrap(),
         Disk::Ext4 { image } => {
-            if d.child.is_some() {
-                d.kill9();
+            let out = Command::new("fsck.ext4")
+                .arg("-fy")
+                .arg(&*image)
+                .output()
+                .unwrap();
+            // 0: clean, 1: errors corrected; anything else left the file system broken.
+            assert!(
+                matches!(out.status.code(), Some(0 | 1)),
+                "{what}: fsck.ext4 -fy {}: {:?}\n{}{}",
+                image.display(),
+                out.status,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            if std::env::var_os("LOCKBOX_FAULT_VERBOSE").is_some() {
+                eprintln!("{what}: fsck: {}", String::from_utf8_lossy(&out.stdout));
             }
-            Disk::unmount(&data);
-            let _ = Command::new("fsck.ext4").arg("-y").arg(image).output();
             disk.mount(&data);
         }
     }
@@ -381,17 +478,22 @@ fn cycle(
     ledger.lock().unwrap().errors.clear();
 }
 
-fn run_cycles(disk: Disk, name: &str) {
+fn run_cycles(mut disk: Disk, name: &str) {
     let seed = seed();
     let cycles: usize = std::env::var("LOCKBOX_FAULT_CYCLES")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(2);
     eprintln!("{name}: LOCKBOX_TEST_SEED={seed}, {cycles} cycles");
-    let dir = tempfile::Builder::new()
+    let mut dir = tempfile::Builder::new()
         .prefix("faults-daemon-")
         .tempdir()
         .unwrap();
+    if std::env::var_os("LOCKBOX_FAULT_KEEP").is_some() {
+        dir.disable_cleanup(true);
+        eprintln!("daemon dir kept in {}", dir.path().display());
+    }
+    share(dir.path());
     let data = dir.path().join("data");
     disk.mount(&data);
     let mut d = Daemon {
@@ -408,7 +510,7 @@ fn run_cycles(disk: Disk, name: &str) {
         exits: 0,
     };
     for round in 0..cycles {
-        cycle(&mut d, &disk, seed, round, &ledger, &mut stats);
+        cycle(&mut d, &mut disk, seed, round, &ledger, &mut stats);
     }
     let l = ledger.lock().unwrap();
     // The summary `scripts/soak` reports; lost writes and broken chains would have failed above.
@@ -423,6 +525,7 @@ fn run_cycles(disk: Disk, name: &str) {
     drop(l);
     d.stop();
     Disk::unmount(&d.data());
+    Disk::unmount(d.dir.path());
 }
 
 #[test]
@@ -430,19 +533,26 @@ fn disk_full_during_bursts_loses_no_acknowledged_write_and_keeps_the_chain() {
     run_cycles(Disk::Tmpfs, "enospc");
 }
 
-/// Not in the default run: in about 1 of 10 runs of 2 cycles, one secret acknowledged in the
-/// burst is missing after the forced ext4 error, `fsck -y` and the restart (seeds
-/// 1796296932974756171 and 1796297323938336721 failed once each and passed on rerun). Whether
-/// the write was lost by lockbox or by the journal the forced error aborts is not known yet;
-/// the faults issue stays open for it. `scripts/soak` runs it (`--include-ignored`), and the
-/// failure now prints the daemon's log.
+/// This used to lose one acknowledged secret in about 1 of 10 runs of 2 cycles. Two causes,
+/// both fixed: ext4's `fdatasync` of an append that grew the raft log could return success
+/// while racing the journal abort, and the append was gone after the remount (the WAL now
+/// overwrites preallocated zeros instead, `wal` module docs); and a `lockbox run` workload's
+/// private mount namespace kept the file system alive after the test's unmount, so `fsck`
+/// ran on a live file system and the remount could share its aborted superblock (the
+/// namespace now follows the host's unmounts; the test also waits for the loop device to be
+/// released, or copies an image another process still holds). With the fixes, 30 runs in a
+/// row of the final code passed (2 cycles each, about 10 s a run).
 #[test]
-#[ignore = "flaky lost acknowledged write under a forced ext4 error, under investigation (faults issue); run by scripts/soak"]
 fn disk_gone_read_only_during_bursts_loses_no_acknowledged_write_and_keeps_the_chain() {
-    let images = tempfile::Builder::new()
+    let mut images = tempfile::Builder::new()
         .prefix("faults-image-")
         .tempdir()
         .unwrap();
+    // Forensics: keep the image (and print where) when asked.
+    if std::env::var_os("LOCKBOX_FAULT_KEEP").is_some() {
+        images.disable_cleanup(true);
+        eprintln!("image kept in {}", images.path().display());
+    }
     let image = images.path().join("data.img");
     std::fs::File::create(&image)
         .unwrap()
@@ -559,4 +669,168 @@ i=0; while [ ! -e {done} ] && [ $i -lt 1500 ]; do sleep 0.02; i=$((i+1)); done"#
         "the workload sees the rotated value: {}",
         o.stderr
     );
+}
+
+/// A `lockbox run` workload's mount namespace used to be a private copy of the host's: a
+/// file system the host unmounted stayed mounted (and its device busy) inside every workload
+/// started before, so an operator's `umount` + `fsck` of a failed data disk ran on a file
+/// system still alive, and the remount could share its aborted superblock (how the read-only
+/// fault test lost acknowledged writes). The namespace is now a slave of the host's: the
+/// unmount reaches the workload.
+#[test]
+fn a_host_unmount_reaches_a_running_lockbox_run_workload() {
+    let d = Daemon::start();
+    d.create("faults-unmount", b"value");
+    let work = tempfile::Builder::new()
+        .prefix("faults-unmount-")
+        .tempdir()
+        .unwrap();
+    share(work.path());
+    let mnt = work.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    sh(&[
+        "mount",
+        "-t",
+        "tmpfs",
+        "-o",
+        "size=1m,mode=0700",
+        "tmpfs",
+        mnt.to_str().unwrap(),
+    ]);
+    let (ready, go, seen) = (
+        work.path().join("ready"),
+        work.path().join("go"),
+        work.path().join("seen"),
+    );
+    let script = format!(
+        r#"grep -c ' {mnt} ' /proc/self/mountinfo > {ready}
+i=0; while [ ! -e {go} ] && [ $i -lt 1000 ]; do sleep 0.02; i=$((i+1)); done
+grep -c ' {mnt} ' /proc/self/mountinfo > {seen}
+exit 0"#,
+        mnt = mnt.display(),
+        ready = ready.display(),
+        go = go.display(),
+        seen = seen.display()
+    );
+    let sock = d.sock();
+    let run = std::thread::spawn(move || {
+        run_cli(
+            &sock,
+            &[
+                "run",
+                "--secret",
+                "faults-unmount",
+                "--",
+                "/bin/sh",
+                "-c",
+                &script,
+            ],
+            None,
+        )
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::fs::read_to_string(&ready)
+        .unwrap_or_default()
+        .is_empty()
+    {
+        assert!(Instant::now() < deadline, "the workload did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        std::fs::read_to_string(&ready).unwrap().trim(),
+        "1",
+        "the workload sees the host's mount at first"
+    );
+    Disk::unmount(&mnt);
+    std::fs::write(&go, b"").unwrap();
+    let o = run.join().unwrap();
+    Disk::unmount(work.path());
+    assert_eq!(o.code, 0, "{o:?}");
+    assert_eq!(
+        std::fs::read_to_string(&seen).unwrap().trim(),
+        "0",
+        "the workload still holds a file system the host unmounted"
+    );
+}
+
+/// The records of a raft log segment (the documented format: u32 LE length, u32 LE CRC-32,
+/// payload; zeros after the last), as (offset of the payload, payload length).
+fn wal_records(bytes: &[u8]) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at + 8 <= bytes.len() && bytes[at..at + 8] != [0; 8] {
+        let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+        out.push((at + 8, len));
+        at += 8 + len;
+    }
+    out
+}
+
+/// `secret rm` used to leave the sealed value in `store.redb`'s freed pages (redb frees the
+/// pages of a removed row without overwriting them) after the raft log dropped it. Within
+/// the documented bound, no file under the data directory holds any part of it.
+#[test]
+fn a_removed_secret_s_sealed_value_is_in_no_file_soon_after() {
+    let mut d = Daemon::start();
+    let name = format!("faults-sealed-{:x}", seed());
+    // Large, so that its ciphertext dominates its log record.
+    let value: Vec<u8> = (0..96 * 1024u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    d.create(&name, &value);
+    d.create("faults-sealed-kept", b"kept");
+    let wal = d.data().join("store.wal");
+    let mut needles = Vec::new();
+    for p in crate::keys::walk(&wal) {
+        let bytes = std::fs::read(&p).unwrap();
+        for (start, len) in wal_records(&bytes) {
+            let rec = &bytes[start..start + len];
+            if len > 64 * 1024 && rec.windows(name.len()).any(|w| w == name.as_bytes()) {
+                // Windows of the sealed value: a quarter, half and three quarters in.
+                for q in 1..4 {
+                    needles.push(rec[len * q / 4..len * q / 4 + 48].to_vec());
+                }
+            }
+        }
+    }
+    assert_eq!(
+        needles.len(),
+        3,
+        "the test finds the sealed value in the log"
+    );
+    // A restart makes the store file durable, with the value written into its pages.
+    d.restart(&[]);
+    let holders = |needle: &[u8]| -> Vec<PathBuf> {
+        crate::keys::walk(&d.data())
+            .into_iter()
+            .filter(|p| {
+                std::fs::read(p)
+                    .unwrap_or_default()
+                    .windows(needle.len())
+                    .any(|w| w == needle)
+            })
+            .collect()
+    };
+    assert!(
+        holders(&needles[1])
+            .iter()
+            .any(|p| p.ends_with("store.redb")),
+        "the test sees the sealed value in store.redb"
+    );
+    let o = d.lb(&["secret", "rm", &name]);
+    assert_eq!(o.code, 0, "{o:?}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let held: Vec<PathBuf> = needles.iter().flat_map(|n| holders(n)).collect();
+        if held.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the removed secret's sealed value is still in {held:?} after 10 s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let o = d.lb(&["secret", "ls", "--format", "{{.Name}}"]);
+    assert!(o.stdout.contains("faults-sealed-kept"), "{o:?}");
 }

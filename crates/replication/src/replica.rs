@@ -381,7 +381,11 @@ impl Replica {
         )
         .await
         .map_err(fatal)?;
-        tokio::spawn(scrub_after_destruction(raft.clone(), destructions));
+        tokio::spawn(scrub_after_destruction(
+            raft.clone(),
+            Arc::downgrade(&db),
+            destructions,
+        ));
         let shared = Arc::new(Shared {
             raft: raft.clone(),
             node_id: cfg.node_id,
@@ -1137,6 +1141,9 @@ const EXIT_GRACE: Duration = Duration::from_millis(500);
 
 /// How long removals are gathered before one snapshot and purge covers them all.
 const SCRUB_GATHER: Duration = Duration::from_millis(100);
+/// At most one overwrite of the store's free pages per this interval (it writes the free
+/// space and holds the write lock while it does).
+const SCRUB_INTERVAL: Duration = Duration::from_secs(5);
 
 /// After an entry that destroyed sealed values (a secret removed, old versions pruned) is
 /// applied, makes a snapshot that covers it and purges the log up to that snapshot, so the
@@ -1144,9 +1151,22 @@ const SCRUB_GATHER: Duration = Duration::from_millis(100);
 /// moments instead of living until the next routine snapshot; the WAL rewrites the segment
 /// holding the purge point without the purged records (`Wal::purge`). A lagging follower then
 /// catches up from a snapshot instead of the log. Ends when raft stops.
-async fn scrub_after_destruction(raft: Raft, mut destructions: tokio::sync::watch::Receiver<u64>) {
+///
+/// Then the store file's free pages, which still hold the removed rows, are overwritten
+/// (`storage::overwrite_free_pages`), at most once per `SCRUB_INTERVAL`: destructions in the
+/// meantime share the next pass. The database is held weakly, so that this task never keeps
+/// the file open after the replica closes it.
+async fn scrub_after_destruction(
+    raft: Raft,
+    db: std::sync::Weak<Database>,
+    mut destructions: tokio::sync::watch::Receiver<u64>,
+) {
+    let mut last_pages_scrub: Option<tokio::time::Instant> = None;
     while destructions.changed().await.is_ok() {
-        tokio::time::sleep(SCRUB_GATHER).await;
+        let wait = last_pages_scrub.map_or(SCRUB_GATHER, |t| {
+            SCRUB_INTERVAL.saturating_sub(t.elapsed()).max(SCRUB_GATHER)
+        });
+        tokio::time::sleep(wait).await;
         let index = *destructions.borrow_and_update();
         if raft.trigger().snapshot().await.is_err() {
             return;
@@ -1171,20 +1191,69 @@ async fn scrub_after_destruction(raft: Raft, mut destructions: tokio::sync::watc
         if raft.trigger().purge_log(upto).await.is_err() {
             return;
         }
+        let Some(db) = db.upgrade() else {
+            return;
+        };
+        match tokio::task::spawn_blocking(move || storage::overwrite_free_pages(&db)).await {
+            Ok(Ok(pages)) => tracing::debug!(index, pages, "overwrote the store's free pages"),
+            Ok(Err(e)) => tracing::warn!(
+                index,
+                "could not overwrite the store's free pages ({e}); removed values may stay in them until reused"
+            ),
+            Err(e) => tracing::warn!(index, "the free-page scrub failed: {e}"),
+        }
+        last_pages_scrub = Some(tokio::time::Instant::now());
     }
 }
 
 /// What a stopped raft means for the caller, with the store's files named.
 fn stopped(path: &Path, f: &Fatal<TypeConfig>) -> ReplicationError {
     match f {
-        Fatal::StorageError(e) => ReplicationError::Fatal(format!(
-            "a write to the store {} or its raft log {} failed ({e}); this node stopped \
-             replicating and must be restarted once the cause is fixed",
-            path.display(),
-            crate::wal::dir_for(path).display()
-        )),
+        Fatal::StorageError(e) => {
+            // redb answers every call after its first I/O error with "Previous I/O error
+            // occurred", which names no cause (the first one may have gone to a reader): ask
+            // the file system what it is.
+            let msg = e.to_string();
+            let cause = if msg.contains("Previous I/O error") {
+                probe_storage(path)
+                    .map(|c| format!("; the file system now answers: {c}"))
+                    .unwrap_or_default()
+            } else {
+                String::new()
+            };
+            ReplicationError::Fatal(format!(
+                "a write to the store {} or its raft log {} failed ({msg}{cause}); this node \
+                 stopped replicating and must be restarted once the cause is fixed",
+                path.display(),
+                crate::wal::dir_for(path).display()
+            ))
+        }
         other => ReplicationError::Fatal(other.to_string()),
     }
+}
+
+/// What a write to the store's file system fails with now, if it fails: an fsync of the
+/// store file (a read-only or failed file system), then a small synced write beside it (a
+/// full one). Only asked once raft has stopped on a storage error.
+fn probe_storage(path: &Path) -> Option<String> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    if let Err(e) = fs::File::open(path).and_then(|f| f.sync_all()) {
+        return Some(e.to_string());
+    }
+    let probe = path.with_extension(format!("probe.{}", std::process::id()));
+    let written = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&probe)
+        .and_then(|mut f| {
+            f.write_all(&[0u8; 4096])?;
+            f.sync_all()
+        });
+    let _ = fs::remove_file(&probe);
+    written.err().map(|e| e.to_string())
 }
 
 /// Waits until raft stops; if a storage failure stopped it, logs it and ends the process

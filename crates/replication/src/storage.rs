@@ -457,6 +457,36 @@ fn destroys_sealed_values(cmd: &lockbox_store::Command, reply: &lockbox_store::R
     }
 }
 
+/// Scratch rows that [`overwrite_free_pages`] writes into the free pages and deletes again.
+const SCRUB: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("replication.scrub");
+
+/// Overwrites the store file's free pages with zeros, so that the pages that held removed
+/// rows (sealed values among them: redb frees a removed row's pages without overwriting
+/// them) stop holding them: zero rows are written until they take the free space (redb
+/// allocates free pages before growing the file) in one durable commit, then deleted in
+/// another. Costs a write of the free space; returns the pages written. Both commits hold
+/// the one write lock, so applies wait meanwhile.
+pub(crate) fn overwrite_free_pages(db: &Database) -> io::Result<u64> {
+    let txn = db.begin_write().map_err(io_err)?;
+    let stats = txn.stats().map_err(io_err)?;
+    let page = stats.page_size() as u64;
+    // Free pages plus the unused part of tree pages: an upper bound of what can be reused.
+    let pages = stats.fragmented_bytes().div_ceil(page);
+    // Two rows per leaf page, so that single free pages are taken too.
+    let zeros = vec![0u8; (page / 2).saturating_sub(64) as usize];
+    {
+        let mut t = txn.open_table(SCRUB).map_err(io_err)?;
+        for i in 0..pages * 2 {
+            t.insert(i, zeros.as_slice()).map_err(io_err)?;
+        }
+    }
+    commit(txn, Durability::Immediate)?;
+    let txn = db.begin_write().map_err(io_err)?;
+    txn.delete_table(SCRUB).map_err(io_err)?;
+    commit(txn, Durability::Immediate)?;
+    Ok(pages)
+}
+
 /// Records `meta` as the newest snapshot point; a stored export from before lazy snapshots
 /// is dropped.
 fn store_snapshot_meta(txn: &redb::WriteTransaction, meta: &SnapshotMeta) -> io::Result<()> {

@@ -600,11 +600,15 @@ fn newest_segment(path: &Path) -> (PathBuf, Vec<usize>) {
     let bytes = std::fs::read(&seg).unwrap();
     let mut offsets = Vec::new();
     let mut at = 0;
-    while at + 8 <= bytes.len() {
+    // A zero header ends the records; zeros written ahead of them follow.
+    while at + 8 <= bytes.len() && bytes[at..at + 8] != [0; 8] {
         offsets.push(at);
         at += 8 + u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
     }
-    assert_eq!(at, bytes.len(), "the segment is whole records");
+    assert!(
+        bytes[at..].iter().all(|&b| b == 0),
+        "the segment is whole records, then zeros"
+    );
     (seg, offsets)
 }
 
@@ -621,7 +625,13 @@ async fn torn_or_damaged_log_after_a_crash_is_refused_or_reported() {
     let highest = acked.last().expect("some proposals acknowledged").0;
     let bytes = std::fs::read(&path).unwrap();
     let (seg, offsets) = newest_segment(&path);
-    let seg_bytes = std::fs::read(&seg).unwrap();
+    let mut seg_bytes = std::fs::read(&seg).unwrap();
+    // Without the preallocated zeros: a torn append is made by adding bytes after the records.
+    let records_end = {
+        let last = *offsets.last().unwrap();
+        last + 8 + u32::from_le_bytes(seg_bytes[last..last + 4].try_into().unwrap()) as usize
+    };
+    seg_bytes.truncate(records_end);
     let seg_name = seg.file_name().unwrap().to_owned();
     assert!(
         offsets.len() >= 3,

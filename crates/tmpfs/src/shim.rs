@@ -5,8 +5,8 @@
 //! `unshare(CLONE_NEWNS)` only works for a process whose filesystem context is not shared with
 //! other threads, so the multithreaded `lockbox` (tokio) cannot do it in place; and a `pre_exec`
 //! hook may not allocate, so it cannot write files. Hence `lockbox __shim`, run before any
-//! runtime starts: it reads the files from a pipe, unshares, makes `/` recursively private (or
-//! its mounts would propagate back to the host), mounts a tmpfs on the secrets directory, writes
+//! runtime starts: it reads the files from a pipe, unshares, makes `/` a recursive slave (its
+//! mounts must not propagate back to the host, the host's unmounts must reach it), mounts a tmpfs on the secrets directory, writes
 //! the files there with the atomic writer, then covers that mount with a read-only,
 //! `nosuid,nodev,noexec` bind of the published subdirectory, binds absolute targets read-only over
 //! their paths, and starts the command.
@@ -405,11 +405,15 @@ impl Helper {
 
         unshare_mount_namespace().ctx(|| "unshare(CLONE_NEWNS)".into())?;
         // Without this, systemd's shared `/` would propagate our mounts back to the host.
+        // A slave, not private: the host's unmounts still reach this namespace, so a workload
+        // never pins a file system the host unmounted (a private copy kept it alive, and an
+        // operator's `umount` + `fsck` then ran on a file system still mounted here). Where
+        // `/` is not shared this is the same as private.
         rustix::mount::mount_change(
             "/",
-            MountPropagationFlags::REC | MountPropagationFlags::PRIVATE,
+            MountPropagationFlags::REC | MountPropagationFlags::DOWNSTREAM,
         )
-        .ctx(|| "make / private".into())?;
+        .ctx(|| "make / a slave of the host's mounts".into())?;
 
         let dir = &args.secrets_dir;
         if !dir.is_dir() {
