@@ -149,24 +149,47 @@ fn labelled(managers: usize) -> (Cluster, String, String, String) {
     (c, worker_id, v1, v2)
 }
 
+/// `lockbox service create NAME --secret …` placed on `zone==a`.
+fn create_placed(m: &Daemon, name: &str, secrets: &[&str]) {
+    let mut args = vec!["service", "create", name];
+    for x in secrets {
+        args.extend(["--secret", x]);
+    }
+    args.extend(["--constraint", "node.labels.zone==a"]);
+    let o = m.lb(&args);
+    assert_eq!(o.code, 0, "service create {name}: {o:?}");
+}
+
+/// `lockbox docker run --service SERVICE -- -d --name NAME busybox sleep 300` on `w`.
+fn run_detached(w: &Daemon, service: &str, name: &str, s: u64) {
+    let o = w.lb(&[
+        "docker",
+        "run",
+        "--service",
+        service,
+        "--",
+        "-d",
+        "--name",
+        name,
+        "lockbox-test/busybox:latest",
+        "sleep",
+        "300",
+    ]);
+    assert_eq!(
+        o.code,
+        0,
+        "LOCKBOX_TEST_SEED={s}: docker run {service}: {o:?}\n{}",
+        w.log_text()
+    );
+}
+
 /// A cluster of `managers` managers and one worker labelled `zone=a`; secrets `s1` and `s2`
 /// attached to service `web`, placed on `zone==a`; a workload of `web` on the worker reading
 /// both. Returns the cluster, the worker's ID, both values and the reader.
 fn placed(managers: usize) -> (Cluster, String, String, String, Reader) {
     let (c, worker_id, v1, v2) = labelled(managers);
     let m = &c.nodes[0].d;
-    let o = m.lb(&[
-        "service",
-        "create",
-        "web",
-        "--secret",
-        "s1",
-        "--secret",
-        "s2",
-        "--constraint",
-        "node.labels.zone==a",
-    ]);
-    assert_eq!(o.code, 0, "service create: {o:?}");
+    create_placed(m, "web", &["s1", "s2"]);
     let w = &c.nodes[managers].d;
     let r = Reader::start(w, &["s1", "s2"]);
     let s = seed();
@@ -333,42 +356,14 @@ fn containers_on_a_drained_worker_lose_their_files_and_one_with_an_absolute_targ
     let s = seed();
     let (c, worker_id, v1, v2) = labelled(1);
     let (m, w) = (&c.nodes[0].d, &c.nodes[1].d);
-    for (name, secret) in [("web", "s1"), ("abs", "source=s2,target=/etc/app/key")] {
-        let o = m.lb(&[
-            "service",
-            "create",
-            name,
-            "--secret",
-            secret,
-            "--constraint",
-            "node.labels.zone==a",
-        ]);
-        assert_eq!(o.code, 0, "service create {name}: {o:?}");
-    }
+    create_placed(m, "web", &["s1"]);
+    create_placed(m, "abs", &["source=s2,target=/etc/app/key"]);
     let names = Named(vec![
         crate::delivery::rand_name("edge-revoke"),
         crate::delivery::rand_name("edge-revoke"),
     ]);
     for (service, name) in [("web", &names.0[0]), ("abs", &names.0[1])] {
-        let o = w.lb(&[
-            "docker",
-            "run",
-            "--service",
-            service,
-            "--",
-            "-d",
-            "--name",
-            name,
-            "lockbox-test/busybox:latest",
-            "sleep",
-            "300",
-        ]);
-        assert_eq!(
-            o.code,
-            0,
-            "LOCKBOX_TEST_SEED={s}: docker run {service}: {o:?}\n{}",
-            w.log_text()
-        );
+        run_detached(w, service, name, s);
     }
     let exec_cat = |name: &str, path: &str| crate::delivery::docker(&["exec", name, "cat", path]);
     assert_eq!(exec_cat(&names.0[0], "/run/secrets/s1").stdout, v1);
@@ -402,4 +397,50 @@ fn containers_on_a_drained_worker_lose_their_files_and_one_with_an_absolute_targ
     // The relative-target container keeps running, without the file.
     assert!(running(&names.0[0]));
     assert!(revoked_on(w, "web", None) && revoked_on(w, "abs", None));
+}
+
+/// A worker that was down while it was removed: its detached container (re-attached when
+/// the worker's daemon comes back) loses its files as soon as a manager refuses the
+/// worker's watch.
+#[test]
+fn a_worker_removed_while_down_loses_the_values_when_it_comes_back() {
+    let s = seed();
+    let (mut c, worker_id, v1, _) = labelled(1);
+    let m = &c.nodes[0].d;
+    create_placed(m, "web", &["s1"]);
+    let names = Named(vec![crate::delivery::rand_name("edge-revoke")]);
+    run_detached(&c.nodes[1].d, "web", &names.0[0], s);
+    let cat = || crate::delivery::docker(&["exec", &names.0[0], "cat", "/run/secrets/s1"]);
+    assert_eq!(cat().stdout, v1);
+    // The worker goes down (its container keeps running, its tmpfs stays for the restart).
+    c.nodes[1].d.stop();
+    let (st, v) = json(
+        &c.nodes[0].d,
+        "DELETE",
+        &format!("/v1/nodes/{worker_id}?force=1"),
+        None,
+    );
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(cat().stdout, v1, "nobody could tell the worker yet");
+    c.nodes[1].d.spawn(&[]);
+    let t0 = Instant::now();
+    loop {
+        let o = cat();
+        if o.code != 0 {
+            assert!(!o.stdout.contains(&v1));
+            break;
+        }
+        assert!(
+            t0.elapsed() < BOUND,
+            "LOCKBOX_TEST_SEED={s}: the removed worker's container still reads its secret after {BOUND:?}\nworker log:\n{}",
+            c.nodes[1].d.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    println!("revoked {:?} after the worker came back", t0.elapsed());
+    assert!(
+        revoked_on(&c.nodes[1].d, "web", None),
+        "worker audit:\n{:#?}",
+        audit_lines(&c.nodes[1].d)
+    );
 }
