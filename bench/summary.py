@@ -116,14 +116,14 @@ if sc:
     if top:
         l, w = lbs[top], sws.get(top, {})
         rows.append((f"scale: RSS with {top:,} secrets", f"{l['rss_after_queries_mib']:.1f} MiB",
-                     "target 100 MiB" + (f"; Swarm's dockerd {w['rss_after_queries_mib']:.1f} MiB (same run)" if w else ""),
+                     "target 100 MiB" + (f"; Swarm's dockerd {w['rss_after_queries_mib']:.1f} MiB (bench/scale)" if w else ""),
                      f"{l['rss_after_queries_mib'] / 100:.2f}x of the target"))
         rows.append((f"scale: restart to ready, {top:,} secrets", f"{l['ready_s']:.2f} s",
-                     "target 1 s" + (f"; Swarm {w['ready_s']:.2f} s (same run)" if w else ""),
+                     "target 1 s" + (f"; Swarm {w['ready_s']:.2f} s (bench/scale)" if w else ""),
                      f"{l['ready_s']:.2f}x of the target"))
         for label, key in [("list all", "list_p50_ms"), ("list with a label filter", "list_label_p50_ms")]:
             ratio = f"{l[key] / w[key]:.2f}x" if w else "Swarm pending"
-            anchor = f"Swarm {w[key]:.2f} ms (same run)" if w else "Swarm: not recorded"
+            anchor = f"Swarm {w[key]:.2f} ms (bench/scale)" if w else "Swarm: not recorded"
             rows.append((f"scale: {label} at {top:,} secrets, p50", f"{l[key]:.2f} ms", anchor, ratio))
 
 print("| figure | lockbox | anchor | ratio |")
