@@ -14,6 +14,7 @@ mod compose;
 mod compose_args;
 mod delivery;
 mod format;
+mod scan_store;
 
 use std::collections::BTreeMap;
 use std::io::{IsTerminal as _, Read as _, Write as _};
@@ -105,7 +106,13 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Daemon(args) => run_daemon(args, socket),
         Command::Scan(args) => {
             let (mut out, mut err) = (std::io::stdout().lock(), std::io::stderr().lock());
-            Ok(lockbox_scan::cli::run(&args, &mut out, &mut err))
+            let mut store = scan_store::DaemonStore::new(Client::new(&socket));
+            Ok(lockbox_scan::run_with_store(
+                &args,
+                Some(&mut store),
+                &mut out,
+                &mut err,
+            ))
         }
         Command::Completion { shell } => {
             let mut cmd = Cli::command();

@@ -1336,3 +1336,75 @@ fn compose_renders_a_templated_config_with_a_secret_it_includes(compose: Compose
         p2.containers()
     );
 }
+
+/// The issue's end-to-end fix: a Compose v2 project with literal secrets in `environment:`,
+/// in an `env_file:` and in `.env` (through `${VAR}`); after `lockbox scan --fix`, the
+/// project scans clean, no file in it holds a value, and `lockbox compose -- up` runs it
+/// with the same values read from `/run/secrets`. The test image stands in for the official
+/// images under their names (the fix moves only variables an image reads as `NAME_FILE`).
+#[test]
+fn scan_fix_then_compose_up_reads_the_values_from_run_secrets() {
+    let compose = Compose::V2;
+    if !prereqs(Some(compose), false) {
+        return;
+    }
+    let d = Daemon::start();
+    let pg_tag = format!("postgres:scan-fix-{}", rand_hex(4));
+    let maria_tag = format!("mariadb:scan-fix-{}", rand_hex(4));
+    let (pg_pw, maria_pw, root_pw) = (
+        format!("Pg-{}", rand_hex(8)),
+        format!("Mdb-{}", rand_hex(8)),
+        format!("Root-{}", rand_hex(8)),
+    );
+    let file = format!(
+        r#"services:
+  db:
+    image: {pg_tag}
+    command: ["sh", "-c", "echo db=$$(cat $$POSTGRES_PASSWORD_FILE)"]
+    environment:
+      POSTGRES_PASSWORD: {pg_pw}
+  app:
+    image: {maria_tag}
+    command: ["sh", "-c", "echo app=$$(cat $$MARIADB_PASSWORD_FILE) root=$$(cat $$MARIADB_ROOT_PASSWORD_FILE) user=$$MARIADB_USER"]
+    env_file: app.env
+    environment:
+      MARIADB_ROOT_PASSWORD: ${{ROOT_PW}}
+"#
+    );
+    let app_env = format!("MARIADB_USER=shop\nMARIADB_PASSWORD={maria_pw}\n");
+    let dotenv = format!("ROOT_PW={root_pw}\n");
+    let mut p = Project::new(
+        compose,
+        &[
+            ("compose.yaml", &file),
+            ("app.env", &app_env),
+            (".env", &dotenv),
+        ],
+    );
+    for tag in [&pg_tag, &maria_tag] {
+        ok(docker(&["tag", IMAGE, tag]), "docker tag");
+        p.images.push(tag.clone());
+    }
+
+    let o = p.lb(&d, &[], &["scan", "--fix", "."]);
+    assert_eq!(o.code, 0, "{o:?}");
+    assert!(o.stdout.contains("moved 3 value(s)"), "{o:?}");
+    let o = p.lb(&d, &[], &["scan", "--no-progress", "."]);
+    assert_eq!(o.code, 0, "the fixed project scans clean: {o:?}");
+    for value in [&pg_pw, &maria_pw, &root_pw] {
+        assert_eq!(
+            crate::scan_cli::files_holding(p.path(), value),
+            Vec::<String>::new(),
+            "no file in the project holds a moved value"
+        );
+    }
+
+    let o = p.lb(&d, &[], &["compose", "-p", &p.name, "--", "up"]);
+    assert_eq!(o.code, 0, "{o:?}");
+    assert!(o.stdout.contains(&format!("db={pg_pw}")), "{o:?}");
+    assert!(
+        o.stdout
+            .contains(&format!("app={maria_pw} root={root_pw} user=shop")),
+        "{o:?}"
+    );
+}

@@ -127,30 +127,89 @@ fn scan_reports_provider_tokens_and_stays_quiet_on_references() {
     );
 }
 
-/// `lockbox scan --fix` without a terminal writes: afterwards the project scans clean and
-/// the value is only in the git-ignored secret file.
+/// `lockbox scan --fix` without a terminal writes: the values become lockbox secrets in the
+/// daemon, the project scans clean and no file holds a value. A name the daemon already has
+/// stops the fix with the files untouched and nothing left behind.
 #[test]
-fn scan_fix_moves_the_docker_guide_example_to_a_secret_file() {
-    let dir = tempfile::tempdir().unwrap();
-    let value = "Fx9-root-Pw-4471";
-    std::fs::write(
-        dir.path().join("compose.yaml"),
-        format!(
-            "services:\n  db:\n    image: mysql:8\n    environment:\n      MYSQL_ROOT_PASSWORD: {value}\n"
-        ),
-    )
-    .unwrap();
-    let shown = run_scan(&["--fix"], dir.path(), 0);
-    assert!(!shown.contains(value), "{shown}");
-    let compose = std::fs::read_to_string(dir.path().join("compose.yaml")).unwrap();
+fn scan_fix_moves_the_docker_guide_example_into_lockbox_secrets() {
+    let d = crate::support::Daemon::start();
+    let dir = tempfile::Builder::new()
+        .prefix("scanfix")
+        .tempdir()
+        .unwrap();
+    let project = dir
+        .path()
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .to_ascii_lowercase();
+    let (root_pw, user_pw) = ("Fx9-root-Pw-4471", "Us3r-Pw-8812-q");
+    let compose = format!(
+        "services:\n  db:\n    image: mysql:8\n    env_file: db.env\n    environment:\n      MYSQL_ROOT_PASSWORD: {root_pw}\n"
+    );
+    std::fs::write(dir.path().join("compose.yaml"), &compose).unwrap();
+    let env_file = format!("MYSQL_USER=app\nMYSQL_PASSWORD={user_pw}\n");
+    std::fs::write(dir.path().join("db.env"), &env_file).unwrap();
+
+    // A secret of that name already exists: refused, the other one created is removed again.
+    let taken = format!("{project}_db_mysql_password");
+    d.create(&taken, b"older");
+    let o = d.lb(&["scan", "--fix", dir.path().to_str().unwrap()]);
+    assert_eq!(o.code, 2, "{o:?}");
     assert!(
-        compose.contains("MYSQL_ROOT_PASSWORD_FILE: /run/secrets/db_mysql_root_password"),
-        "{compose}"
+        o.stderr
+            .contains(&format!("creating secret {taken} in lockbox"))
+            && o.stderr.contains("the files were left unchanged"),
+        "{o:?}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("compose.yaml")).unwrap(),
+        compose
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("db.env")).unwrap(),
+        env_file
+    );
+    let ls = d.lb(&["secret", "ls", "--format", "{{.Name}}"]);
+    assert_eq!(ls.stdout.trim(), taken, "{ls:?}");
+    assert_eq!(d.lb(&["secret", "rm", &taken]).code, 0);
+
+    let o = d.lb(&["scan", "--fix", dir.path().to_str().unwrap()]);
+    assert_eq!(o.code, 0, "{o:?}");
+    assert!(
+        !o.stdout.contains(root_pw) && !o.stdout.contains(user_pw),
+        "{o:?}"
+    );
+    let ls = d.lb(&["secret", "ls", "--format", "{{.Name}} {{.Labels}}"]);
+    let names: Vec<&str> = ls.stdout.lines().collect();
+    assert_eq!(
+        names,
+        vec![
+            format!("{project}_db_mysql_password lockbox.created-by=scan --fix"),
+            format!("{project}_db_mysql_root_password lockbox.created-by=scan --fix"),
+        ],
+        "{ls:?}"
+    );
+    let fixed = std::fs::read_to_string(dir.path().join("compose.yaml")).unwrap();
+    assert!(
+        fixed.contains("MYSQL_ROOT_PASSWORD_FILE: /run/secrets/db_mysql_root_password")
+            && fixed.contains(&format!("name: {project}_db_mysql_root_password")),
+        "{fixed}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("db.env")).unwrap(),
+        "MYSQL_USER=app\nMYSQL_PASSWORD_FILE=/run/secrets/db_mysql_password\n"
     );
     run_scan(&["--no-progress"], dir.path(), 0);
-    // The value is nowhere but in the secret file.
+    for value in [root_pw, user_pw] {
+        assert_eq!(files_holding(dir.path(), value), Vec::<String>::new());
+    }
+}
+
+/// Every file under `dir` holding `value` (the no-plaintext audit of a project directory).
+pub(crate) fn files_holding(dir: &std::path::Path, value: &str) -> Vec<String> {
     let mut holders = Vec::new();
-    let mut stack = vec![dir.path().to_path_buf()];
+    let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
         for e in std::fs::read_dir(&d).unwrap() {
             let p = e.unwrap().path();
@@ -161,9 +220,10 @@ fn scan_fix_moves_the_docker_guide_example_to_a_secret_file() {
                 .windows(value.len())
                 .any(|w| w == value.as_bytes())
             {
-                holders.push(p.strip_prefix(dir.path()).unwrap().display().to_string());
+                holders.push(p.strip_prefix(dir).unwrap().display().to_string());
             }
         }
     }
-    assert_eq!(holders, vec!["secrets/db_mysql_root_password".to_string()]);
+    holders.sort();
+    holders
 }

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use crate::baseline::Baseline;
 use crate::content::Engine;
 use crate::finding::{Finding, Severity};
+use crate::fix::SecretStore;
 use crate::output::{Summary, to_json, to_sarif, write_text};
 use crate::walk::{Stats, walk};
 
@@ -85,10 +86,11 @@ pub struct ScanArgs {
     #[arg(long)]
     pub list_rules: bool,
 
-    /// Move literal secrets out of Compose `environment:` into secret files, top-level
-    /// `secrets:` and `NAME_FILE=/run/secrets/…` (official images that read `NAME_FILE`),
-    /// and ignore the files in `.gitignore`. Shows the edits first, values redacted; on a
-    /// terminal it writes nothing unless `--yes` is given.
+    /// Move literal secrets in Compose `environment:`, `env_file:` files and `.env` into
+    /// lockbox secrets (created through the daemon), and rewrite the files to top-level
+    /// `secrets:` (external) and `NAME_FILE=/run/secrets/…` (official images that read
+    /// `NAME_FILE`). Shows the edits first, values redacted; on a terminal it writes
+    /// nothing unless `--yes` is given.
     #[arg(long)]
     pub fix: bool,
 
@@ -102,9 +104,19 @@ pub struct ScanArgs {
 }
 
 /// Runs `lockbox scan`. Returns the exit status: 0 clean, `--exit-code` when findings
-/// remain, 2 on usage or I/O errors.
+/// remain, 2 on usage or I/O errors. `--fix` needs a store: see `run_with_store`.
 pub fn run(args: &ScanArgs, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
-    match run_inner(args, out, err) {
+    run_with_store(args, None, out, err)
+}
+
+/// `run`, with the secret store `--fix` creates the moved values in (the lockbox daemon).
+pub fn run_with_store(
+    args: &ScanArgs,
+    store: Option<&mut dyn SecretStore>,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> i32 {
+    match run_inner(args, store, out, err) {
         Ok(code) => code,
         Err(e) => {
             let _ = writeln!(err, "lockbox scan: {e}");
@@ -129,7 +141,12 @@ enum RunError {
     Fix(#[from] crate::fix::FixError),
 }
 
-fn run_inner(args: &ScanArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<i32, RunError> {
+fn run_inner(
+    args: &ScanArgs,
+    store: Option<&mut dyn SecretStore>,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<i32, RunError> {
     if args.list_rules {
         for r in crate::rules::all_rules() {
             writeln!(out, "{:<44} {:<8} {}", r.id, r.severity.as_str(), r.title)?;
@@ -143,11 +160,11 @@ fn run_inner(args: &ScanArgs, out: &mut dyn Write, err: &mut dyn Write) -> Resul
             args.paths.clone()
         };
         let write = !args.dry_run && (args.yes || !std::io::stdout().is_terminal());
-        let s = crate::fix::run_fix(&roots, write, out)?;
+        let s = crate::fix::run_fix(&roots, write, store, out)?;
         let verb = if write { "moved" } else { "would move" };
         writeln!(
             out,
-            "{verb} {} value(s) in {} Compose file(s) to secret files; {} left for a hand fix{}",
+            "{verb} {} value(s) from {} Compose project(s) into lockbox secrets; {} left for a hand fix{}",
             s.moved,
             s.files,
             s.left,

@@ -179,7 +179,7 @@ pub(crate) fn official_image_name(image: &str) -> Option<&'static str> {
         .map(|(n, _)| *n)
 }
 
-fn supports_file_variant(image: &str, var: &str) -> bool {
+pub(crate) fn supports_file_variant(image: &str, var: &str) -> bool {
     FILE_VARIANTS
         .iter()
         .any(|(n, vars)| *n == image && vars.contains(&var))
@@ -510,15 +510,66 @@ fn service_vars(environment: Option<Environment>, text: &str) -> Vec<EnvVar> {
     vars
 }
 
-/// A literal secret in a service's `environment:`, for `lockbox scan --fix`.
-pub(crate) struct EnvLiteral {
+/// One service as `lockbox scan --fix` sees it: its official image, its `environment:`
+/// entries and its `env_file:` paths (as written, relative to the Compose file).
+pub(crate) struct ServiceEnv {
     pub(crate) service: String,
+    /// The official image (see `FILE_VARIANTS`) the service runs, if any.
+    pub(crate) image: Option<&'static str>,
+    pub(crate) vars: Vec<EnvEntry>,
+    pub(crate) env_files: Vec<String>,
+}
+
+/// One `environment:` entry with a value.
+pub(crate) struct EnvEntry {
     pub(crate) name: String,
     pub(crate) value: String,
+    /// 1-based line of the value.
     pub(crate) line: usize,
+    /// Written as `- NAME=value`.
     pub(crate) list_form: bool,
-    /// The service's official image reads `NAME_FILE` (see `FILE_VARIANTS`).
-    pub(crate) file_variant: bool,
+}
+
+impl ServiceEnv {
+    /// Whether this service's image reads `NAME_FILE` for `name`.
+    pub(crate) fn reads_file_variant(&self, name: &str) -> bool {
+        self.image
+            .is_some_and(|img| supports_file_variant(img, name))
+    }
+}
+
+/// Whether a text parses as a Compose model.
+pub(crate) fn parses(text: &str) -> bool {
+    serde_saphyr::from_str::<ComposeFile>(text).is_ok()
+}
+
+/// Every service with its environment, in name order; `None` when the text is not a
+/// Compose model.
+pub(crate) fn services_env(text: &str) -> Option<Vec<ServiceEnv>> {
+    let file = serde_saphyr::from_str::<ComposeFile>(text).ok()?;
+    let mut out = Vec::new();
+    for (service, svc) in file.services.unwrap_or_default() {
+        let Some(svc) = svc else { continue };
+        let image = official_image_of(&svc);
+        let vars = service_vars(svc.environment, text)
+            .into_iter()
+            .filter_map(|(name, value, line, _, _, list_form)| {
+                value.map(|value| EnvEntry {
+                    name,
+                    value,
+                    line,
+                    list_form,
+                })
+            })
+            .collect();
+        out.push(ServiceEnv {
+            service,
+            image,
+            vars,
+            env_files: svc.env_file.map(|e| e.0).unwrap_or_default(),
+        });
+    }
+    Some(out)
 }
 
 /// The official image (see `FILE_VARIANTS`) a service runs, if any.
@@ -527,38 +578,6 @@ fn official_image_of(svc: &Service) -> Option<&'static str> {
         .as_ref()
         .and_then(|i| i.value.0.as_deref())
         .and_then(official_image_name)
-}
-
-/// Whether a text parses as a Compose model.
-pub(crate) fn parses(text: &str) -> bool {
-    serde_saphyr::from_str::<ComposeFile>(text).is_ok()
-}
-
-/// Every secret-named variable with a literal value, per service, in file order.
-pub(crate) fn env_literals(text: &str) -> Vec<EnvLiteral> {
-    let Ok(file) = serde_saphyr::from_str::<ComposeFile>(text) else {
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    for (service, svc) in file.services.unwrap_or_default() {
-        let Some(svc) = svc else { continue };
-        let image = official_image_of(&svc);
-        for (name, value, line, _, _, list_form) in service_vars(svc.environment, text) {
-            let Some(value) = value.filter(|v| is_secret_name(&name) && !is_placeholder(v)) else {
-                continue;
-            };
-            out.push(EnvLiteral {
-                file_variant: image.is_some_and(|img| supports_file_variant(img, &name)),
-                service: service.clone(),
-                name,
-                value,
-                line,
-                list_form,
-            });
-        }
-    }
-    out.sort_by_key(|e| e.line);
-    out
 }
 
 /// Runs every Compose rule on one file. A file that is not valid YAML or not a Compose
@@ -759,35 +778,33 @@ fn check_mode(
     }
 }
 
-/// Parses a dotenv file (`KEY=value`, `export KEY=value`, quotes, comments) and flags
-/// secret-looking keys with literal values.
+/// One dotenv line (`KEY=value`, `export KEY=value`, quotes, inline comments): the key and
+/// the value as the program sees it; `None` for comments, blank and malformed lines.
+pub(crate) fn parse_env_line(raw_line: &str) -> Option<(&str, &str)> {
+    let line = raw_line.trim_start();
+    if line.starts_with('#') || line.is_empty() {
+        return None;
+    }
+    let line = line.strip_prefix("export ").map_or(line, str::trim_start);
+    let (k, v) = line.split_once('=')?;
+    let mut v = v.trim();
+    // Unquoted values end at an inline comment.
+    if !v.starts_with('"') && !v.starts_with('\'') {
+        if let Some(h) = v.find(" #") {
+            v = v[..h].trim_end();
+        }
+    } else if v.len() >= 2 && v.ends_with(&v[..1]) {
+        v = &v[1..v.len() - 1];
+    }
+    Some((k.trim(), v))
+}
+
+/// Parses a dotenv file and flags secret-looking keys with literal values.
 pub fn scan_env_file(display: &str, body: &str, out: &mut Vec<Finding>) {
     for (i, raw_line) in body.lines().enumerate() {
-        let line = raw_line.trim_start();
-        if line.starts_with('#') || line.is_empty() {
-            continue;
-        }
-        let indent = raw_line.len() - line.len();
-        let (line, export) = match line.strip_prefix("export ") {
-            Some(l) => (
-                l.trim_start(),
-                raw_line.len() - indent - l.trim_start().len(),
-            ),
-            None => (line, 0),
-        };
-        let Some((k, v)) = line.split_once('=') else {
+        let Some((k, v)) = parse_env_line(raw_line) else {
             continue;
         };
-        let k = k.trim();
-        let mut v = v.trim();
-        // Unquoted values end at an inline comment.
-        if !v.starts_with('"') && !v.starts_with('\'') {
-            if let Some(h) = v.find(" #") {
-                v = v[..h].trim_end();
-            }
-        } else if v.len() >= 2 && v.ends_with(&v[..1]) {
-            v = &v[1..v.len() - 1];
-        }
         if !is_secret_name(k)
             || is_placeholder(v)
             || inline_ignored(raw_line.as_bytes(), "compose.env-file-secret")
@@ -795,7 +812,6 @@ pub fn scan_env_file(display: &str, body: &str, out: &mut Vec<Finding>) {
             continue;
         }
         let vcol = raw_line.find(v).map_or(1, |c| c + 1);
-        let _ = export;
         out.push(Finding {
             rule: "compose.env-file-secret".into(),
             severity: Severity::High,

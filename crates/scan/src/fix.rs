@@ -1,26 +1,31 @@
-//! `lockbox scan --fix`: turns what the Docker secrets guide forbids into what it recommends,
-//! for the one case that can be rewritten mechanically. A literal secret in a Compose
-//! service's `environment:`, for an official image that reads `NAME_FILE`, becomes
+//! `lockbox scan --fix`: turns what the Docker secrets guide forbids into what it recommends.
+//! Literal secrets in a Compose service's `environment:`, in its `env_file:` files and in
+//! the project's `.env` (through `${VAR}`) become lockbox secrets, created through the
+//! daemon; the files are rewritten to reference them (`NAME_FILE=/run/secrets/<key>`, a
+//! service grant, a top-level `external: true` declaration) for official images that read
+//! `NAME_FILE` (see `fix_plan.rs`). No value is written to any file.
 //!
-//! * a file `secrets/<service>_<name>` beside the Compose file (mode 0600, directory 0700),
-//!   holding the value read from the Compose file — never printed;
-//! * a top-level `secrets: <secret>: file: ./secrets/<secret>` entry and the service's
-//!   `secrets: [<secret>]` grant;
-//! * `NAME_FILE: /run/secrets/<secret>` in place of `NAME: value`;
-//! * `/secrets/` in the `.gitignore` beside the Compose file.
-//!
-//! The edits are shown first, with values redacted. Nothing is written when a check fails:
-//! the rewritten file must parse, and must not contain any of the moved values. Secret files
-//! are created, never overwritten, before the Compose file is replaced (write to a temporary
-//! file, then rename), so a value is never lost. Variables of images that do not read
-//! `NAME_FILE` are listed and left alone: moving them needs a change to the image.
+//! The edits are shown first, values redacted. Writing is all or nothing as far as a
+//! filesystem allows: the new texts are staged in temporary files beside the originals
+//! (same mode, fsynced); then the secrets are created, and if one cannot be, the ones this
+//! run created are removed again and the temporary files deleted, so the sources still hold
+//! every value; only then are the staged files renamed over the originals. A value is
+//! never lost: it is in lockbox before it leaves a file.
 
 use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use crate::compose::{EnvLiteral, env_literals, is_compose_name, parses};
-use crate::finding::Redacted;
+use crate::compose::is_compose_name;
+use crate::fix_plan::{FileEdit, Plan, Refusal, plan, read_regular};
+
+/// Where `--fix` puts the values: the lockbox daemon, for the binary.
+pub trait SecretStore {
+    /// Creates the secret `name`; fails if it exists.
+    fn create(&mut self, name: &str, value: &[u8]) -> Result<(), String>;
+    /// Removes a secret this run created (undoing a fix that cannot complete).
+    fn remove(&mut self, name: &str) -> Result<(), String>;
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum FixError {
@@ -29,8 +34,18 @@ pub enum FixError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{path}: {reason}; nothing was written")]
-    Refused { path: PathBuf, reason: String },
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+    #[error("creating secret {name} in lockbox: {reason}; the files were left unchanged{undo}")]
+    Create {
+        name: String,
+        reason: String,
+        undo: String,
+    },
+    #[error(
+        "--fix moves values into lockbox secrets, and this build of the scanner has no daemon to create them in: run `lockbox scan --fix`"
+    )]
+    NoStore,
     #[error("writing output: {0}")]
     Output(#[from] std::io::Error),
 }
@@ -76,361 +91,168 @@ fn compose_files(roots: &[PathBuf]) -> Result<Vec<PathBuf>, FixError> {
     Ok(out)
 }
 
-fn secret_name(service: &str, var: &str, taken: &[String]) -> String {
-    let base: String = format!("{service}_{var}")
-        .to_ascii_lowercase()
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-        .collect();
-    let mut name = base.clone();
-    let mut n = 2;
-    while taken.contains(&name) {
-        name = format!("{base}_{n}");
-        n += 1;
-    }
-    name
-}
-
-fn indent_of(line: &str) -> &str {
-    &line[..line.len() - line.trim_start().len()]
-}
-
-/// The planned rewrite of one Compose file.
-struct Plan {
-    lines: Vec<String>,
-    /// (line index, redacted old line, new line) for display.
-    replaced: Vec<(usize, String, String)>,
-    /// (insert before this line index, new lines).
-    inserts: Vec<(usize, Vec<String>)>,
-    secrets: Vec<(String, String)>,
-}
-
-impl Plan {
-    fn text(&self) -> String {
-        let mut out = String::new();
-        let mut inserts = self.inserts.clone();
-        inserts.sort_by_key(|i| i.0);
-        let mut next = inserts.iter().peekable();
-        for (i, l) in self.lines.iter().enumerate() {
-            while let Some((at, add)) = next.peek() {
-                if *at != i {
-                    break;
-                }
-                for a in add {
-                    out.push_str(a);
-                    out.push('\n');
-                }
-                next.next();
+fn show(plan: &Plan, out: &mut dyn Write) -> std::io::Result<()> {
+    for edit in &plan.edits {
+        writeln!(out, "--- {}", edit.path.display())?;
+        writeln!(out, "+++ {} (fixed)", edit.path.display())?;
+        for (line, old, new) in &edit.shown {
+            writeln!(out, "@@ line {line} @@")?;
+            writeln!(out, "-{old}")?;
+            if let Some(new) = new {
+                writeln!(out, "+{new}")?;
             }
-            out.push_str(l);
-            out.push('\n');
         }
-        for (_, add) in next {
+        for (at, add) in &edit.added {
+            writeln!(out, "@@ before line {at} @@")?;
             for a in add {
-                out.push_str(a);
-                out.push('\n');
-            }
-        }
-        out
-    }
-}
-
-/// The line index just past the block that starts at `key` (lines indented deeper).
-fn block_end(lines: &[String], key: usize) -> usize {
-    let ind = indent_of(&lines[key]).len();
-    let mut j = key + 1;
-    while j < lines.len() {
-        let l = &lines[j];
-        if !l.trim().is_empty() && !l.trim_start().starts_with('#') && indent_of(l).len() <= ind {
-            break;
-        }
-        j += 1;
-    }
-    j
-}
-
-fn plan(path: &Path, text: &str, fixable: &[EnvLiteral]) -> Result<Plan, FixError> {
-    let refuse = |reason: String| FixError::Refused {
-        path: path.to_path_buf(),
-        reason,
-    };
-    let lines: Vec<String> = text.lines().map(str::to_string).collect();
-    let mut plan = Plan {
-        lines,
-        replaced: Vec::new(),
-        inserts: Vec::new(),
-        secrets: Vec::new(),
-    };
-    let top_secrets = plan.lines.iter().position(|l| l.trim_end() == "secrets:");
-    let mut taken: Vec<String> = match top_secrets {
-        Some(t) => plan.lines[t + 1..block_end(&plan.lines, t)]
-            .iter()
-            .filter(|l| indent_of(l).len() == 2)
-            .filter_map(|l| l.trim().strip_suffix(':').map(str::to_string))
-            .collect(),
-        None => Vec::new(),
-    };
-    let services_line = plan
-        .lines
-        .iter()
-        .position(|l| l.trim_end() == "services:")
-        .ok_or_else(|| refuse("no top-level `services:` line".into()))?;
-    let mut grants: Vec<(String, String)> = Vec::new();
-    for lit in fixable {
-        let idx = lit.line.checked_sub(1).filter(|&i| i < plan.lines.len());
-        let Some(idx) = idx else {
-            return Err(refuse(format!("line {} is outside the file", lit.line)));
-        };
-        let old = plan.lines[idx].clone();
-        if !old.contains(&lit.name) || !old.contains(&lit.value) {
-            return Err(refuse(format!(
-                "line {}: {} is not written on one line",
-                lit.line, lit.name
-            )));
-        }
-        let secret = secret_name(&lit.service, &lit.name, &taken);
-        taken.push(secret.clone());
-        let ind = indent_of(&old);
-        let new = if lit.list_form {
-            format!("{ind}- {}_FILE=/run/secrets/{secret}", lit.name)
-        } else {
-            format!("{ind}{}_FILE: /run/secrets/{secret}", lit.name)
-        };
-        let shown = old.replace(&lit.value, &Redacted::of(&lit.value).to_string());
-        plan.replaced.push((idx, shown, new.clone()));
-        plan.lines[idx] = new;
-        plan.secrets.push((secret.clone(), lit.value.clone()));
-        grants.push((lit.service.clone(), secret));
-    }
-    // Grant each service its secrets: after its `secrets:` key if it has one, else as a
-    // new key right under the service's name.
-    let mut services: Vec<&str> = grants.iter().map(|g| g.0.as_str()).collect();
-    services.dedup();
-    // Service keys sit at the indentation of the first line under `services:`.
-    let service_indent = plan.lines[services_line + 1..]
-        .iter()
-        .find(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
-        .map_or(2, |l| indent_of(l).len());
-    for svc in services {
-        let key = (services_line + 1..plan.lines.len())
-            .find(|&i| {
-                let l = &plan.lines[i];
-                indent_of(l).len() == service_indent && l.trim() == format!("{svc}:")
-            })
-            .ok_or_else(|| refuse(format!("service `{svc}` not found as a `{svc}:` line")))?;
-        let end = block_end(&plan.lines, key);
-        let child = (key + 1..end)
-            .map(|i| indent_of(&plan.lines[i]).to_string())
-            .find(|s| !s.is_empty())
-            .unwrap_or_else(|| format!("{}  ", indent_of(&plan.lines[key])));
-        let names: Vec<String> = grants
-            .iter()
-            .filter(|g| g.0 == svc)
-            .map(|g| format!("{child}  - {}", g.1))
-            .collect();
-        let existing = (key + 1..end).find(|&i| plan.lines[i] == format!("{child}secrets:"));
-        match existing {
-            Some(at) => plan.inserts.push((at + 1, names)),
-            None => {
-                let mut block = vec![format!("{child}secrets:")];
-                block.extend(names);
-                plan.inserts.push((key + 1, block));
+                writeln!(out, "+{a}")?;
             }
         }
     }
-    let mut top: Vec<String> = Vec::new();
-    for (secret, _) in &plan.secrets {
-        top.push(format!("  {secret}:"));
-        top.push(format!("    file: ./secrets/{secret}"));
-    }
-    match top_secrets {
-        Some(t) => plan.inserts.push((t + 1, top)),
-        None => {
-            let mut block = vec![String::new(), "secrets:".to_string()];
-            block.extend(top);
-            plan.inserts.push((plan.lines.len(), block));
-        }
-    }
-    let new_text = plan.text();
-    for (_, value) in &plan.secrets {
-        if new_text.contains(value.as_str()) {
-            return Err(refuse(
-                "a moved value would still appear in the rewritten file".into(),
-            ));
-        }
-    }
-    let still: Vec<String> = env_literals(&new_text)
-        .into_iter()
-        .filter(|l| l.file_variant)
-        .map(|l| l.name)
-        .collect();
-    if !still.is_empty() || !parses(&new_text) {
-        return Err(refuse(
-            "the rewritten file would not parse as the same project".into(),
-        ));
-    }
-    Ok(plan)
-}
-
-fn show(path: &Path, plan: &Plan, out: &mut dyn Write) -> std::io::Result<()> {
-    writeln!(out, "--- {}", path.display())?;
-    writeln!(out, "+++ {} (fixed)", path.display())?;
-    for (idx, old, new) in &plan.replaced {
-        writeln!(out, "@@ line {} @@", idx + 1)?;
-        writeln!(out, "-{old}")?;
-        writeln!(out, "+{new}")?;
-    }
-    let mut inserts = plan.inserts.clone();
-    inserts.sort_by_key(|i| i.0);
-    for (at, add) in &inserts {
-        writeln!(out, "@@ before line {} @@", at + 1)?;
-        for a in add {
-            writeln!(out, "+{a}")?;
-        }
-    }
-    for (secret, value) in &plan.secrets {
+    for s in &plan.secrets {
         writeln!(
             out,
-            "new file secrets/{secret} (mode 0600, {} bytes; value not shown)",
-            value.len()
+            "new lockbox secret {} ({} bytes; value not shown), at /run/secrets/{} in {}",
+            s.name,
+            s.value.len(),
+            s.key,
+            s.services.join(", ")
         )?;
     }
     Ok(())
 }
 
-/// Creates `dir/secrets/` (0700) and one file per secret (0600). An existing file with the
-/// same content is kept; one with other content refuses the fix.
-fn write_secret_files(dir: &Path, secrets: &[(String, String)]) -> Result<(), FixError> {
-    let sdir = dir.join("secrets");
-    match std::fs::symlink_metadata(&sdir) {
-        Ok(m) if m.is_dir() => {}
-        Ok(_) => {
-            return Err(FixError::Refused {
-                path: sdir,
-                reason: "exists and is not a directory".into(),
-            });
-        }
-        Err(_) => std::fs::DirBuilder::new()
-            .mode(0o700)
-            .create(&sdir)
-            .map_err(io(&sdir))?,
-    }
-    for (name, value) in secrets {
-        let p = sdir.join(name);
-        // create_new (O_CREAT|O_EXCL) never follows a symlink at the final component.
-        match std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&p)
-        {
-            Ok(mut f) => f.write_all(value.as_bytes()).map_err(io(&p))?,
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                let same = std::fs::symlink_metadata(&p).is_ok_and(|m| m.is_file())
-                    && std::fs::read(&p).is_ok_and(|b| b == value.as_bytes());
-                if !same {
-                    return Err(FixError::Refused {
-                        path: p,
-                        reason: "exists with other content".into(),
-                    });
-                }
-            }
-            Err(e) => return Err(io(&p)(e)),
-        }
-    }
-    Ok(())
+/// A rewritten file staged beside its original.
+struct Staged {
+    tmp: PathBuf,
+    path: PathBuf,
 }
 
-fn ignore_secrets_dir(dir: &Path) -> Result<bool, FixError> {
-    let p = dir.join(".gitignore");
-    let existing = match std::fs::symlink_metadata(&p) {
-        Ok(m) if m.is_file() => std::fs::read_to_string(&p).map_err(io(&p))?,
-        Ok(_) => {
-            return Err(FixError::Refused {
-                path: p,
-                reason: "is not a regular file".into(),
-            });
-        }
-        Err(_) => String::new(),
-    };
-    if existing
-        .lines()
-        .any(|l| matches!(l.trim(), "secrets/" | "/secrets/" | "/secrets" | "secrets"))
-    {
-        return Ok(false);
-    }
-    let mut f = std::fs::OpenOptions::new()
-        .append(true)
-        .create(true)
-        .mode(0o644)
-        .open(&p)
-        .map_err(io(&p))?;
-    let sep = if existing.is_empty() || existing.ends_with('\n') {
-        ""
-    } else {
-        "\n"
-    };
-    writeln!(f, "{sep}/secrets/").map_err(io(&p))?;
-    Ok(true)
-}
-
-fn replace_file(path: &Path, text: &str) -> Result<(), FixError> {
-    let mode = std::fs::symlink_metadata(path)
-        .map_err(io(path))?
-        .permissions()
-        .mode()
-        & 0o7777;
-    let tmp = path.with_extension("lockbox-fix.tmp");
+fn stage(edit: &FileEdit) -> Result<Staged, FixError> {
+    let path = &edit.path;
+    let meta = std::fs::symlink_metadata(path).map_err(io(path))?;
+    let mode = meta.permissions().mode() & 0o7777;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.lockbox-fix.tmp"));
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(mode)
         .open(&tmp)
         .map_err(io(&tmp))?;
-    f.write_all(text.as_bytes()).map_err(io(&tmp))?;
-    f.sync_all().map_err(io(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(io(path))
+    let staged = Staged {
+        tmp: tmp.clone(),
+        path: path.clone(),
+    };
+    let written = f
+        .write_all(edit.text.as_bytes())
+        // The mode given to open() is filtered by the umask; the original's is what counts.
+        .and_then(|()| f.set_permissions(std::fs::Permissions::from_mode(mode)))
+        .and_then(|()| f.sync_all());
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(io(&tmp)(e));
+    }
+    Ok(staged)
 }
 
-/// Plans (and with `write`, applies) the fix for every Compose file under `roots`.
+fn discard(staged: &[Staged]) {
+    for s in staged {
+        let _ = std::fs::remove_file(&s.tmp);
+    }
+}
+
+/// Stages every file, creates every secret, then renames: see the module comment.
+fn apply(plan: &Plan, store: &mut dyn SecretStore) -> Result<(), FixError> {
+    let mut staged = Vec::new();
+    for edit in &plan.edits {
+        match stage(edit) {
+            Ok(s) => staged.push(s),
+            Err(e) => {
+                discard(&staged);
+                return Err(e);
+            }
+        }
+    }
+    let mut created: Vec<&str> = Vec::new();
+    for s in &plan.secrets {
+        if let Err(reason) = store.create(&s.name, s.value.as_bytes()) {
+            discard(&staged);
+            let mut undo = String::new();
+            for name in &created {
+                if let Err(e) = store.remove(name) {
+                    undo.push_str(&format!("; could not remove {name} again: {e}"));
+                }
+            }
+            if !created.is_empty() && undo.is_empty() {
+                undo = format!(" and {} created now removed again", created.join(", "));
+            }
+            return Err(FixError::Create {
+                name: s.name.clone(),
+                reason,
+                undo,
+            });
+        }
+        created.push(&s.name);
+    }
+    for (i, s) in staged.iter().enumerate() {
+        if let Err(e) = std::fs::rename(&s.tmp, &s.path) {
+            discard(&staged[i..]);
+            return Err(io(&s.path)(e));
+        }
+    }
+    // The renames are durable once the directories are synced.
+    for s in &staged {
+        if let Some(dir) = s.path.parent()
+            && let Ok(d) = std::fs::File::open(if dir.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                dir
+            })
+        {
+            let _ = d.sync_all();
+        }
+    }
+    Ok(())
+}
+
+/// Plans (and with `write`, applies through `store`) the fix for every Compose file under
+/// `roots`.
 pub fn run_fix(
     roots: &[PathBuf],
     write: bool,
+    store: Option<&mut dyn SecretStore>,
     out: &mut dyn Write,
 ) -> Result<FixSummary, FixError> {
     let mut summary = FixSummary::default();
+    let mut plans = Vec::new();
     for path in compose_files(roots)? {
-        let text = std::fs::read_to_string(&path).map_err(io(&path))?;
-        let (fixable, left): (Vec<EnvLiteral>, Vec<EnvLiteral>) = env_literals(&text)
-            .into_iter()
-            .partition(|l| l.file_variant);
-        for l in &left {
-            writeln!(
-                out,
-                "{}:{}: {} of service {} left as is: its image is not known to read {}_FILE; \
-                 move it by hand (lockbox secret create, then a /run/secrets file the entrypoint reads)",
-                path.display(),
-                l.line,
-                l.name,
-                l.service,
-                l.name
-            )?;
+        let text = read_regular(&path)?;
+        if let Some(p) = plan(&path, &text)? {
+            plans.push(p);
         }
-        summary.left += left.len();
-        if fixable.is_empty() {
+    }
+    for p in &plans {
+        for l in &p.left {
+            writeln!(out, "{l}")?;
+        }
+        summary.left += p.left.len();
+        if p.secrets.is_empty() {
             continue;
         }
-        let p = plan(&path, &text, &fixable)?;
-        show(&path, &p, out)?;
+        show(p, out)?;
         summary.files += 1;
         summary.moved += p.secrets.len();
-        if write {
-            let dir = path.parent().unwrap_or(Path::new("."));
-            write_secret_files(dir, &p.secrets)?;
-            if ignore_secrets_dir(dir)? {
-                writeln!(out, "{}: added /secrets/", dir.join(".gitignore").display())?;
-            }
-            replace_file(&path, &p.text())?;
+    }
+    if write && summary.moved > 0 {
+        let Some(store) = store else {
+            return Err(FixError::NoStore);
+        };
+        for p in plans.iter().filter(|p| !p.secrets.is_empty()) {
+            apply(p, store)?;
         }
     }
     Ok(summary)

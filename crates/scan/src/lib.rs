@@ -16,6 +16,7 @@ pub mod docker;
 pub mod dockerfile;
 pub mod finding;
 pub mod fix;
+pub mod fix_plan;
 pub mod kubernetes;
 pub mod named_rules;
 pub mod names;
@@ -26,5 +27,6 @@ pub mod shell;
 pub mod syntax_rules;
 pub mod walk;
 
-pub use cli::{SCAN_AFTER_HELP, ScanArgs, run};
+pub use cli::{SCAN_AFTER_HELP, ScanArgs, run, run_with_store};
 pub use finding::{Finding, Redacted, Severity};
+pub use fix::SecretStore;

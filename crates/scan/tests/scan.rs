@@ -1198,6 +1198,13 @@ const FIX_COMPOSE: &str = "services:
     image: acme/web:1
     environment:
       API_TOKEN: Zk8Lq2Wm5Rt7Yp3Nv6Xc
+  maria:
+    image: mariadb:11
+    env_file: maria.env
+  pg:
+    image: postgres:16
+    environment:
+      POSTGRES_PASSWORD: ${PG_PW}
 secrets:
   other:
     external: true
@@ -1211,92 +1218,232 @@ fn fix_args(dir: &Path, dry_run: bool) -> ScanArgs {
     a
 }
 
-#[test]
-fn fix_moves_compose_literals_to_secret_files_and_never_echoes_them() {
-    use std::os::unix::fs::PermissionsExt;
-    let d = tempfile::tempdir().expect("tempdir");
-    let compose = write(d.path(), "compose.yaml", FIX_COMPOSE);
-    write(d.path(), ".gitignore", "node_modules");
+/// The secrets `--fix` created, by name. The daemon lives in the `lockbox` crate, whose
+/// tests run `lockbox scan --fix` against a real one (`tests/scan_cli.rs`); here the store
+/// only records, and can be told to fail on one name to test the undo.
+#[derive(Default)]
+struct RecordingStore {
+    secrets: std::collections::BTreeMap<String, String>,
+    fail_on: Option<String>,
+    removed: Vec<String>,
+}
 
-    // Dry run: the plan is shown with values redacted, nothing is written.
-    let o = scan(&fix_args(d.path(), true));
+impl lockbox_scan::SecretStore for RecordingStore {
+    fn create(&mut self, name: &str, value: &[u8]) -> Result<(), String> {
+        if self.fail_on.as_deref() == Some(name) || self.secrets.contains_key(name) {
+            return Err(format!("secret {name} already exists"));
+        }
+        self.secrets.insert(
+            name.to_string(),
+            String::from_utf8_lossy(value).into_owned(),
+        );
+        Ok(())
+    }
+    fn remove(&mut self, name: &str) -> Result<(), String> {
+        self.removed.push(name.to_string());
+        self.secrets
+            .remove(name)
+            .map(|_| ())
+            .ok_or_else(|| format!("no secret {name}"))
+    }
+}
+
+fn fix_with(a: &ScanArgs, store: &mut RecordingStore) -> Outcome {
+    let mut out = Vec::new();
+    let mut err = Vec::new();
+    let code = lockbox_scan::run_with_store(a, Some(store), &mut out, &mut err);
+    Outcome {
+        code,
+        stdout: String::from_utf8(out).expect("utf-8 stdout"),
+        stderr: String::from_utf8(err).expect("utf-8 stderr"),
+    }
+}
+
+/// Every file under `dir` holding `value`, relative to `dir`.
+fn files_holding(dir: &Path, value: &str) -> Vec<String> {
+    let mut holders = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).expect("read_dir") {
+            let p = e.expect("entry").path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if std::fs::read(&p)
+                .expect("read")
+                .windows(value.len())
+                .any(|w| w == value.as_bytes())
+            {
+                holders.push(p.strip_prefix(dir).expect("prefix").display().to_string());
+            }
+        }
+    }
+    holders.sort();
+    holders
+}
+
+/// Compose's default project name for a temporary directory (already `[a-z0-9]` but for case).
+fn project_of(dir: &Path) -> String {
+    dir.file_name()
+        .expect("name")
+        .to_string_lossy()
+        .to_ascii_lowercase()
+}
+
+fn assert_no_temp_files(dir: &Path) {
+    let names: Vec<String> = std::fs::read_dir(dir)
+        .expect("read_dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        names.iter().all(|n| !n.contains("lockbox-fix")),
+        "a temporary file is left: {names:?}"
+    );
+}
+
+const FIX_ENV_FILE: &str =
+    "# app settings\nMARIADB_USER=app\nexport MARIADB_PASSWORD=\"Mdb-Pa55-w0rd7\"\n";
+const FIX_DOTENV: &str = "PG_PW=Dotenv-Pg-9Secret\nTAG=1\n";
+
+#[test]
+fn fix_moves_compose_literals_into_lockbox_secrets_and_never_echoes_them() {
+    use std::os::unix::fs::PermissionsExt;
+    let d = tempfile::Builder::new()
+        .prefix("fixproj")
+        .tempdir()
+        .expect("tempdir");
+    let compose = write(d.path(), "compose.yaml", FIX_COMPOSE);
+    let env_file = write(d.path(), "maria.env", FIX_ENV_FILE);
+    std::fs::set_permissions(&env_file, std::fs::Permissions::from_mode(0o640)).expect("chmod");
+    let dotenv = write(d.path(), ".env", FIX_DOTENV);
+    let project = project_of(d.path());
+    let values = [
+        "S3cretRootPw9",
+        "Pg-Pa55w0rd-x",
+        "Mdb-Pa55-w0rd7",
+        "Dotenv-Pg-9Secret",
+    ];
+
+    // Dry run: the plan is shown with values redacted, nothing is written or created.
+    let mut store = RecordingStore::default();
+    let o = fix_with(&fix_args(d.path(), true), &mut store);
     assert_eq!(o.code, 0, "{}", o.stderr);
-    let shown = o.stdout.replace(&d.path().display().to_string(), "[dir]");
+    let shown = o
+        .stdout
+        .replace(&d.path().display().to_string(), "[dir]")
+        .replace(&project, "[project]");
     insta::assert_snapshot!("fix_dry_run", shown);
-    assert!(!d.path().join("secrets").exists());
+    assert!(store.secrets.is_empty());
     assert_eq!(
         std::fs::read_to_string(&compose).expect("read"),
         FIX_COMPOSE
     );
 
-    // Written: values only in the 0600 files, the Compose file parses and scans clean of
-    // the moved variables, the directory is ignored.
-    let o = scan(&fix_args(d.path(), false));
+    // Written: the values are lockbox secrets, and no file holds one.
+    let o = fix_with(&fix_args(d.path(), false), &mut store);
     assert_eq!(o.code, 0, "{}", o.stderr);
     for out in [&o.stdout, &shown] {
-        assert!(
-            !out.contains("S3cretRootPw9") && !out.contains("Pg-Pa55w0rd-x"),
-            "{out}"
-        );
+        for v in values {
+            assert!(!out.contains(v), "{out}");
+        }
+    }
+    let expected: Vec<(String, &str)> = vec![
+        (
+            format!("{project}_cache_postgres_password"),
+            "Pg-Pa55w0rd-x",
+        ),
+        (format!("{project}_db_mysql_root_password"), "S3cretRootPw9"),
+        (
+            format!("{project}_maria_mariadb_password"),
+            "Mdb-Pa55-w0rd7",
+        ),
+        (
+            format!("{project}_pg_postgres_password"),
+            "Dotenv-Pg-9Secret",
+        ),
+    ];
+    let got: Vec<(String, &str)> = store
+        .secrets
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_str()))
+        .collect();
+    assert_eq!(got, expected);
+    for v in values {
+        assert_eq!(files_holding(d.path(), v), Vec::<String>::new(), "{v}");
     }
     let fixed = std::fs::read_to_string(&compose).expect("read");
-    assert!(
-        !fixed.contains("S3cretRootPw9") && !fixed.contains("Pg-Pa55w0rd-x"),
-        "{fixed}"
-    );
-    assert!(fixed.contains("MYSQL_ROOT_PASSWORD_FILE: /run/secrets/db_mysql_root_password"));
-    assert!(fixed.contains("- POSTGRES_PASSWORD_FILE=/run/secrets/cache_postgres_password"));
-    assert!(
-        fixed.contains("API_TOKEN: Zk8Lq2Wm5Rt7Yp3Nv6Xc"),
-        "acme/web has no _FILE support"
-    );
-    let sdir = d.path().join("secrets");
-    let mode = |p: &Path| std::fs::metadata(p).expect("meta").permissions().mode() & 0o777;
-    assert_eq!(mode(&sdir), 0o700);
-    let f = sdir.join("db_mysql_root_password");
-    assert_eq!(mode(&f), 0o600);
-    assert_eq!(std::fs::read_to_string(&f).expect("read"), "S3cretRootPw9");
+    insta::assert_snapshot!("fix_compose_after", fixed.replace(&project, "[project]"));
     assert_eq!(
-        std::fs::read_to_string(sdir.join("cache_postgres_password")).expect("read"),
-        "Pg-Pa55w0rd-x"
+        std::fs::read_to_string(&env_file).expect("read"),
+        "# app settings\nMARIADB_USER=app\nexport MARIADB_PASSWORD_FILE=/run/secrets/maria_mariadb_password\n"
     );
-    assert_eq!(
-        std::fs::read_to_string(d.path().join(".gitignore")).expect("read"),
-        "node_modules\n/secrets/\n"
-    );
+    let mode = std::fs::metadata(&env_file)
+        .expect("meta")
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o640, "the rewritten file keeps its mode");
+    assert_eq!(std::fs::read_to_string(&dotenv).expect("read"), "TAG=1\n");
+    assert_no_temp_files(d.path());
     let rescan = scan_dir(d.path());
     let left: Vec<String> = rescan
         .findings()
         .iter()
-        .filter(|f| f["rule"] == "compose.env-literal-secret")
-        .map(|f| f["message"].as_str().unwrap_or_default().to_string())
+        .filter(|f| {
+            f["rule"]
+                .as_str()
+                .is_some_and(|r| r.starts_with("compose."))
+        })
+        .map(|f| format!("{} {}", f["rule"], f["message"]))
         .collect();
     assert_eq!(left.len(), 1, "{left:?}");
-    assert!(left[0].starts_with("API_TOKEN"), "{left:?}");
-    assert!(
-        !rescan
-            .hits()
-            .iter()
-            .any(|h| h.0.starts_with("compose.secret-file")),
-        "{}",
-        rescan.stdout
-    );
+    assert!(left[0].contains("API_TOKEN"), "{left:?}");
 
     // A second run has nothing left to move and changes nothing.
-    let o = scan(&fix_args(d.path(), false));
-    assert_eq!(o.code, 0);
+    let o = fix_with(&fix_args(d.path(), false), &mut store);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert_eq!(store.secrets.len(), 4);
     assert_eq!(std::fs::read_to_string(&compose).expect("read"), fixed);
 }
 
 #[test]
-fn fix_refuses_to_overwrite_a_different_secret_file() {
-    let d = tempfile::tempdir().expect("tempdir");
+fn fix_that_cannot_create_a_secret_removes_what_it_created_and_writes_nothing() {
+    let d = tempfile::Builder::new()
+        .prefix("fixfail")
+        .tempdir()
+        .expect("tempdir");
     let compose = write(d.path(), "compose.yaml", FIX_COMPOSE);
-    write(d.path(), "secrets/db_mysql_root_password", "something-else");
+    let env_file = write(d.path(), "maria.env", FIX_ENV_FILE);
+    let project = project_of(d.path());
+    let mut store = RecordingStore {
+        fail_on: Some(format!("{project}_maria_mariadb_password")),
+        ..Default::default()
+    };
+    let o = fix_with(&fix_args(d.path(), false), &mut store);
+    assert_eq!(o.code, 2, "{}", o.stdout);
+    assert!(
+        o.stderr.contains(&format!(
+            "creating secret {project}_maria_mariadb_password in lockbox: secret {project}_maria_mariadb_password already exists; the files were left unchanged"
+        )),
+        "{}",
+        o.stderr
+    );
+    assert!(store.secrets.is_empty(), "{:?}", store.secrets);
+    assert_eq!(store.removed.len(), 2, "{:?}", store.removed);
+    assert_eq!(
+        std::fs::read_to_string(&compose).expect("read"),
+        FIX_COMPOSE
+    );
+    assert_eq!(
+        std::fs::read_to_string(&env_file).expect("read"),
+        FIX_ENV_FILE
+    );
+    assert_no_temp_files(d.path());
+
+    // Without a store (the crate's own example binary) a write is refused, naming why.
     let o = scan(&fix_args(d.path(), false));
     assert_eq!(o.code, 2);
     assert!(
-        o.stderr.contains("exists with other content"),
+        o.stderr.contains("no daemon to create them in"),
         "{}",
         o.stderr
     );
