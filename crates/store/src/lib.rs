@@ -18,7 +18,8 @@ pub use cluster::{CaRotation, ClusterRecord, NodeRecord, NodeRole, node_id_text,
 pub use error::StoreError;
 pub use machine::{Command, Response, Rewrapped, Store};
 pub use model::{
-    DriverRec, Kind, NewVersion, ObjectRecord, ServiceRecord, ServiceSecret, VersionMeta,
+    DriverRec, GrantRecord, GrantSubject, Kind, NewVersion, ObjectRecord, ServiceRecord,
+    ServiceSecret, VersionMeta,
 };
 pub use read::Reader;
 pub use validate::Filters;

@@ -14,7 +14,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::StoreError;
 use crate::cluster::{CaRotation, ClusterRecord, NodeRecord};
-use crate::model::{DriverRec, Kind, NewVersion, ObjectRecord, ServiceRecord, VersionMeta};
+use crate::model::{
+    DriverRec, GrantRecord, GrantSubject, Kind, NewVersion, ObjectRecord, ServiceRecord,
+    VersionMeta,
+};
 
 pub(crate) const OBJECTS: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new("objects");
 pub(crate) const NAMES: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new("names");
@@ -34,15 +37,18 @@ pub(crate) const VERSIONS_BY_TIME: TableDefinition<'static, &[u8], &[u8]> =
 /// The cluster record (key `cluster`), node records (key `node/<raft id, big-endian>`) and a
 /// CA rotation in progress (key `ca-rotation`).
 pub(crate) const CLUSTER: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new("cluster");
+/// Grants (`lockbox policy grant`), keyed by [`GrantRecord::key`].
+pub(crate) const GRANTS: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new("grants");
 // Snapshots list tables in this order; a new table goes last, so an older snapshot restores
 // it empty.
-const ALL: [TableDefinition<'static, &[u8], &[u8]>; 6] = [
+const ALL: [TableDefinition<'static, &[u8], &[u8]>; 7] = [
     OBJECTS,
     NAMES,
     VERSIONS,
     SERVICES,
     CLUSTER,
     VERSIONS_BY_TIME,
+    GRANTS,
 ];
 
 pub(crate) const CLUSTER_KEY: &[u8] = b"cluster";
@@ -196,6 +202,13 @@ pub enum Command {
     FinishCaRotation {
         rotation_started_ns: i64,
         time_ns: i64,
+    },
+    /// `lockbox policy grant`: adds a grant, or replaces the same (subject, pattern).
+    PutGrant { grant: GrantRecord },
+    /// `lockbox policy revoke`: removes one grant; refused if there is no such grant.
+    RemoveGrant {
+        subject: GrantSubject,
+        pattern: String,
     },
 }
 
@@ -543,6 +556,32 @@ fn apply_inner(txn: &WriteTransaction, index: u64, cmd: &Command) -> Result<Resp
             Ok(Response::Ok)
         }
         Command::Restore { dump } => restore(txn, index, dump),
+        Command::PutGrant { grant } => {
+            let mut g = grant.clone();
+            g.index = index;
+            txn.open_table(GRANTS)?.insert(
+                GrantRecord::key(g.subject, &g.pattern).as_slice(),
+                encode(&g).as_slice(),
+            )?;
+            Ok(Response::Ok)
+        }
+        Command::RemoveGrant { subject, pattern } => {
+            let removed = txn
+                .open_table(GRANTS)?
+                .remove(GrantRecord::key(*subject, pattern).as_slice())?
+                .is_some();
+            if removed {
+                Ok(Response::Ok)
+            } else {
+                Err(StoreError::Invalid(format!(
+                    "no such grant: {pattern:?} for {}",
+                    match subject {
+                        GrantSubject::Uid(u) => format!("uid {u}"),
+                        GrantSubject::Gid(g) => format!("gid {g}"),
+                    }
+                )))
+            }
+        }
         Command::StartCaRotation {
             rotation,
             expected_ca_version,
