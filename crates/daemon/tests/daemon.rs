@@ -30,12 +30,14 @@ const LAYERS: &[(&str, &[&str])] = &[
             "cluster",
             "backup",
             "templating",
+            "policy",
+            "confine",
         ],
     ),
     (
         "support",
         &[
-            "body", "identity", "peers", "error", "paths", "harden", "ops",
+            "body", "identity", "peers", "error", "paths", "harden", "ops", "refusals",
         ],
     ),
 ];

@@ -72,7 +72,7 @@ fn cmd(program: &str, args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
-fn require(ok: bool, what: &str) -> bool {
+pub(crate) fn require(ok: bool, what: &str) -> bool {
     if ok {
         return true;
     }
