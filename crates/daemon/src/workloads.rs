@@ -1373,12 +1373,13 @@ async fn report_rotation(
     id: String,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let report: RotationReport = parse_required(&body)?;
+    // Whose it is first: a member learns nothing about another's workload from a parse error.
     let ws = d.workloads();
     let w = ws
         .get(&id)
         .filter(|w| w.visible_to(grantee.as_ref()))
         .ok_or_else(|| ApiError::new(404, format!("workload {id} not found")))?;
+    let report: RotationReport = parse_required(&body)?;
     let error = (!report.ok).then(|| {
         if report.error.is_empty() {
             "the consumer could not take the new files".to_string()

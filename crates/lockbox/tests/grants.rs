@@ -12,9 +12,9 @@ use crate::support::{BIN, Daemon};
 
 const IMAGE: &str = "lockbox-test/busybox:latest";
 
-/// `lockbox -H SOCK ARGS` as `who`, with extra supplementary groups and a private HOME (the
-/// docker CLI writes its config there).
-fn lb_as(who: As, extra_groups: &[u32], d: &Daemon, args: &[&str]) -> Output {
+/// A `lockbox` command run as `who` (setpriv), with extra supplementary groups and a
+/// private HOME (the docker CLI writes its config there).
+pub(crate) fn lockbox_as(who: As, extra_groups: &[u32]) -> Command {
     let home = tempfile::tempdir().unwrap().keep();
     std::os::unix::fs::chown(&home, Some(who.uid), Some(who.gid)).unwrap();
     let groups: Vec<String> = who
@@ -31,18 +31,21 @@ fn lb_as(who: As, extra_groups: &[u32], d: &Daemon, args: &[&str]) -> Output {
     } else {
         c.arg(format!("--groups={}", groups.join(",")));
     }
-    let out = c
-        .arg(BIN)
+    c.arg(BIN)
+        .env("HOME", &home)
+        .current_dir(&home)
+        .stdin(Stdio::null());
+    c
+}
+
+/// `lockbox -H SOCK ARGS` as `who`.
+pub(crate) fn lb_as(who: As, extra_groups: &[u32], d: &Daemon, args: &[&str]) -> Output {
+    lockbox_as(who, extra_groups)
         .arg("-H")
         .arg(d.sock())
         .args(args)
-        .env("HOME", &home)
-        .current_dir(&home)
-        .stdin(Stdio::null())
         .output()
-        .unwrap();
-    let _ = std::fs::remove_dir_all(&home);
-    out
+        .unwrap()
 }
 
 /// `lockbox docker run --secret SECRET` as `who`, with a docker CLI that would fail: each
@@ -248,7 +251,7 @@ fn repeated_refusals_are_throttled_each_distinct_one_recorded() {
     );
 }
 
-fn docker_gid() -> Option<u32> {
+pub(crate) fn docker_gid() -> Option<u32> {
     use std::os::unix::fs::MetadataExt as _;
     std::fs::metadata("/var/run/docker.sock")
         .ok()
@@ -318,4 +321,55 @@ fn a_granted_user_runs_a_container_with_its_secret() {
         assert!(left.is_empty(), "{left:?}");
     }
     assert!(!Path::new("/run/secrets/app_db").exists());
+}
+
+/// A member sees and releases only its own workloads: root's running `lockbox run` is
+/// neither listed for it nor releasable by it (the same 404 as a workload that does not
+/// exist), while root sees it.
+#[test]
+fn a_member_cannot_see_or_release_another_users_workload() {
+    let (d, _plugin) = shared_daemon();
+    grant_the_granted(&d);
+    d.create("app_db", b"roots-workload-value");
+    let mut run = Command::new(BIN)
+        .arg("-H")
+        .arg(d.sock())
+        .args(["run", "--secret", "app_db", "--", "sleep", "30"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut id = String::new();
+    for _ in 0..200 {
+        let (_, body) = d.http("GET", "/v1/workloads", None);
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        if let Some(w) = v.as_array().and_then(|a| a.first()) {
+            id = w["ID"].as_str().unwrap_or_default().to_string();
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(!id.is_empty(), "root's lockbox run registered no workload");
+    let got = requests_as(
+        GRANTED,
+        &[
+            (d.sock(), "GET".into(), format!("/v1/workloads/{id}")),
+            (
+                d.sock(),
+                "POST".into(),
+                format!("/v1/workloads/{id}/release"),
+            ),
+            (
+                d.sock(),
+                "POST".into(),
+                format!("/v1/workloads/{id}/rotation"),
+            ),
+        ],
+    );
+    assert_eq!(got, [Ok(404), Ok(404), Ok(404)]);
+    let (_, body) = d.http("GET", "/v1/workloads", None);
+    assert!(body.contains(&id), "root still sees it: {body}");
+    let _ = run.kill();
+    let _ = run.wait();
 }
