@@ -25,7 +25,7 @@ pub(crate) struct Subject {
 pub(crate) enum PolicyCmd {
     /// Let a user or group have secrets and configs delivered to its own workloads
     #[command(
-        after_help = "Examples:\n  lockbox policy grant --gid devs --use 'app_*'   # every member of devs: secrets named app_…\n  lockbox policy grant --uid 1001 --use db_password\n\nA grant lets its subject start workloads (lockbox docker run, lockbox compose) with the\nsecrets whose names match PATTERN (* matches any run of name characters). The files are\nowned by the caller and readable by it alone. A grant never lets anyone list, read,\nchange or remove secrets, see keys, or administer the daemon. Administrators only; audited."
+        after_help = "Examples:\n  lockbox policy grant --gid devs --use 'app_*'   # every member of devs: secrets named app_…\n  lockbox policy grant --uid 1001 --use db_password\n\nA grant lets its subject start workloads (lockbox docker run, lockbox compose) with the\nsecrets whose names match PATTERN (* matches any run of name characters). The files are\nowned by the caller and readable by it alone; the subject may also list and inspect the\nnames it covers. A grant never lets anyone see a value otherwise, change or remove anything,\nsee keys, or administer the daemon. Administrators only; audited."
     )]
     Grant {
         #[command(flatten)]
