@@ -14,6 +14,7 @@ mod error;
 mod extensions;
 mod keys;
 mod objects;
+pub mod policy;
 
 pub use daemon::{
     Caller, Daemon, Keys, NodeStore, close_store, decode_data, now_ns, parse_since, rfc3339,

@@ -6,8 +6,10 @@
 //! Caller classes (see SECURITY.md, "Who may do what"):
 //! * **admin** — uid 0, the daemon's own user, or a member of `--admin-group`;
 //! * **member** — anyone else the socket's mode let in (the `--group` of the socket). A
-//!   member may only ask who the daemon is; everything else is refused with 403, audited.
-//!   Unlike Docker's socket group, membership is not root-equivalent.
+//!   member may ask who the daemon is and, once an administrator granted it the use of some
+//!   secrets (`lockbox policy grant`), start and manage its own workloads with those
+//!   (`Need::Grant`); everything else is refused with 403, audited (repeats throttled, see
+//!   refusals.rs). Unlike Docker's socket group, membership is not root-equivalent.
 //!
 //! The plugin socket (the Swarm secret driver, the volume driver) answers uid 0 only: dockerd
 //! is its one client.
@@ -25,7 +27,7 @@ use axum::response::{IntoResponse, Response};
 use lockbox_audit::Event;
 
 use crate::ApiError;
-use crate::identity::Peer;
+use crate::identity::{Grantee, Peer};
 use lockbox_core::Daemon;
 
 /// Who a caller is, for authorization.
@@ -60,6 +62,10 @@ pub enum Need {
     ManagerCert,
     /// Node API: a node whose record says worker (the agent's routes).
     WorkerCert,
+    /// An administrator, or a member holding at least one grant; the handler then serves a
+    /// member only what its grants cover (it finds an `identity::Grantee` on the request)
+    /// and hands plaintext to no one but root without a grant for each name.
+    Grant,
 }
 
 impl Need {
@@ -68,6 +74,8 @@ impl Need {
             Need::Anyone => true,
             Need::Admin => matches!(class, Class::Root | Class::Admin),
             Need::Root => class == Class::Root,
+            // A member's grants are looked up by `check`, not here.
+            Need::Grant => matches!(class, Class::Root | Class::Admin),
             // Node-API needs are met by certificates, never by a Unix-socket caller.
             _ => false,
         }
@@ -84,6 +92,7 @@ impl Need {
             Need::NodeCert => "node",
             Need::ManagerCert => "manager",
             Need::WorkerCert => "worker",
+            Need::Grant => "grant",
         }
     }
 }
@@ -131,7 +140,7 @@ const fn rule(socket: Socket, method: &'static str, path: &'static str, need: Ne
     }
 }
 
-use Need::{Admin, Anyone, JoinToken, ManagerCert, NodeCert, RaftPeer, Root, WorkerCert};
+use Need::{Admin, Anyone, Grant, JoinToken, ManagerCert, NodeCert, RaftPeer, Root, WorkerCert};
 use Socket::{Docker, Native, Plugin};
 
 /// Every route of every socket. SECURITY.md's matrix is checked against this table by
@@ -143,6 +152,22 @@ pub const RULES: &[Rule] = &[
     rule(Native, "HEAD", "/_ping", Anyone),
     rule(Native, "GET", "/v1/version", Anyone),
     rule(Native, "GET", "/v1/info", Admin),
+    // What `lockbox run`, `lockbox docker run` and `lockbox compose` call: a member with a
+    // grant starts workloads with granted secrets only, delivered as files it owns, and sees
+    // and releases only its own workloads.
+    rule(Native, "POST", "/v1/workloads", Grant),
+    rule(Native, "GET", "/v1/workloads", Grant),
+    rule(Native, "GET", "/v1/workloads/{id}", Grant),
+    rule(Native, "POST", "/v1/workloads/{id}/release", Grant),
+    rule(Native, "POST", "/v1/workloads/{id}/rotation", Grant),
+    // Lists and inspects of secrets and configs (`lockbox compose` resolves names with
+    // them): a member sees only the objects its grants cover, never a value of a secret.
+    rule(Native, "GET", "/v1/secrets", Grant),
+    rule(Native, "GET", "/v1/configs", Grant),
+    rule(Native, "GET", "/v1/secrets/{id}", Grant),
+    rule(Native, "GET", "/v1/configs/{id}", Grant),
+    // Grants themselves are administered.
+    rule(Native, "*", "/v1/policies/{*rest}", Admin),
     rule(Native, "GET", "/v1/{kind}", Admin),
     rule(Native, "POST", "/v1/{kind}/create", Admin),
     rule(Native, "GET", "/v1/{kind}/{id}", Admin),
@@ -159,10 +184,9 @@ pub const RULES: &[Rule] = &[
     rule(Native, "GET", "/v1/audit", Admin),
     rule(Native, "GET", "/v1/audit/verify", Admin),
     rule(Native, "GET", "/v1/events", Admin),
-    // A backup holds every sealed value and the keys that open them; a workload is handed
-    // plaintext and mounts tmpfs: root's alone (the handlers say why in their own words).
+    // A backup holds every sealed value and the keys that open them: root's alone (the
+    // handler says why in its own words).
     rule(Native, "POST", "/v1/backup", Root),
-    rule(Native, "POST", "/v1/workloads", Root),
     rule(Native, "*", "/v1/services/{*rest}", Admin),
     rule(Native, "*", "/v1/workloads/{*rest}", Admin),
     rule(Native, "*", "/v1/cluster/{*rest}", Admin),
@@ -238,26 +262,39 @@ fn without_version(path: &str) -> &str {
 /// What `method path` on `socket` needs; a route not in the table needs an administrator
 /// (so a route added without a row is closed, not open).
 pub fn need(socket: Socket, method: &str, path: &str) -> Need {
+    need_and_route(socket, method, path).0
+}
+
+/// The row that decides `method path` on `socket`: the first that matches, so an earlier,
+/// narrower row (`GET /v1/secrets`) wins over a later pattern (`GET /v1/{kind}`).
+pub fn rule_for(socket: Socket, method: &str, path: &str) -> Option<&'static Rule> {
     let path = if socket == Socket::Docker {
         without_version(path)
     } else {
         path
     };
-    RULES
-        .iter()
-        .find(|r| {
-            r.socket == socket
-                && (r.method == "*" || r.method.eq_ignore_ascii_case(method))
-                && path_matches(r.path, path)
-        })
-        .map_or(
-            match socket {
+    RULES.iter().find(|r| {
+        r.socket == socket
+            && (r.method == "*" || r.method.eq_ignore_ascii_case(method))
+            && path_matches(r.path, path)
+    })
+}
+
+/// [`need`], and the route's name for the refusal throttle: the matching row (so one
+/// caller cycling through IDs is one route), or the method and path of an unlisted one.
+fn need_and_route(socket: Socket, method: &str, path: &str) -> (Need, String) {
+    rule_for(socket, method, path).map_or_else(
+        || {
+            let need = match socket {
                 Socket::Plugin => Need::Root,
                 Socket::Node => Need::ManagerCert,
                 _ => Need::Admin,
-            },
-            |r| r.need,
-        )
+            };
+            // One key for every unlisted path: cycling through made-up paths is one route.
+            (need, format!("{} unlisted", socket.name()))
+        },
+        |r| (r.need, format!("{} {} {}", socket.name(), r.method, r.path)),
+    )
 }
 
 /// The authorization matrix as SECURITY.md shows it, made from [`RULES`]: a row per
@@ -265,21 +302,30 @@ pub fn need(socket: Socket, method: &str, path: &str) -> Need {
 /// exactly this text, and drive every cell against a real daemon.
 pub fn markdown_matrix() -> String {
     let mut out = String::from(
-        "| socket | method | route | root | admin | socket group | other users |\n|---|---|---|---|---|---|---|\n",
+        "| socket | method | route | root | admin | socket group, granted | socket group, no grant | other users |\n|---|---|---|---|---|---|---|---|\n",
     );
     // The node API's rows have caller classes of their own (node_gate::markdown_matrix).
     for r in RULES.iter().filter(|r| r.socket != Socket::Node) {
         let cell = |ok: bool| if ok { "yes" } else { "403" };
-        let (admin, member) = match r.need {
-            Need::Anyone => (cell(true), cell(true)),
-            Need::Admin => (cell(true), cell(false)),
+        let (admin, granted, member) = match r.need {
+            Need::Anyone => (cell(true), cell(true), cell(true)),
+            Need::Admin => (cell(true), cell(false), cell(false)),
+            // Plaintext reaches no one but root without a grant: a non-root administrator's
+            // workload is held to grants too (confine.rs); its lists are not.
+            Need::Grant => (
+                "yes (a workload's secrets need a grant)",
+                "granted names, own workloads",
+                cell(false),
+            ),
             // The plugin socket is 0600 root: nobody else even connects.
-            Need::Root if r.socket == Socket::Plugin => ("cannot connect", "cannot connect"),
-            Need::Root => (cell(false), cell(false)),
-            _ => ("403", "403"),
+            Need::Root if r.socket == Socket::Plugin => {
+                ("cannot connect", "cannot connect", "cannot connect")
+            }
+            Need::Root => (cell(false), cell(false), cell(false)),
+            _ => ("403", "403", "403"),
         };
         out.push_str(&format!(
-            "| {} | {} | `{}` | yes | {admin} | {member} | cannot connect |\n",
+            "| {} | {} | `{}` | yes | {admin} | {granted} | {member} | cannot connect |\n",
             r.socket.name(),
             r.method,
             r.path
@@ -330,37 +376,53 @@ pub(crate) async fn check(State(g): State<Gate>, req: Request, next: Next) -> Re
         .map(|c| c.0)
         .unwrap_or_default();
     let admins = g.daemon.extensions.get_or_init(Admins::default);
-    let need = need(g.socket, req.method().as_str(), req.uri().path());
+    let (need, route) = need_and_route(g.socket, req.method().as_str(), req.uri().path());
     let class = admins.classify(&peer);
     if class.is_some_and(|c| need.admits(c)) {
         return next.run(req).await;
+    }
+    if let (Need::Grant, Some(Class::Member), Some(uid)) = (need, class, peer.uid) {
+        let gids = crate::identity::groups_of(&peer);
+        if g.daemon.has_grant(uid, &gids) {
+            let mut req = req;
+            req.extensions_mut().insert(Grantee { uid, gids });
+            return next.run(req).await;
+        }
     }
     let who = peer.uid.map_or_else(
         || "an unidentified caller".to_string(),
         |u| format!("uid {u}"),
     );
-    let message = format!(
-        "permission denied: {} {} on the {} socket needs {}; {who} is {}",
-        req.method(),
-        req.uri().path(),
-        g.socket.name(),
-        match need {
-            Need::Root => "uid 0 (root)",
-            _ => "an administrator (root, the daemon's user, or a member of its --admin-group)",
-        },
-        match class {
-            Some(Class::Member) => "only a member of the socket's group",
-            _ => "not one",
-        }
-    );
+    let message = match need {
+        Need::Grant => format!(
+            "permission denied: {} {} on the {} socket needs a grant; {who} holds none (an administrator gives one with: lockbox policy grant --uid {} --use PATTERN)",
+            req.method(),
+            req.uri().path(),
+            g.socket.name(),
+            peer.uid
+                .map_or_else(|| "UID".to_string(), |u| u.to_string()),
+        ),
+        _ => format!(
+            "permission denied: {} {} on the {} socket needs {}; {who} is {}",
+            req.method(),
+            req.uri().path(),
+            g.socket.name(),
+            match need {
+                Need::Root => "uid 0 (root)",
+                _ => "an administrator (root, the daemon's user, or a member of its --admin-group)",
+            },
+            match class {
+                Some(Class::Member) => "only a member of the socket's group",
+                _ => "not one",
+            }
+        ),
+    };
     let record = Event::new("access-denied", &peer.actor())
         .detail("socket", g.socket.name())
         .detail("method", req.method().as_str())
         .detail("path", req.uri().path())
         .detail("needs", need.name());
-    if let Err(e) = g.daemon.audit_event(record) {
-        tracing::warn!("cannot audit a refused request: {e}");
-    }
+    crate::refusals::record(&g.daemon, peer.uid, &route, record);
     ApiError::new(403, message).into_response()
 }
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::extract::{ConnectInfo, Extension, Path, Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -16,22 +16,34 @@ use serde::Serialize;
 
 use crate::ApiError;
 use crate::body::{json_body, json_response, parse_body, parse_required};
-use crate::identity::Peer;
+use crate::identity::{Grantee, Peer};
 use lockbox_core::{Caller, Daemon};
 
 type App = State<Arc<Daemon>>;
 type Who = ConnectInfo<Peer>;
+/// Set by the gate when a member was let in on its grants.
+type Granted = Option<Extension<Grantee>>;
 type Result<T> = std::result::Result<T, ApiError>;
 
 fn ok_empty(status: StatusCode) -> Response {
     status.into_response()
 }
 
-async fn list(kind: Kind, d: &Daemon, q: &HashMap<String, String>) -> Result<Response> {
-    Ok(json_body(
-        d.list_json(kind, q.get("filters").map(String::as_str))?
-            .into(),
-    ))
+/// A member admitted on its grants sees only the objects they cover (a grant is no
+/// listing of everything else); everyone else gets the list streamed from the store.
+async fn list(
+    kind: Kind,
+    d: &Daemon,
+    q: &HashMap<String, String>,
+    grantee: Option<Grantee>,
+) -> Result<Response> {
+    let filters = q.get("filters").map(String::as_str);
+    let Some(g) = grantee else {
+        return Ok(json_body(d.list_json(kind, filters)?.into()));
+    };
+    let mut all = d.list(kind, filters)?;
+    all.retain(|o| d.allows(g.uid, &g.gids, &o.spec.name));
+    Ok(json_response(StatusCode::OK, &all))
 }
 
 async fn create(kind: Kind, d: &Daemon, who: Peer, body: &Bytes) -> Result<Response> {
@@ -83,17 +95,22 @@ struct NativeObject {
 /// Routes shared by both kinds, generated per kind so the two stay identical.
 fn kind_routes(kind: Kind) -> Router<Arc<Daemon>> {
     Router::new()
-        .route("/", get(move |State(d): App, Query(q): Query<HashMap<String, String>>| async move { list(kind, &d, &q).await }))
+        .route("/", get(move |State(d): App, g: Granted, Query(q): Query<HashMap<String, String>>| async move { list(kind, &d, &q, g.map(|Extension(g)| g)).await }))
         .route(
             "/create",
             post(move |State(d): App, ConnectInfo(who): Who, body: Bytes| async move { create(kind, &d, who, &body).await }),
         )
         .route(
             "/{id}",
-            get(move |State(d): App, Path(id): Path<String>| async move {
-                d.inspect_current(kind, &id).map(|(object, current_version)| {
-                    json_response(StatusCode::OK, &NativeObject { object, current_version })
-                })
+            get(move |State(d): App, g: Granted, Path(id): Path<String>| async move {
+                let (object, current_version) = d.inspect_current(kind, &id)?;
+                // Not covered: the same answer as a missing object, so nothing is learnt.
+                if let Some(Extension(g)) = g
+                    && !d.allows(g.uid, &g.gids, &object.spec.name)
+                {
+                    return Err(lockbox_store::StoreError::NotFound(kind, id).into());
+                }
+                Ok::<_, ApiError>(json_response(StatusCode::OK, &NativeObject { object, current_version }))
             })
             .delete(move |State(d): App, ConnectInfo(who): Who, Path(id): Path<String>| async move {
                 remove(kind, &d, who, &id).await
@@ -261,6 +278,7 @@ pub(crate) fn router(d: Arc<Daemon>) -> Router {
         .route("/backup", post(crate::backup::handler))
         .nest("/services", crate::services::routes())
         .nest("/workloads", crate::workloads::routes())
+        .nest("/policies", crate::policy::routes())
         .merge(crate::cluster::local_routes());
     let app = Router::new()
         .route(

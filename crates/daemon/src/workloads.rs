@@ -29,7 +29,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{ConnectInfo, Path as UrlPath, State};
+use axum::extract::{ConnectInfo, Extension, Path as UrlPath, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -46,7 +46,8 @@ use futures_util::future::BoxFuture;
 
 use crate::ApiError;
 use crate::body::{json_response, parse_required};
-use crate::identity::Peer;
+use crate::confine::Confined;
+use crate::identity::{Grantee, Peer};
 use crate::services::ServiceRecords;
 use crate::services::{OnRotate, RefRequest};
 use lockbox_core::{Caller, Daemon};
@@ -140,6 +141,9 @@ struct Persisted {
     /// Who started it (`uid:N pid:P`), the actor of its hand-outs' audit records.
     #[serde(default)]
     owner: Option<String>,
+    /// Started by anyone but root: its owner and groups (see confine.rs).
+    #[serde(default)]
+    confined: Option<Confined>,
     /// A mount of the volume driver (then `container` is true: it has a staging tmpfs).
     #[serde(default)]
     volume: Option<VolumeMount>,
@@ -206,12 +210,22 @@ struct Workload {
     /// Who started it (`uid:N pid:P`, from the socket): every hand-out to the workload is
     /// recorded with this actor beside the workload's ID.
     owner: String,
+    /// Started by anyone but root: only granted secrets, as the caller's own files.
+    confined: Option<Confined>,
     container: bool,
     service: Option<String>,
     adhoc: Vec<ServiceSecret>,
     inline: Vec<Inline>,
     volume: Option<VolumeMount>,
     state: tokio::sync::Mutex<State_>,
+}
+
+impl Workload {
+    /// Whether `who` may see or release it: root and administrators (no `Grantee`) any, a
+    /// member its own.
+    fn visible_to(&self, grantee: Option<&Grantee>) -> bool {
+        grantee.is_none_or(|g| self.confined.as_ref().is_some_and(|c| c.uid == g.uid))
+    }
 }
 
 /// Every workload on this node.
@@ -474,6 +488,7 @@ impl Workloads {
                 inline: w.inline.iter().map(|i| i.r.clone()).collect(),
                 owner: Some(w.owner.clone()),
                 volume: w.volume.clone(),
+                confined: w.confined.clone(),
             });
         }
         let tmp = self.state_path.with_extension("json.tmp");
@@ -923,7 +938,11 @@ fn local_files(
                 .filter(|a| !s.secrets.contains(a))
                 .cloned()
                 .collect();
-            st.refs = s.secrets.into_iter().chain(extra).collect();
+            let refs = s.secrets.into_iter().chain(extra);
+            st.refs = match &w.confined {
+                Some(c) => refs.filter(|r| c.allows(d, r)).map(|r| c.own(r)).collect(),
+                None => refs.collect(),
+            };
             st.on_rotate = s.on_rotate;
         }
     }
@@ -933,6 +952,10 @@ fn local_files(
     };
     let mut templates = Vec::new();
     for r in &st.refs {
+        // A revoked grant: nothing new for that reference (the consumer keeps what it had).
+        if w.confined.as_ref().is_some_and(|c| !c.allows(d, r)) {
+            continue;
+        }
         let prev = old
             .into_iter()
             .flatten()
@@ -1076,13 +1099,12 @@ async fn create(d: Arc<Daemon>, who: Peer, body: Bytes) -> Result<Response, ApiE
     if source == Source::Local {
         d.check_unlocked()?;
     }
-    if who.uid != Some(0) {
-        return Err(ApiError::new(
-            403,
-            "workloads need root: the daemon hands plaintext only to root callers (run lockbox run / lockbox docker run as root)",
-        ));
-    }
+    let confined = Confined::of(&who)?;
     let req: WorkloadRequest = parse_required(&body)?;
+    if let Some(c) = &confined {
+        c.check_owner(&d, &who, &req.secrets)?;
+        c.check_names(&d, &who, req.secrets.iter().map(|r| r.secret_name.as_str()))?;
+    }
     let container = match req.kind.as_str() {
         "process" => false,
         "container" => true,
@@ -1093,6 +1115,20 @@ async fn create(d: Arc<Daemon>, who: Peer, body: Bytes) -> Result<Response, ApiE
         }
     };
     let ws = d.workloads().clone();
+    // Only its starter (or root) may take a workload's ID over.
+    if let (Some(id), Some(c)) = (&req.reattach, &confined)
+        && ws
+            .get(id)
+            .is_some_and(|w| w.confined.as_ref().is_none_or(|o| o.uid != c.uid))
+    {
+        return Err(ApiError::new(
+            403,
+            format!(
+                "permission denied: workload {id} was not started by uid {}",
+                c.uid
+            ),
+        ));
+    }
     let id = match &req.reattach {
         Some(id) if !container && valid_id(id) => id.clone(),
         Some(id) => {
@@ -1144,6 +1180,19 @@ async fn create(d: Arc<Daemon>, who: Peer, body: Bytes) -> Result<Response, ApiE
             )
         }
     };
+    // A confined caller: every secret named (its own and its service's) needs a grant, and
+    // every file becomes the caller's.
+    let (adhoc, refs) = match &confined {
+        Some(c) => {
+            // The service's references too (the request's were checked before lookup).
+            c.check_names(&d, &who, refs.iter().map(|r| r.secret_name.as_str()))?;
+            (
+                adhoc.into_iter().map(|r| c.own(r)).collect::<Vec<_>>(),
+                refs.into_iter().map(|r| c.own(r)).collect::<Vec<_>>(),
+            )
+        }
+        None => (adhoc, refs),
+    };
     if !container && !req.inline.is_empty() {
         return Err(ApiError::bad_request(
             "inline files are for container workloads",
@@ -1157,6 +1206,11 @@ async fn create(d: Arc<Daemon>, who: Peer, body: Bytes) -> Result<Response, ApiE
             f.gid,
             f.mode.unwrap_or(lockbox_proto::reference::DEFAULT_MODE),
         );
+        // The caller's own bytes, but still never a file owned by someone else.
+        let r = match &confined {
+            Some(c) => c.own(r),
+            None => r,
+        };
         crate::services::to_ref(&r)
             .validate()
             .map_err(|e| ApiError::bad_request(format!("inline file {:?}: {e}", f.target)))?;
@@ -1186,6 +1240,7 @@ async fn create(d: Arc<Daemon>, who: Peer, body: Bytes) -> Result<Response, ApiE
     let w = Arc::new(Workload {
         id: id.clone(),
         owner: who.actor(),
+        confined,
         container,
         service,
         adhoc,
@@ -1395,6 +1450,7 @@ pub(crate) async fn start(d: Arc<Daemon>) {
                 let w = Arc::new(Workload {
                     id: p.id.clone(),
                     owner: p.owner.clone().unwrap_or_else(|| "uid:unknown".to_string()),
+                    confined: p.confined.clone(),
                     container: true,
                     service: p.service,
                     adhoc: p.adhoc,
@@ -1440,56 +1496,83 @@ pub(crate) fn routes() -> Router<Arc<Daemon>> {
                     create(d, who, body).await
                 },
             )
-            .get(|State(d): App| async move {
-                let mut out = Vec::new();
-                for w in d.workloads().all() {
-                    let st = w.state.lock().await;
-                    out.push(serde_json::json!({
-                        "ID": w.id,
-                        "Kind": match (&w.volume, w.container) {
-                            (Some(_), _) => "volume",
-                            (None, true) => "container",
-                            (None, false) => "process",
-                        },
-                        "Service": w.service,
-                        "Secrets": st.refs.iter().map(|r| &r.secret_name).collect::<Vec<_>>(),
-                        "Staging": st.staging.as_ref().map(|s| s.path().to_path_buf()),
-                        "RotationError": st.rotation_error,
-                    }));
-                }
-                json_response(StatusCode::OK, &out)
-            }),
+            .get(
+                |State(d): App, grantee: Option<Extension<Grantee>>| async move {
+                    let mut out = Vec::new();
+                    let grantee = grantee.map(|Extension(g)| g);
+                    for w in d.workloads().all() {
+                        if !w.visible_to(grantee.as_ref()) {
+                            continue;
+                        }
+                        let st = w.state.lock().await;
+                        out.push(serde_json::json!({
+                            "ID": w.id,
+                            "Kind": match (&w.volume, w.container) {
+                                (Some(_), _) => "volume",
+                                (None, true) => "container",
+                                (None, false) => "process",
+                            },
+                            "Service": w.service,
+                            "Secrets": st.refs.iter().map(|r| &r.secret_name).collect::<Vec<_>>(),
+                            "Staging": st.staging.as_ref().map(|s| s.path().to_path_buf()),
+                            "RotationError": st.rotation_error,
+                        }));
+                    }
+                    json_response(StatusCode::OK, &out)
+                },
+            ),
         )
         .route(
             "/{id}/rotation",
             post(
                 |State(d): App,
                  ConnectInfo(who): ConnectInfo<Peer>,
+                 grantee: Option<Extension<Grantee>>,
                  UrlPath(id): UrlPath<String>,
-                 body: Bytes| async move { report_rotation(d, who, id, body).await },
+                 body: Bytes| async move {
+                    report_rotation(d, who, grantee.map(|Extension(g)| g), id, body).await
+                },
             ),
         )
         .route(
             "/{id}/release",
             post(
-                |State(d): App, UrlPath(id): UrlPath<String>, body: Bytes| async move {
+                |State(d): App,
+                 grantee: Option<Extension<Grantee>>,
+                 UrlPath(id): UrlPath<String>,
+                 body: Bytes| async move {
+                    let grantee = grantee.map(|Extension(g)| g);
+                    let ws = d.workloads();
+                    match ws.get(&id) {
+                        Some(w) if !w.visible_to(grantee.as_ref()) => {
+                            return not_found(&id);
+                        }
+                        _ => {}
+                    }
                     let req: ReleaseRequest = match crate::body::parse_body(&body) {
                         Ok(r) => r,
                         Err(e) => return e.into_response(),
                     };
-                    d.workloads().release(&id, req.foreground).await;
+                    ws.release(&id, req.foreground).await;
                     StatusCode::NO_CONTENT.into_response()
                 },
             ),
         )
         .route(
             "/{id}",
-            get(|State(d): App, UrlPath(id): UrlPath<String>| async move {
-                match d.workloads().get(&id) {
-                    Some(w) => json_response(StatusCode::OK, &serde_json::json!({"ID": w.id})),
-                    None => ApiError::new(404, format!("workload {id} not found")).into_response(),
-                }
-            }),
+            get(
+                |State(d): App,
+                 grantee: Option<Extension<Grantee>>,
+                 UrlPath(id): UrlPath<String>| async move {
+                    let grantee = grantee.map(|Extension(g)| g);
+                    match d.workloads().get(&id) {
+                        Some(w) if w.visible_to(grantee.as_ref()) => {
+                            json_response(StatusCode::OK, &serde_json::json!({"ID": w.id}))
+                        }
+                        _ => not_found(&id),
+                    }
+                },
+            ),
         )
 }
 
@@ -1502,17 +1585,26 @@ struct RotationReport {
     error: String,
 }
 
+/// A workload that does not exist, or one a member may not see (the same answer, so a
+/// member cannot probe others' workload IDs).
+fn not_found(id: &str) -> Response {
+    ApiError::new(404, format!("workload {id} not found")).into_response()
+}
+
 async fn report_rotation(
     d: Arc<Daemon>,
     who: Peer,
+    grantee: Option<Grantee>,
     id: String,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let report: RotationReport = parse_required(&body)?;
+    // Whose it is first: a member learns nothing about another's workload from a parse error.
     let ws = d.workloads();
     let w = ws
         .get(&id)
+        .filter(|w| w.visible_to(grantee.as_ref()))
         .ok_or_else(|| ApiError::new(404, format!("workload {id} not found")))?;
+    let report: RotationReport = parse_required(&body)?;
     let error = (!report.ok).then(|| {
         if report.error.is_empty() {
             "the consumer could not take the new files".to_string()

@@ -32,12 +32,14 @@ const LAYERS: &[(&str, &[&str])] = &[
             "backup",
             "templating",
             "volumes",
+            "policy",
+            "confine",
         ],
     ),
     (
         "support",
         &[
-            "body", "identity", "peers", "error", "paths", "harden", "ops",
+            "body", "identity", "peers", "error", "paths", "harden", "ops", "refusals",
         ],
     ),
 ];

@@ -97,6 +97,9 @@ pub(crate) enum Command {
     /// Manage services: named sets of secret references with a rotation policy
     #[command(subcommand)]
     Service(crate::delivery::ServiceCmd),
+    /// Grant users or groups the use of secrets by name pattern (administrators only)
+    #[command(subcommand)]
+    Policy(crate::policy::PolicyCmd),
     /// Run a process with its secrets on a private read-only tmpfs at /run/secrets
     Run(crate::delivery::RunArgs),
     /// Docker with secrets: 'lockbox docker run … -- <docker run arguments>'

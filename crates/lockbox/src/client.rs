@@ -54,7 +54,9 @@ impl ClientError {
     pub(crate) fn exit_code(&self) -> i32 {
         match self {
             ClientError::Unreachable(_) => exit_codes::UNREACHABLE,
-            ClientError::Denied(_) | ClientError::Untrusted { .. } => exit_codes::FAILURE,
+            ClientError::Denied(_) => exit_codes::DENIED,
+            ClientError::Api { status: 403, .. } => exit_codes::DENIED,
+            ClientError::Untrusted { .. } => exit_codes::FAILURE,
             ClientError::Api {
                 status: 503,
                 message,

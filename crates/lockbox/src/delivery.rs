@@ -507,7 +507,7 @@ pub(crate) async fn run(socket: &Path, a: RunArgs) -> anyhow::Result<i32> {
     if !rustix::process::geteuid().is_root() {
         return Err(Exit(
             exit_codes::FAILURE,
-            "lockbox run needs root: it mounts the secrets on a tmpfs in a private mount namespace, which an unprivileged user cannot create, and the daemon hands plaintext only to root. Run it with sudo (add --user UID[:GID] to run the command itself unprivileged).".into(),
+            "lockbox run needs root: it mounts the secrets on a tmpfs in a private mount namespace, which an unprivileged user cannot create. Run it with sudo (add --user UID[:GID] to run the command itself unprivileged); a user with a grant (lockbox policy) uses lockbox docker run or lockbox compose instead.".into(),
         )
         .into());
     }
@@ -665,6 +665,13 @@ pub(crate) async fn docker_run(socket: &Path, a: DockerRunArgs) -> anyhow::Resul
     }
     args.push("--label".into());
     args.push(format!("lockbox.workload={id}").into());
+    // A user's files are theirs alone (the daemon makes them so): run the container as that
+    // user, so the files are readable inside it. Root's containers keep the image's user.
+    let (uid, gid) = (rustix::process::getuid(), rustix::process::getgid());
+    if !uid.is_root() {
+        args.push("--user".into());
+        args.push(format!("{}:{}", uid.as_raw(), gid.as_raw()).into());
+    }
     for (k, p) in &env {
         args.push("-e".into());
         args.push(format!("{k}={}", p.display()).into());

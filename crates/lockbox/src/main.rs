@@ -14,6 +14,7 @@ mod compose;
 mod compose_args;
 mod delivery;
 mod format;
+mod policy;
 mod scan_store;
 
 use std::collections::BTreeMap;
@@ -129,6 +130,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             runtime()?.block_on(delivery::docker_run(&socket, a))
         }
         Command::Service(cmd) => runtime()?.block_on(delivery::service(&Client::new(&socket), cmd)),
+        Command::Policy(cmd) => runtime()?.block_on(policy::policy(&Client::new(&socket), cmd)),
         Command::Cluster(cmd) => runtime()?.block_on(cluster::cluster(&Client::new(&socket), cmd)),
         Command::Node(cmd) => runtime()?.block_on(cluster::node(&Client::new(&socket), cmd)),
         Command::Compose(a) => runtime()?.block_on(compose::compose(&socket, a)),
@@ -773,6 +775,7 @@ async fn client_command(cmd: Command, c: &Client) -> anyhow::Result<i32> {
         | Command::Completion { .. }
         | Command::Scan(_)
         | Command::Service(_)
+        | Command::Policy(_)
         | Command::Cluster(_)
         | Command::Node(_)
         | Command::Run(_)

@@ -485,7 +485,7 @@ fn autolock_backups_use_the_unlock_key_and_need_root() {
             .unwrap()
     };
     let stderr = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    assert_eq!(o.status.code(), Some(6), "{stderr}");
     assert!(stderr.contains("permission denied"), "{stderr}");
     assert!(!file.exists());
     let (st, _) = d.http("POST", "/v1/backup", None);

@@ -13,6 +13,7 @@ mod docker_cli;
 mod docker_sdk;
 mod faults;
 mod formats;
+mod grants;
 mod keys;
 mod nemesis;
 mod no_plaintext_all;

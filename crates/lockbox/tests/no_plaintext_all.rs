@@ -6,6 +6,7 @@
 //! layers, image history), `docker inspect`/`history`/`save` output, every process's
 //! environment and command line, and the host's mount table. Zero hits are allowed: the
 //! consumers' tmpfs is gone by the time we look.
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
@@ -73,7 +74,7 @@ fn cmd(program: &str, args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
-fn require(ok: bool, what: &str) -> bool {
+pub(crate) fn require(ok: bool, what: &str) -> bool {
     if ok {
         return true;
     }
@@ -86,6 +87,25 @@ fn require(ok: bool, what: &str) -> bool {
 
 #[test]
 fn no_marker_survives_anywhere_outside_consumer_tmpfs() {
+    no_marker_survives(None);
+}
+
+/// The same, the consumers started by a socket-group member holding a grant for the
+/// secrets (in the docker socket's group, as `lockbox docker run` needs): files owned by
+/// it, no value anywhere else either. `lockbox run` (it makes a mount namespace) and
+/// `lockbox build` (its client reads the daemon's root-only staging) stay root's, so those
+/// steps run as root here too.
+#[test]
+fn no_marker_survives_when_a_granted_user_runs_the_consumers() {
+    let Some(docker_gid) = crate::grants::docker_gid() else {
+        require(false, "the Docker engine's socket /var/run/docker.sock");
+        return;
+    };
+    no_marker_survives(Some(docker_gid));
+}
+
+/// With `Some(docker socket's gid)`, the consumers are started by [`crate::authz::GRANTED`].
+fn no_marker_survives(granted_user: Option<u32>) {
     if !require(
         cmd("docker", &["image", "inspect", IMAGE]).status.success(),
         "Docker engine with the test image",
@@ -101,7 +121,29 @@ fn no_marker_survives_anywhere_outside_consumer_tmpfs() {
     // The volume driver under a name of this test's own on the shared engine.
     let driver = format!("lbnp{}", &marker()[7..17]);
     let plugin = format!("/run/docker/plugins/{driver}.sock");
-    let mut d = Daemon::start_with(&["--log-level", "trace", "--volume-driver", &plugin]);
+    let socket_gid = crate::authz::SOCKET_GID.to_string();
+    let mut d = match granted_user {
+        None => Daemon::start_with(&["--log-level", "trace", "--volume-driver", &plugin]),
+        Some(_) => {
+            let d = Daemon::start_with(&[
+                "--log-level",
+                "trace",
+                "--group",
+                &socket_gid,
+                "--volume-driver",
+                &plugin,
+            ]);
+            std::fs::set_permissions(d.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+            let o = d.lb(&["policy", "grant", "--uid", "64206", "--use", "np_*"]);
+            assert_eq!(o.code, 0, "{o:?}");
+            d
+        }
+    };
+    // A consumer command: as root, or as the granted user.
+    let consumer = || match granted_user {
+        None => Command::new(BIN),
+        Some(docker_gid) => crate::grants::lockbox_as(crate::authz::GRANTED, &[docker_gid]),
+    };
     let m: Vec<String> = (0..7).map(|_| marker()).collect();
     for (name, v) in [
         ("np_run", &m[0]),
@@ -127,19 +169,28 @@ fn no_marker_survives_anywhere_outside_consumer_tmpfs() {
     assert_eq!(o.code, 0, "lockbox run: {o:?}");
 
     // lockbox docker run: a container reads its secret.
-    let o = d.lb(&[
-        "docker",
-        "run",
-        "--secret",
-        "np_dock",
-        "--",
-        "--rm",
-        IMAGE,
-        "sh",
-        "-c",
-        "test -s /run/secrets/np_dock",
-    ]);
-    assert_eq!(o.code, 0, "lockbox docker run: {o:?}");
+    let o = consumer()
+        .arg("-H")
+        .arg(d.sock())
+        .args([
+            "docker",
+            "run",
+            "--secret",
+            "np_dock",
+            "--",
+            "--rm",
+            IMAGE,
+            "sh",
+            "-c",
+            "test -s /run/secrets/np_dock",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "lockbox docker run: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
 
     // The volume driver: plain docker run mounts a lockbox volume; the volume goes after.
     let vol = format!("{driver}-vol");
@@ -175,6 +226,7 @@ fn no_marker_survives_anywhere_outside_consumer_tmpfs() {
 
     // lockbox compose: a service keeps running while its secret is rotated, then goes down.
     let proj = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(proj.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let pname = format!("lbnp{tag}");
     std::fs::write(
         proj.path().join("docker-compose.yml"),
@@ -184,7 +236,7 @@ fn no_marker_survives_anywhere_outside_consumer_tmpfs() {
     )
     .unwrap();
     let compose = |args: &[&str]| {
-        let mut c = Command::new(BIN);
+        let mut c = consumer();
         c.current_dir(proj.path())
             .arg("-H")
             .arg(d.sock())
@@ -239,7 +291,8 @@ fn no_marker_survives_anywhere_outside_consumer_tmpfs() {
         String::from_utf8_lossy(&o.stderr)
     );
 
-    // lockbox build: a RUN step reads the secret.
+    // lockbox build: a RUN step reads the secret. Root's in both runs: the build client
+    // reads the file from the daemon's staging directory, which only root may open.
     let ctx = tempfile::tempdir().unwrap();
     std::fs::write(
         ctx.path().join("Dockerfile"),

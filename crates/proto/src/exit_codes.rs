@@ -14,3 +14,7 @@ pub const UNREACHABLE: i32 = 3;
 pub const LOCKED: i32 = 4;
 /// `lockbox audit verify` found the audit chain broken.
 pub const AUDIT_BROKEN: i32 = 5;
+/// The caller may not do this: the daemon answered 403 (an administrator's route, a secret
+/// no grant covers, a file owner other than the caller), or the socket refused the
+/// connection (`EACCES`: not in the socket's group). The refusal is audited.
+pub const DENIED: i32 = 6;

@@ -19,8 +19,8 @@ pub use cluster::{CaRotation, ClusterRecord, NodeRecord, NodeRole, node_id_text,
 pub use error::StoreError;
 pub use machine::{Command, Response, Rewrapped, Store};
 pub use model::{
-    DriverRec, Kind, NewVersion, ObjectRecord, ServiceRecord, ServiceSecret, VersionMeta,
-    VolumeRecord,
+    DriverRec, GrantRecord, GrantSubject, Kind, NewVersion, ObjectRecord, ServiceRecord,
+    ServiceSecret, VersionMeta, VolumeRecord,
 };
 pub use read::Reader;
 pub use validate::Filters;

@@ -15,7 +15,8 @@ use serde::{Deserialize, Serialize};
 use crate::StoreError;
 use crate::cluster::{CaRotation, ClusterRecord, NodeRecord};
 use crate::model::{
-    DriverRec, Kind, NewVersion, ObjectRecord, ServiceRecord, VersionMeta, VolumeRecord,
+    DriverRec, GrantRecord, GrantSubject, Kind, NewVersion, ObjectRecord, ServiceRecord,
+    VersionMeta, VolumeRecord,
 };
 
 pub(crate) const OBJECTS: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new("objects");
@@ -38,6 +39,8 @@ pub(crate) const VERSIONS_BY_TIME: TableDefinition<'static, &[u8], &[u8]> =
 pub(crate) const CLUSTER: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new("cluster");
 /// Volumes of the volume driver, keyed by name.
 pub(crate) const VOLUMES: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new("volumes");
+/// Grants (`lockbox policy grant`), keyed by [`GrantRecord::key`].
+pub(crate) const GRANTS: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new("grants");
 // Snapshots list tables in this order; a new table goes last, so an older snapshot restores
 // it empty.
 const ALL: [TableDefinition<'static, &[u8], &[u8]>; 7] = [
@@ -48,6 +51,7 @@ const ALL: [TableDefinition<'static, &[u8], &[u8]>; 7] = [
     CLUSTER,
     VERSIONS_BY_TIME,
     VOLUMES,
+    GRANTS,
 ];
 
 pub(crate) const CLUSTER_KEY: &[u8] = b"cluster";
@@ -207,6 +211,13 @@ pub enum Command {
     PutVolume { volume: VolumeRecord },
     /// Removes a volume.
     RemoveVolume { name: String },
+    /// `lockbox policy grant`: adds a grant, or replaces the same (subject, pattern).
+    PutGrant { grant: GrantRecord },
+    /// `lockbox policy revoke`: removes one grant; refused if there is no such grant.
+    RemoveGrant {
+        subject: GrantSubject,
+        pattern: String,
+    },
 }
 
 /// One data key wrapped under a new KEK.
@@ -596,6 +607,32 @@ fn apply_inner(txn: &WriteTransaction, index: u64, cmd: &Command) -> Result<Resp
             Ok(Response::Ok)
         }
         Command::Restore { dump } => restore(txn, index, dump),
+        Command::PutGrant { grant } => {
+            let mut g = grant.clone();
+            g.index = index;
+            txn.open_table(GRANTS)?.insert(
+                GrantRecord::key(g.subject, &g.pattern).as_slice(),
+                encode(&g).as_slice(),
+            )?;
+            Ok(Response::Ok)
+        }
+        Command::RemoveGrant { subject, pattern } => {
+            let removed = txn
+                .open_table(GRANTS)?
+                .remove(GrantRecord::key(*subject, pattern).as_slice())?
+                .is_some();
+            if removed {
+                Ok(Response::Ok)
+            } else {
+                Err(StoreError::Invalid(format!(
+                    "no such grant: {pattern:?} for {}",
+                    match subject {
+                        GrantSubject::Uid(u) => format!("uid {u}"),
+                        GrantSubject::Gid(g) => format!("gid {g}"),
+                    }
+                )))
+            }
+        }
         Command::StartCaRotation {
             rotation,
             expected_ca_version,

@@ -123,3 +123,39 @@ pub struct VolumeRecord {
     pub options: BTreeMap<String, String>,
     pub secrets: Vec<ServiceSecret>,
 }
+
+/// Who a grant is for: one Unix user, or every member of one group (primary or
+/// supplementary), as the daemon resolves the caller from the kernel's peer credentials.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum GrantSubject {
+    Uid(u32),
+    Gid(u32),
+}
+
+/// `lockbox policy grant`: the subject may have the secrets and configs whose names match
+/// `pattern` (a glob where `*` stands for any run of name characters) delivered to its
+/// workloads. Nothing else: no listing, no changes, no keys.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GrantRecord {
+    pub subject: GrantSubject,
+    pub pattern: String,
+    pub created_ns: i64,
+    /// Who granted it (`uid:N`).
+    pub created_by: String,
+    /// The store index of the write.
+    pub index: u64,
+}
+
+impl GrantRecord {
+    /// The row key: subject, then pattern, so one subject's grants sit together and a grant
+    /// given twice is one row.
+    pub fn key(subject: GrantSubject, pattern: &str) -> Vec<u8> {
+        let mut k = match subject {
+            GrantSubject::Uid(u) => format!("u/{u}/"),
+            GrantSubject::Gid(g) => format!("g/{g}/"),
+        }
+        .into_bytes();
+        k.extend_from_slice(pattern.as_bytes());
+        k
+    }
+}

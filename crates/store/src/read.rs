@@ -7,10 +7,11 @@ use redb::{Database, ReadableDatabase as _, ReadableTable as _, ReadableTableMet
 use crate::StoreError;
 use crate::cluster::{CaRotation, ClusterRecord, NodeRecord};
 use crate::machine::{
-    CA_ROTATION_KEY, CLUSTER, CLUSTER_KEY, NAMES, OBJECTS, SERVICES, VERSIONS, VERSIONS_BY_TIME,
-    VOLUMES, decode, name_key, node_key, object_key, timed_version_key, version_key,
+    CA_ROTATION_KEY, CLUSTER, CLUSTER_KEY, GRANTS, NAMES, OBJECTS, SERVICES, VERSIONS,
+    VERSIONS_BY_TIME, VOLUMES, decode, name_key, node_key, object_key, timed_version_key,
+    version_key,
 };
-use crate::model::{Kind, ObjectRecord, ServiceRecord, VolumeRecord};
+use crate::model::{GrantRecord, Kind, ObjectRecord, ServiceRecord, VolumeRecord};
 use crate::validate::Filters;
 
 /// Read access to the state machine's tables. Cheap to clone.
@@ -244,6 +245,18 @@ impl Reader {
     pub fn volumes(&self) -> Result<Vec<VolumeRecord>, StoreError> {
         let txn = self.txn()?;
         let table = txn.open_table(VOLUMES)?;
+        let mut out = Vec::new();
+        for row in table.iter()? {
+            let (_, v) = row?;
+            out.push(decode(v.value())?);
+        }
+        Ok(out)
+    }
+
+    /// Every grant, by subject then pattern.
+    pub fn grants(&self) -> Result<Vec<GrantRecord>, StoreError> {
+        let txn = self.txn()?;
+        let table = txn.open_table(GRANTS)?;
         let mut out = Vec::new();
         for row in table.iter()? {
             let (_, v) = row?;
