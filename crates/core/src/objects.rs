@@ -74,10 +74,23 @@ impl Daemon {
     /// a time as the store yields them, so that the answer is the only thing of its size
     /// in memory (not also every record and every object).
     pub fn list_json(&self, kind: Kind, filters: Option<&str>) -> Result<Vec<u8>, ApiError> {
+        self.list_json_where(kind, filters, |_| true)
+    }
+
+    /// [`Self::list_json`] of the objects whose name `keep` accepts (a member's grants).
+    pub fn list_json_where(
+        &self,
+        kind: Kind,
+        filters: Option<&str>,
+        keep: impl Fn(&str) -> bool,
+    ) -> Result<Vec<u8>, ApiError> {
         self.check_unlocked()?;
         let f = validate::parse_filters(kind, filters)?;
         let mut out = b"[".to_vec();
         self.reader()?.visit(kind, &f, |rec| {
+            if !keep(&rec.name) {
+                return Ok(());
+            }
             if out.len() > 1 {
                 out.push(b',');
             }

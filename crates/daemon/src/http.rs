@@ -38,12 +38,11 @@ async fn list(
     grantee: Option<Grantee>,
 ) -> Result<Response> {
     let filters = q.get("filters").map(String::as_str);
-    let Some(g) = grantee else {
-        return Ok(json_body(d.list_json(kind, filters)?.into()));
+    let body = match grantee {
+        None => d.list_json(kind, filters)?,
+        Some(g) => d.list_json_where(kind, filters, |name| d.allows(g.uid, &g.gids, name))?,
     };
-    let mut all = d.list(kind, filters)?;
-    all.retain(|o| d.allows(g.uid, &g.gids, &o.spec.name));
-    Ok(json_response(StatusCode::OK, &all))
+    Ok(json_body(body.into()))
 }
 
 async fn create(kind: Kind, d: &Daemon, who: Peer, body: &Bytes) -> Result<Response> {

@@ -851,6 +851,7 @@ impl Workloads {
             adhoc: refs.clone(),
             inline: Vec::new(),
             volume: Some(mount.clone()),
+            confined: None,
             state: tokio::sync::Mutex::new(State_ {
                 refs,
                 on_rotate: "none".to_string(),

@@ -43,7 +43,7 @@ pub(crate) const VOLUMES: TableDefinition<'static, &[u8], &[u8]> = TableDefiniti
 pub(crate) const GRANTS: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new("grants");
 // Snapshots list tables in this order; a new table goes last, so an older snapshot restores
 // it empty.
-const ALL: [TableDefinition<'static, &[u8], &[u8]>; 7] = [
+const ALL: [TableDefinition<'static, &[u8], &[u8]>; 8] = [
     OBJECTS,
     NAMES,
     VERSIONS,
