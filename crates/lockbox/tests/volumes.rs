@@ -4,8 +4,10 @@
 //! rotation live, and every way a mount ends (`docker rm -f`, `compose down -v`, a lockbox
 //! restart or crash) leaves no tmpfs in the host's mount table.
 //!
-//! Each test's daemon serves its own plugin socket, `/run/docker/plugins/lbv<random>.sock`,
-//! so the driver's name is unique on the shared engine. Needs root, a Docker engine with
+//! Each test's daemon serves its own plugin socket, `/run/docker/plugins/lbvtest-<test>.sock`:
+//! one fixed name per test, never a random one, because dockerd remembers every legacy volume
+//! plugin it has looked up until it restarts, and asks each of them (retrying the ones that
+//! are gone) on `docker volume ls` and on a lookup of an unknown volume. Needs root, a Docker engine with
 //! `lockbox-test/busybox:latest` and both Composes (`scripts/prereqs.sh`); under `CI=true`
 //! a missing one is a failure.
 use std::path::PathBuf;
@@ -25,8 +27,9 @@ struct Driver {
 }
 
 impl Driver {
-    fn start() -> Self {
-        let name = format!("lbv{}", rand_hex(5));
+    /// `test` names the driver: `lbvtest-<test>`.
+    fn start(test: &str) -> Self {
+        let name = format!("lbvtest-{test}");
         let sock = Self::sock_of(&name);
         let d = Daemon::start_with(&["--volume-driver", sock.to_str().unwrap()]);
         Driver {
@@ -56,7 +59,7 @@ impl Driver {
 
     /// A volume name of this test (removed by the guard).
     fn volume(&mut self, suffix: &str) -> String {
-        let v = format!("{}-{suffix}", self.name);
+        let v = format!("{}-{suffix}-{}", self.name, rand_hex(3));
         self.volumes.push(v.clone());
         v
     }
@@ -90,9 +93,36 @@ impl Driver {
     }
 }
 
+impl Driver {
+    /// Whether the driver holds volume `name` (its `List`, which dockerd's `volume ls`
+    /// merges: asking the driver directly spares the shared engine a walk over every volume
+    /// plugin it remembers).
+    fn known(&self, name: &str) -> bool {
+        // No assertion here: the guard calls it, maybe while the test unwinds.
+        let Ok(stream) = std::os::unix::net::UnixStream::connect(self.sock()) else {
+            return false;
+        };
+        drop(stream);
+        let (_, body) = http(&self.sock(), "POST", "/VolumeDriver.List", Some("{}"));
+        serde_json::from_str::<serde_json::Value>(&body).is_ok_and(|v| {
+            v["Volumes"]
+                .as_array()
+                .is_some_and(|a| a.iter().any(|v| v["Name"] == name))
+        })
+    }
+}
+
 impl Drop for Driver {
     fn drop(&mut self) {
-        for v in &self.volumes {
+        // Only volumes that exist: dockerd looks an unknown name up in every volume plugin
+        // it remembers, retrying those that are gone.
+        let volumes: Vec<String> = self
+            .volumes
+            .iter()
+            .filter(|v| self.known(v))
+            .cloned()
+            .collect();
+        for v in &volumes {
             for c in docker(&["ps", "-aq", "--filter", &format!("volume={v}")])
                 .stdout
                 .lines()
@@ -126,7 +156,7 @@ fn run_v_and_mount_volume_opt_deliver_owners_modes_and_rotations_live() {
     if !prereqs(None, false) {
         return;
     }
-    let mut drv = Driver::start();
+    let mut drv = Driver::start("run");
     drv.d.create("vdb", b"db-one");
     drv.d.create("vapi", b"api-key");
     let vol = drv.volume("app");
@@ -209,11 +239,7 @@ fn run_v_and_mount_volume_opt_deliver_owners_modes_and_rotations_live() {
     let o = docker(&["volume", "rm", &vol]);
     assert_ne!(o.code, 0, "{o:?}");
     assert!(o.stderr.contains("volume is in use"), "{o:?}");
-    assert!(
-        ok(docker(&["volume", "ls", "-q"]), "ls")
-            .lines()
-            .any(|l| l == vol)
-    );
+    assert!(drv.known(&vol));
 
     // Every value was handed out audited with the volume and its mount ID.
     let reveals: Vec<_> = drv
@@ -245,7 +271,7 @@ fn bad_inputs_get_lockbox_messages_and_leave_nothing() {
     if !prereqs(None, false) {
         return;
     }
-    let mut drv = Driver::start();
+    let mut drv = Driver::start("bad");
     drv.d.create("vok", b"fine");
     let bad = drv.volume("bad");
     let cases: [(&[&str], &str); 5] = [
@@ -268,11 +294,7 @@ fn bad_inputs_get_lockbox_messages_and_leave_nothing() {
             o.stderr.starts_with("Error response from daemon: create ") && o.stderr.contains(want),
             "{opts:?}: {o:?}"
         );
-        assert!(
-            !ok(docker(&["volume", "ls", "-q"]), "ls")
-                .lines()
-                .any(|l| l == bad)
-        );
+        assert!(!drv.known(&bad));
     }
     let o = drv.create(&bad, &[]);
     assert!(
@@ -354,7 +376,7 @@ fn a_lockbox_restart_keeps_live_mounts_rotating_and_a_crash_leaves_none_behind()
     if !prereqs(None, false) {
         return;
     }
-    let mut drv = Driver::start();
+    let mut drv = Driver::start("restart");
     drv.d.create("vrs", b"before");
     let vol = drv.volume("rs");
     ok(drv.create(&vol, &["secret=vrs"]), "create");
@@ -429,10 +451,13 @@ fn compose_project_reads_secrets_and_down_v_leaves_nothing(compose: Compose) {
     if !prereqs(Some(compose), false) {
         return;
     }
-    let drv = Driver::start();
+    let drv = Driver::start(match compose {
+        Compose::V2 => "compose2",
+        Compose::V1 => "compose1",
+    });
     drv.d.create("vcdb", b"compose-db");
     drv.d.create("vctls", b"compose-tls");
-    let project = format!("{}p", drv.name);
+    let project = format!("lbvp{}", rand_hex(4));
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("docker-compose.yml"),
@@ -461,6 +486,9 @@ volumes:
         let o = Command::new(words.next().unwrap())
             .args(words)
             .current_dir(dir.path())
+            // Compose v1 gives up on an engine call after 60 s, which a loaded shared
+            // machine can exceed.
+            .env("COMPOSE_HTTP_TIMEOUT", "300")
             .args(["-p", &project])
             .args(args)
             .stdin(Stdio::null())
@@ -498,11 +526,6 @@ volumes:
     wait_until("no mount after down -v", Duration::from_secs(10), || {
         staging_mounts(&drv.d).is_empty()
     });
-    let vol = format!("{project}_sec");
-    assert!(
-        !ok(docker(&["volume", "ls", "-q"]), "ls")
-            .lines()
-            .any(|l| l == vol)
-    );
+    assert!(!drv.known(&format!("{project}_sec")));
     assert_eq!(drv.plugin("List", "{}")["Volumes"], serde_json::json!([]));
 }
