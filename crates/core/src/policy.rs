@@ -75,6 +75,7 @@ pub fn covers(grant: &GrantRecord, uid: u32, gids: &[u32], name: &str) -> bool {
     let subject = match grant.subject {
         GrantSubject::Uid(u) => u == uid,
         GrantSubject::Gid(g) => gids.contains(&g),
+        GrantSubject::Volumes => false,
     };
     subject && pattern_matches(&grant.pattern, name)
 }
@@ -84,6 +85,7 @@ pub fn subject_text(s: GrantSubject) -> String {
     match s {
         GrantSubject::Uid(u) => format!("uid:{u}"),
         GrantSubject::Gid(g) => format!("gid:{g}"),
+        GrantSubject::Volumes => "volumes".to_owned(),
     }
 }
 
@@ -108,7 +110,23 @@ impl Daemon {
             all.iter().any(|g| match g.subject {
                 GrantSubject::Uid(u) => u == uid,
                 GrantSubject::Gid(x) => gids.contains(&x),
+                GrantSubject::Volumes => false,
             })
+        })
+    }
+
+    /// May a volume of the volume driver name the secret or config `name`? Until an
+    /// administrator grants volumes anything (`lockbox policy grant --volumes`), any: their
+    /// one caller is dockerd, root, which may read every secret anyway. Once a grant names
+    /// volumes, only what such grants cover. Fails closed on a store that cannot be read.
+    pub fn volume_allows(&self, name: &str) -> bool {
+        self.grants().is_ok_and(|all| {
+            let mut volume_grants = all
+                .iter()
+                .filter(|g| g.subject == GrantSubject::Volumes)
+                .peekable();
+            volume_grants.peek().is_none()
+                || volume_grants.any(|g| pattern_matches(&g.pattern, name))
         })
     }
 

@@ -20,27 +20,31 @@ use crate::ApiError;
 use crate::body::{json_response, parse_required};
 use crate::identity::Peer;
 
-/// A grant or revoke request: exactly one of `UID` and `Group` (a name or a number, looked
-/// up in the daemon's `/etc/group`), and the pattern.
+/// A grant or revoke request: exactly one of `UID`, `Group` (a name or a number, looked
+/// up in the daemon's `/etc/group`) and `Volumes`, and the pattern.
 #[derive(Debug, Deserialize)]
 struct GrantRequest {
     #[serde(rename = "UID", default)]
     uid: Option<u32>,
     #[serde(rename = "Group", default)]
     group: Option<String>,
+    /// The volume driver's volumes as the subject.
+    #[serde(rename = "Volumes", default)]
+    volumes: bool,
     #[serde(rename = "Pattern", default)]
     pattern: String,
 }
 
 impl GrantRequest {
     fn subject(&self) -> Result<GrantSubject, ApiError> {
-        match (self.uid, &self.group) {
-            (Some(u), None) => Ok(GrantSubject::Uid(u)),
-            (None, Some(g)) => crate::identity::resolve_group(g)
+        match (self.uid, &self.group, self.volumes) {
+            (Some(u), None, false) => Ok(GrantSubject::Uid(u)),
+            (None, Some(g), false) => crate::identity::resolve_group(g)
                 .map(GrantSubject::Gid)
                 .map_err(ApiError::bad_request),
+            (None, None, true) => Ok(GrantSubject::Volumes),
             _ => Err(ApiError::bad_request(
-                "a grant is for one subject: give either --uid or --gid",
+                "a grant is for one subject: give one of --uid, --gid and --volumes",
             )),
         }
     }
@@ -73,6 +77,7 @@ pub(crate) fn routes() -> Router<Arc<Daemon>> {
                         let (uid, gid) = match g.subject {
                             GrantSubject::Uid(u) => (Some(u), None),
                             GrantSubject::Gid(x) => (None, Some(x)),
+                            GrantSubject::Volumes => (None, None),
                         };
                         serde_json::json!({
                             "Subject": subject_text(g.subject),

@@ -112,13 +112,20 @@ fn as_request(r: &SecretRef) -> RefRequest {
     }
 }
 
-/// Whether volume `volume` may name the secrets `refs` refer to.
-///
-/// Today it allows what the Swarm secret driver allows: dockerd (uid 0, the plugin socket's
-/// only caller) may have any secret. The lead wires this one function to the grant policy
-/// (`lockbox policy grant`) at merge; every Create and Mount goes through it.
-fn volume_may_use(_d: &Daemon, _volume: &str, _refs: &[ServiceSecret]) -> Result<(), ApiError> {
-    Ok(())
+/// Whether volume `volume` may name the secrets `refs` refer to: the grant policy's word
+/// for volumes (`lockbox policy grant --volumes`, [`Daemon::volume_allows`]). Every Create
+/// and Mount goes through it, so a grant taken back stops the next mount.
+fn volume_may_use(d: &Daemon, volume: &str, refs: &[ServiceSecret]) -> Result<(), ApiError> {
+    match refs.iter().find(|r| !d.volume_allows(&r.secret_name)) {
+        None => Ok(()),
+        Some(r) => Err(ApiError::new(
+            403,
+            format!(
+                "volume {volume}: secret {} is not granted to volumes (lockbox policy grant --volumes --use PATTERN)",
+                r.secret_name
+            ),
+        )),
+    }
 }
 
 /// The references of a volume's options, resolved against the store now (names to IDs,

@@ -8,7 +8,7 @@ use crate::Exit;
 use crate::client::Client;
 use crate::format::{own_listing, table};
 
-/// Whom a grant is for: one of `--uid` and `--gid`.
+/// Whom a grant is for: one of `--uid`, `--gid` and `--volumes`.
 #[derive(Debug, Args)]
 #[group(required = true, multiple = false)]
 pub(crate) struct Subject {
@@ -19,13 +19,17 @@ pub(crate) struct Subject {
     /// primary or supplementary group
     #[arg(long, value_name = "GROUP")]
     gid: Option<String>,
+    /// The volume driver's volumes: once any grant names them, `docker volume create -d
+    /// lockbox` may name only the secrets such grants cover (before that, any)
+    #[arg(long)]
+    volumes: bool,
 }
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum PolicyCmd {
     /// Let a user or group have secrets and configs delivered to its own workloads
     #[command(
-        after_help = "Examples:\n  lockbox policy grant --gid devs --use 'app_*'   # every member of devs: secrets named app_…\n  lockbox policy grant --uid 1001 --use db_password\n\nA grant lets its subject start workloads (lockbox docker run, lockbox compose) with the\nsecrets whose names match PATTERN (* matches any run of name characters). The files are\nowned by the caller and readable by it alone; the subject may also list and inspect the\nnames it covers. A grant never lets anyone see a value otherwise, change or remove anything,\nsee keys, or administer the daemon. Administrators only; audited."
+        after_help = "Examples:\n  lockbox policy grant --gid devs --use 'app_*'   # every member of devs: secrets named app_…\n  lockbox policy grant --uid 1001 --use db_password\n  lockbox policy grant --volumes --use 'app_*'     # lockbox volumes: only app_… from now on\n\nA grant lets its subject start workloads (lockbox docker run, lockbox compose) with the\nsecrets whose names match PATTERN (* matches any run of name characters). The files are\nowned by the caller and readable by it alone; the subject may also list and inspect the\nnames it covers. A grant never lets anyone see a value otherwise, change or remove anything,\nsee keys, or administer the daemon. Administrators only; audited."
     )]
     Grant {
         #[command(flatten)]
@@ -60,7 +64,8 @@ pub(crate) enum PolicyCmd {
 fn body(subject: &Subject, pattern: &str) -> Value {
     match (&subject.uid, &subject.gid) {
         (Some(u), _) => json!({"UID": u, "Pattern": pattern}),
-        (None, g) => json!({"Group": g, "Pattern": pattern}),
+        (None, Some(g)) => json!({"Group": g, "Pattern": pattern}),
+        (None, None) => json!({"Volumes": subject.volumes, "Pattern": pattern}),
     }
 }
 

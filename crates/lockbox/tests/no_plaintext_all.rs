@@ -118,9 +118,14 @@ fn no_marker_survives(granted_user: Option<u32>) {
     ) {
         return;
     }
-    // The volume driver under a fixed name of this test's own: dockerd remembers every
-    // volume plugin name it looked up until it restarts (see volumes.rs).
-    let driver = "lbvtest-noplain".to_string();
+    // The volume driver under a fixed name of each variant's own (the two may run at once):
+    // dockerd remembers every volume plugin name it looked up until it restarts (see
+    // volumes.rs).
+    let driver = match granted_user {
+        None => "lbvtest-noplain",
+        Some(_) => "lbvtest-noplain-granted",
+    }
+    .to_string();
     let plugin = format!("/run/docker/plugins/{driver}.sock");
     let socket_gid = crate::authz::SOCKET_GID.to_string();
     let mut d = match granted_user {

@@ -362,6 +362,40 @@ fn bad_inputs_get_lockbox_messages_and_leave_nothing() {
         "{e}"
     );
 
+    // The policy: once volumes are granted something, a volume names only what it covers,
+    // at create and at every mount (a volume made before the grant included).
+    drv.d.create("vother", b"not for volumes");
+    let wide = drv.volume("wide");
+    ok(
+        drv.create(&wide, &["secret=vother"]),
+        "create before any volume grant",
+    );
+    let o = drv.d.lb(&["policy", "grant", "--volumes", "--use", "vok"]);
+    assert_eq!(o.code, 0, "{o:?}");
+    let narrow = drv.volume("narrow");
+    let o = drv.create(&narrow, &["secret=vok,vother"]);
+    assert_ne!(o.code, 0, "{o:?}");
+    assert!(
+        o.stderr.contains("lockbox: volume ")
+            && o.stderr.contains("secret vother is not granted to volumes"),
+        "{o:?}"
+    );
+    assert!(!drv.known(&narrow));
+    ok(
+        drv.create(&narrow, &["secret=vok"]),
+        "create within the grant",
+    );
+    let o = docker(&["run", "--rm", "-v", &format!("{wide}:/s"), IMAGE, "true"]);
+    assert!(
+        o.stderr.contains("secret vother is not granted to volumes"),
+        "{o:?}"
+    );
+    assert_eq!(staging_mounts(&drv.d).len(), 0);
+    let o = drv.d.lb(&["policy", "revoke", "--volumes", "--use", "vok"]);
+    assert_eq!(o.code, 0, "{o:?}");
+    let audit = drv.d.lb(&["audit", "ls", "--format", "json"]);
+    assert!(audit.stdout.contains("policy-grant"), "{audit:?}");
+
     // A secret removed after the volume was made fails the next mount, leaving nothing.
     let o = drv.d.lb(&["secret", "rm", "vok"]);
     assert_eq!(o.code, 0, "{o:?}");

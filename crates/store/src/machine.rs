@@ -629,6 +629,7 @@ fn apply_inner(txn: &WriteTransaction, index: u64, cmd: &Command) -> Result<Resp
                     match subject {
                         GrantSubject::Uid(u) => format!("uid {u}"),
                         GrantSubject::Gid(g) => format!("gid {g}"),
+                        GrantSubject::Volumes => "volumes".to_owned(),
                     }
                 )))
             }

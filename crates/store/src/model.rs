@@ -130,6 +130,9 @@ pub struct VolumeRecord {
 pub enum GrantSubject {
     Uid(u32),
     Gid(u32),
+    /// The volume driver's volumes (dockerd, root, is their one caller): once any grant
+    /// names them, a volume may name only the secrets such grants cover.
+    Volumes,
 }
 
 /// `lockbox policy grant`: the subject may have the secrets and configs whose names match
@@ -153,6 +156,7 @@ impl GrantRecord {
         let mut k = match subject {
             GrantSubject::Uid(u) => format!("u/{u}/"),
             GrantSubject::Gid(g) => format!("g/{g}/"),
+            GrantSubject::Volumes => "v/".to_owned(),
         }
         .into_bytes();
         k.extend_from_slice(pattern.as_bytes());
