@@ -39,7 +39,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     (
         "support",
         &[
-            "body", "identity", "peers", "error", "paths", "harden", "ops", "refusals",
+            "body", "identity", "peers", "error", "paths", "harden", "ops", "refusals", "budget",
         ],
     ),
 ];
