@@ -118,14 +118,8 @@ fn no_marker_survives(granted_user: Option<u32>) {
     ) {
         return;
     }
-    // The volume driver under a fixed name of each variant's own (the two may run at once):
-    // dockerd remembers every volume plugin name it looked up until it restarts (see
-    // volumes.rs).
-    let driver = match granted_user {
-        None => "lbvtest-noplain",
-        Some(_) => "lbvtest-noplain-granted",
-    }
-    .to_string();
+    // The volume driver under the tests' one name, one test at a time (see volumes.rs).
+    let driver = crate::volumes::DRIVER.to_string();
     let plugin = format!("/run/docker/plugins/{driver}.sock");
     let socket_gid = crate::authz::SOCKET_GID.to_string();
     let mut d = match granted_user {

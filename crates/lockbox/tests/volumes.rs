@@ -4,10 +4,13 @@
 //! rotation live, and every way a mount ends (`docker rm -f`, `compose down -v`, a lockbox
 //! restart or crash) leaves no tmpfs in the host's mount table.
 //!
-//! Each test's daemon serves its own plugin socket, `/run/docker/plugins/lbvtest-<test>.sock`:
-//! one fixed name per test, never a random one, because dockerd remembers every legacy volume
-//! plugin it has looked up until it restarts, and asks each of them (retrying the ones that
-//! are gone) on `docker volume ls` and on a lookup of an unknown volume. Needs root, a Docker engine with
+//! Every test that serves the volume driver (these and the no-plaintext audit) serves it under
+//! one name, `/run/docker/plugins/lbvtest.sock`, one test at a time (the nextest test group
+//! `volume-driver`, `.config/nextest.toml`): dockerd remembers every legacy volume plugin it
+//! has looked up until it restarts and asks each of them on `docker volume ls` and on a
+//! lookup of an unknown volume (Compose makes one per volume), retrying one whose socket is
+//! gone for about 30 s. With a name per test, each finished test cost every later Compose
+//! volume lookup those 30 s. Needs root, a Docker engine with
 //! `lockbox-test/busybox:latest` and both Composes (`scripts/prereqs.sh`); under `CI=true`
 //! a missing one is a failure.
 use std::path::PathBuf;
@@ -19,7 +22,10 @@ use crate::compose::{
 };
 use crate::support::{Daemon, Out, http};
 
-/// A daemon serving the volume driver under a name of its own, and that name.
+/// The one name every test serves the volume driver under (see the module's note).
+pub(crate) const DRIVER: &str = "lbvtest";
+
+/// A daemon serving the volume driver, and its name.
 struct Driver {
     d: Daemon,
     name: String,
@@ -27,9 +33,9 @@ struct Driver {
 }
 
 impl Driver {
-    /// `test` names the driver: `lbvtest-<test>`.
-    fn start(test: &str) -> Self {
-        let name = format!("lbvtest-{test}");
+    /// A daemon serving the driver under its one name (`DRIVER`).
+    fn start() -> Self {
+        let name = DRIVER.to_owned();
         let sock = Self::sock_of(&name);
         let d = Daemon::start_with(&["--volume-driver", sock.to_str().unwrap()]);
         Driver {
@@ -156,7 +162,7 @@ fn run_v_and_mount_volume_opt_deliver_owners_modes_and_rotations_live() {
     if !prereqs(None, false) {
         return;
     }
-    let mut drv = Driver::start("run");
+    let mut drv = Driver::start();
     drv.d.create("vdb", b"db-one");
     drv.d.create("vapi", b"api-key");
     let vol = drv.volume("app");
@@ -271,7 +277,7 @@ fn bad_inputs_get_lockbox_messages_and_leave_nothing() {
     if !prereqs(None, false) {
         return;
     }
-    let mut drv = Driver::start("bad");
+    let mut drv = Driver::start();
     drv.d.create("vok", b"fine");
     let bad = drv.volume("bad");
     let cases: [(&[&str], &str); 5] = [
@@ -410,7 +416,7 @@ fn a_lockbox_restart_keeps_live_mounts_rotating_and_a_crash_leaves_none_behind()
     if !prereqs(None, false) {
         return;
     }
-    let mut drv = Driver::start("restart");
+    let mut drv = Driver::start();
     drv.d.create("vrs", b"before");
     let vol = drv.volume("rs");
     ok(drv.create(&vol, &["secret=vrs"]), "create");
@@ -485,10 +491,7 @@ fn compose_project_reads_secrets_and_down_v_leaves_nothing(compose: Compose) {
     if !prereqs(Some(compose), false) {
         return;
     }
-    let drv = Driver::start(match compose {
-        Compose::V2 => "compose2",
-        Compose::V1 => "compose1",
-    });
+    let drv = Driver::start();
     drv.d.create("vcdb", b"compose-db");
     drv.d.create("vctls", b"compose-tls");
     let project = format!("lbvp{}", rand_hex(4));
