@@ -229,40 +229,34 @@ impl Reader {
         Ok(out)
     }
 
-    /// Every service, by name.
-    pub fn services(&self) -> Result<Vec<ServiceRecord>, StoreError> {
+    /// Every row of a table of records, in key order.
+    fn all_rows<T: for<'a> serde::Deserialize<'a>>(
+        &self,
+        table: redb::TableDefinition<'static, &[u8], &[u8]>,
+    ) -> Result<Vec<T>, StoreError> {
         let txn = self.txn()?;
-        let table = txn.open_table(SERVICES)?;
+        let table = txn.open_table(table)?;
         let mut out = Vec::new();
         for row in table.iter()? {
             let (_, v) = row?;
             out.push(decode(v.value())?);
         }
         Ok(out)
+    }
+
+    /// Every service, by name.
+    pub fn services(&self) -> Result<Vec<ServiceRecord>, StoreError> {
+        self.all_rows(SERVICES)
     }
 
     /// Every volume of the volume driver, by name.
     pub fn volumes(&self) -> Result<Vec<VolumeRecord>, StoreError> {
-        let txn = self.txn()?;
-        let table = txn.open_table(VOLUMES)?;
-        let mut out = Vec::new();
-        for row in table.iter()? {
-            let (_, v) = row?;
-            out.push(decode(v.value())?);
-        }
-        Ok(out)
+        self.all_rows(VOLUMES)
     }
 
     /// Every grant, by subject then pattern.
     pub fn grants(&self) -> Result<Vec<GrantRecord>, StoreError> {
-        let txn = self.txn()?;
-        let table = txn.open_table(GRANTS)?;
-        let mut out = Vec::new();
-        for row in table.iter()? {
-            let (_, v) = row?;
-            out.push(decode(v.value())?);
-        }
-        Ok(out)
+        self.all_rows(GRANTS)
     }
 
     /// One volume by its exact name.
