@@ -89,45 +89,61 @@ pub fn subject_text(s: GrantSubject) -> String {
     }
 }
 
+/// The grants as one read found them; `None` when the store could not be read (a worker,
+/// an error), and then every check fails closed.
+pub struct GrantView(Option<Vec<GrantRecord>>);
+
+impl GrantView {
+    /// May the caller with user `uid` and groups `gids` have `name` delivered?
+    pub fn allows(&self, uid: u32, gids: &[u32], name: &str) -> bool {
+        self.0.iter().flatten().any(|g| covers(g, uid, gids, name))
+    }
+
+    /// Whether any grant names the caller at all.
+    pub fn has_grant(&self, uid: u32, gids: &[u32]) -> bool {
+        self.0.iter().flatten().any(|g| match g.subject {
+            GrantSubject::Uid(u) => u == uid,
+            GrantSubject::Gid(x) => gids.contains(&x),
+            GrantSubject::Volumes => false,
+        })
+    }
+
+    /// May a volume name the secret or config `name`? Until an administrator grants
+    /// volumes anything (`lockbox policy grant --volumes`), any: their one caller is
+    /// dockerd, root, which may read every secret anyway. Once a grant names volumes, only
+    /// what such grants cover. An unreadable store allows nothing.
+    pub fn volume_allows(&self, name: &str) -> bool {
+        let Some(all) = &self.0 else { return false };
+        let mut volume_grants = all
+            .iter()
+            .filter(|g| g.subject == GrantSubject::Volumes)
+            .peekable();
+        volume_grants.peek().is_none() || volume_grants.any(|g| pattern_matches(&g.pattern, name))
+    }
+}
+
 impl Daemon {
     /// Every grant in the store.
     pub fn grants(&self) -> Result<Vec<GrantRecord>, ApiError> {
         Ok(self.reader()?.grants()?)
     }
 
+    /// The grants as of one read of the store, for checks over many names (a list, a
+    /// workload's set) without a table read per name.
+    pub fn grant_view(&self) -> GrantView {
+        GrantView(self.grants().ok())
+    }
+
     /// The check other features call: may the caller with user `uid` and groups `gids`
     /// (primary and supplementary, as the daemon resolved them from the kernel's peer
-    /// credentials) have the secret or config `name` delivered? Fails closed: a store that
-    /// cannot be read (a worker, an error) allows nothing.
+    /// credentials) have the secret or config `name` delivered? See [`GrantView::allows`].
     pub fn allows(&self, uid: u32, gids: &[u32], name: &str) -> bool {
-        self.grants()
-            .is_ok_and(|all| all.iter().any(|g| covers(g, uid, gids, name)))
+        self.grant_view().allows(uid, gids, name)
     }
 
     /// Whether any grant names the caller at all (the gate's first question for a member).
     pub fn has_grant(&self, uid: u32, gids: &[u32]) -> bool {
-        self.grants().is_ok_and(|all| {
-            all.iter().any(|g| match g.subject {
-                GrantSubject::Uid(u) => u == uid,
-                GrantSubject::Gid(x) => gids.contains(&x),
-                GrantSubject::Volumes => false,
-            })
-        })
-    }
-
-    /// May a volume of the volume driver name the secret or config `name`? Until an
-    /// administrator grants volumes anything (`lockbox policy grant --volumes`), any: their
-    /// one caller is dockerd, root, which may read every secret anyway. Once a grant names
-    /// volumes, only what such grants cover. Fails closed on a store that cannot be read.
-    pub fn volume_allows(&self, name: &str) -> bool {
-        self.grants().is_ok_and(|all| {
-            let mut volume_grants = all
-                .iter()
-                .filter(|g| g.subject == GrantSubject::Volumes)
-                .peekable();
-            volume_grants.peek().is_none()
-                || volume_grants.any(|g| pattern_matches(&g.pattern, name))
-        })
+        self.grant_view().has_grant(uid, gids)
     }
 
     /// `lockbox policy grant`: adds a grant (the same one again changes nothing but its

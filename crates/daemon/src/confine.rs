@@ -7,6 +7,7 @@
 //! Owns: the rule and its refusals. Touches: the core's grants, identity, refusals (audit).
 use lockbox_audit::Event;
 use lockbox_core::Daemon;
+use lockbox_core::policy::GrantView;
 use lockbox_store::ServiceSecret;
 use serde::{Deserialize, Serialize};
 
@@ -76,8 +77,9 @@ impl Confined {
         who: &Peer,
         names: impl IntoIterator<Item = &'a str>,
     ) -> Result<(), ApiError> {
+        let grants = d.grant_view();
         for name in names {
-            if !d.allows(self.uid, &self.gids, name) {
+            if !grants.allows(self.uid, &self.gids, name) {
                 let message = format!(
                     "permission denied: uid {} holds no grant for secret {name:?} (an administrator gives one with: lockbox policy grant --uid {} --use PATTERN)",
                     self.uid, self.uid
@@ -90,9 +92,10 @@ impl Confined {
     }
 
     /// Whether a grant still covers `r` (a running workload's references are checked again
-    /// at every change, so a revoked grant delivers nothing new).
-    pub(crate) fn allows(&self, d: &Daemon, r: &ServiceSecret) -> bool {
-        d.allows(self.uid, &self.gids, &r.secret_name)
+    /// at every change, so a revoked grant delivers nothing new); `grants` is one read of
+    /// them for the whole set.
+    pub(crate) fn allows(&self, grants: &GrantView, r: &ServiceSecret) -> bool {
+        grants.allows(self.uid, &self.gids, &r.secret_name)
     }
 
     /// The reference as the caller gets it: its owner, owner-only mode.

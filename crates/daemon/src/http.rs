@@ -40,7 +40,10 @@ async fn list(
     let filters = q.get("filters").map(String::as_str);
     let body = match grantee {
         None => d.list_json(kind, filters)?,
-        Some(g) => d.list_json_where(kind, filters, |name| d.allows(g.uid, &g.gids, name))?,
+        Some(g) => {
+            let grants = d.grant_view();
+            d.list_json_where(kind, filters, |name| grants.allows(g.uid, &g.gids, name))?
+        }
     };
     Ok(json_body(body.into()))
 }

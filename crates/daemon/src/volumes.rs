@@ -113,10 +113,11 @@ fn as_request(r: &SecretRef) -> RefRequest {
 }
 
 /// Whether volume `volume` may name the secrets `refs` refer to: the grant policy's word
-/// for volumes (`lockbox policy grant --volumes`, [`Daemon::volume_allows`]). Every Create
+/// for volumes (`lockbox policy grant --volumes`, [`lockbox_core::policy::GrantView::volume_allows`]). Every Create
 /// and Mount goes through it, so a grant taken back stops the next mount.
 fn volume_may_use(d: &Daemon, volume: &str, refs: &[ServiceSecret]) -> Result<(), ApiError> {
-    match refs.iter().find(|r| !d.volume_allows(&r.secret_name)) {
+    let grants = d.grant_view();
+    match refs.iter().find(|r| !grants.volume_allows(&r.secret_name)) {
         None => Ok(()),
         Some(r) => Err(ApiError::new(
             403,

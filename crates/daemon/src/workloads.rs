@@ -930,6 +930,9 @@ fn local_files(
     st: &mut State_,
     old: Option<&[Delivered]>,
 ) -> Result<Vec<Delivered>, ApiError> {
+    // One read of the grants for the whole set (a confined workload's references are
+    // checked again at every sync).
+    let grants = w.confined.as_ref().map(|_| d.grant_view());
     if let Some(name) = &w.service {
         // A removed service leaves its workloads with what they had.
         if let Ok(s) = d.service(name) {
@@ -941,7 +944,10 @@ fn local_files(
                 .collect();
             let refs = s.secrets.into_iter().chain(extra);
             st.refs = match &w.confined {
-                Some(c) => refs.filter(|r| c.allows(d, r)).map(|r| c.own(r)).collect(),
+                Some(c) => refs
+                    .filter(|r| grants.as_ref().is_some_and(|g| c.allows(g, r)))
+                    .map(|r| c.own(r))
+                    .collect(),
                 None => refs.collect(),
             };
             st.on_rotate = s.on_rotate;
@@ -954,7 +960,9 @@ fn local_files(
     let mut templates = Vec::new();
     for r in &st.refs {
         // A revoked grant: nothing new for that reference (the consumer keeps what it had).
-        if w.confined.as_ref().is_some_and(|c| !c.allows(d, r)) {
+        if let (Some(c), Some(g)) = (&w.confined, &grants)
+            && !c.allows(g, r)
+        {
             continue;
         }
         let prev = old
