@@ -16,9 +16,8 @@
 //!
 //! Owns: the node API's decision. Touches: the cluster's authorization (certificate against
 //! the store's records), the audit log.
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Instant;
 
 use axum::extract::{ConnectInfo, Request, State};
 use axum::middleware::Next;
@@ -31,13 +30,6 @@ use crate::gate::{Need, RULES, Socket, need};
 use crate::peers::{NodePeer, RAFT_AUTH_TTL};
 use lockbox_core::Daemon;
 
-/// Raft refusals are audited once per node and window: a removed manager keeps sending
-/// raft traffic many times a second, and each record is an fsync.
-const RAFT_REFUSAL_WINDOW: Duration = Duration::from_secs(10);
-
-#[derive(Default)]
-struct RaftRefusals(Mutex<HashMap<String, Instant>>);
-
 fn actor_of(peer: &NodePeer) -> String {
     match &peer.identity {
         Some(id) => format!("node:{}", node_id_text(id.node_id)),
@@ -46,16 +38,19 @@ fn actor_of(peer: &NodePeer) -> String {
 }
 
 fn audit_refusal(d: &Daemon, peer: &NodePeer, req: &Request, need: Need, why: &str) {
-    let record = Event::new("access-denied", &actor_of(peer))
+    if let Err(e) = d.audit_event(refusal(peer, req, need, why)) {
+        tracing::warn!("cannot audit a refused node request: {e}");
+    }
+}
+
+fn refusal(peer: &NodePeer, req: &Request, need: Need, why: &str) -> Event {
+    Event::new("access-denied", &actor_of(peer))
         .detail("socket", Socket::Node.name())
         .detail("method", req.method().as_str())
         .detail("path", req.uri().path())
         .detail("needs", need.name())
         .detail("reason", why)
-        .detail("peer", &peer.addr);
-    if let Err(e) = d.audit_event(record) {
-        tracing::warn!("cannot audit a refused node request: {e}");
-    }
+        .detail("peer", &peer.addr)
 }
 
 /// Raft traffic: authorized once per connection and [`RAFT_AUTH_TTL`] (see `NodePeer`).
@@ -78,20 +73,11 @@ fn check_raft(d: &Daemon, peer: &NodePeer, req: &Request) -> Result<(), ApiError
             Ok(())
         }
         Err(e) => {
-            let refusals = d.extensions.get_or_init(RaftRefusals::default);
-            let due = refusals.0.lock().is_ok_and(|mut m| {
-                let key = actor_of(peer);
-                let due = m
-                    .get(&key)
-                    .is_none_or(|t| t.elapsed() >= RAFT_REFUSAL_WINDOW);
-                if due {
-                    m.insert(key, now);
-                }
-                due
-            });
-            if due {
-                audit_refusal(d, peer, req, Need::RaftPeer, &e.message);
-            }
+            // A removed manager keeps sending raft traffic many times a second, and each
+            // record is an fsync: the refusal throttle every socket shares.
+            let route = format!("node {} {}", req.method(), req.uri().path());
+            let event = refusal(peer, req, Need::RaftPeer, &e.message);
+            crate::refusals::record_for(d, &actor_of(peer), &route, event);
             Err(e)
         }
     }

@@ -16,7 +16,7 @@ use lockbox_core::Daemon;
 
 /// How long repeats of one refusal are counted instead of recorded.
 pub(crate) const WINDOW: Duration = Duration::from_secs(60);
-/// Past this many tracked (uid, route) pairs, expired windows are dropped.
+/// Past this many tracked (actor, route) pairs, expired windows are dropped.
 const PRUNE_AT: usize = 4096;
 
 struct Window {
@@ -24,14 +24,14 @@ struct Window {
     repeats: u64,
 }
 
-/// Per (uid, route) windows; kept in the core's extensions.
+/// Per (actor, route) windows; kept in the core's extensions.
 #[derive(Default)]
-pub(crate) struct RefusalThrottle(Mutex<HashMap<(Option<u32>, String), Window>>);
+pub(crate) struct RefusalThrottle(Mutex<HashMap<(String, String), Window>>);
 
 impl RefusalThrottle {
     /// Records `event` (a refusal of `uid` on `route`) unless it repeats one recorded in
     /// this window; see the module's comment.
-    pub(crate) fn record(&self, d: &Daemon, uid: Option<u32>, route: &str, event: Event) {
+    pub(crate) fn record(&self, d: &Daemon, actor: &str, route: &str, event: Event) {
         let now = Instant::now();
         let to_write = {
             let mut map = self
@@ -41,12 +41,12 @@ impl RefusalThrottle {
             if map.len() >= PRUNE_AT {
                 map.retain(|_, w| now.duration_since(w.start) < WINDOW);
             }
-            let key = (uid, route.to_owned());
+            let key = (actor.to_owned(), route.to_owned());
             match map.get_mut(&key) {
                 Some(w) if now.duration_since(w.start) < WINDOW => {
                     w.repeats += 1;
                     (w.repeats == 1).then(|| {
-                        Event::new("access-denied-throttled", &actor(uid))
+                        Event::new("access-denied-throttled", actor)
                             .detail("route", route)
                             .detail("window_seconds", &WINDOW.as_secs().to_string())
                     })
@@ -80,9 +80,15 @@ fn actor(uid: Option<u32>) -> String {
     uid.map_or_else(|| "unknown".to_string(), |u| format!("uid:{u}"))
 }
 
-/// Records a refusal through the daemon's throttle.
+/// Records a refusal of a Unix-socket caller through the daemon's throttle.
 pub(crate) fn record(d: &Daemon, uid: Option<u32>, route: &str, event: Event) {
+    record_for(d, &actor(uid), route, event);
+}
+
+/// Records a refusal of `actor` (`uid:N`, `node:ID`, `peer:ADDR`) through the daemon's
+/// throttle: the one for every socket, the node API's included.
+pub(crate) fn record_for(d: &Daemon, actor: &str, route: &str, event: Event) {
     d.extensions
         .get_or_init(RefusalThrottle::default)
-        .record(d, uid, route, event);
+        .record(d, actor, route, event);
 }
