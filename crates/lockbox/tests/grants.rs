@@ -104,6 +104,20 @@ fn grants_are_administered_listed_and_audited() {
     // One subject, not two; an unknown group is named.
     let o = d.lb(&["policy", "grant", "--uid", "1", "--gid", "2", "--use", "x"]);
     assert_eq!(o.code, 2, "{o:?}");
+    let o = d.lb(&["policy", "grant", "--uid", "1", "--volumes", "--use", "x"]);
+    assert_eq!(o.code, 2, "{o:?}");
+    // The API says the same to a raw caller naming two subjects, or none.
+    for body in [
+        r#"{"UID": 1, "Volumes": true, "Pattern": "x"}"#,
+        r#"{"Pattern": "x"}"#,
+    ] {
+        let (status, answer) = d.http("POST", "/v1/policies/grant", Some(body));
+        assert_eq!(status, 400, "{body}: {answer}");
+        assert!(
+            answer.contains("give one of --uid, --gid and --volumes"),
+            "{body}: {answer}"
+        );
+    }
     let o = d.lb(&[
         "policy",
         "grant",
